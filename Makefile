@@ -1,0 +1,24 @@
+# The two commands of the README: `make run` and `make test`. Everything they need is set up
+# here: the virtual environment, the Python packages and, as root, the Debian packages.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check reconciler agent tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(VENV)/bin/pytest
+
+run: $(STAMP)
+	$(VENV)/bin/edgefleet validate fleet-example

@@ -1,0 +1,37 @@
+"""Helpers shared by the CLI commands: opening a repository at a revision."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..packs import BUILTIN_PACKS
+from ..sources import DirectoryTree, GitRepository, SourceError, Tree
+
+
+class UsageError(Exception):
+    """Bad arguments: the command prints the message and exits 2."""
+
+
+def open_tree(repo: str, rev: str | None) -> Tree:
+    """The repository folder as it is on disk, or one of its commits with ``rev``."""
+    path = Path(repo)
+    if not path.exists():
+        raise UsageError(f"{repo}: no such repository")
+    if rev is None:
+        if not path.is_dir():
+            raise UsageError(f"{repo}: not a folder")
+        return DirectoryTree(path)
+    try:
+        return GitRepository(path).tree(rev)
+    except SourceError as e:
+        raise UsageError(str(e)) from e
+
+
+def builtin_packs() -> Tree:
+    return DirectoryTree(BUILTIN_PACKS)
+
+
+def fail_usage(message: str) -> int:
+    print(f"edgefleet: {message}", file=sys.stderr)
+    return 2

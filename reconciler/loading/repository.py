@@ -1,0 +1,251 @@
+"""Read a whole fleet repository from a :class:`~reconciler.sources.Tree` into models.
+
+Every file is read, and every problem of layout, YAML or shape becomes a diagnostic; nothing
+stops at the first error. Cross-document rules are left to :mod:`reconciler.validation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from ..errors import Diagnostic
+from ..models import API_VERSION, KINDS, Appliance, Cluster, ClusterProfile, Fleet, Site
+from ..sources import Tree
+from .documents import Doc, Parsed, parse_file, to_model
+from .yamldocs import MAX_FILE_BYTES
+
+M = TypeVar("M", bound=BaseModel)
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class SiteFiles:
+    """Everything in ``sites/<name>/``."""
+
+    name: str
+    site: Doc[Site] | None = None
+    appliances: list[Doc[Appliance]] = field(default_factory=list)
+    clusters: list[Doc[Cluster]] = field(default_factory=list)
+    profiles: list[Doc[ClusterProfile]] = field(default_factory=list)
+
+
+@dataclass
+class FleetRepo:
+    """A loaded fleet repository: the models that read cleanly, and every problem found."""
+
+    tree: Tree
+    fleet: Doc[Fleet] | None = None
+    profiles: list[Doc[ClusterProfile]] = field(default_factory=list)
+    sites: dict[str, SiteFiles] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    # (kind, name) of documents that were found but did not load; rules skip references to
+    # them so one mistake is reported once, not again at every use.
+    broken: set[tuple[str, str]] = field(default_factory=set)
+
+
+# A cache of parsed files by content id (git blob id), shared across revisions by a caller
+# that reads many of them, such as the reconciler or plan.
+ParseCache = dict[str, Parsed | Diagnostic]
+
+
+class _Reader:
+    def __init__(self, tree: Tree, cache: ParseCache | None) -> None:
+        self.tree = tree
+        self.cache = cache
+        self.diagnostics: list[Diagnostic] = []
+        self.broken: set[tuple[str, str]] = set()
+
+    def parse(self, path: str) -> Parsed | None:
+        key = None
+        oid: Callable[[str], str] | None = getattr(self.tree, "oid", None)
+        if self.cache is not None and oid is not None:
+            key = oid(path)
+            cached = self.cache.get(key)
+            if cached is not None:
+                return self._keep(_moved(cached, path))
+        result = self._read(path)
+        if key is not None and self.cache is not None:
+            self.cache[key] = result
+        return self._keep(result)
+
+    def _read(self, path: str) -> Parsed | Diagnostic:
+        size = self.tree.size(path)
+        if size > MAX_FILE_BYTES:
+            limit = MAX_FILE_BYTES
+            return Diagnostic(path, 1, f"file is {size} bytes, larger than the {limit} byte limit")
+        return parse_file(path, self.tree.read(path))
+
+    def _keep(self, result: Parsed | Diagnostic) -> Parsed | None:
+        if isinstance(result, Diagnostic):
+            self.diagnostics.append(result)
+            return None
+        return result
+
+    def load(self, path: str, expected: str) -> Doc[Any] | None:
+        parsed = self.parse(path)
+        if parsed is None:
+            return None
+        data = parsed.data
+        if not isinstance(data, dict):
+            self.diagnostics.append(parsed.at((), "a document must be a mapping"))
+            return None
+        kind = data.get("kind")
+        if not isinstance(kind, str) or kind not in KINDS:
+            known = ", ".join(KINDS)
+            where: tuple[str, ...] = ("kind",) if "kind" in data else ()
+            self.diagnostics.append(parsed.at(where, f"unknown kind {kind!r} (known: {known})"))
+            return None
+        if data.get("apiVersion") != API_VERSION:
+            got = data.get("apiVersion")
+            self.diagnostics.append(
+                parsed.at(("apiVersion",), f"apiVersion must be {API_VERSION} (got {got!r})")
+            )
+            return None
+        if kind != expected:
+            self.diagnostics.append(
+                parsed.at(("kind",), f"expected kind {expected} in this place (got {kind})")
+            )
+            return None
+        result = to_model(parsed, KINDS[kind])
+        if isinstance(result, list):
+            self.diagnostics.extend(result)
+            self.mark_broken(kind, data)
+            return None
+        return result
+
+    def mark_broken(self, kind: str, data: Any) -> None:
+        metadata = data.get("metadata") if isinstance(data, dict) else None
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        if isinstance(name, str):
+            self.broken.add((kind, name))
+
+
+def _moved(result: Parsed | Diagnostic, path: str) -> Parsed | Diagnostic:
+    """A cached parse reused for a file with the same content at another path."""
+    if isinstance(result, Diagnostic):
+        return Diagnostic(path, result.line, result.message) if result.path != path else result
+    return result if result.path == path else Parsed(path, result.data, result.lines)
+
+
+def load_repository(tree: Tree, *, cache: ParseCache | None = None) -> FleetRepo:
+    """Read every document of the repository at ``tree``."""
+    reader = _Reader(tree, cache)
+    repo = FleetRepo(tree=tree)
+    # fleet.yaml: exactly one, at the top
+    if tree.exists("fleet.yaml"):
+        repo.fleet = reader.load("fleet.yaml", "Fleet")
+    else:
+        reader.diagnostics.append(
+            Diagnostic("fleet.yaml", 1, "missing: the repository needs a fleet.yaml (kind Fleet)")
+        )
+    # profiles/: fleet-wide cluster profiles
+    repo.profiles = _load_profiles(reader, "profiles")
+    # sites/<site>/: one folder per site
+    for path in tree.files("sites"):
+        parts = path.split("/")
+        if len(parts) < 3:
+            if path.endswith(YAML_SUFFIXES):
+                reader.diagnostics.append(
+                    Diagnostic(path, 1, "unexpected file: sites/ holds one folder per site")
+                )
+            continue
+        repo.sites.setdefault(parts[1], SiteFiles(parts[1]))
+    for name, files in sorted(repo.sites.items()):
+        _load_site(reader, name, files)
+    repo.diagnostics = reader.diagnostics
+    repo.broken = reader.broken
+    return repo
+
+
+def _load_profiles(reader: _Reader, folder: str) -> list[Doc[ClusterProfile]]:
+    profiles: list[Doc[ClusterProfile]] = []
+    for path in reader.tree.files(folder):
+        if not path.endswith(YAML_SUFFIXES):
+            continue
+        if path.count("/") != folder.count("/") + 1:
+            reader.diagnostics.append(
+                Diagnostic(path, 1, f"unexpected file: profiles sit directly in {folder}/")
+            )
+            continue
+        doc = reader.load(path, "ClusterProfile")
+        if doc is None:
+            continue
+        meta = doc.model.metadata
+        stem = path.rsplit("/", 1)[1].rsplit(".", 1)[0]
+        if stem != f"{meta.name}-{meta.version}":
+            reader.diagnostics.append(
+                doc.at(
+                    ("metadata", "name"),
+                    f"profile file must be named {meta.name}-{meta.version}.yaml (got {stem})",
+                )
+            )
+            reader.mark_broken("ClusterProfile", doc.data)
+            continue
+        profiles.append(doc)
+    return profiles
+
+
+_SITE_FOLDERS = {"appliances": "Appliance", "clusters": "Cluster"}
+
+
+def _load_site(reader: _Reader, name: str, files: SiteFiles) -> None:
+    prefix = f"sites/{name}"
+    if reader.tree.exists(f"{prefix}/site.yaml"):
+        site = reader.load(f"{prefix}/site.yaml", "Site")
+        if site is not None and site.model.metadata.name != name:
+            got = site.model.metadata.name
+            reader.diagnostics.append(
+                site.at(
+                    ("metadata", "name"),
+                    f"site name must match its folder '{name}' (got '{got}')",
+                )
+            )
+            site = None
+        files.site = site
+    else:
+        reader.diagnostics.append(
+            Diagnostic(
+                f"{prefix}/site.yaml",
+                1,
+                f"missing: the site folder '{name}' needs a site.yaml (kind Site)",
+            )
+        )
+    for path in reader.tree.files(prefix):
+        rest = path[len(prefix) + 1 :].split("/")
+        if not path.endswith(YAML_SUFFIXES) or rest == ["site.yaml"]:
+            continue
+        if len(rest) == 2 and rest[0] in _SITE_FOLDERS:
+            doc = _named_after_file(reader, reader.load(path, _SITE_FOLDERS[rest[0]]))
+            if doc is not None:
+                target = files.appliances if rest[0] == "appliances" else files.clusters
+                target.append(doc)
+        elif not (len(rest) == 2 and rest[0] == "profiles"):
+            reader.diagnostics.append(
+                Diagnostic(
+                    path,
+                    1,
+                    "unexpected file: a site folder holds site.yaml, appliances/, clusters/ "
+                    "and profiles/",
+                )
+            )
+    files.profiles = _load_profiles(reader, f"{prefix}/profiles")
+
+
+def _named_after_file(reader: _Reader, doc: Doc[Any] | None) -> Doc[Any] | None:
+    """Appliances and clusters are named after their file, so names are unique by layout."""
+    if doc is None:
+        return None
+    stem = doc.path.rsplit("/", 1)[1].rsplit(".", 1)[0]
+    name = doc.model.metadata.name
+    if stem != name:
+        kind = doc.model.kind
+        reader.diagnostics.append(
+            doc.at(("metadata", "name"), f"{kind} file must be named {name}.yaml (got {stem})")
+        )
+        reader.mark_broken(kind, doc.data)
+        return None
+    return doc

@@ -1,0 +1,35 @@
+"""The fleet repository's kinds as strict pydantic models, and pack metadata."""
+
+from .cluster import Cluster, NodePool
+from .common import API_VERSION, parse_duration
+from .fleet import Fleet
+from .pack import PackMeta, Preset, PresetsFile
+from .profile import CORE_LAYERS, ChartLayer, ClusterProfile, ManifestLayer, PackLayer
+from .site import Appliance, Site
+
+KINDS: dict[str, type[Fleet | Site | Appliance | ClusterProfile | Cluster]] = {
+    "Fleet": Fleet,
+    "Site": Site,
+    "Appliance": Appliance,
+    "ClusterProfile": ClusterProfile,
+    "Cluster": Cluster,
+}
+
+__all__ = [
+    "API_VERSION",
+    "CORE_LAYERS",
+    "KINDS",
+    "Appliance",
+    "ChartLayer",
+    "Cluster",
+    "ClusterProfile",
+    "Fleet",
+    "ManifestLayer",
+    "NodePool",
+    "PackLayer",
+    "PackMeta",
+    "Preset",
+    "PresetsFile",
+    "Site",
+    "parse_duration",
+]

@@ -1,0 +1,104 @@
+"""The ``Cluster`` kind: profiles, per-cluster pack overrides, node pools and day-2 policies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .common import Cidr, Cron, IPv4, Labels, Name, NonEmptyStr, Scalar, Strict, Values
+
+UpdateStrategy = Literal["expand-first", "contract-first"]
+
+
+class ProfileRef(Strict):
+    name: Name
+    version: NonEmptyStr
+    variables: dict[str, Scalar] = {}
+
+
+class PackOverride(Strict):
+    values: Values = {}
+    presets: list[NonEmptyStr] = []
+
+
+class ClusterConfig(Strict):
+    vip: IPv4 | None = None
+    sshKeys: list[NonEmptyStr] = []
+    ntpServers: list[NonEmptyStr] = []
+    podCIDR: Cidr = "10.42.0.0/16"
+    serviceCIDR: Cidr = "10.43.0.0/16"
+
+
+class Resources(Strict):
+    cpu: Annotated[int, Field(ge=1)]
+    memoryGiB: Annotated[int, Field(ge=1)]
+    rootDiskGiB: Annotated[int, Field(ge=1)]
+    dataDiskGiB: Annotated[int, Field(ge=1)] | None = None
+    cpuSet: Annotated[str, Field(pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*$")] | None = None
+
+
+class Placement(Strict):
+    networkType: Literal["default", "bridge"] = "default"
+    networks: Annotated[list[NonEmptyStr], Field(min_length=1)]
+    imageStoragePool: NonEmptyStr
+    targetStoragePool: NonEmptyStr
+    dataStoragePool: NonEmptyStr | None = None
+
+
+class NodePool(Strict):
+    name: Name
+    controlPlane: bool = False
+    size: Annotated[int, Field(ge=0)]
+    workerCapable: bool = False
+    updateStrategy: UpdateStrategy = "expand-first"
+    appliances: Annotated[list[Name], Field(min_length=1)]
+    resources: Resources | None = None
+    placement: Placement | None = None
+
+
+class OsPatch(Strict):
+    schedule: Cron
+    onBoot: bool = False
+    rebootIfRequired: bool = False
+
+
+class Scans(Strict):
+    configuration: Cron | None = None
+    penetration: Cron | None = None
+    conformance: Cron | None = None
+
+
+class Backup(Strict):
+    schedule: Cron
+    location: Name
+    prefix: str = ""
+    expiryHours: Annotated[int, Field(ge=1)] = 168
+    namespaces: list[Name] = []
+    includeClusterResources: Literal["always", "never", "auto"] = "auto"
+
+
+class Policies(Strict):
+    osPatch: OsPatch | None = None
+    scans: Scans | None = None
+    backup: Backup | None = None
+
+
+class ClusterSpec(Strict):
+    profiles: Annotated[list[ProfileRef], Field(min_length=1)]
+    packs: dict[str, PackOverride] = {}
+    config: ClusterConfig = ClusterConfig()
+    nodePools: Annotated[list[NodePool], Field(min_length=1)]
+    policies: Policies = Policies()
+
+
+class ClusterMetadata(Strict):
+    name: Name
+    tags: Labels = {}
+
+
+class Cluster(Strict):
+    apiVersion: Literal["edgefleet.dev/v1"]
+    kind: Literal["Cluster"]
+    metadata: ClusterMetadata
+    spec: ClusterSpec

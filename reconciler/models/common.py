@@ -1,0 +1,116 @@
+"""Building blocks shared by every fleet kind: strict base model, names, durations, cron.
+
+Every model forbids unknown fields and coerces nothing, so a typo or a wrong type in the
+repository is an error rather than something silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+API_VERSION = "edgefleet.dev/v1"
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_PLAIN_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+
+
+class Strict(BaseModel):
+    """Base of every repository document: unknown fields and type coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _name(value: str) -> str:
+    if len(value) > 63 or not _NAME.match(value):
+        raise ValueError(
+            f"'{value}' is not a valid name (lowercase letters, digits and '-', at most 63)"
+        )
+    return value
+
+
+def parse_duration(value: str) -> timedelta:
+    """Parse ``1h30m``-style durations (days, hours, minutes, seconds)."""
+    match = _DURATION.match(value)
+    if not value or not match:
+        raise ValueError(f"'{value}' is not a duration like 30s, 15m, 2h or 1d")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+def _cron(value: str) -> str:
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as e:
+        raise ValueError(f"cron expression '{value}' does not parse: {e}") from None
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not an IANA time zone") from None
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"'{value}' is not a CIDR network address like 10.0.0.0/24") from None
+    return value
+
+
+def _ipv4(value: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IPv4 address") from None
+    return value
+
+
+def _hhmm(value: str) -> str:
+    if not _HHMM.match(value):
+        raise ValueError(f"'{value}' is not a time of day HH:MM")
+    return value
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"'{value}' is not an http:// or https:// URL")
+    return value
+
+
+def _plain_file_name(value: str) -> str:
+    if not _PLAIN_FILE.match(value) or value in (".", ".."):
+        raise ValueError(f"manifest name '{value}' must be a plain file name, not a path")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Duration = Annotated[str, AfterValidator(_duration)]
+Cron = Annotated[str, AfterValidator(_cron)]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+IPv4 = Annotated[str, AfterValidator(_ipv4)]
+TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
+Url = Annotated[str, AfterValidator(_url)]
+PlainFileName = Annotated[str, AfterValidator(_plain_file_name)]
+Scalar = str | int | float | bool
+Labels = dict[str, str]
+Values = dict[str, Any]
+NonEmptyStr = Annotated[str, Field(min_length=1)]

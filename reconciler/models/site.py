@@ -1,0 +1,86 @@
+"""The ``Site`` and ``Appliance`` kinds (``sites/<site>/``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+from .common import (
+    Cidr,
+    Duration,
+    IPv4,
+    Labels,
+    Name,
+    NonEmptyStr,
+    Scalar,
+    Strict,
+    TimeOfDay,
+    TimeZone,
+    Url,
+)
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _pem(value: str) -> str:
+    text = value.strip()
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    if not (text.startswith(begin) and text.endswith(end) and text.count(begin) == 1):
+        raise ValueError("a CA certificate must be one PEM block (-----BEGIN CERTIFICATE-----)")
+    return value
+
+
+class Network(Strict):
+    cidrs: list[Cidr] = []
+    httpProxy: Url | None = None
+    httpsProxy: Url | None = None
+    noProxy: str | None = None
+    ntpServers: list[NonEmptyStr] = []
+    dnsServers: list[IPv4] = []
+
+
+class MaintenanceWindow(Strict):
+    days: Annotated[list[Weekday], Field(min_length=1)]
+    start: TimeOfDay
+    duration: Duration
+
+
+class SiteSpec(Strict):
+    timezone: TimeZone = "UTC"
+    network: Network = Network()
+    caCerts: list[Annotated[str, AfterValidator(_pem)]] = []
+    maintenanceWindows: list[MaintenanceWindow] = []
+    variables: dict[str, Scalar] = {}
+
+
+class SiteMetadata(Strict):
+    name: Name
+    labels: Labels = {}
+
+
+class Site(Strict):
+    apiVersion: Literal["edgefleet.dev/v1"]
+    kind: Literal["Site"]
+    metadata: SiteMetadata
+    spec: SiteSpec = SiteSpec()
+
+
+ApplianceType = Literal["virtual-machine", "bare-metal-libvirt", "bare-metal"]
+
+
+class ApplianceSpec(Strict):
+    type: ApplianceType
+    arch: Literal["amd64", "arm64"] = "amd64"
+
+
+class ApplianceMetadata(Strict):
+    name: Name
+    tags: Labels = {}
+
+
+class Appliance(Strict):
+    apiVersion: Literal["edgefleet.dev/v1"]
+    kind: Literal["Appliance"]
+    metadata: ApplianceMetadata
+    spec: ApplianceSpec

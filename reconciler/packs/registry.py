@@ -1,0 +1,160 @@
+"""Index pack versions from several pack roots and resolve exact versions and trains."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from ..errors import Diagnostic
+from ..loading import Doc, parse_file, to_model
+from ..models import PackMeta, Preset, PresetsFile
+from ..sources import Tree
+
+BUILTIN_PACKS = Path(__file__).resolve().parents[2] / "templates" / "packs"
+
+_TRAIN = re.compile(r"^(\d+(?:\.\d+)*)\.x$")
+
+
+def is_train(spec: str) -> bool:
+    return bool(_TRAIN.match(spec))
+
+
+@dataclass(frozen=True)
+class PackVersion:
+    """One pack version folder and its metadata."""
+
+    name: str
+    version: str
+    tree: Tree
+    folder: str
+    meta: PackMeta
+    presets: tuple[Preset, ...]
+
+    @property
+    def key(self) -> Version:
+        return Version(self.version)
+
+    @property
+    def layer(self) -> str:
+        return self.meta.layer
+
+    def preset(self, name: str) -> Preset | None:
+        return next((p for p in self.presets if p.name == name), None)
+
+    def path(self, rel: str) -> str:
+        return f"{self.folder}/{rel}"
+
+
+class PackRegistry:
+    """All pack versions by name, newest last."""
+
+    def __init__(self, versions: Iterable[PackVersion]) -> None:
+        by_name: dict[str, dict[str, PackVersion]] = {}
+        for pv in versions:  # later roots override earlier ones
+            by_name.setdefault(pv.name, {})[str(pv.key)] = pv
+        self._packs = {
+            name: sorted(found.values(), key=lambda pv: pv.key) for name, found in by_name.items()
+        }
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._packs
+
+    def names(self) -> list[str]:
+        return sorted(self._packs)
+
+    def versions(self, name: str) -> list[PackVersion]:
+        return list(self._packs.get(name, []))
+
+    def resolve(self, name: str, spec: str) -> PackVersion | None:
+        """The version ``spec`` names: exact, or the newest stable one on a train."""
+        candidates = self._packs.get(name, [])
+        train = _TRAIN.match(spec)
+        if train:
+            prefix = tuple(int(p) for p in train.group(1).split("."))
+            matching = [
+                pv
+                for pv in candidates
+                if pv.key.release[: len(prefix)] == prefix and not pv.key.is_prerelease
+            ]
+            return matching[-1] if matching else None
+        try:
+            wanted = Version(spec)
+        except InvalidVersion:
+            return None
+        return next((pv for pv in candidates if pv.key == wanted), None)
+
+
+def _pack_folders(tree: Tree, root: str) -> Iterator[tuple[str, str, str]]:
+    """``(pack, version, folder)`` for every ``<root>/<pack>/<version>/pack.yaml``."""
+    for path in tree.files(root):
+        parts = path[len(root) + 1 :].split("/") if root else path.split("/")
+        if len(parts) == 3 and parts[2] == "pack.yaml":
+            yield parts[0], parts[1], path.rsplit("/", 1)[0]
+
+
+def _load_version(
+    tree: Tree, pack: str, version: str, folder: str
+) -> PackVersion | list[Diagnostic]:
+    meta_path = f"{folder}/pack.yaml"
+    parsed = parse_file(meta_path, tree.read(meta_path))
+    if isinstance(parsed, Diagnostic):
+        return [parsed]
+    meta = to_model(parsed, PackMeta)
+    if isinstance(meta, list):
+        return meta
+    problems: list[Diagnostic] = []
+    if meta.model.name != pack:
+        problems.append(meta.at(("name",), f"pack name must match its folder '{pack}'"))
+    try:
+        if Version(meta.model.version) != Version(version):
+            problems.append(
+                meta.at(("version",), f"pack version must match its folder '{version}'")
+            )
+    except InvalidVersion:
+        problems.append(meta.at(("version",), f"'{version}' is not a version like 1.2.3"))
+    presets: tuple[Preset, ...] = ()
+    presets_path = f"{folder}/presets.yaml"
+    if tree.exists(presets_path):
+        parsed_presets = parse_file(presets_path, tree.read(presets_path))
+        if isinstance(parsed_presets, Diagnostic):
+            problems.append(parsed_presets)
+        else:
+            doc = to_model(parsed_presets, PresetsFile)
+            if isinstance(doc, list):
+                problems.extend(doc)
+            else:
+                presets = tuple(doc.model.presets)
+                problems.extend(_duplicate_presets(doc))
+    if problems:
+        return problems
+    return PackVersion(pack, version, tree, folder, meta.model, presets)
+
+
+def _duplicate_presets(doc: Doc[PresetsFile]) -> list[Diagnostic]:
+    seen: set[str] = set()
+    problems = []
+    for index, preset in enumerate(doc.model.presets):
+        if preset.name in seen:
+            problems.append(
+                doc.at(("presets", index, "name"), f"preset '{preset.name}' is defined twice")
+            )
+        seen.add(preset.name)
+    return problems
+
+
+def load_registry(roots: Iterable[tuple[Tree, str]]) -> tuple[PackRegistry, list[Diagnostic]]:
+    """Index every pack under each ``(tree, folder)`` root; later roots win on equal versions."""
+    versions: list[PackVersion] = []
+    problems: list[Diagnostic] = []
+    for tree, root in roots:
+        for pack, version, folder in _pack_folders(tree, root):
+            loaded = _load_version(tree, pack, version, folder)
+            if isinstance(loaded, list):
+                problems.extend(loaded)
+            else:
+                versions.append(loaded)
+    return PackRegistry(versions), problems

@@ -1,0 +1,100 @@
+"""Cross-document rules of DESIGN.md ("Rules validation enforces").
+
+:func:`validate` runs every rule over a loaded repository and returns every problem, sorted by
+file and line. A repository with no diagnostics is safe to render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import Diagnostic
+from ..loading import FleetRepo, ParseCache, load_repository
+from ..packs import PackRegistry, load_registry
+from ..sources import Tree
+from .clusters import (
+    Mode,
+    ResolvedCluster,
+    ResolvedLayer,
+    check_appliance_sharing,
+    check_cluster,
+    resolve_cluster,
+)
+from .fleetwide import (
+    check_appliance_ids,
+    check_fleet,
+    check_profile_shadowing,
+    check_waves_cover_sites,
+)
+from .index import FleetIndex, build_index
+from .profiles import check_profile
+from .sites import check_site
+
+__all__ = [
+    "Checked",
+    "FleetIndex",
+    "Mode",
+    "ResolvedCluster",
+    "ResolvedLayer",
+    "build_index",
+    "check_repository",
+    "registry_roots",
+    "resolve_cluster",
+    "validate",
+]
+
+
+def validate(
+    repo: FleetRepo, registry: PackRegistry, *, sites: set[str] | None = None
+) -> list[Diagnostic]:
+    """Every problem in ``repo`` (loading problems included), sorted by file and line.
+
+    ``sites`` limits the per-site rules to those sites; fleet-wide rules always run.
+    """
+    found = list(repo.diagnostics)
+    index = build_index(repo)
+    fleet = repo.fleet.model if repo.fleet is not None else None
+    found += check_fleet(repo)
+    found += check_waves_cover_sites(repo)
+    found += check_appliance_ids(index)
+    found += check_profile_shadowing(repo, index)
+    for profile in repo.profiles:
+        found += check_profile(profile, registry)
+    for name, site in repo.sites.items():
+        if sites is not None and name not in sites:
+            continue
+        found += check_site(site)
+        for profile in site.profiles:
+            found += check_profile(profile, registry)
+        found += check_appliance_sharing(site)
+        for cluster in site.clusters:
+            resolved, problems = resolve_cluster(site, cluster, index, registry)
+            found += problems
+            if resolved is not None:
+                found += check_cluster(site, cluster, resolved, index, fleet)
+    return sorted(set(found))
+
+
+def registry_roots(repo: FleetRepo, builtin: Tree) -> list[tuple[Tree, str]]:
+    """Where a repository's packs come from: built-ins first, so the repository's own win."""
+    roots: list[tuple[Tree, str]] = [(builtin, ""), (repo.tree, "packs")]
+    if repo.fleet is not None:
+        roots += [(repo.tree, folder.strip("/")) for folder in repo.fleet.model.spec.packRegistries]
+    return roots
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A loaded repository, its pack registry, and every problem found in them."""
+
+    repo: FleetRepo
+    registry: PackRegistry
+    diagnostics: list[Diagnostic]
+
+
+def check_repository(tree: Tree, *, builtin: Tree, cache: ParseCache | None = None) -> Checked:
+    """Load ``tree``, index its packs, and run every rule."""
+    repo = load_repository(tree, cache=cache)
+    registry, pack_problems = load_registry(registry_roots(repo, builtin))
+    diagnostics = validate(repo, registry)
+    return Checked(repo, registry, sorted(set(diagnostics + pack_problems)))

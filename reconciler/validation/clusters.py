@@ -1,0 +1,246 @@
+"""Rules for one cluster in its site: profiles, mode, pools, appliances, CIDRs, policies.
+
+:func:`resolve_cluster` is also what rendering uses to find a cluster's profiles and packs,
+so a cluster that validates is exactly the one that renders.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import Diagnostic
+from ..loading import Doc, SiteFiles
+from ..models import Cluster, ClusterProfile, Fleet, PackLayer
+from ..models.common import Scalar
+from ..models.profile import Layer
+from ..packs import PackRegistry, PackVersion
+from .index import FleetIndex
+from .profiles import check_presets, resolve_pack
+from .variables import resolve_variables
+
+Mode = Literal["virtualized", "containerized"]
+HOSTS: dict[Mode, tuple[str, ...]] = {
+    "virtualized": ("bare-metal-libvirt",),
+    "containerized": ("virtual-machine", "bare-metal"),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedLayer:
+    profile: Doc[ClusterProfile]
+    index: int
+    layer: Layer
+    pack: PackVersion | None
+    variables: dict[str, Scalar]
+
+
+@dataclass(frozen=True)
+class ResolvedCluster:
+    doc: Doc[Cluster]
+    core: Doc[ClusterProfile]
+    mode: Mode
+    layers: tuple[ResolvedLayer, ...]
+
+    @property
+    def packs(self) -> dict[str, PackVersion]:
+        return {rl.pack.name: rl.pack for rl in self.layers if rl.pack is not None}
+
+
+def resolve_cluster(
+    site: SiteFiles, doc: Doc[Cluster], index: FleetIndex, registry: PackRegistry
+) -> tuple[ResolvedCluster | None, list[Diagnostic]]:
+    """The cluster's profiles and pack versions, or why they do not resolve."""
+    problems: list[Diagnostic] = []
+    layers: list[ResolvedLayer] = []
+    cores: list[tuple[int, Doc[ClusterProfile]]] = []
+    installed: dict[str, str] = {}
+    unresolved = False
+    for i, ref in enumerate(doc.model.spec.profiles):
+        loc: tuple[str | int, ...] = ("spec", "profiles", i)
+        profile = index.profile(site, ref.name, ref.version)
+        if profile is None:
+            if ("ClusterProfile", ref.name) in index.broken:
+                unresolved = True  # reported where the profile is defined
+                continue
+            versions = index.profile_versions(site, ref.name)
+            if versions:
+                have = ", ".join(versions)
+                why = f"profile '{ref.name}' has no version {ref.version} (has {have})"
+            else:
+                why = f"unknown profile '{ref.name}'"
+            problems.append(doc.at((*loc, "version" if versions else "name"), why))
+            continue
+        if profile.model.spec.type in ("full", "infra"):
+            cores.append((i, profile))
+        variables, var_problems = resolve_variables(profile.model.spec.variables, ref.variables)
+        for name, message in var_problems:
+            where = (*loc, "variables", name) if name else loc
+            problems.append(doc.at(where, f"profile {ref.name} {ref.version}: {message}"))
+        for j, layer in enumerate(profile.model.spec.layers):
+            pack = None
+            if isinstance(layer, PackLayer):
+                pack, _ = resolve_pack(registry, layer)  # reported on the profile itself
+                owner = installed.get(layer.pack)
+                if owner is not None and owner != ref.name:
+                    problems.append(
+                        doc.at(
+                            loc,
+                            f"pack '{layer.pack}' is installed by both profile '{owner}' and "
+                            f"profile '{ref.name}'",
+                        )
+                    )
+                installed[layer.pack] = ref.name
+            layers.append(ResolvedLayer(profile, j, layer, pack, variables))
+    if len(cores) != 1 and not ((problems or unresolved) and not cores):
+        where = ("spec", "profiles", cores[1][0]) if len(cores) > 1 else ("spec", "profiles")
+        problems.append(
+            doc.at(
+                where,
+                f"a cluster needs exactly one full or infra profile (has {len(cores)})",
+            )
+        )
+    if problems or unresolved or len(cores) != 1:
+        return None, problems
+    core = cores[0][1]
+    mode: Mode = "virtualized" if core.model.spec.virtualized else "containerized"
+    return ResolvedCluster(doc, core, mode, tuple(layers)), []
+
+
+def check_cluster(
+    site: SiteFiles,
+    doc: Doc[Cluster],
+    resolved: ResolvedCluster,
+    index: FleetIndex,
+    fleet: Fleet | None,
+) -> Iterator[Diagnostic]:
+    yield from _check_pools(site, doc, resolved.mode, index)
+    yield from _check_overrides(doc, resolved)
+    yield from _check_networks(site, doc)
+    spec = doc.model.spec
+    if resolved.mode == "virtualized" and spec.config.vip is None:
+        yield doc.at(("spec", "config"), "a virtualized cluster needs spec.config.vip")
+    backup = spec.policies.backup
+    if backup is not None and fleet is not None:
+        names = [loc.name for loc in fleet.spec.backupLocations]
+        if backup.location not in names:
+            yield doc.at(
+                ("spec", "policies", "backup", "location"),
+                f"unknown backup location '{backup.location}' "
+                f"(fleet.yaml defines: {', '.join(names) or 'none'})",
+            )
+
+
+def _check_pools(
+    site: SiteFiles, doc: Doc[Cluster], mode: Mode, index: FleetIndex
+) -> Iterator[Diagnostic]:
+    pools = doc.model.spec.nodePools
+    appliances = {a.model.metadata.name: a.model for a in site.appliances}
+    control = [i for i, p in enumerate(pools) if p.controlPlane]
+    if len(control) != 1:
+        where = ("spec", "nodePools", control[1]) if len(control) > 1 else ("spec", "nodePools")
+        yield doc.at(where, f"a cluster needs exactly one control-plane pool (has {len(control)})")
+    names: set[str] = set()
+    for i, pool in enumerate(pools):
+        loc: tuple[str | int, ...] = ("spec", "nodePools", i)
+        if pool.name in names:
+            yield doc.at((*loc, "name"), f"node pool '{pool.name}' is twice")
+        names.add(pool.name)
+        if pool.controlPlane and pool.size not in (1, 3, 5):
+            yield doc.at(
+                (*loc, "size"), f"control-plane pool size must be 1, 3 or 5 (got {pool.size})"
+            )
+        if mode == "virtualized":
+            for part in ("resources", "placement"):
+                if getattr(pool, part) is None:
+                    yield doc.at(loc, f"pool '{pool.name}' of a virtualized cluster needs {part}")
+        else:
+            for part in ("resources", "placement"):
+                if getattr(pool, part) is not None:
+                    yield doc.at(
+                        (*loc, part),
+                        f"pool '{pool.name}' of a containerized cluster takes no {part} "
+                        "(its nodes are containers on the appliance)",
+                    )
+        for j, appliance_id in enumerate(pool.appliances):
+            appliance = appliances.get(appliance_id)
+            if appliance is None:
+                if ("Appliance", appliance_id) in index.broken:
+                    continue  # reported where the appliance is defined
+                yield doc.at(
+                    (*loc, "appliances", j),
+                    f"appliance '{appliance_id}' is not declared in site '{site.name}'",
+                )
+            elif appliance.spec.type not in HOSTS[mode]:
+                yield doc.at(
+                    (*loc, "appliances", j),
+                    f"a {mode} cluster cannot run on {appliance.spec.type} appliance "
+                    f"'{appliance_id}' (needs {' or '.join(HOSTS[mode])})",
+                )
+
+
+def _check_overrides(doc: Doc[Cluster], resolved: ResolvedCluster) -> Iterator[Diagnostic]:
+    packs = resolved.packs
+    for name, override in doc.model.spec.packs.items():
+        loc: tuple[str | int, ...] = ("spec", "packs", name)
+        pack = packs.get(name)
+        if pack is None:
+            if not any(
+                isinstance(rl.layer, PackLayer) and rl.layer.pack == name for rl in resolved.layers
+            ):
+                installed = ", ".join(sorted(packs)) or "none"
+                yield doc.at(
+                    loc, f"pack '{name}' is not installed by this cluster's profiles ({installed})"
+                )
+            continue
+        yield from check_presets(doc, (*loc, "presets"), pack, override.presets)
+
+
+def _check_networks(site: SiteFiles, doc: Doc[Cluster]) -> Iterator[Diagnostic]:
+    config = doc.model.spec.config
+    named: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network, tuple[str, ...]]] = [
+        ("pod CIDR", ipaddress.ip_network(config.podCIDR), ("spec", "config", "podCIDR")),
+        (
+            "service CIDR",
+            ipaddress.ip_network(config.serviceCIDR),
+            ("spec", "config", "serviceCIDR"),
+        ),
+    ]
+    site_cidrs = site.site.model.spec.network.cidrs if site.site is not None else []
+    for cidr in site_cidrs:
+        named.append((f"site CIDR {cidr}", ipaddress.ip_network(cidr), ("spec", "config")))
+    for a in range(2):
+        for b in range(a + 1, len(named)):
+            name_a, net_a, loc_a = named[a]
+            name_b, net_b, _ = named[b]
+            if net_a.overlaps(net_b):
+                shown = loc_a if loc_a[-1] in doc.data.get("spec", {}).get("config", {}) else ()
+                yield doc.at(
+                    shown or ("spec", "config"),
+                    f"{name_a} {net_a} overlaps {name_b} {net_b}",
+                )
+    if config.vip is not None and site_cidrs:
+        vip = ipaddress.ip_address(config.vip)
+        if not any(vip in ipaddress.ip_network(c) for c in site_cidrs):
+            yield doc.at(
+                ("spec", "config", "vip"),
+                f"vip {config.vip} is not in any of the site's CIDRs ({', '.join(site_cidrs)})",
+            )
+
+
+def check_appliance_sharing(site: SiteFiles) -> Iterator[Diagnostic]:
+    """An appliance serves at most one cluster (pools of one cluster may share it)."""
+    owner: dict[str, str] = {}
+    for doc in site.clusters:
+        name = doc.model.metadata.name
+        for i, pool in enumerate(doc.model.spec.nodePools):
+            for j, appliance_id in enumerate(pool.appliances):
+                other = owner.setdefault(appliance_id, name)
+                if other != name:
+                    yield doc.at(
+                        ("spec", "nodePools", i, "appliances", j),
+                        f"appliance '{appliance_id}' already serves cluster '{other}'; an "
+                        "appliance serves at most one cluster",
+                    )

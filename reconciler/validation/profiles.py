@@ -1,0 +1,136 @@
+"""Rules for one cluster profile: core layers, pack references, presets, variables."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import Diagnostic
+from ..loading import Doc
+from ..models import CORE_LAYERS, ChartLayer, ClusterProfile, ManifestLayer, PackLayer
+from ..packs import PackRegistry, PackVersion, is_train
+from .variables import format_problem
+
+
+def resolve_pack(registry: PackRegistry, layer: PackLayer) -> tuple[PackVersion | None, str | None]:
+    """The pack version a layer names, or the reason it names none."""
+    if layer.pack not in registry:
+        known = ", ".join(registry.names())
+        return None, f"unknown pack '{layer.pack}' (known: {known})"
+    found = registry.resolve(layer.pack, layer.version)
+    if found is None:
+        have = ", ".join(pv.version for pv in registry.versions(layer.pack))
+        what = "train" if is_train(layer.version) else "version"
+        return None, (
+            f"pack '{layer.pack}' has no version matching {what} '{layer.version}' "
+            f"(available: {have})"
+        )
+    return found, None
+
+
+def check_presets(
+    doc: Doc[Any],
+    loc: tuple[str | int, ...],
+    pack: PackVersion,
+    names: list[str],
+) -> Iterator[Diagnostic]:
+    """Every preset exists in the pack version; at most one per group."""
+    groups: dict[str, str] = {}
+    for i, name in enumerate(names):
+        preset = pack.preset(name)
+        if preset is None:
+            known = ", ".join(p.name for p in pack.presets) or "none"
+            yield doc.at(
+                (*loc, i),
+                f"pack {pack.name} {pack.version} has no preset '{name}' (presets: {known})",
+            )
+            continue
+        if preset.group in groups:
+            yield doc.at(
+                (*loc, i),
+                f"presets '{groups[preset.group]}' and '{name}' are both in group "
+                f"'{preset.group}'; choose one",
+            )
+        groups[preset.group] = name
+
+
+def check_profile(doc: Doc[ClusterProfile], registry: PackRegistry) -> Iterator[Diagnostic]:
+    spec = doc.model.spec
+    counts = dict.fromkeys(CORE_LAYERS, 0)
+    packs_seen: dict[str, int] = {}
+    layer_names: set[str] = set()
+    for i, layer in enumerate(spec.layers):
+        loc: tuple[str | int, ...] = ("spec", "layers", i)
+        if layer.layer in counts:
+            counts[layer.layer] += 1
+            if spec.type == "add-on":
+                yield doc.at(
+                    (*loc, "layer"),
+                    f"an add-on profile cannot have a core '{layer.layer}' layer",
+                )
+        if isinstance(layer, PackLayer):
+            if layer.pack in packs_seen:
+                yield doc.at(
+                    (*loc, "pack"),
+                    f"pack '{layer.pack}' is already installed by layer {packs_seen[layer.pack]}",
+                )
+            packs_seen[layer.pack] = i
+            pack, problem = resolve_pack(registry, layer)
+            if pack is None:
+                yield doc.at((*loc, "version" if layer.pack in registry else "pack"), str(problem))
+                continue
+            if pack.layer != layer.layer:
+                yield doc.at(
+                    (*loc, "layer"),
+                    f"pack '{pack.name}' is a {pack.layer} pack, not {layer.layer}",
+                )
+            yield from check_presets(doc, (*loc, "presets"), pack, layer.presets)
+            yield from _unique_manifests(doc, loc, [m.name for m in layer.manifests])
+        elif isinstance(layer, ManifestLayer):
+            if layer.name in layer_names:
+                yield doc.at((*loc, "name"), f"manifest layer '{layer.name}' is twice")
+            layer_names.add(layer.name)
+            yield from _unique_manifests(doc, loc, [m.name for m in layer.manifests])
+        elif isinstance(layer, ChartLayer):
+            key = f"chart:{layer.chart.name}"
+            if key in packs_seen:
+                yield doc.at((*loc, "chart", "name"), f"chart '{layer.chart.name}' is twice")
+            packs_seen[key] = i
+    if spec.type in ("full", "infra"):
+        for kind, count in counts.items():
+            if count != 1:
+                yield doc.at(
+                    ("spec", "layers") if spec.layers else ("spec",),
+                    f"a {spec.type} profile needs exactly one '{kind}' layer (has {count})",
+                )
+    yield from _check_variables(doc)
+
+
+def _unique_manifests(
+    doc: Doc[ClusterProfile], loc: tuple[str | int, ...], names: list[str]
+) -> Iterator[Diagnostic]:
+    seen: set[str] = set()
+    for j, name in enumerate(names):
+        if name in seen:
+            yield doc.at((*loc, "manifests", j, "name"), f"manifest '{name}' is twice")
+        seen.add(name)
+
+
+def _check_variables(doc: Doc[ClusterProfile]) -> Iterator[Diagnostic]:
+    seen: set[str] = set()
+    for i, variable in enumerate(doc.model.spec.variables):
+        loc = ("spec", "variables", i)
+        if variable.name in seen:
+            yield doc.at((*loc, "name"), f"variable '{variable.name}' is declared twice")
+        seen.add(variable.name)
+        if variable.regex is not None:
+            try:
+                re.compile(variable.regex)
+            except re.error as e:
+                yield doc.at((*loc, "regex"), f"regex does not compile: {e}")
+                continue
+        if variable.default is not None:
+            problem = format_problem(variable, variable.default)
+            if problem:
+                yield doc.at((*loc, "default"), f"default: {problem}")

@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 invalid input or a failed check, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from . import validate
@@ -31,7 +30,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -117,9 +117,7 @@ def parse(data: bytes) -> tuple[Any, LineIndex]:
     try:
         documents = list(YAML(typ="safe", pure=False).load_all(text))
     except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise YamlError(line, _yaml_reason(e)) from None
+        raise YamlError(_error_line(e), _yaml_reason(e)) from None
     except YAMLError as e:
         raise YamlError(1, f"not valid YAML: {str(e).splitlines()[0]}") from None
     except RecursionError:
@@ -130,6 +128,16 @@ def parse(data: bytes) -> tuple[Any, LineIndex]:
         raise YamlError(1, f"expected exactly one YAML document, found {found}")
     _check_shape(documents[0])
     return documents[0], LineIndex(text)
+
+
+def _error_line(e: MarkedYAMLError) -> int:
+    """Where the user should look: where an unclosed bracket or quote opened, else where the
+    parser stopped."""
+    problem = e.problem or ""
+    unclosed = "did not find expected" in problem or "unexpected end of stream" in problem
+    mark = e.context_mark if unclosed and e.context_mark is not None else e.problem_mark
+    mark = mark or e.context_mark
+    return mark.line + 1 if mark is not None else 1
 
 
 def _yaml_reason(e: MarkedYAMLError) -> str:

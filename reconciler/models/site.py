@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from cryptography import x509
 from pydantic import AfterValidator, Field
 
 from .common import (
@@ -25,9 +26,13 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 def _pem(value: str) -> str:
     text = value.strip()
-    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
-    if not (text.startswith(begin) and text.endswith(end) and text.count(begin) == 1):
+    begin = "-----BEGIN CERTIFICATE-----"
+    if not text.startswith(begin) or text.count(begin) != 1:
         raise ValueError("a CA certificate must be one PEM block (-----BEGIN CERTIFICATE-----)")
+    try:
+        x509.load_pem_x509_certificate(text.encode())
+    except ValueError:
+        raise ValueError("the CA certificate does not parse as an X.509 PEM certificate") from None
     return value
 
 

@@ -21,7 +21,14 @@ def format_problem(variable: Variable, value: Scalar) -> str | None:
         if not isinstance(value, bool):
             return f"variable '{variable.name}' must be true or false (got {value!r})"
     elif not isinstance(value, str):
-        return f"variable '{variable.name}' must be a {fmt} string (got {value!r})"
+        what = (
+            "a string"
+            if fmt == "string"
+            else f"an {fmt} string"
+            if fmt[0] == "i"
+            else f"a {fmt} string"
+        )
+        return f"variable '{variable.name}' must be {what} (got {value!r})"
     elif fmt == "ipv4":
         try:
             ipaddress.IPv4Address(value)

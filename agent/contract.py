@@ -1,0 +1,137 @@
+"""The documents the reconciler and the agent exchange: DesiredState and StatusReport.
+
+Both sides import these models, and nothing else of each other. A DesiredState is one
+appliance's whole desired state at one revision; its ``digest`` is the sha256 of the canonical
+JSON of everything but ``revision`` and ``digest``, so an untouched site keeps its digest across
+commits and an agent can check that what it received is what was rendered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Mode = Literal["virtualized", "containerized"]
+Role = Literal["control-plane", "worker"]
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeResources(Contract):
+    cpu: int
+    memoryGiB: int
+    rootDiskGiB: int
+    dataDiskGiB: int | None = None
+    cpuSet: str | None = None
+
+
+class NodePlacement(Contract):
+    networkType: Literal["default", "bridge"]
+    networks: list[str]
+    imageStoragePool: str
+    targetStoragePool: str
+    dataStoragePool: str | None = None
+
+
+class Node(Contract):
+    """One Kubernetes node: a container (containerized) or a virtual machine (virtualized)."""
+
+    name: str
+    pool: str
+    role: Role
+    appliance: str
+    workerCapable: bool
+    image: str | None  # None: the agent's configured default image
+    resources: NodeResources | None = None
+    placement: NodePlacement | None = None
+    userData: str
+
+
+class Pool(Contract):
+    name: str
+    controlPlane: bool
+    size: int
+    updateStrategy: Literal["expand-first", "contract-first"]
+
+
+class PackRef(Contract):
+    name: str
+    version: str
+    layer: Literal["os", "k8s", "cni", "csi", "addon"]
+
+
+class ManifestFile(Contract):
+    layer: str
+    pack: str
+    name: str
+    content: str
+
+
+class Schedule(Contract):
+    kind: Literal["patch", "scan", "backup"]
+    name: str
+    cron: str
+    timezone: str
+    parameters: dict[str, Any] = {}
+
+
+class MaintenanceWindow(Contract):
+    days: list[str]
+    start: str
+    duration: str
+
+
+class ClusterState(Contract):
+    name: str
+    mode: Mode
+    phase: Literal["present", "absent"] = "present"
+    vip: str | None = None
+    packs: list[PackRef]
+    pools: list[Pool]
+    nodes: list[Node]
+    manifests: list[ManifestFile]
+    schedules: list[Schedule]
+    maintenanceWindows: list[MaintenanceWindow] = []
+    timezone: str
+
+
+class DesiredState(Contract):
+    appliance: str
+    site: str
+    revision: str
+    digest: str
+    clusters: list[ClusterState]
+
+    def content(self) -> dict[str, Any]:
+        """Everything the digest covers."""
+        return self.model_dump(mode="json", exclude={"revision", "digest"})
+
+    def computed_digest(self) -> str:
+        return digest_of(self.content())
+
+    def canonical_json(self) -> bytes:
+        return canonical_json(self.model_dump(mode="json"))
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same value always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def digest_of(content: dict[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(content)).hexdigest()
+
+
+def seal(
+    *, appliance: str, site: str, revision: str, clusters: list[ClusterState]
+) -> DesiredState:
+    """A DesiredState with its digest filled in."""
+    draft = DesiredState(
+        appliance=appliance, site=site, revision=revision, digest="", clusters=clusters
+    )
+    return draft.model_copy(update={"digest": draft.computed_digest()})

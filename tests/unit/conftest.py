@@ -1,0 +1,1 @@
+"""Unit tier: pure functions and models; nothing outside ``tmp_path`` is touched."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..packs import BUILTIN_PACKS
-from ..sources import DirectoryTree, GitRepository, SourceError, Tree
+from ..errors import Diagnostic
+from ..packs import BUILTIN_FOLDER, PROJECT_ROOT
+from ..sources import DirectoryTree, GitRepository, GitTree, SourceError, Tree
 
 
 class UsageError(Exception):
@@ -28,10 +29,22 @@ def open_tree(repo: str, rev: str | None) -> Tree:
         raise UsageError(str(e)) from e
 
 
-def builtin_packs() -> Tree:
-    return DirectoryTree(BUILTIN_PACKS)
+def builtin_packs() -> tuple[Tree, str]:
+    return DirectoryTree(PROJECT_ROOT), BUILTIN_FOLDER
 
 
 def fail_usage(message: str) -> int:
     print(f"edgefleet: {message}", file=sys.stderr)
     return 2
+
+
+def revision_of(tree: Tree) -> str:
+    """The commit a tree was read from, or ``working-tree`` for a folder."""
+    return tree.commit if isinstance(tree, GitTree) else "working-tree"
+
+
+def print_problems(problems: list[Diagnostic]) -> None:
+    for d in sorted(problems):
+        print(d)
+    plural = "s" if len(problems) != 1 else ""
+    print(f"invalid: {len(problems)} problem{plural}")

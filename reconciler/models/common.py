@@ -51,12 +51,29 @@ def _duration(value: str) -> str:
     return value
 
 
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY_NUMBER = re.compile(r"(?<![/\d])([0-7])(?!\d)")
+
+
+def normalize_cron(value: str) -> str:
+    """Crontab text with numeric weekdays written as names.
+
+    In crontab 0 (and 7) is Sunday; APScheduler, which the agent schedules with, reads 0 as
+    Monday. Names mean the same to both, so schedules carry names.
+    """
+    fields = value.split()
+    if len(fields) == 5:
+        fields[4] = _WEEKDAY_NUMBER.sub(lambda m: _WEEKDAYS[int(m.group(1))], fields[4])
+    return " ".join(fields)
+
+
 def _cron(value: str) -> str:
+    normalized = normalize_cron(value)
     try:
-        CronTrigger.from_crontab(value, timezone="UTC")
+        CronTrigger.from_crontab(normalized, timezone="UTC")
     except ValueError as e:
         raise ValueError(f"cron expression '{value}' does not parse: {e}") from None
-    return value
+    return normalized
 
 
 def _timezone(value: str) -> str:

@@ -6,6 +6,20 @@ built-in one replaces it. Versions are either exact (``1.30.6``) or trains (``1.
 ``1.30.x``) that resolve to the newest matching version.
 """
 
-from .registry import BUILTIN_PACKS, PackRegistry, PackVersion, is_train, load_registry
+from .registry import (
+    BUILTIN_FOLDER,
+    PROJECT_ROOT,
+    PackRegistry,
+    PackVersion,
+    is_train,
+    load_registry,
+)
 
-__all__ = ["BUILTIN_PACKS", "PackRegistry", "PackVersion", "is_train", "load_registry"]
+__all__ = [
+    "BUILTIN_FOLDER",
+    "PROJECT_ROOT",
+    "PackRegistry",
+    "PackVersion",
+    "is_train",
+    "load_registry",
+]

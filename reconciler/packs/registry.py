@@ -14,7 +14,10 @@ from ..loading import Doc, parse_file, to_model
 from ..models import PackMeta, Preset, PresetsFile
 from ..sources import Tree
 
-BUILTIN_PACKS = Path(__file__).resolve().parents[2] / "templates" / "packs"
+# The built-in registry ships in the project's templates/ folder; error messages name its files
+# from the project root ("templates/packs/k3s/1.30.6/values.yaml").
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BUILTIN_FOLDER = "templates/packs"
 
 _TRAIN = re.compile(r"^(\d+(?:\.\d+)*)\.x$")
 

@@ -75,9 +75,9 @@ def validate(
     return sorted(set(found))
 
 
-def registry_roots(repo: FleetRepo, builtin: Tree) -> list[tuple[Tree, str]]:
+def registry_roots(repo: FleetRepo, builtin: tuple[Tree, str]) -> list[tuple[Tree, str]]:
     """Where a repository's packs come from: built-ins first, so the repository's own win."""
-    roots: list[tuple[Tree, str]] = [(builtin, ""), (repo.tree, "packs")]
+    roots: list[tuple[Tree, str]] = [builtin, (repo.tree, "packs")]
     if repo.fleet is not None:
         roots += [(repo.tree, folder.strip("/")) for folder in repo.fleet.model.spec.packRegistries]
     return roots
@@ -92,7 +92,9 @@ class Checked:
     diagnostics: list[Diagnostic]
 
 
-def check_repository(tree: Tree, *, builtin: Tree, cache: ParseCache | None = None) -> Checked:
+def check_repository(
+    tree: Tree, *, builtin: tuple[Tree, str], cache: ParseCache | None = None
+) -> Checked:
     """Load ``tree``, index its packs, and run every rule."""
     repo = load_repository(tree, cache=cache)
     registry, pack_problems = load_registry(registry_roots(repo, builtin))

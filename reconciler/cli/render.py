@@ -1,0 +1,83 @@
+"""``edgefleet render [REPO] [--rev REV] --out DIR [--site S]``: desired states as files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from agent.contract import DesiredState
+
+from ..errors import FleetError
+from ..rendering import render_repository
+from ..validation import check_repository
+from .common import UsageError, builtin_packs, fail_usage, open_tree, print_problems, revision_of
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "render",
+        help="render every appliance's desired state, manifests and user data to files",
+        description=(
+            "Render desired states to DIR: <site>/appliances/<id>.json (the document an agent "
+            "receives), <site>/<cluster>/manifests/ and <site>/<cluster>/user-data/."
+        ),
+    )
+    parser.add_argument("repo", nargs="?", default=".", help="repository folder (default: .)")
+    parser.add_argument("--rev", help="render this git revision instead of the folder as it is")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--site", action="append", help="only this site (repeatable)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        tree = open_tree(args.repo, args.rev)
+    except UsageError as e:
+        return fail_usage(str(e))
+    checked = check_repository(tree, builtin=builtin_packs())
+    if checked.diagnostics:
+        print_problems(checked.diagnostics)
+        return 1
+    sites = args.site
+    if sites:
+        unknown = sorted(set(sites) - set(checked.repo.sites))
+        if unknown:
+            return fail_usage(f"no such site: {', '.join(unknown)}")
+    try:
+        rendered = render_repository(
+            checked.repo, checked.registry, revision=revision_of(tree), sites=sites
+        )
+    except FleetError as e:
+        print_problems(e.diagnostics)
+        return 1
+    files = 0
+    for site, states in rendered.items():
+        files += write_site(args.out / site, states)
+    print(f"rendered {len(rendered)} sites, {files} files to {args.out}")
+    return 0
+
+
+def write_site(folder: Path, states: dict[str, DesiredState]) -> int:
+    """Replace ``folder`` with the site's rendered files; returns how many were written."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    written: dict[Path, str] = {}
+    for appliance, state in states.items():
+        document = state.model_dump(mode="json")
+        written[folder / "appliances" / f"{appliance}.json"] = (
+            json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        )
+        for cluster in state.clusters:
+            base = folder / cluster.name
+            for i, manifest in enumerate(cluster.manifests, start=1):
+                name = f"{i:02d}-{manifest.pack}-{manifest.name}"
+                written[base / "manifests" / name] = manifest.content
+            for node in cluster.nodes:
+                written[base / "user-data" / f"{node.name}.yaml"] = node.userData
+    for path, text in written.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return len(written)

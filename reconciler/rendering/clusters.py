@@ -1,0 +1,484 @@
+"""Render one cluster: final pack values, manifests, node specs with user data, schedules."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from agent.contract import (
+    MaintenanceWindow,
+    ManifestFile,
+    Node,
+    NodePlacement,
+    NodeResources,
+    PackRef,
+    Pool,
+    Schedule,
+)
+
+from ..errors import Diagnostic, FleetError
+from ..loading import LineIndex, SiteFiles
+from ..models import ChartLayer, Fleet, ManifestLayer, PackLayer
+from ..validation import ResolvedCluster, ResolvedLayer
+from .context import cluster_context, node_context, site_context
+from .packfiles import PackFiles
+from .sandbox import Sandbox, TemplateFailure
+from .values import choose_presets, merge, render_values
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class RenderedCluster:
+    name: str
+    mode: str
+    packs: tuple[PackRef, ...]
+    pools: tuple[Pool, ...]
+    nodes: tuple[Node, ...]
+    manifests: tuple[ManifestFile, ...]
+    schedules: tuple[Schedule, ...]
+    vip: str | None
+    timezone: str
+    windows: tuple[MaintenanceWindow, ...]
+
+
+class ClusterRenderer:
+    """Renders one cluster of one site; every template failure names pack, file, line, site
+    and cluster."""
+
+    def __init__(
+        self,
+        *,
+        sandbox: Sandbox,
+        pack_files: Any,  # Callable[[PackVersion], PackFiles]
+        yaml_ok: set[int],
+        site: SiteFiles,
+        resolved: ResolvedCluster,
+        fleet: Fleet,
+    ) -> None:
+        self.sandbox = sandbox
+        self.pack_files = pack_files
+        self.yaml_ok = yaml_ok
+        self.site = site
+        self.resolved = resolved
+        self.fleet = fleet
+        self.cluster = resolved.doc.model
+        self.where = f"site {site.name}, cluster {self.cluster.metadata.name}"
+        self.base_context = {
+            "site": site_context(site.name, site.site.model if site.site else None),
+            "cluster": cluster_context(self.cluster, resolved.mode),
+        }
+
+    # -- failures -----------------------------------------------------------------------------
+
+    def _fail(self, path: str, line: int, reason: str, what: str = "") -> FleetError:
+        label = f"{what}, {self.where}" if what else self.where
+        return FleetError([Diagnostic(path, max(line, 1), f"{reason} ({label})")])
+
+    def _render(self, path: str, source: str, context: dict[str, Any], what: str) -> str:
+        try:
+            return self.sandbox.render(path, source, context)
+        except TemplateFailure as e:
+            raise self._fail(path, e.line, e.reason, what) from None
+
+    def _values(
+        self,
+        value: Any,
+        context: dict[str, Any],
+        path: str,
+        lines: LineIndex | None,
+        loc: Loc,
+        what: str,
+    ) -> Any:
+        try:
+            return render_values(self.sandbox, path, value, context)
+        except TemplateFailure as e:
+            line = lines.line(loc) if lines is not None else e.line
+            raise self._fail(path, line, e.reason, what) from None
+
+    def _check_yaml(self, path: str, text: str, what: str) -> None:
+        key = hash(text)
+        if key in self.yaml_ok:
+            return
+        try:
+            documents = list(YAML(typ="safe", pure=False).load_all(text))
+        except YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else 1
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise self._fail(
+                path,
+                line,
+                f"rendered output is not valid YAML (output line {line}: {problem})",
+                what,
+            ) from None
+        for document in documents:
+            if document is not None and not isinstance(document, dict):
+                raise self._fail(path, 1, "rendered output must be YAML mappings", what)
+        self.yaml_ok.add(key)
+
+    # -- values -------------------------------------------------------------------------------
+
+    def final_values(self) -> dict[str, dict[str, Any]]:
+        """Each pack's values after layering and Jinja, by pack name."""
+        doc = self.resolved.doc
+        overrides = self.cluster.spec.packs
+        raw: dict[str, list[tuple[Any, str, LineIndex | None, Loc]]] = {}
+        for rl in self._pack_layers():
+            layer = rl.layer
+            assert isinstance(layer, PackLayer) and rl.pack is not None
+            files: PackFiles = self.pack_files(rl.pack)
+            sources: list[tuple[Any, str, LineIndex | None, Loc]] = []
+            if files.values is not None:
+                sources.append((files.values.data, files.values.path, files.values.lines, ()))
+            group_of = {p.name: p.group for p in rl.pack.presets}
+            override = overrides.get(layer.pack)
+            chosen = choose_presets(layer.presets, override.presets if override else [], group_of)
+            for name in chosen:
+                preset = rl.pack.preset(name)
+                if preset is not None and files.presets is not None:
+                    index = files.preset_index(name)
+                    sources.append(
+                        (
+                            preset.values,
+                            files.presets.path,
+                            files.presets.lines,
+                            ("presets", index, "values"),
+                        )
+                    )
+            if layer.values:
+                sources.append(
+                    (
+                        layer.values,
+                        rl.profile.path,
+                        rl.profile.lines,
+                        ("spec", "layers", rl.index, "values"),
+                    )
+                )
+            if override is not None and override.values:
+                sources.append(
+                    (override.values, doc.path, doc.lines, ("spec", "packs", layer.pack, "values"))
+                )
+            raw[layer.pack] = sources
+        unrendered = {name: _merge_all(s[0] for s in sources) for name, sources in raw.items()}
+        final: dict[str, dict[str, Any]] = {}
+        for rl in self._pack_layers():
+            assert isinstance(rl.layer, PackLayer) and rl.pack is not None
+            name = rl.layer.pack
+            context = {
+                **self.base_context,
+                "vars": rl.variables,
+                "values": unrendered[name],
+                "packs": {k: v for k, v in unrendered.items() if k != name},
+            }
+            what = f"pack {name} {rl.pack.version}"
+            rendered = [
+                self._render_source(value, context, path, lines, loc, what)
+                for value, path, lines, loc in raw[name]
+            ]
+            final[name] = _merge_all(rendered)
+        return final
+
+    def _render_source(
+        self,
+        value: Any,
+        context: dict[str, Any],
+        path: str,
+        lines: LineIndex | None,
+        loc: Loc,
+        what: str,
+    ) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for key, item in value.items():
+            out[key] = self._values(item, context, path, lines, (*loc, key), what)
+        return out
+
+    def _pack_layers(self) -> list[ResolvedLayer]:
+        return [rl for rl in self.resolved.layers if isinstance(rl.layer, PackLayer)]
+
+    # -- manifests ----------------------------------------------------------------------------
+
+    def manifests(self, final: dict[str, dict[str, Any]]) -> list[ManifestFile]:
+        out: list[ManifestFile] = []
+        for rl in self.resolved.layers:
+            layer = rl.layer
+            context = {**self.base_context, "vars": rl.variables}
+            if isinstance(layer, PackLayer):
+                assert rl.pack is not None
+                files: PackFiles = self.pack_files(rl.pack)
+                what = f"pack {layer.pack} {rl.pack.version}"
+                context |= {
+                    "values": final[layer.pack],
+                    "packs": {k: v for k, v in final.items() if k != layer.pack},
+                }
+                for name, path, source in files.manifests:
+                    text = self._render(path, source, context, what)
+                    self._check_yaml(path, text, what)
+                    out.append(
+                        ManifestFile(layer=layer.layer, pack=layer.pack, name=name, content=text)
+                    )
+                for j, attached in enumerate(layer.manifests):
+                    out.append(
+                        self._inline(
+                            rl,
+                            ("spec", "layers", rl.index, "manifests", j),
+                            layer.pack,
+                            attached.name,
+                            attached.content,
+                            context,
+                            what,
+                        )
+                    )
+            elif isinstance(layer, ChartLayer):
+                what = f"chart {layer.chart.name} {layer.chart.version}"
+                context |= {"values": {}, "packs": final}
+                values = self._values(
+                    layer.values,
+                    context,
+                    rl.profile.path,
+                    rl.profile.lines,
+                    ("spec", "layers", rl.index, "values"),
+                    what,
+                )
+                out.append(_helm_chart(layer, values))
+            elif isinstance(layer, ManifestLayer):
+                what = f"manifest layer {layer.name}"
+                context |= {"values": {}, "packs": final}
+                for j, attached in enumerate(layer.manifests):
+                    out.append(
+                        self._inline(
+                            rl,
+                            ("spec", "layers", rl.index, "manifests", j),
+                            layer.name,
+                            attached.name,
+                            attached.content,
+                            context,
+                            what,
+                        )
+                    )
+        return out
+
+    def _inline(
+        self,
+        rl: ResolvedLayer,
+        loc: Loc,
+        pack: str,
+        name: str,
+        content: str,
+        context: dict[str, Any],
+        what: str,
+    ) -> ManifestFile:
+        """A manifest written in a profile: its template lines count from its ``content:``."""
+        path = rl.profile.path
+        try:
+            text = self.sandbox.render(f"{path}#{name}", content, context)
+        except TemplateFailure as e:
+            first = rl.profile.lines.line((*loc, "content"))
+            raise self._fail(path, first + e.line, e.reason, what) from None
+        self._check_yaml(path, text, f"{what}, manifest {name}")
+        return ManifestFile(
+            layer="addon" if not isinstance(rl.layer, PackLayer) else rl.layer.layer,
+            pack=pack,
+            name=name,
+            content=text,
+        )
+
+    # -- nodes --------------------------------------------------------------------------------
+
+    def nodes(self, final: dict[str, dict[str, Any]]) -> list[Node]:
+        os_layer = next(
+            (rl for rl in self._pack_layers() if rl.layer.layer == "os"),
+            None,
+        )
+        os_files: PackFiles | None = (
+            self.pack_files(os_layer.pack) if os_layer and os_layer.pack else None
+        )
+        image_pack = "os" if self.resolved.mode == "virtualized" else "k8s"
+        image_key = "vmImage" if self.resolved.mode == "virtualized" else "nodeImage"
+        image = None
+        for rl in self._pack_layers():
+            assert isinstance(rl.layer, PackLayer)
+            if rl.layer.layer == image_pack:
+                found = final[rl.layer.pack].get(image_key)
+                image = str(found) if found is not None else None
+        out = []
+        for pool in self.cluster.spec.nodePools:
+            role = "control-plane" if pool.controlPlane else "worker"
+            for i in range(1, pool.size + 1):
+                name = f"{self.cluster.metadata.name}-{pool.name}-{i}"
+                appliance = pool.appliances[(i - 1) % len(pool.appliances)]
+                user_data = ""
+                if os_files is not None and os_files.user_data is not None and os_layer is not None:
+                    assert isinstance(os_layer.layer, PackLayer) and os_layer.pack is not None
+                    path, source = os_files.user_data
+                    what = f"pack {os_layer.layer.pack} {os_layer.pack.version}, node {name}"
+                    context = {
+                        **self.base_context,
+                        "vars": os_layer.variables,
+                        "values": final[os_layer.layer.pack],
+                        "packs": {k: v for k, v in final.items() if k != os_layer.layer.pack},
+                        "node": node_context(name, pool.name, role, appliance),
+                    }
+                    user_data = self._render(path, source, context, what)
+                    self._check_yaml(path, user_data, what)
+                out.append(
+                    Node(
+                        name=name,
+                        pool=pool.name,
+                        role=role,
+                        appliance=appliance,
+                        workerCapable=pool.workerCapable or not pool.controlPlane,
+                        image=image,
+                        resources=NodeResources(**pool.resources.model_dump())
+                        if pool.resources
+                        else None,
+                        placement=NodePlacement(**pool.placement.model_dump())
+                        if pool.placement
+                        else None,
+                        userData=user_data,
+                    )
+                )
+        return out
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def schedules(self) -> list[Schedule]:
+        policies = self.cluster.spec.policies
+        timezone = self.base_context["site"]["timezone"]
+        out: list[Schedule] = []
+        if policies.osPatch is not None:
+            patch = policies.osPatch
+            out.append(
+                Schedule(
+                    kind="patch",
+                    name="os-patch",
+                    cron=patch.schedule,
+                    timezone=timezone,
+                    parameters={"onBoot": patch.onBoot, "rebootIfRequired": patch.rebootIfRequired},
+                )
+            )
+        if policies.scans is not None:
+            tools = {
+                "configuration": "kube-bench",
+                "penetration": "kube-hunter",
+                "conformance": "sonobuoy",
+            }
+            for scan, tool in tools.items():
+                cron = getattr(policies.scans, scan)
+                if cron is not None:
+                    out.append(
+                        Schedule(
+                            kind="scan",
+                            name=f"scan-{scan}",
+                            cron=cron,
+                            timezone=timezone,
+                            parameters={"scan": scan, "tool": tool},
+                        )
+                    )
+        if policies.backup is not None:
+            backup = policies.backup
+            location = next(b for b in self.fleet.spec.backupLocations if b.name == backup.location)
+            prefix = "/".join(
+                p.strip("/")
+                for p in (
+                    location.prefix,
+                    backup.prefix or f"{self.site.name}/{self.cluster.metadata.name}",
+                )
+                if p.strip("/")
+            )
+            out.append(
+                Schedule(
+                    kind="backup",
+                    name="backup",
+                    cron=backup.schedule,
+                    timezone=timezone,
+                    parameters={
+                        "location": location.model_dump(exclude_none=True, exclude={"prefix"}),
+                        "prefix": prefix,
+                        "expiryHours": backup.expiryHours,
+                        "namespaces": list(backup.namespaces),
+                        "includeClusterResources": backup.includeClusterResources,
+                    },
+                )
+            )
+        return out
+
+    # -- the whole cluster --------------------------------------------------------------------
+
+    def render(self) -> RenderedCluster:
+        final = self.final_values()
+        packs = tuple(
+            PackRef(name=rl.pack.name, version=rl.pack.version, layer=rl.pack.layer)
+            for rl in self._pack_layers()
+            if rl.pack is not None
+        )
+        pools = tuple(
+            Pool(
+                name=p.name,
+                controlPlane=p.controlPlane,
+                size=p.size,
+                updateStrategy=p.updateStrategy,
+            )
+            for p in self.cluster.spec.nodePools
+        )
+        site = self.site.site.model if self.site.site else None
+        windows = tuple(
+            MaintenanceWindow(days=list(w.days), start=w.start, duration=w.duration)
+            for w in (site.spec.maintenanceWindows if site else [])
+        )
+        return RenderedCluster(
+            name=self.cluster.metadata.name,
+            mode=self.resolved.mode,
+            packs=packs,
+            pools=pools,
+            nodes=tuple(self.nodes(final)),
+            manifests=tuple(self.manifests(final)),
+            schedules=tuple(self.schedules()),
+            vip=self.cluster.spec.config.vip,
+            timezone=site.spec.timezone if site else "UTC",
+            windows=windows,
+        )
+
+
+def _merge_all(values: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for value in values:
+        if isinstance(value, dict):
+            out = merge(out, value)
+    return out
+
+
+_YAML_DUMP = YAML(typ="safe", pure=True)
+_YAML_DUMP.default_flow_style = False
+
+
+def _helm_chart(layer: ChartLayer, values: dict[str, Any]) -> ManifestFile:
+    """A Helm chart layer as the HelmChart object the cluster's helm controller installs."""
+    chart = layer.chart
+    buffer = io.StringIO()
+    if values:
+        _YAML_DUMP.dump(values, buffer)
+    document = {
+        "apiVersion": "helm.cattle.io/v1",
+        "kind": "HelmChart",
+        "metadata": {"name": chart.name, "namespace": "kube-system"},
+        "spec": {
+            "repo": chart.repo,
+            "chart": chart.name,
+            "version": chart.version,
+            "targetNamespace": chart.namespace,
+            "createNamespace": True,
+            "valuesContent": buffer.getvalue(),
+        },
+    }
+    out = io.StringIO()
+    _YAML_DUMP.dump(document, out)
+    return ManifestFile(
+        layer="addon", pack=chart.name, name=f"helmchart-{chart.name}.yaml", content=out.getvalue()
+    )

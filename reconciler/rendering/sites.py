@@ -1,0 +1,133 @@
+"""Render one site into one DesiredState per appliance, and a whole fleet site by site."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from agent.contract import ClusterState, DesiredState, seal
+
+from ..errors import Diagnostic, FleetError
+from ..loading import FleetRepo, SiteFiles
+from ..packs import PackRegistry, PackVersion
+from ..validation import FleetIndex, build_index, resolve_cluster
+from .clusters import ClusterRenderer, RenderedCluster
+from .packfiles import PackFiles, read_pack
+from .sandbox import Sandbox
+
+
+@dataclass
+class Renderer:
+    """Holds what is worth keeping between sites and revisions: compiled templates, read
+    pack files and rendered text already checked to be YAML."""
+
+    sandbox: Sandbox = field(default_factory=Sandbox)
+    _packs: dict[tuple[int, str], PackFiles] = field(default_factory=dict)
+    _yaml_ok: set[int] = field(default_factory=set)
+
+    def pack_files(self, pack: PackVersion) -> PackFiles:
+        key = (id(pack.tree), pack.folder)
+        cached = self._packs.get(key)
+        if cached is None or cached.pack is not pack:
+            cached = read_pack(pack)
+            self._packs[key] = cached
+        return cached
+
+    def render_site(
+        self,
+        site: SiteFiles,
+        *,
+        repo: FleetRepo,
+        index: FleetIndex,
+        registry: PackRegistry,
+        revision: str,
+    ) -> dict[str, DesiredState]:
+        """Every appliance of ``site``: its DesiredState. Raises FleetError."""
+        assert repo.fleet is not None
+        clusters: list[RenderedCluster] = []
+        problems: list[Diagnostic] = []
+        for doc in sorted(site.clusters, key=lambda d: d.model.metadata.name):
+            resolved, why = resolve_cluster(site, doc, index, registry)
+            if resolved is None:
+                problems += why
+                continue
+            renderer = ClusterRenderer(
+                sandbox=self.sandbox,
+                pack_files=self.pack_files,
+                yaml_ok=self._yaml_ok,
+                site=site,
+                resolved=resolved,
+                fleet=repo.fleet.model,
+            )
+            try:
+                clusters.append(renderer.render())
+            except FleetError as e:
+                problems += e.diagnostics
+        if problems:
+            raise FleetError(problems)
+        return {
+            appliance.model.metadata.name: _for_appliance(
+                appliance.model.metadata.name, site.name, revision, clusters
+            )
+            for appliance in site.appliances
+        }
+
+
+def _for_appliance(
+    appliance: str, site: str, revision: str, clusters: Iterable[RenderedCluster]
+) -> DesiredState:
+    """The part of each cluster an appliance runs: its own nodes; the manifests where it runs
+    a control-plane node; the cluster-wide schedules (scans, backups) on the appliance of the
+    first control-plane node, OS patching wherever nodes run."""
+    states = []
+    for cluster in clusters:
+        nodes = [n for n in cluster.nodes if n.appliance == appliance]
+        if not nodes:
+            continue
+        first_cp = next(n for n in cluster.nodes if n.role == "control-plane")
+        runs_cp = any(n.role == "control-plane" for n in nodes)
+        schedules = [
+            s for s in cluster.schedules if s.kind == "patch" or first_cp.appliance == appliance
+        ]
+        states.append(
+            ClusterState(
+                name=cluster.name,
+                mode=cluster.mode,
+                vip=cluster.vip,
+                packs=list(cluster.packs),
+                pools=list(cluster.pools),
+                nodes=sorted(nodes, key=lambda n: n.name),
+                manifests=list(cluster.manifests) if runs_cp else [],
+                schedules=schedules,
+                maintenanceWindows=list(cluster.windows),
+                timezone=cluster.timezone,
+            )
+        )
+    return seal(appliance=appliance, site=site, revision=revision, clusters=states)
+
+
+def render_repository(
+    repo: FleetRepo,
+    registry: PackRegistry,
+    *,
+    revision: str,
+    sites: Iterable[str] | None = None,
+    renderer: Renderer | None = None,
+) -> dict[str, dict[str, DesiredState]]:
+    """DesiredStates of the chosen sites (default: all), by site then appliance. The
+    repository must have validated; raises FleetError with every template problem."""
+    renderer = renderer or Renderer()
+    index = build_index(repo)
+    out: dict[str, dict[str, DesiredState]] = {}
+    problems: list[Diagnostic] = []
+    names = sorted(repo.sites) if sites is None else sorted(sites)
+    for name in names:
+        try:
+            out[name] = renderer.render_site(
+                repo.sites[name], repo=repo, index=index, registry=registry, revision=revision
+            )
+        except FleetError as e:
+            problems += e.diagnostics
+    if problems:
+        raise FleetError(problems)
+    return out

@@ -5,19 +5,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint
+.PHONY: run test lint system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+system-deps:
+	scripts/install-debian-packages
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reconciler agent tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: system-deps lint
 	$(VENV)/bin/pytest
 
 run: $(STAMP)

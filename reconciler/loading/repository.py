@@ -6,7 +6,7 @@ stops at the first error. Cross-document rules are left to :mod:`reconciler.vali
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -131,8 +131,11 @@ def _moved(result: Parsed | Diagnostic, path: str) -> Parsed | Diagnostic:
     return result if result.path == path else Parsed(path, result.data, result.lines)
 
 
-def load_repository(tree: Tree, *, cache: ParseCache | None = None) -> FleetRepo:
-    """Read every document of the repository at ``tree``."""
+def load_repository(
+    tree: Tree, *, cache: ParseCache | None = None, sites: Iterable[str] | None = None
+) -> FleetRepo:
+    """Read every document of the repository at ``tree``; with ``sites``, only those sites'
+    folders (plus fleet.yaml and the fleet profiles)."""
     reader = _Reader(tree, cache)
     repo = FleetRepo(tree=tree)
     # fleet.yaml: exactly one, at the top
@@ -145,15 +148,20 @@ def load_repository(tree: Tree, *, cache: ParseCache | None = None) -> FleetRepo
     # profiles/: fleet-wide cluster profiles
     repo.profiles = _load_profiles(reader, "profiles")
     # sites/<site>/: one folder per site
-    for path in tree.files("sites"):
-        parts = path.split("/")
-        if len(parts) < 3:
-            if path.endswith(YAML_SUFFIXES):
-                reader.diagnostics.append(
-                    Diagnostic(path, 1, "unexpected file: sites/ holds one folder per site")
-                )
-            continue
-        repo.sites.setdefault(parts[1], SiteFiles(parts[1]))
+    if sites is not None:
+        for name in sites:
+            if any(True for _ in tree.files(f"sites/{name}")):
+                repo.sites[name] = SiteFiles(name)
+    else:
+        for path in tree.files("sites"):
+            parts = path.split("/")
+            if len(parts) < 3:
+                if path.endswith(YAML_SUFFIXES):
+                    reader.diagnostics.append(
+                        Diagnostic(path, 1, "unexpected file: sites/ holds one folder per site")
+                    )
+                continue
+            repo.sites.setdefault(parts[1], SiteFiles(parts[1]))
     for name, files in sorted(repo.sites.items()):
         _load_site(reader, name, files)
     repo.diagnostics = reader.diagnostics

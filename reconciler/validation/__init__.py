@@ -6,6 +6,7 @@ file and line. A repository with no diagnostics is safe to render.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import Diagnostic
@@ -93,10 +94,15 @@ class Checked:
 
 
 def check_repository(
-    tree: Tree, *, builtin: tuple[Tree, str], cache: ParseCache | None = None
+    tree: Tree,
+    *,
+    builtin: tuple[Tree, str],
+    cache: ParseCache | None = None,
+    sites: Iterable[str] | None = None,
 ) -> Checked:
-    """Load ``tree``, index its packs, and run every rule."""
-    repo = load_repository(tree, cache=cache)
+    """Load ``tree``, index its packs, and run every rule; with ``sites``, only those sites are
+    read and checked (fleet-wide rules then see only them)."""
+    repo = load_repository(tree, cache=cache, sites=sites)
     registry, pack_problems = load_registry(registry_roots(repo, builtin))
     diagnostics = validate(repo, registry)
     return Checked(repo, registry, sorted(set(diagnostics + pack_problems)))

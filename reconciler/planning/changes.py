@@ -1,0 +1,235 @@
+"""What changes between two renderings of a site: appliances, clusters, nodes, schedules and
+the manifests, as data that plan prints and the rollout uses to spot disruptive changes."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from agent.contract import ClusterState, DesiredState, ManifestFile, Node
+
+Kind = Literal["added", "removed", "changed"]
+
+
+@dataclass(frozen=True)
+class NodeChange:
+    node: str
+    pool: str
+    appliance: str
+    kind: Literal["added", "removed", "replaced"]
+    fields: tuple[str, ...] = ()  # what made a replacement necessary
+
+
+@dataclass(frozen=True)
+class ClusterChange:
+    name: str
+    kind: Kind
+    mode: str
+    nodes: tuple[NodeChange, ...]
+    order: tuple[str, ...]  # the steps node replacements take, in order
+    packs: tuple[str, ...]  # "k3s 1.30.4 → 1.30.6"
+    schedules: tuple[str, ...]  # "backup: 0 1 * * * → 0 2 * * *"
+    manifests: tuple[str, ...]  # manifest files added, changed or removed
+
+    @property
+    def replaces_nodes(self) -> bool:
+        return any(n.kind == "replaced" for n in self.nodes)
+
+
+@dataclass(frozen=True)
+class ApplianceChange:
+    appliance: str
+    kind: Kind
+    before: str | None  # digest
+    after: str | None
+    disruptive: bool  # nodes on it are replaced or removed
+
+
+@dataclass(frozen=True)
+class SiteChange:
+    name: str
+    kind: Kind
+    appliances: tuple[ApplianceChange, ...]
+    clusters: tuple[ClusterChange, ...]
+    diff: str  # unified diff of the rendered manifests
+
+
+def compare_site(
+    name: str, before: Mapping[str, DesiredState], after: Mapping[str, DesiredState]
+) -> SiteChange | None:
+    """The change from ``before`` to ``after`` (appliance → state); None when nothing changes."""
+    appliances = tuple(_appliance_changes(before, after))
+    if not appliances:
+        return None
+    old, new = _clusters(before.values()), _clusters(after.values())
+    clusters = []
+    diff: list[str] = []
+    for cluster in sorted(set(old) | set(new)):
+        change = _cluster_change(cluster, old.get(cluster), new.get(cluster))
+        if change is not None:
+            clusters.append(change)
+        diff += _manifest_diff(name, cluster, old.get(cluster), new.get(cluster))
+    kind: Kind = "added" if not before else "removed" if not after else "changed"
+    return SiteChange(name, kind, appliances, tuple(clusters), "".join(diff))
+
+
+def _appliance_changes(
+    before: Mapping[str, DesiredState], after: Mapping[str, DesiredState]
+) -> Iterable[ApplianceChange]:
+    for appliance in sorted(set(before) | set(after)):
+        a, b = before.get(appliance), after.get(appliance)
+        if a is not None and b is not None and a.digest == b.digest:
+            continue
+        kind: Kind = "added" if a is None else "removed" if b is None else "changed"
+        yield ApplianceChange(
+            appliance,
+            kind,
+            a.digest if a else None,
+            b.digest if b else None,
+            disruptive=_disruptive(appliance, a, b),
+        )
+
+
+def _disruptive(appliance: str, a: DesiredState | None, b: DesiredState | None) -> bool:
+    old = {n.name: n for c in (a.clusters if a else []) for n in c.nodes}
+    new = {n.name: n for c in (b.clusters if b else []) for n in c.nodes}
+    return any(name not in new or _spec(new[name]) != _spec(node) for name, node in old.items())
+
+
+def _spec(node: Node) -> dict[str, object]:
+    return node.model_dump(exclude={"name"})
+
+
+def _clusters(states: Iterable[DesiredState]) -> dict[str, ClusterState]:
+    """Each cluster of a site as one view: all its nodes, whichever appliance runs them."""
+    merged: dict[str, ClusterState] = {}
+    for state in states:
+        for cluster in state.clusters:
+            seen = merged.get(cluster.name)
+            if seen is None:
+                merged[cluster.name] = cluster
+                continue
+            names = {s.name for s in seen.schedules}
+            merged[cluster.name] = seen.model_copy(
+                update={
+                    "nodes": sorted([*seen.nodes, *cluster.nodes], key=lambda n: n.name),
+                    "manifests": seen.manifests or cluster.manifests,
+                    "schedules": [
+                        *seen.schedules,
+                        *(s for s in cluster.schedules if s.name not in names),
+                    ],
+                }
+            )
+    return merged
+
+
+def _cluster_change(
+    name: str, old: ClusterState | None, new: ClusterState | None
+) -> ClusterChange | None:
+    if old is not None and new is not None and old == new:
+        return None
+    kind: Kind = "added" if old is None else "removed" if new is None else "changed"
+    old_nodes = {n.name: n for n in (old.nodes if old else [])}
+    new_nodes = {n.name: n for n in (new.nodes if new else [])}
+    nodes: list[NodeChange] = []
+    for node in sorted(set(old_nodes) | set(new_nodes)):
+        a, b = old_nodes.get(node), new_nodes.get(node)
+        if a is None and b is not None:
+            nodes.append(NodeChange(node, b.pool, b.appliance, "added"))
+        elif b is None and a is not None:
+            nodes.append(NodeChange(node, a.pool, a.appliance, "removed"))
+        elif a is not None and b is not None and _spec(a) != _spec(b):
+            before, after = _spec(a), _spec(b)
+            fields = tuple(sorted(k for k in after if after[k] != before.get(k)))
+            nodes.append(NodeChange(node, b.pool, b.appliance, "replaced", fields))
+    current = new or old
+    assert current is not None
+    return ClusterChange(
+        name=name,
+        kind=kind,
+        mode=current.mode,
+        nodes=tuple(nodes),
+        order=_replacement_order(new, nodes) if new is not None and old is not None else (),
+        packs=_pack_changes(old, new),
+        schedules=_schedule_changes(old, new),
+        manifests=_manifest_changes(old, new),
+    )
+
+
+def _replacement_order(cluster: ClusterState, nodes: list[NodeChange]) -> tuple[str, ...]:
+    """The steps replacements take: control-plane pool first, each pool by its strategy."""
+    steps: list[str] = []
+    pools = sorted(cluster.pools, key=lambda p: not p.controlPlane)
+    for pool in pools:
+        for change in (n for n in nodes if n.pool == pool.name and n.kind == "replaced"):
+            if pool.updateStrategy == "expand-first":
+                steps.append(f"create new {change.node}, wait until it runs, remove the old one")
+            else:
+                steps.append(f"remove {change.node}, then create it again with the new spec")
+    return tuple(steps)
+
+
+def _pack_changes(old: ClusterState | None, new: ClusterState | None) -> tuple[str, ...]:
+    a = {p.name: p.version for p in (old.packs if old else [])}
+    b = {p.name: p.version for p in (new.packs if new else [])}
+    out = []
+    for pack in sorted(set(a) | set(b)):
+        if a.get(pack) != b.get(pack):
+            out.append(f"{pack} {a.get(pack, '(none)')} → {b.get(pack, '(none)')}")
+    return tuple(out)
+
+
+def _schedule_changes(old: ClusterState | None, new: ClusterState | None) -> tuple[str, ...]:
+    a = {s.name: s for s in (old.schedules if old else [])}
+    b = {s.name: s for s in (new.schedules if new else [])}
+    out = []
+    for name in sorted(set(a) | set(b)):
+        x, y = a.get(name), b.get(name)
+        if x is None and y is not None:
+            out.append(f"{name}: added ({y.cron} {y.timezone})")
+        elif y is None and x is not None:
+            out.append(f"{name}: removed")
+        elif x is not None and y is not None and x != y:
+            detail = f"{x.cron} → {y.cron}" if x.cron != y.cron else "parameters changed"
+            out.append(f"{name}: {detail}")
+    return tuple(out)
+
+
+def _manifest_key(m: ManifestFile) -> str:
+    return f"{m.pack}/{m.name}"
+
+
+def _manifest_changes(old: ClusterState | None, new: ClusterState | None) -> tuple[str, ...]:
+    a = {_manifest_key(m): m.content for m in (old.manifests if old else [])}
+    b = {_manifest_key(m): m.content for m in (new.manifests if new else [])}
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key not in a:
+            out.append(f"{key} (added)")
+        elif key not in b:
+            out.append(f"{key} (removed)")
+        elif a[key] != b[key]:
+            out.append(f"{key} (changed)")
+    return tuple(out)
+
+
+def _manifest_diff(
+    site: str, cluster: str, old: ClusterState | None, new: ClusterState | None
+) -> list[str]:
+    a = {_manifest_key(m): m.content for m in (old.manifests if old else [])}
+    b = {_manifest_key(m): m.content for m in (new.manifests if new else [])}
+    lines: list[str] = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) == b.get(key):
+            continue
+        lines += difflib.unified_diff(
+            a.get(key, "").splitlines(keepends=True),
+            b.get(key, "").splitlines(keepends=True),
+            fromfile=f"a/{site}/{cluster}/{key}" if key in a else "/dev/null",
+            tofile=f"b/{site}/{cluster}/{key}" if key in b else "/dev/null",
+        )
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+    return lines

@@ -117,7 +117,7 @@ def parse(data: bytes) -> tuple[Any, LineIndex]:
     try:
         documents = list(YAML(typ="safe", pure=False).load_all(text))
     except MarkedYAMLError as e:
-        raise YamlError(_error_line(e), _yaml_reason(e)) from None
+        raise YamlError(error_line(e), _yaml_reason(e)) from None
     except YAMLError as e:
         raise YamlError(1, f"not valid YAML: {str(e).splitlines()[0]}") from None
     except RecursionError:
@@ -130,7 +130,7 @@ def parse(data: bytes) -> tuple[Any, LineIndex]:
     return documents[0], LineIndex(text)
 
 
-def _error_line(e: MarkedYAMLError) -> int:
+def error_line(e: MarkedYAMLError) -> int:
     """Where the user should look: where an unclosed bracket or quote opened, else where the
     parser stopped."""
     problem = e.problem or ""

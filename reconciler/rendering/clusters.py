@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from agent.contract import (
     MaintenanceWindow,
@@ -22,6 +22,7 @@ from agent.contract import (
 
 from ..errors import Diagnostic, FleetError
 from ..loading import LineIndex, SiteFiles
+from ..loading.yamldocs import error_line
 from ..models import ChartLayer, Fleet, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
@@ -106,16 +107,13 @@ class ClusterRenderer:
             return
         try:
             documents = list(YAML(typ="safe", pure=False).load_all(text))
+        except MarkedYAMLError as e:
+            line = min(error_line(e), max(text.rstrip("\n").count("\n") + 1, 1))
+            reason = f"rendered output is not valid YAML (output line {line}: {e.problem})"
+            raise self._fail(path, line, reason, what) from None
         except YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else 1
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise self._fail(
-                path,
-                line,
-                f"rendered output is not valid YAML (output line {line}: {problem})",
-                what,
-            ) from None
+            reason = f"rendered output is not valid YAML ({str(e).splitlines()[0]})"
+            raise self._fail(path, 1, reason, what) from None
         for document in documents:
             if document is not None and not isinstance(document, dict):
                 raise self._fail(path, 1, "rendered output must be YAML mappings", what)

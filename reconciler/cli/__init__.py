@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 invalid input or a failed check, 2 usage error.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from . import plan, render, validate
@@ -31,4 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     return code

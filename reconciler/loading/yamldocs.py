@@ -1,18 +1,22 @@
 """Parse one YAML file into plain data, with the line of every field available on demand.
 
-Parsing takes the fast C path of ruamel.yaml; line numbers are needed only when something is
-wrong, so the round-trip parser (which keeps positions) runs lazily, the first time a line is
-asked for. Hostile input is bounded before it can cost much: the file size, the nesting depth
-and the number of nodes after aliases are expanded (an alias bomb) all have limits.
+Parsing reads ruamel.yaml's C parser events and builds plain data from them directly (YAML
+1.2 core schema; dates stay strings), several times faster than the generic constructor. Line
+numbers are needed only when something is wrong, so the round-trip parser (which keeps
+positions) runs lazily, the first time a line is asked for. Hostile input is bounded as it is
+read: the file size, the nesting depth and the number of values with aliases expanded (an
+alias bomb) all have limits, and a duplicate key is an error.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ruamel.yaml import YAML
+from ruamel.yaml import YAML, events
+from ruamel.yaml.clib._ruamel_yaml import CParser
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -70,36 +74,188 @@ def _first_content_line(text: str) -> int:
     return 1
 
 
-_FLOW_CHAR = re.compile(r"[\[\]{}]")
+_INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$|^0o[0-7]+$|^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$")
+_SPECIAL_FLOATS = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_TAG = "tag:yaml.org,2002:"
 
 
-def _check_flow_depth(text: str) -> None:
-    """Refuse deep ``[[[[...`` nesting before the C parser, which recurses, ever sees it."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return
-    depth = 0
-    for match in _FLOW_CHAR.finditer(text):
-        depth += 1 if match.group() in "[{" else -1
-        if depth > MAX_DEPTH:
-            line = text.count("\n", 0, match.start()) + 1
-            raise YamlError(line, f"nesting deeper than {MAX_DEPTH} levels")
+def _plain(value: str) -> Any:
+    """A plain scalar under the YAML 1.2 core schema (dates stay strings)."""
+    if value in _NULLS:
+        return None
+    boolean = _BOOLS.get(value)
+    if boolean is not None:
+        return boolean
+    head = value[:1]
+    if head.isdigit() or head in "-+.":
+        if _INT.match(value):
+            return int(value.replace("_", ""), 0) if value[:2] in ("0o", "0x") else int(value)
+        if _FLOAT.match(value):
+            return float(value.replace("_", ""))
+        special = _SPECIAL_FLOATS.get(value.lower())
+        if special is not None:
+            return special
+    return value
 
 
-def _check_shape(data: Any) -> None:
-    """Bound depth and node count as if every alias were expanded, without expanding them."""
+def _tagged(tag: str, value: str, line: int) -> Any:
+    kind = tag.removeprefix(_TAG)
+    try:
+        if kind == "str":
+            return value
+        if kind == "int":
+            return int(value, 0)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            return _BOOLS[value]
+        if kind == "null":
+            return None
+    except (KeyError, ValueError):
+        raise YamlError(line, f"'{value}' is not a valid {kind}") from None
+    raise YamlError(line, f"unsupported tag {tag}")
+
+
+class _Frame:
+    """A mapping or sequence being built, with the key waiting for its value."""
+
+    __slots__ = ("anchor", "key", "key_line", "size", "value")
+
+    def __init__(self, value: dict[Any, Any] | list[Any], anchor: str | None) -> None:
+        self.value = value
+        self.anchor = anchor
+        self.key: Any = _NO_KEY
+        self.key_line = 0
+        self.size = 1
+
+
+_NO_KEY = object()
+
+
+def _construct(text: str) -> list[Any]:
+    """Build plain Python data from the C parser's events, bounding depth and expanded size
+    (aliases count as often as they are used) and refusing duplicate keys."""
+    parser = CParser(text)
+    documents: list[Any] = []
+    stack: list[_Frame] = []
+    anchors: dict[str, tuple[Any, int]] = {}
     budget = MAX_NODES
-    stack: list[tuple[Any, int]] = [(data, 0)]
-    while stack:
-        node, depth = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise YamlError(1, f"document expands to more than {MAX_NODES} values (an alias bomb?)")
-        if depth > MAX_DEPTH:
-            raise YamlError(1, f"nesting deeper than {MAX_DEPTH} levels")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
+    try:
+        while True:
+            event = parser.get_event()
+            kind = type(event)
+            line = event.start_mark.line + 1 if event.start_mark is not None else 1
+            size = 1
+            if kind is events.ScalarEvent:
+                tag = event.tag
+                if tag is None or tag == "!":
+                    value = _plain(event.value) if event.implicit[0] else event.value
+                else:
+                    value = _tagged(tag, event.value, line)
+            elif kind is events.MappingStartEvent or kind is events.SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise YamlError(line, f"nesting deeper than {MAX_DEPTH} levels")
+                container: dict[Any, Any] | list[Any] = (
+                    {} if kind is events.MappingStartEvent else []
+                )
+                stack.append(_Frame(container, event.anchor))
+                continue
+            elif kind is events.MappingEndEvent or kind is events.SequenceEndEvent:
+                frame = stack.pop()
+                value, size = frame.value, frame.size
+                if frame.anchor:
+                    anchors[frame.anchor] = (value, size)
+                _add(stack, value, size, line, documents)
+                continue
+            elif kind is events.AliasEvent:
+                if event.anchor not in anchors:
+                    raise YamlError(line, f"unknown alias '*{event.anchor}'")
+                value, size = anchors[event.anchor]
+                budget -= size
+                if budget < 0:
+                    raise YamlError(
+                        line, f"document expands to more than {MAX_NODES} values (an alias bomb?)"
+                    )
+                _add(stack, value, size, line, documents)
+                continue
+            elif kind is events.StreamEndEvent:
+                break
+            else:
+                continue
+            budget -= 1
+            if budget < 0:
+                raise YamlError(line, f"document has more than {MAX_NODES} values")
+            if event.anchor:
+                anchors[event.anchor] = (value, 1)
+            _add(stack, value, size, line, documents)
+    finally:
+        parser.dispose()
+    return documents
+
+
+def _add(stack: list[_Frame], value: Any, size: int, line: int, documents: list[Any]) -> None:
+    if not stack:
+        documents.append(value)
+        return
+    top = stack[-1]
+    top.size += size
+    target = top.value
+    if isinstance(target, list):
+        target.append(value)
+    elif top.key is _NO_KEY:
+        if isinstance(value, dict | list):
+            raise YamlError(line, "a mapping key must be a plain value")
+        top.key, top.key_line = value, line
+    else:
+        key = top.key
+        top.key = _NO_KEY
+        if key == "<<" and isinstance(value, dict | list):
+            for part in value if isinstance(value, list) else [value]:
+                if isinstance(part, dict):
+                    for k, v in part.items():
+                        target.setdefault(k, v)
+            return
+        if key in target:
+            raise YamlError(top.key_line, f"duplicate key '{key}'")
+        target[key] = value
+
+
+def check_mappings(text: str) -> None:
+    """Check that ``text`` is YAML whose documents are all mappings (or empty), without
+    building them: rendered output is checked this way before it is served."""
+    parser = CParser(text)
+    try:
+        expect_root = False
+        while True:
+            event = parser.get_event()
+            kind = type(event)
+            if expect_root:
+                expect_root = False
+                empty = kind is events.ScalarEvent and event.value == "" and event.implicit[0]
+                if not (kind is events.MappingStartEvent or empty):
+                    line = event.start_mark.line + 1
+                    raise YamlError(line, "each YAML document must be a mapping")
+            elif kind is events.DocumentStartEvent:
+                expect_root = True
+            elif kind is events.StreamEndEvent:
+                return
+    except MarkedYAMLError as e:
+        raise YamlError(error_line(e), _yaml_reason(e)) from None
+    finally:
+        parser.dispose()
+
+
+def load_documents(text: str) -> list[Any]:
+    """Every document of ``text`` as plain data; raises :class:`YamlError` with a line."""
+    try:
+        return _construct(text)
+    except MarkedYAMLError as e:
+        raise YamlError(error_line(e), _yaml_reason(e)) from None
+    except YAMLError as e:
+        raise YamlError(1, f"not valid YAML: {str(e).splitlines()[0]}") from None
 
 
 def parse(data: bytes) -> tuple[Any, LineIndex]:
@@ -113,20 +269,10 @@ def parse(data: bytes) -> tuple[Any, LineIndex]:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise YamlError(line, "file is not UTF-8 text") from None
-    _check_flow_depth(text)
-    try:
-        documents = list(YAML(typ="safe", pure=False).load_all(text))
-    except MarkedYAMLError as e:
-        raise YamlError(error_line(e), _yaml_reason(e)) from None
-    except YAMLError as e:
-        raise YamlError(1, f"not valid YAML: {str(e).splitlines()[0]}") from None
-    except RecursionError:
-        raise YamlError(1, f"nesting deeper than {MAX_DEPTH} levels") from None
-    documents = [d for d in documents if d is not None]
+    documents = [d for d in load_documents(text) if d is not None]
     if len(documents) != 1:
         found = "no document" if not documents else f"{len(documents)} documents"
         raise YamlError(1, f"expected exactly one YAML document, found {found}")
-    _check_shape(documents[0])
     return documents[0], LineIndex(text)
 
 

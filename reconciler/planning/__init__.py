@@ -12,10 +12,10 @@ from agent.contract import DesiredState
 
 from ..errors import FleetError
 from ..rendering import Renderer, render_repository
-from ..sources import GitRepository, GitTree, Tree
+from ..sources import GitRepository, GitTree, Tree, changed_paths
 from ..validation import Checked, build_index, check_repository
 from .changes import ApplianceChange, ClusterChange, NodeChange, SiteChange, compare_site
-from .impact import candidate_sites, changed_paths, input_digest, site_names
+from .impact import candidate_sites, input_digest, site_names
 
 __all__ = [
     "ApplianceChange",

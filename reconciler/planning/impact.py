@@ -18,15 +18,6 @@ from ..sources import GitTree, Tree
 from ..validation import FleetIndex, resolve_cluster
 
 
-def changed_paths(base: GitTree, head: GitTree) -> set[str]:
-    diff = base.root.diff_to_tree(head.root)
-    paths: set[str] = set()
-    for delta in diff.deltas:
-        paths.add(delta.old_file.path)
-        paths.add(delta.new_file.path)
-    return paths
-
-
 def _pack_roots(tree: Tree) -> list[str]:
     roots = ["packs"]
     if tree.exists("fleet.yaml"):

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from agent.contract import (
     MaintenanceWindow,
@@ -22,7 +21,7 @@ from agent.contract import (
 
 from ..errors import Diagnostic, FleetError
 from ..loading import LineIndex, SiteFiles
-from ..loading.yamldocs import error_line
+from ..loading.yamldocs import YamlError, check_mappings
 from ..models import ChartLayer, Fleet, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
@@ -106,17 +105,11 @@ class ClusterRenderer:
         if key in self.yaml_ok:
             return
         try:
-            documents = list(YAML(typ="safe", pure=False).load_all(text))
-        except MarkedYAMLError as e:
-            line = min(error_line(e), max(text.rstrip("\n").count("\n") + 1, 1))
-            reason = f"rendered output is not valid YAML (output line {line}: {e.problem})"
+            check_mappings(text)
+        except YamlError as e:
+            line = min(e.line, max(text.rstrip("\n").count("\n") + 1, 1))
+            reason = f"rendered output is not valid YAML (output line {line}: {e.message})"
             raise self._fail(path, line, reason, what) from None
-        except YAMLError as e:
-            reason = f"rendered output is not valid YAML ({str(e).splitlines()[0]})"
-            raise self._fail(path, 1, reason, what) from None
-        for document in documents:
-            if document is not None and not isinstance(document, dict):
-                raise self._fail(path, 1, "rendered output must be YAML mappings", what)
         self.yaml_ok.add(key)
 
     # -- values -------------------------------------------------------------------------------
@@ -452,7 +445,7 @@ def _merge_all(values: Any) -> dict[str, Any]:
     return out
 
 
-_YAML_DUMP = YAML(typ="safe", pure=True)
+_YAML_DUMP = YAML(typ="safe")
 _YAML_DUMP.default_flow_style = False
 
 

@@ -10,6 +10,7 @@ line.
 
 from __future__ import annotations
 
+import json
 import traceback
 from typing import Any
 
@@ -61,6 +62,8 @@ class Sandbox:
             "dict": dict,
             "namespace": Namespace,
         }
+        # JSON without HTML escaping: the output is YAML, where "<" needs no escape
+        self.env.filters["tojson"] = _tojson
         self._compiled: dict[tuple[str, str], Any] = {}
         self._expressions: dict[str, Any] = {}
 
@@ -100,6 +103,10 @@ class Sandbox:
 
     def is_template(self, value: str) -> bool:
         return "{{" in value or "{%" in value
+
+
+def _tojson(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, indent=indent)
 
 
 def _template_line(error: BaseException, name: str) -> int:

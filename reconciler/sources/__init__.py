@@ -6,7 +6,15 @@ Both implement :class:`Tree`, so loading never knows which one it reads. Errors:
     └── RevisionNotFound   (a ref or commit that does not resolve)
 """
 
-from .git import GitRepository, GitTree, RevisionNotFound, SourceError
+from .git import GitRepository, GitTree, RevisionNotFound, SourceError, changed_paths
 from .trees import DirectoryTree, Tree
 
-__all__ = ["DirectoryTree", "GitRepository", "GitTree", "RevisionNotFound", "SourceError", "Tree"]
+__all__ = [
+    "DirectoryTree",
+    "GitRepository",
+    "GitTree",
+    "RevisionNotFound",
+    "SourceError",
+    "Tree",
+    "changed_paths",
+]

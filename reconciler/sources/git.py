@@ -48,16 +48,32 @@ class GitTree:
         self.repo = repo
         self.root = tree
         self.commit = commit
+        # Folders already looked up: a path lookup from the root would read every tree on
+        # the way (sites/ alone can hold thousands of entries) each time.
+        self._folders: dict[str, pygit2.Tree | None] = {"": tree}
+
+    def _folder(self, path: str) -> pygit2.Tree | None:
+        if path in self._folders:
+            return self._folders[path]
+        parent, _, name = path.rpartition("/")
+        above = self._folder(parent)
+        found = None
+        if above is not None and name in above:
+            child = above[name]
+            found = child if isinstance(child, pygit2.Tree) else None
+        self._folders[path] = found
+        return found
 
     def _entry(self, path: str) -> pygit2.Object | None:
-        try:
-            return self.root[path]
-        except KeyError:
+        folder, _, name = path.rpartition("/")
+        tree = self._folder(folder)
+        if tree is None or name not in tree:
             return None
+        return tree[name]
 
     def files(self, prefix: str = "") -> Iterator[str]:
-        base = self.root if not prefix else self._entry(prefix)
-        if not isinstance(base, pygit2.Tree):
+        base = self._folder(prefix)
+        if base is None:
             return
         yield from self._walk(base, prefix)
 
@@ -70,6 +86,7 @@ class GitTree:
             if entry.type_str == "tree":
                 subtree = self.repo[entry.id]
                 assert isinstance(subtree, pygit2.Tree)
+                self._folders[path] = subtree
                 yield from self._walk(subtree, path)
             elif entry.type_str == "blob":
                 yield path
@@ -95,3 +112,51 @@ class GitTree:
 
     def exists(self, path: str) -> bool:
         return isinstance(self._entry(path), pygit2.Blob)
+
+
+def changed_paths(base: GitTree, head: GitTree) -> set[str]:
+    """Paths of files that differ between two trees (added, removed or changed).
+
+    Subtrees with equal ids are skipped whole, so the cost follows the size of the change.
+    (libgit2's tree diff was measured an order of magnitude slower on a 10,000-site fleet.)
+    """
+    out: set[str] = set()
+    repo = head.repo
+
+    def files_below(tree: pygit2.Tree, prefix: str) -> None:
+        for entry in tree:
+            path = f"{prefix}{entry.name}"
+            if entry.type_str == "tree":
+                files_below(_tree(repo, entry.id), path + "/")
+            else:
+                out.add(path)
+
+    def walk(a: pygit2.Tree, b: pygit2.Tree, prefix: str) -> None:
+        old = {e.name: e for e in a}
+        new = {e.name: e for e in b}
+        for name in old.keys() | new.keys():
+            x, y = old.get(name), new.get(name)
+            if x is not None and y is not None and x.id == y.id:
+                continue
+            path = f"{prefix}{name}"
+            x_tree = x is not None and x.type_str == "tree"
+            y_tree = y is not None and y.type_str == "tree"
+            if x is not None and y is not None and x_tree and y_tree:
+                walk(_tree(repo, x.id), _tree(repo, y.id), path + "/")
+                continue
+            for entry, is_tree in ((x, x_tree), (y, y_tree)):
+                if entry is None:
+                    continue
+                if is_tree:
+                    files_below(_tree(repo, entry.id), path + "/")
+                else:
+                    out.add(path)
+
+    walk(base.root, head.root, "")
+    return out
+
+
+def _tree(repo: pygit2.Repository, oid: pygit2.Oid) -> pygit2.Tree:
+    tree = repo[oid]
+    assert isinstance(tree, pygit2.Tree)
+    return tree

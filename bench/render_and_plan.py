@@ -1,0 +1,93 @@
+"""Full render of synthetic fleets and plan of a one-site change; prints figures and ratios.
+
+    .venv/bin/python bench/render_and_plan.py [--sites 1000 10000] [--workdir DIR]
+
+Full render = load + validate + render every site of a revision, in this process. Plan = the
+one-site change between two commits of the largest fleet, in this process and as a command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pygit2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.synthetic import commit, create, fleet_files  # noqa: E402
+from reconciler.cli.common import builtin_packs  # noqa: E402
+from reconciler.planning import make_plan  # noqa: E402
+from reconciler.rendering import render_repository  # noqa: E402
+from reconciler.sources import GitRepository  # noqa: E402
+from reconciler.validation import check_repository  # noqa: E402
+
+
+def full_render(path: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    tree = GitRepository(path).tree("main")
+    checked = check_repository(tree, builtin=builtin_packs())
+    assert not checked.diagnostics, checked.diagnostics[:3]
+    states = render_repository(checked.repo, checked.registry, revision=tree.commit)
+    elapsed = time.perf_counter() - start
+    return elapsed, sum(len(s) for s in states.values())
+
+
+def one_site_change(path: Path, sites: int) -> None:
+    repo = pygit2.Repository(str(path))
+    files = fleet_files(sites)
+    site = f"sites/site-{sites // 2:05d}/clusters/site-{sites // 2:05d}-store.yaml"
+    files[site] = files[site].replace('schedule: "30 2 * * *"', 'schedule: "45 2 * * *"')
+    commit(repo, files, "one store moves its backup")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sites", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="edgefleet-bench-"))
+    renders: dict[int, float] = {}
+    for sites in args.sites:
+        path = workdir / f"fleet-{sites}.git"
+        if not path.exists():
+            create(path, sites)
+        elapsed, appliances = full_render(path)
+        renders[sites] = elapsed
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"full render, {sites} sites ({appliances} appliances): {elapsed:.1f} s, "
+            f"{sites / elapsed:.0f} sites/s, peak RSS so far {rss:.0f} MiB"
+        )
+    largest = max(args.sites)
+    path = workdir / f"fleet-{largest}.git"
+    if GitRepository(path).resolve("main").parents == []:
+        one_site_change(path, largest)
+    start = time.perf_counter()
+    plan = make_plan(GitRepository(path), "main~1", "main", builtin=builtin_packs())
+    in_process = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", str(path), "--base", "main~1", "--head=main"],
+        check=True,
+        capture_output=True,
+    )
+    command = time.perf_counter() - start
+    print(f"plan of a one-site change in {largest} sites: {plan.summary}")
+    print(
+        f"  in process {in_process * 1000:.0f} ms ({plan.rendered_sites} sites rendered); "
+        f"as a command {command * 1000:.0f} ms including interpreter start"
+    )
+    print(
+        f"  full render / plan: {renders[largest] / in_process:.0f}x in process, "
+        f"{renders[largest] / command:.0f}x as a command"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Rollout: what each appliance is served, and when.
+
+The reconcile loop hands the :class:`RolloutService` a :class:`Release` for every good
+revision (or a failure for a bad one); the service starts a rollout that reaches sites wave
+by wave, holds disruptive changes for maintenance windows and takes a cluster's appliances
+one at a time. The API serves what the store says each appliance gets
+(:class:`DesiredDocuments`), registers agents (:class:`Registrations`) and shows fleet
+status (:class:`FleetViews`). Errors (:mod:`.errors`)::
+
+    RolloutError
+    ├── InvalidRelease   (permanent: the release is inconsistent; nothing recorded)
+    └── InvalidToken     (an agent or bootstrap token that does not authenticate)
+"""
+
+from .clocks import Clock, system_clock
+from .errors import InvalidRelease, InvalidToken, RolloutError
+from .notifications import Notifier
+from .registrations import AgentFacts, Registration, Registrations
+from .releases import Release, SiteRelease, Wave
+from .reports import (
+    ApplyError,
+    ClusterStatus,
+    NodeStatus,
+    ReportedEvent,
+    StatusReport,
+    TaskStatus,
+)
+from .service import RolloutService
+from .serving import DesiredDocuments, Served
+from .views import FleetView, FleetViews, SiteView
+
+__all__ = [
+    "AgentFacts",
+    "ApplyError",
+    "Clock",
+    "ClusterStatus",
+    "DesiredDocuments",
+    "FleetView",
+    "FleetViews",
+    "InvalidRelease",
+    "InvalidToken",
+    "NodeStatus",
+    "Notifier",
+    "Registration",
+    "Registrations",
+    "Release",
+    "ReportedEvent",
+    "RolloutError",
+    "RolloutService",
+    "Served",
+    "SiteRelease",
+    "SiteView",
+    "StatusReport",
+    "TaskStatus",
+    "Wave",
+    "system_clock",
+]

@@ -1,0 +1,25 @@
+"""The rollout service's exceptions::
+
+    RolloutError              the service refused an operation
+    ├── InvalidRelease        permanent: the release handed over is inconsistent (a digest
+    │                         that does not match its document, an appliance in two sites);
+    │                         nothing of it is recorded, the same input will fail again
+    └── InvalidToken          an agent or bootstrap token that does not authenticate
+
+Store errors (``reconciler.store.StoreError`` and its temporary ``StoreUnavailable``) pass
+through unchanged: the caller decides whether to retry.
+"""
+
+from __future__ import annotations
+
+
+class RolloutError(Exception):
+    """The rollout service refused an operation."""
+
+
+class InvalidRelease(RolloutError):
+    """The release is inconsistent; it was not recorded."""
+
+
+class InvalidToken(RolloutError):
+    """A token that does not authenticate. The message never contains the token."""

@@ -1,0 +1,68 @@
+"""Waking long-polling agents the moment their appliance is served a new state.
+
+Each waiting request subscribes for its appliance and awaits an asyncio event; the rollout
+service calls :meth:`Notifier.notify` from whatever thread it runs on, and the event is set
+on the waiter's own loop. Nothing polls the database while waiting.
+
+Subscribe before reading the current state, then wait: a notification that lands between
+the read and the wait is not lost, the event is already set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+
+class Subscription:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> bool:
+        """True when notified within ``timeout`` seconds; clears the event either way."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.event.clear()
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[Subscription]] = {}
+
+    @contextmanager
+    def subscribe(self, appliance: str) -> Iterator[Subscription]:
+        """Called on the event loop that will wait."""
+        subscription = Subscription(asyncio.get_running_loop())
+        with self._lock:
+            self._waiting.setdefault(appliance, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            with self._lock:
+                subscribers = self._waiting.get(appliance, set())
+                subscribers.discard(subscription)
+                if not subscribers:
+                    self._waiting.pop(appliance, None)
+
+    def notify(self, appliances: Iterable[str]) -> None:
+        """Wake every request waiting for one of ``appliances``; safe from any thread."""
+        with self._lock:
+            woken = [s for a in set(appliances) for s in self._waiting.get(a, ())]
+        for subscription in woken:
+            try:
+                subscription.loop.call_soon_threadsafe(subscription.event.set)
+            except RuntimeError:  # that loop has closed: nobody is waiting any more
+                pass
+
+    def waiting(self) -> int:
+        """How many requests are waiting (the long-polls open)."""
+        with self._lock:
+            return sum(len(s) for s in self._waiting.values())

@@ -1,0 +1,97 @@
+"""Agent registration and authentication.
+
+An agent registers with the fleet's bootstrap token and receives its own token, random and
+shown once; only its sha256 is stored. Re-registering the same appliance rotates the token:
+the old one stops working at once. Tokens are compared in constant time and never appear in
+a message, a log line or an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from ..store import AgentRecord, EventRecord, Store
+from .clocks import Clock, epoch
+from .errors import InvalidToken
+
+
+@dataclass(frozen=True)
+class AgentFacts:
+    appliance: str
+    hostname: str
+    ip: str
+    arch: str
+    agent_version: str
+
+
+@dataclass(frozen=True)
+class Registration:
+    appliance: str
+    token: str
+    declared: bool  # False: the appliance is listed as discovered and gets no state
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Registrations:
+    def __init__(self, *, store: Store, clock: Clock, bootstrap_token: str) -> None:
+        if len(bootstrap_token) < 16:
+            raise ValueError("the bootstrap token must be at least 16 characters")
+        self._store = store
+        self._clock = clock
+        self._bootstrap = bootstrap_token.encode()
+
+    def register(self, facts: AgentFacts, *, bootstrap_token: str) -> Registration:
+        """Raises InvalidToken for a wrong bootstrap token."""
+        if not hmac.compare_digest(bootstrap_token.encode(), self._bootstrap):
+            raise InvalidToken("bootstrap token refused")
+        token = secrets.token_urlsafe(32)
+        now = epoch(self._clock)
+        with self._store.write() as tx:
+            before = tx.agents.get(facts.appliance)
+            tx.agents.put(
+                AgentRecord(
+                    appliance=facts.appliance,
+                    hostname=facts.hostname,
+                    ip=facts.ip,
+                    arch=facts.arch,
+                    agent_version=facts.agent_version,
+                    registered_at=now,
+                    last_seen=now,
+                ),
+                token_hash=token_hash(token),
+            )
+            assignment = tx.assignments.get(facts.appliance)
+            declared = assignment is not None and assignment.declared
+            verb = "re-registered (token rotated)" if before else "registered"
+            where = "" if declared else "; not in the fleet repository: discovered"
+            tx.events.add(
+                [
+                    EventRecord(
+                        at=now,
+                        level="info" if declared else "warning",
+                        kind="agent-registered",
+                        message=(
+                            f"{facts.appliance} {verb} from {facts.hostname} ({facts.ip}, "
+                            f"{facts.arch}, agent {facts.agent_version}){where}"
+                        ),
+                        site=assignment.site if assignment else None,
+                        appliance=facts.appliance,
+                    )
+                ]
+            )
+        return Registration(appliance=facts.appliance, token=token, declared=declared)
+
+    def authenticate(self, token: str) -> str:
+        """The appliance an agent token belongs to; raises InvalidToken."""
+        wanted = token_hash(token)
+        with self._store.read() as tx:
+            found = tx.agents.by_token_hash(wanted)
+        if found is None or not hmac.compare_digest(found[1], wanted):
+            raise InvalidToken("agent token refused")
+        return found[0].appliance

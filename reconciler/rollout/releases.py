@@ -1,0 +1,68 @@
+"""What the reconcile loop hands the rollout service: a whole release per good revision.
+
+A :class:`Release` holds every site of the revision, unchanged sites too, so the service
+can tell what changed against what each appliance is served now. ``disruptive`` marks the
+appliances whose change replaces or reboots nodes compared with the previous revision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent.contract import DesiredState, MaintenanceWindow
+
+
+@dataclass(frozen=True)
+class Wave:
+    """One rollout wave: the sites whose labels include every selector label."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.labels.items())
+
+
+@dataclass(frozen=True)
+class SiteRelease:
+    """One site at one revision."""
+
+    site: str
+    labels: Mapping[str, str]
+    timezone: str  # IANA
+    maintenance_windows: tuple[MaintenanceWindow, ...]
+    states: Mapping[str, DesiredState]  # by appliance ID
+    disruptive: Mapping[str, bool] = field(default_factory=dict)  # by appliance ID
+
+
+@dataclass(frozen=True)
+class Release:
+    """A good revision: rollout settings from fleet.yaml and every site's states."""
+
+    revision: str  # commit sha
+    waves: tuple[Wave, ...]
+    max_failures: int | str  # a count, or a percentage of a wave's sites such as "10%"
+    soak_seconds: float
+    sites: Mapping[str, SiteRelease]
+
+    def problems(self) -> list[str]:
+        """Why this release cannot be recorded; empty when it can."""
+        found: list[str] = []
+        if not self.waves:
+            found.append("a release needs at least one wave")
+        owner: dict[str, str] = {}
+        for name, site in sorted(self.sites.items()):
+            if site.site != name:
+                found.append(f"site {name!r} is keyed under another name ({site.site!r})")
+            for appliance, state in sorted(site.states.items()):
+                if appliance in owner:
+                    found.append(f"appliance {appliance} is in sites {owner[appliance]} and {name}")
+                owner[appliance] = name
+                if state.appliance != appliance or state.site != name:
+                    found.append(
+                        f"state keyed {name}/{appliance} is for {state.site}/{state.appliance}"
+                    )
+                if state.digest != state.computed_digest():
+                    found.append(f"{name}/{appliance}: digest does not match the document")
+        return found

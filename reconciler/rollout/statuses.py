@@ -1,0 +1,71 @@
+"""The statuses of DESIGN.md, derived from what the store holds.
+
+Appliance: Unpaired (in Git, agent never seen) → Ready (agent registered) → In-Use (runs a
+cluster); Discovered when an agent registered an appliance the repository does not declare.
+Health: healthy while heartbeats (status reports) are recent and say healthy.
+Cluster: Pending → Provisioning → Running; Deleting → Deleted; Aborted; Error; a cluster
+spanning several appliances takes the most telling phase any of them reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from ..store import AgentRecord, Assignment, ReportRecord
+from .reports import ClusterPhase, ClusterStatus, StatusReport
+
+ApplianceStatus = Literal["Unpaired", "Ready", "In-Use", "Discovered"]
+Health = Literal["healthy", "unhealthy", "unknown"]
+
+
+def appliance_status(
+    assignment: Assignment | None, agent: AgentRecord | None, report: StatusReport | None
+) -> ApplianceStatus:
+    if assignment is None or not assignment.declared:
+        return "Discovered"
+    if agent is None:
+        return "Unpaired"
+    if report is not None and any(c.phase != "Deleted" for c in report.clusters):
+        return "In-Use"
+    return "Ready"
+
+
+def appliance_health(
+    agent: AgentRecord | None, report: ReportRecord | None, *, now: float, timeout: float
+) -> Health:
+    if agent is None:
+        return "unknown"
+    if now - agent.last_seen > timeout:
+        return "unhealthy"
+    if report is not None and not report.healthy:
+        return "unhealthy"
+    return "healthy"
+
+
+def cluster_phase(expected: int, reported: Sequence[ClusterStatus]) -> ClusterPhase:
+    """``expected``: how many appliances run the cluster per the repository (0 when it is
+    no longer declared); ``reported``: what those appliances said about it."""
+    phases = {c.phase for c in reported}
+    for telling in ("Error", "Aborted", "Deleting"):
+        if telling in phases:
+            return telling
+    if phases == {"Deleted"}:
+        return "Deleted"
+    if not reported:
+        return "Pending"
+    if phases == {"Running"} and len(reported) >= expected:
+        return "Running"
+    if phases <= {"Pending"}:
+        return "Pending"
+    return "Provisioning"
+
+
+def cluster_progress(phase: ClusterPhase, reported: Sequence[ClusterStatus]) -> int:
+    """Percent done: the mean progress of the provisioning tasks reported."""
+    if phase in ("Running", "Deleted"):
+        return 100
+    tasks = [t for c in reported for t in c.tasks]
+    if not tasks:
+        return 0
+    return round(sum(100 if t.state == "done" else t.progress for t in tasks) / len(tasks))

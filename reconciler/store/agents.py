@@ -1,0 +1,61 @@
+"""Agent registrations: an appliance's facts and the hash of its current token.
+
+Only hashes are stored; looking an agent up by a token means hashing the token first.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, RowMapping, select, update
+
+from .records import AgentRecord
+from .schema import agents
+from .upserts import upsert
+
+
+class Agents:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def put(self, record: AgentRecord, *, token_hash: str) -> None:
+        """Register or re-register: the new token hash replaces the old one."""
+        upsert(
+            self._conn,
+            agents,
+            {**record.__dict__, "token_hash": token_hash},
+            keys=["appliance"],
+        )
+
+    def get(self, appliance: str) -> AgentRecord | None:
+        row = self._conn.execute(select(*_COLUMNS).where(agents.c.appliance == appliance)).first()
+        return _record(row._mapping) if row else None
+
+    def by_token_hash(self, token_hash: str) -> tuple[AgentRecord, str] | None:
+        """The agent holding this token hash, with the stored hash to compare against."""
+        row = self._conn.execute(
+            select(*_COLUMNS, agents.c.token_hash).where(agents.c.token_hash == token_hash)
+        ).first()
+        return (_record(row._mapping), str(row._mapping["token_hash"])) if row else None
+
+    def all(self) -> list[AgentRecord]:
+        rows = self._conn.execute(select(*_COLUMNS).order_by(agents.c.appliance))
+        return [_record(row._mapping) for row in rows]
+
+    def touch(self, appliance: str, *, at: float) -> None:
+        self._conn.execute(
+            update(agents).where(agents.c.appliance == appliance).values(last_seen=at)
+        )
+
+
+_COLUMNS = [c for c in agents.c if c.name != "token_hash"]
+
+
+def _record(m: RowMapping) -> AgentRecord:
+    return AgentRecord(
+        appliance=m["appliance"],
+        hostname=m["hostname"],
+        ip=m["ip"],
+        arch=m["arch"],
+        agent_version=m["agent_version"],
+        registered_at=m["registered_at"],
+        last_seen=m["last_seen"],
+    )

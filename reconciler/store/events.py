@@ -1,0 +1,50 @@
+"""Events for operators: rollout steps, failed revisions, what agents reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, RowMapping, delete, func, select
+
+from .records import EventRecord
+from .schema import events
+from .upserts import upsert
+
+KEEP = 20_000  # events kept; older ones are pruned
+
+
+class Events:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def add(self, records: Iterable[EventRecord]) -> None:
+        """Append events; one an agent already sent (same appliance and key) is skipped."""
+        for record in records:
+            values = {k: v for k, v in record.__dict__.items() if k != "id"}
+            if record.key is None:
+                self._conn.execute(events.insert().values(**values))
+            else:
+                upsert(self._conn, events, values, keys=["appliance", "key"], update=[])
+
+    def recent(
+        self, *, site: str | None = None, appliance: str | None = None, limit: int = 50
+    ) -> list[EventRecord]:
+        """The newest events first."""
+        query = select(events).order_by(events.c.id.desc()).limit(limit)
+        if site is not None:
+            query = query.where(events.c.site == site)
+        if appliance is not None:
+            query = query.where(events.c.appliance == appliance)
+        return [_record(row._mapping) for row in self._conn.execute(query)]
+
+    def prune(self, *, keep: int = KEEP) -> int:
+        """Delete all but the newest ``keep`` events; returns how many were deleted."""
+        newest = self._conn.execute(select(func.max(events.c.id))).scalar()
+        if newest is None or newest <= keep:
+            return 0
+        result = self._conn.execute(delete(events).where(events.c.id <= newest - keep))
+        return int(result.rowcount)
+
+
+def _record(m: RowMapping) -> EventRecord:
+    return EventRecord(**dict(m))

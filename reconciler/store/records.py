@@ -1,0 +1,119 @@
+"""The rows the store reads and writes, as frozen dataclasses.
+
+Times are seconds since the epoch (UTC). JSON-shaped fields (labels, windows, waves, report
+bodies) stay plain data here; the rollout package gives them meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["good", "failed"]
+Level = Literal["info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class RevisionRecord:
+    sha: str
+    outcome: Outcome
+    errors: tuple[str, ...]
+    recorded_at: float
+    reconcile_seconds: float | None = None
+    seq: int = 0  # assigned by the store: the order revisions were recorded in
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What one appliance is served now, and what the latest release wants it to run."""
+
+    appliance: str
+    site: str
+    declared: bool  # in the latest good release
+    served_digest: str | None = None
+    served_revision: str | None = None
+    served_at: float | None = None
+    target_digest: str | None = None
+    target_revision: str | None = None
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    revision: str
+    seq: int
+    state: str  # running | halted | done | superseded
+    wave: int  # index of the open wave; len(waves) once every wave has passed
+    waves: tuple[dict[str, Any], ...]  # {"name": str, "labels": {str: str}}
+    max_failures: str  # "2" or "10%"
+    soak_seconds: float
+    failing: tuple[str, ...]
+    started_at: float
+    updated_at: float
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class RolloutSite:
+    revision: str
+    site: str
+    wave: int
+    labels: dict[str, str]
+    timezone: str
+    windows: tuple[dict[str, Any], ...]  # {"days": [..], "start": "HH:MM", "duration": "4h"}
+    changed: bool
+    revert: bool
+    state: str
+    waiting: str = ""
+    admitted_at: float | None = None
+    healthy_since: float | None = None
+    failed_at: float | None = None
+    failure: str | None = None
+    done_at: float | None = None
+
+
+@dataclass(frozen=True)
+class RolloutTarget:
+    revision: str
+    appliance: str
+    site: str
+    digest: str | None  # None: the release has no state for this appliance
+    changed: bool
+    disruptive: bool
+    clusters: tuple[str, ...]  # the clusters this appliance runs nodes of
+    shared: tuple[str, ...]  # those of them spanning several appliances
+    control_plane: bool
+    waiting: str = ""
+    released_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    appliance: str
+    hostname: str
+    ip: str
+    arch: str
+    agent_version: str
+    registered_at: float
+    last_seen: float
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    appliance: str
+    received_at: float
+    applied_digest: str | None
+    healthy: bool
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    at: float
+    level: Level
+    kind: str
+    message: str
+    site: str | None = None
+    appliance: str | None = None
+    revision: str | None = None
+    key: str | None = None
+    id: int = 0  # assigned by the store

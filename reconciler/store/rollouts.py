@@ -1,0 +1,137 @@
+"""Rollout state: one row per good revision, with its sites and appliance targets.
+
+Everything the rollout needs to continue after a restart is here: the open wave, each
+site's admission, soak start and failure, each appliance's release time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, RowMapping, select, update
+
+from .records import RolloutRecord, RolloutSite, RolloutTarget
+from .schema import rollout_sites, rollout_targets, rollouts
+
+OPEN_STATES = ("running", "halted")
+
+
+class Rollouts:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    # -- the rollout row ---------------------------------------------------------------
+    def add(self, record: RolloutRecord) -> None:
+        self._conn.execute(rollouts.insert().values(**_rollout_values(record)))
+
+    def get(self, revision: str) -> RolloutRecord | None:
+        row = self._conn.execute(select(rollouts).where(rollouts.c.revision == revision)).first()
+        return _rollout(row._mapping) if row else None
+
+    def latest(self) -> RolloutRecord | None:
+        row = self._conn.execute(select(rollouts).order_by(rollouts.c.seq.desc()).limit(1)).first()
+        return _rollout(row._mapping) if row else None
+
+    def open(self) -> list[RolloutRecord]:
+        """Rollouts running or halted, oldest first."""
+        rows = self._conn.execute(
+            select(rollouts).where(rollouts.c.state.in_(OPEN_STATES)).order_by(rollouts.c.seq)
+        )
+        return [_rollout(row._mapping) for row in rows]
+
+    def save(self, record: RolloutRecord) -> None:
+        values = _rollout_values(record)
+        self._conn.execute(
+            update(rollouts).where(rollouts.c.revision == record.revision).values(**values)
+        )
+
+    # -- sites -------------------------------------------------------------------------
+    def add_sites(self, sites: Iterable[RolloutSite]) -> None:
+        rows = [_site_values(s) for s in sites]
+        if rows:
+            self._conn.execute(rollout_sites.insert(), rows)
+
+    def sites(self, revision: str) -> list[RolloutSite]:
+        rows = self._conn.execute(
+            select(rollout_sites)
+            .where(rollout_sites.c.revision == revision)
+            .order_by(rollout_sites.c.wave, rollout_sites.c.site)
+        )
+        return [_site(row._mapping) for row in rows]
+
+    def site(self, revision: str, site: str) -> RolloutSite | None:
+        row = self._conn.execute(
+            select(rollout_sites).where(
+                rollout_sites.c.revision == revision, rollout_sites.c.site == site
+            )
+        ).first()
+        return _site(row._mapping) if row else None
+
+    def save_site(self, site: RolloutSite) -> None:
+        self._conn.execute(
+            update(rollout_sites)
+            .where(rollout_sites.c.revision == site.revision, rollout_sites.c.site == site.site)
+            .values(**_site_values(site))
+        )
+
+    # -- appliance targets -------------------------------------------------------------
+    def add_targets(self, targets: Iterable[RolloutTarget]) -> None:
+        rows = [_target_values(t) for t in targets]
+        if rows:
+            self._conn.execute(rollout_targets.insert(), rows)
+
+    def targets(self, revision: str, *, site: str | None = None) -> list[RolloutTarget]:
+        query = select(rollout_targets).where(rollout_targets.c.revision == revision)
+        if site is not None:
+            query = query.where(rollout_targets.c.site == site)
+        rows = self._conn.execute(query.order_by(rollout_targets.c.appliance))
+        return [_target(row._mapping) for row in rows]
+
+    def target(self, revision: str, appliance: str) -> RolloutTarget | None:
+        row = self._conn.execute(
+            select(rollout_targets).where(
+                rollout_targets.c.revision == revision, rollout_targets.c.appliance == appliance
+            )
+        ).first()
+        return _target(row._mapping) if row else None
+
+    def save_target(self, target: RolloutTarget) -> None:
+        self._conn.execute(
+            update(rollout_targets)
+            .where(
+                rollout_targets.c.revision == target.revision,
+                rollout_targets.c.appliance == target.appliance,
+            )
+            .values(**_target_values(target))
+        )
+
+
+def _rollout_values(r: RolloutRecord) -> dict[str, object]:
+    return {
+        **r.__dict__,
+        "waves": [dict(w) for w in r.waves],
+        "failing": list(r.failing),
+    }
+
+
+def _rollout(mapping: RowMapping) -> RolloutRecord:
+    m = dict(mapping)
+    return RolloutRecord(**{**m, "waves": tuple(m["waves"]), "failing": tuple(m["failing"])})
+
+
+def _site_values(s: RolloutSite) -> dict[str, object]:
+    return {**s.__dict__, "labels": dict(s.labels), "windows": [dict(w) for w in s.windows]}
+
+
+def _site(mapping: RowMapping) -> RolloutSite:
+    m = dict(mapping)
+    return RolloutSite(**{**m, "windows": tuple(m["windows"])})
+
+
+def _target_values(t: RolloutTarget) -> dict[str, object]:
+    return {**t.__dict__, "clusters": list(t.clusters), "shared": list(t.shared)}
+
+
+def _target(mapping: RowMapping) -> RolloutTarget:
+    m = dict(mapping)
+    return RolloutTarget(**{**m, "clusters": tuple(m["clusters"]), "shared": tuple(m["shared"])})

@@ -1,0 +1,91 @@
+"""The :class:`Store`: one database, reached through short transactions.
+
+Callers open a transaction and use the table groups it carries::
+
+    with store.write() as tx:
+        tx.revisions.add(...)
+        tx.rollouts.add(...)
+
+Everything inside one ``with`` commits together or not at all. ``write(exclusive=True)``
+also serializes the writer against every other exclusive writer, across processes: SQLite
+already has one writer at a time; on PostgreSQL a transaction-scoped advisory lock does it,
+so two replicas never take rollout decisions at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, text
+
+from .agents import Agents
+from .assignments import Assignments
+from .documents import Documents
+from .engines import WRITE_OPTION, open_engine
+from .errors import translated
+from .events import Events
+from .reports import Reports
+from .revisions import Revisions
+from .rollouts import Rollouts
+from .schema import metadata
+
+DEFAULT_URL = "sqlite:///edgefleet.db"
+_ROLLOUT_LOCK = 0x6564_6765  # an arbitrary, fixed advisory lock key
+
+
+class Transaction:
+    """One open transaction and the table groups bound to it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.connection = conn
+        self.revisions = Revisions(conn)
+        self.documents = Documents(conn)
+        self.assignments = Assignments(conn)
+        self.rollouts = Rollouts(conn)
+        self.agents = Agents(conn)
+        self.reports = Reports(conn)
+        self.events = Events(conn)
+
+
+class Store:
+    """The reconciler's database, from a URL: ``sqlite:///PATH`` (default) or
+    ``postgresql+psycopg://USER@HOST/DB``. Creates missing tables on open."""
+
+    def __init__(self, url: str = DEFAULT_URL) -> None:
+        self.url = url
+        with translated():
+            self._engine = open_engine(url)
+            with self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+                with conn.begin():
+                    metadata.create_all(conn)
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        """A read-only view; nothing it does is committed."""
+        with translated(), self._engine.connect() as conn:
+            with conn.begin():
+                yield Transaction(conn)
+
+    @contextmanager
+    def write(self, *, exclusive: bool = False) -> Iterator[Transaction]:
+        """A transaction committed when the block ends without an exception."""
+        with translated(), self._engine.connect() as conn:
+            conn = conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                if exclusive and self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROLLOUT_LOCK})
+                yield Transaction(conn)
+
+    def ping(self) -> None:
+        """Raises StoreUnavailable when the database cannot be reached."""
+        with translated(), self._engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            conn.rollback()
+
+    def close(self) -> None:
+        self._engine.dispose()

@@ -25,3 +25,4 @@ test: system-deps lint
 
 run: $(STAMP)
 	$(VENV)/bin/edgefleet validate fleet-example
+	$(VENV)/bin/edgefleet render fleet-example --out out/fleet-example

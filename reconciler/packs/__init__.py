@@ -13,6 +13,7 @@ from .registry import (
     PackVersion,
     is_train,
     load_registry,
+    version_matches,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "PackVersion",
     "is_train",
     "load_registry",
+    "version_matches",
 ]

@@ -74,21 +74,22 @@ class PackRegistry:
 
     def resolve(self, name: str, spec: str) -> PackVersion | None:
         """The version ``spec`` names: exact, or the newest stable one on a train."""
-        candidates = self._packs.get(name, [])
-        train = _TRAIN.match(spec)
+        found = [pv for pv in self._packs.get(name, []) if version_matches(spec, pv.version)]
+        if is_train(spec):
+            found = [pv for pv in found if not pv.key.is_prerelease]
+        return found[-1] if found else None
+
+
+def version_matches(spec: str, version: str) -> bool:
+    """Whether ``version`` satisfies ``spec``: equal to it, or on its train."""
+    train = _TRAIN.match(spec)
+    try:
         if train:
             prefix = tuple(int(p) for p in train.group(1).split("."))
-            matching = [
-                pv
-                for pv in candidates
-                if pv.key.release[: len(prefix)] == prefix and not pv.key.is_prerelease
-            ]
-            return matching[-1] if matching else None
-        try:
-            wanted = Version(spec)
-        except InvalidVersion:
-            return None
-        return next((pv for pv in candidates if pv.key == wanted), None)
+            return Version(version).release[: len(prefix)] == prefix
+        return Version(spec) == Version(version)
+    except InvalidVersion:
+        return False
 
 
 def _pack_folders(tree: Tree, root: str) -> Iterator[tuple[str, str, str]]:

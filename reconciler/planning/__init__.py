@@ -13,7 +13,7 @@ from agent.contract import DesiredState
 from ..errors import FleetError
 from ..rendering import Renderer, render_repository
 from ..sources import GitRepository, GitTree, Tree, changed_paths
-from ..validation import Checked, build_index, check_repository
+from ..validation import Checked, build_index, check_repository, sensitive_values
 from .changes import ApplianceChange, ClusterChange, NodeChange, SiteChange, compare_site
 from .impact import candidate_sites, input_digest, site_names
 
@@ -81,9 +81,10 @@ def make_plan(
     changed = sorted(site for site in candidates if _digest(before, site) != _digest(after, site))
     old = _render(before, base, changed, renderer)
     new = _render(after, head, changed, renderer)
+    secrets = _secrets(before, changed) | _secrets(after, changed)
     sites = []
     for site in changed:
-        change = compare_site(site, old.get(site, {}), new.get(site, {}))
+        change = compare_site(site, old.get(site, {}), new.get(site, {}), mask=secrets)
         if change is not None:
             sites.append(change)
     return Plan(base.commit, head.commit, len(site_names(head)), tuple(sites), len(changed))
@@ -94,6 +95,15 @@ def _checked(tree: GitTree, builtin: tuple[Tree, str], sites: set[str], side: st
     if checked.diagnostics:
         raise (BaseInvalid if side == "base" else FleetError)(checked.diagnostics)
     return checked
+
+
+def _secrets(checked: Checked, sites: list[str]) -> set[str]:
+    index = build_index(checked.repo)
+    found: set[str] = set()
+    for site in sites:
+        if site in checked.repo.sites:
+            found |= sensitive_values(checked.repo.sites[site], index)
+    return found
 
 
 def _digest(checked: Checked, site: str) -> str | None:

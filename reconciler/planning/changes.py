@@ -56,10 +56,18 @@ class SiteChange:
     diff: str  # unified diff of the rendered manifests
 
 
+MASK = "***"
+
+
 def compare_site(
-    name: str, before: Mapping[str, DesiredState], after: Mapping[str, DesiredState]
+    name: str,
+    before: Mapping[str, DesiredState],
+    after: Mapping[str, DesiredState],
+    *,
+    mask: Iterable[str] = (),
 ) -> SiteChange | None:
-    """The change from ``before`` to ``after`` (appliance → state); None when nothing changes."""
+    """The change from ``before`` to ``after`` (appliance → state); None when nothing changes.
+    Strings in ``mask`` (sensitive variable values) never appear in the diff."""
     appliances = tuple(_appliance_changes(before, after))
     if not appliances:
         return None
@@ -72,7 +80,10 @@ def compare_site(
             clusters.append(change)
         diff += _manifest_diff(name, cluster, old.get(cluster), new.get(cluster))
     kind: Kind = "added" if not before else "removed" if not after else "changed"
-    return SiteChange(name, kind, appliances, tuple(clusters), "".join(diff))
+    text = "".join(diff)
+    for secret in sorted(mask, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return SiteChange(name, kind, appliances, tuple(clusters), text)
 
 
 def _appliance_changes(

@@ -100,7 +100,9 @@ class ClusterRenderer:
             line = lines.line(loc) if lines is not None else e.line
             raise self._fail(path, line, e.reason, what) from None
 
-    def _check_yaml(self, path: str, text: str, what: str) -> None:
+    def _check_yaml(self, path: str, text: str, what: str, offset: int = 0) -> None:
+        """Rendered text must be YAML mappings; ``offset`` is the file line before the text's
+        first line (for manifests written inside a profile)."""
         key = hash(text)
         if key in self.yaml_ok:
             return
@@ -109,7 +111,7 @@ class ClusterRenderer:
         except YamlError as e:
             line = min(e.line, max(text.rstrip("\n").count("\n") + 1, 1))
             reason = f"rendered output is not valid YAML (output line {line}: {e.message})"
-            raise self._fail(path, line, reason, what) from None
+            raise self._fail(path, offset + line, reason, what) from None
         self.yaml_ok.add(key)
 
     # -- values -------------------------------------------------------------------------------
@@ -272,7 +274,9 @@ class ClusterRenderer:
         except TemplateFailure as e:
             first = rl.profile.lines.line((*loc, "content"))
             raise self._fail(path, first + e.line, e.reason, what) from None
-        self._check_yaml(path, text, f"{what}, manifest {name}")
+        # the output's lines match the template's only roughly; point into the content block
+        first = rl.profile.lines.line((*loc, "content"))
+        self._check_yaml(path, text, f"{what}, manifest {name}", offset=first)
         return ManifestFile(
             layer="addon" if not isinstance(rl.layer, PackLayer) else rl.layer.layer,
             pack=pack,

@@ -46,10 +46,14 @@ class Registrations:
         self._clock = clock
         self._bootstrap = bootstrap_token.encode()
 
+    def verify_bootstrap(self, token: str) -> None:
+        """Raises InvalidToken unless ``token`` is the fleet's bootstrap token."""
+        if not hmac.compare_digest(token.encode(), self._bootstrap):
+            raise InvalidToken("bootstrap token refused")
+
     def register(self, facts: AgentFacts, *, bootstrap_token: str) -> Registration:
         """Raises InvalidToken for a wrong bootstrap token."""
-        if not hmac.compare_digest(bootstrap_token.encode(), self._bootstrap):
-            raise InvalidToken("bootstrap token refused")
+        self.verify_bootstrap(bootstrap_token)
         token = secrets.token_urlsafe(32)
         now = epoch(self._clock)
         with self._store.write() as tx:

@@ -20,6 +20,7 @@ from .clusters import (
     check_appliance_sharing,
     check_cluster,
     resolve_cluster,
+    sensitive_values,
 )
 from .fleetwide import (
     check_appliance_ids,
@@ -41,6 +42,7 @@ __all__ = [
     "check_repository",
     "registry_roots",
     "resolve_cluster",
+    "sensitive_values",
     "validate",
 ]
 

@@ -16,7 +16,7 @@ from ..loading import Doc, SiteFiles
 from ..models import Cluster, ClusterProfile, Fleet, PackLayer
 from ..models.common import Scalar
 from ..models.profile import Layer
-from ..packs import PackRegistry, PackVersion
+from ..packs import PackRegistry, PackVersion, version_matches
 from .index import FleetIndex
 from .profiles import check_presets, resolve_pack
 from .variables import resolve_variables
@@ -118,6 +118,7 @@ def check_cluster(
 ) -> Iterator[Diagnostic]:
     yield from _check_pools(site, doc, resolved.mode, index)
     yield from _check_overrides(doc, resolved)
+    yield from _check_dependencies(doc, resolved)
     yield from _check_networks(site, doc)
     spec = doc.model.spec
     if resolved.mode == "virtualized" and spec.config.vip is None:
@@ -198,6 +199,27 @@ def _check_overrides(doc: Doc[Cluster], resolved: ResolvedCluster) -> Iterator[D
         yield from check_presets(doc, (*loc, "presets"), pack, override.presets)
 
 
+def _check_dependencies(doc: Doc[Cluster], resolved: ResolvedCluster) -> Iterator[Diagnostic]:
+    """Each pack's dependencies are installed in the same cluster, at a matching version."""
+    installed = resolved.packs
+    for i, ref in enumerate(doc.model.spec.profiles):
+        for rl in resolved.layers:
+            if rl.pack is None or rl.profile.model.metadata.name != ref.name:
+                continue
+            for dependency in rl.pack.meta.dependencies:
+                have = installed.get(dependency.pack)
+                wanted = dependency.version
+                if have is not None and (wanted is None or version_matches(wanted, have.version)):
+                    continue
+                needs = f"{dependency.pack} {wanted}" if wanted else dependency.pack
+                got = f" (the cluster has {have.version})" if have is not None else ""
+                yield doc.at(
+                    ("spec", "profiles", i),
+                    f"pack {rl.pack.name} {rl.pack.version} needs pack {needs} in the same "
+                    f"cluster{got}",
+                )
+
+
 def _check_networks(site: SiteFiles, doc: Doc[Cluster]) -> Iterator[Diagnostic]:
     config = doc.model.spec.config
     named: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network, tuple[str, ...]]] = [
@@ -244,3 +266,20 @@ def check_appliance_sharing(site: SiteFiles) -> Iterator[Diagnostic]:
                         f"appliance '{appliance_id}' already serves cluster '{other}'; an "
                         "appliance serves at most one cluster",
                     )
+
+
+def sensitive_values(site: SiteFiles, index: FleetIndex) -> set[str]:
+    """The values of a site's sensitive profile variables, for output to mask."""
+    found: set[str] = set()
+    for doc in site.clusters:
+        for ref in doc.model.spec.profiles:
+            profile = index.profile(site, ref.name, ref.version)
+            if profile is None:
+                continue
+            for variable in profile.model.spec.variables:
+                if not variable.sensitive:
+                    continue
+                value = ref.variables.get(variable.name, variable.default)
+                if value is not None and str(value):
+                    found.add(str(value))
+    return found

@@ -89,7 +89,26 @@ def _add_on_twice(f: FleetFiles) -> None:
     )
 
 
+def _missing_dependency(f: FleetFiles) -> None:
+    f.write(
+        "packs/pos/1.0.0/pack.yaml",
+        "name: pos\nversion: 1.0.0\nlayer: addon\ndependencies:\n  - {pack: local-path, version: 0.0.28}\n",
+    )
+    f.edit(
+        EXTRAS,
+        "    - layer: addon\n      chart:",
+        "    - layer: addon\n      pack: pos\n      version: 1.x\n    - layer: addon\n      chart:",
+    )
+
+
 CASES = [
+    Case(
+        "pack-dependency-missing",
+        _missing_dependency,
+        STORE,
+        "- name: extras",
+        "pack pos 1.0.0 needs pack local-path 0.0.28 in the same cluster (the cluster has 0.0.30)",
+    ),
     Case("yaml-syntax", edit(STORE, "size: 1", "size: [1"), STORE, "size: [1", "YAML syntax error"),
     Case(
         "duplicate-key",

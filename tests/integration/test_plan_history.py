@@ -143,3 +143,29 @@ def test_plan_of_a_broken_head_fails_with_the_errors(fleet_repo: FleetFiles, cap
 def test_unknown_revision_is_a_usage_error(fleet_repo: FleetFiles, capsys) -> None:
     assert main(["plan", str(fleet_repo.root), "--base", "nope", "--head", "HEAD"]) == 2
     assert "revision 'nope' not found" in capsys.readouterr().err
+
+
+def test_sensitive_variable_values_are_masked_in_the_plan(fleet_repo: FleetFiles) -> None:
+    f = fleet_repo
+    f.edit(
+        "profiles/store-1.0.0.yaml",
+        "    - name: replicas\n",
+        "    - name: enrollToken\n      format: string\n      sensitive: true\n"
+        "      default: enr-0000\n    - name: replicas\n",
+    )
+    line = next(x for x in f.read("profiles/store-1.0.0.yaml").splitlines() if "vars.storeId" in x)
+    indent = line[: len(line) - len(line.lstrip())]
+    f.edit(
+        "profiles/store-1.0.0.yaml", line, f'{line}\n{indent}token: "{{{{ vars.enrollToken }}}}"'
+    )
+    commit(f, "stores get an enrollment token")
+    f.edit(
+        "sites/store-1/clusters/pos.yaml",
+        'storeId: "0001"',
+        'storeId: "0001"\n        enrollToken: enr-7f3c9a',
+    )
+    commit(f, "store-1 token")
+    p = plan(f)
+    (site,) = p.sites
+    assert '-  token: "***"\n+  token: "***"' in site.diff
+    assert "enr-7f3c9a" not in site.diff

@@ -1,0 +1,96 @@
+"""The HTTP application: :func:`create_app` wires the core services into FastAPI routes.
+
+Collaborators come in as keyword arguments; nothing is global, so tests (and several apps in
+one process) each get their own store, clock, metrics registry and notifier. Run it with
+uvicorn on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from ..rollout import Clock, DesiredDocuments, FleetViews, Registrations, RolloutService
+from ..store import Store, StoreError
+from .agents import agent_routes
+from .errors import install_handlers
+from .fleet import fleet_routes
+from .hooks import hook_routes
+from .metrics import build_registry
+from .probes import probe_routes
+from .pushes import PushEvent
+from .services import Services
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(
+    *,
+    store: Store,
+    rollout: RolloutService,
+    clock: Clock,
+    bootstrap_token: str,
+    webhook_secret: str | None = None,
+    on_push: Callable[[PushEvent], object] | None = None,
+    tick_interval: float | None = 15.0,
+    max_wait: float = 300.0,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The reconciler's API.
+
+    ``on_push`` is called (in a worker thread) for every verified push webhook;
+    ``tick_interval`` runs ``rollout.tick()`` that often (None: the caller ticks);
+    ``max_wait`` bounds ``GET /v1/desired?wait=N``; bodies over ``max_body_bytes`` get 413.
+    """
+    services = Services(
+        store=store,
+        rollout=rollout,
+        registrations=Registrations(store=store, clock=clock, bootstrap_token=bootstrap_token),
+        documents=DesiredDocuments(store=store),
+        views=FleetViews(store=store, clock=clock, heartbeat_timeout=rollout.heartbeat_timeout),
+        notifier=rollout.notifier,
+        on_push=on_push,
+        webhook_secret=webhook_secret.encode() if webhook_secret else None,
+        max_wait=max_wait,
+    )
+    registry = build_registry(views=services.views, notifier=services.notifier)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ticker = asyncio.create_task(_tick_every(rollout, tick_interval)) if tick_interval else None
+        try:
+            yield
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                with suppress(asyncio.CancelledError):
+                    await ticker
+
+    app = FastAPI(
+        title="edgefleet reconciler",
+        version="1",
+        description="Desired states for edge appliances, rolled out wave by wave.",
+        lifespan=lifespan,
+        max_body_size=max_body_bytes,
+    )
+    install_handlers(app)
+    app.include_router(agent_routes(services))
+    app.include_router(fleet_routes(services))
+    app.include_router(hook_routes(services))
+    app.include_router(probe_routes(services, registry))
+    return app
+
+
+async def _tick_every(rollout: RolloutService, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await run_in_threadpool(rollout.tick)
+        except StoreError as e:  # temporary: the next tick tries again
+            log.warning("rollout tick failed: %s", e)

@@ -1,0 +1,85 @@
+"""The HTTP boundary's errors, and how every error below it becomes a status code::
+
+    ApiError                   carries an HTTP status and a one-line detail
+    ├── Unauthorized   401     no, malformed, forged or rotated token; bad webhook signature
+    ├── NotFound       404     unknown site; an appliance that gets no state
+    └── Unavailable    503     the store cannot be reached (StoreError)
+
+Mapped here too: InvalidToken → 401; request validation → 422 listing what is wrong (but
+never echoing the input back); oversized bodies → 413 (FastAPI's ``max_body_size``).
+Bad input never reaches a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..rollout import InvalidToken
+from ..store import StoreError
+
+log = logging.getLogger(__name__)
+MAX_LISTED = 20
+
+
+class ApiError(Exception):
+    status = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Unavailable(ApiError):
+    status = 503
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(InvalidToken, _invalid_token)
+    app.add_exception_handler(StoreError, _store_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(RecursionError, _too_deep)
+
+
+async def _api_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    return JSONResponse({"detail": error.detail}, status_code=error.status, headers=headers)
+
+
+async def _invalid_token(_request: Request, error: Exception) -> JSONResponse:
+    return await _api_error(_request, Unauthorized(str(error)))
+
+
+async def _store_error(_request: Request, error: Exception) -> JSONResponse:
+    log.warning("store error: %s", error)
+    return await _api_error(_request, Unavailable("the store is unavailable; retry later"))
+
+
+async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = [
+        {
+            "loc": [str(part) for part in e.get("loc", ())],
+            "msg": str(e.get("msg", ""))[:200],
+            "type": str(e.get("type", "")),
+        }
+        for e in error.errors()[:MAX_LISTED]
+    ]
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
+async def _too_deep(_request: Request, _error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "request body nested too deeply"}, status_code=400)

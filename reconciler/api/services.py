@@ -1,0 +1,24 @@
+"""What the route modules are built with: the core services and the app's settings, handed
+in by :func:`reconciler.api.create_app` (no module-level state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..rollout import DesiredDocuments, FleetViews, Notifier, Registrations, RolloutService
+from ..store import Store
+from .pushes import PushEvent
+
+
+@dataclass(frozen=True)
+class Services:
+    store: Store
+    rollout: RolloutService
+    registrations: Registrations
+    documents: DesiredDocuments
+    views: FleetViews
+    notifier: Notifier
+    on_push: Callable[[PushEvent], object] | None
+    webhook_secret: bytes | None
+    max_wait: float

@@ -1,0 +1,62 @@
+"""The agent's configuration file (``/etc/edgefleet/agent.yaml``), written by ``edge-installer``
+and read by ``edgefleet-agent run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+DEFAULT_CONFIG = Path("/etc/edgefleet/agent.yaml")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or wrong; the message is one line."""
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    applianceId: str
+    ip: str
+    mode: Literal["online", "offline"] = "online"
+    apiUrl: str | None = None
+    tokenFile: str = "/etc/edgefleet/agent-token"
+    dataDir: str = "/var/lib/edgefleet"
+    isVirtual: bool = False
+    sshKey: str | None = None
+    sshUser: str | None = None
+    virtSock: str = "/var/run/libvirt/libvirt-sock"
+    podCIDR: str | None = None
+    serviceCIDR: str | None = None
+    httpProxy: str | None = None
+    httpsProxy: str | None = None
+    noProxy: str | None = None
+    caCert: str | None = None  # PEM file trusted for the reconciler's TLS
+    dockerUrl: str | None = None
+    defaultImage: str | None = None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yaml = YAML(typ="safe")
+        yaml.default_flow_style = False
+        with path.open("w") as out:
+            yaml.dump(self.model_dump(exclude_none=True), out)
+
+
+def load_config(path: Path) -> AgentConfig:
+    try:
+        data = YAML(typ="safe").load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror}") from None
+    except YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None

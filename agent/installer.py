@@ -1,0 +1,238 @@
+"""``edge-installer``: set up the edgefleet agent on an appliance.
+
+Checks every flag (files exist, CIDRs parse, URLs are URLs; one-line errors, exit 2), writes
+the agent configuration and a systemd unit under ``--target``, and in online mode registers the
+appliance with the reconciler, keeping the per-agent token it answers with. Exit codes: 0 done,
+1 registration failed, 2 a flag is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from .config import AgentConfig
+from .link import AgentLink, LinkError, LinkSettings
+
+UNIT = """\
+[Unit]
+Description=edgefleet agent: applies this appliance's desired state
+Wants=network-online.target
+After=network-online.target docker.service libvirtd.service
+
+[Service]
+ExecStart={executable} run --config {config}
+Restart=always
+RestartSec=5
+{environment}
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+class FlagError(Exception):
+    """A flag that is missing or wrong: the installer prints it and exits 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-installer",
+        description="Install the edgefleet agent on this appliance and register it.",
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=34),
+    )
+    add = parser.add_argument
+    add("-i", "--ip", required=True, help="IP address of this appliance (required)")
+    add("-a", "--apiurl", help="reconciler URL, e.g. https://fleet.example.com (online mode)")
+    add("-d", "--deviceid", help="appliance ID (default: the machine ID, /etc/machine-id)")
+    add(
+        "-v",
+        "--isvirtual",
+        default="false",
+        choices=("true", "false"),
+        help="true: this appliance hosts virtualized clusters (libvirt)",
+    )
+    add("-s", "--sshkey", help="SSH private key for qemu+ssh to libvirt (required with -v true)")
+    add("-u", "--sshuser", help="SSH user for qemu+ssh to libvirt (required with -v true)")
+    add(
+        "-x",
+        "--virtsock",
+        default="/var/run/libvirt/libvirt-sock",
+        help="libvirt socket (default: /var/run/libvirt/libvirt-sock)",
+    )
+    add(
+        "-m",
+        "--mode",
+        default="online",
+        choices=("online", "offline"),
+        help="online: pull from the reconciler; offline: apply bundles (default: online)",
+    )
+    add("--pod-cidr", help="pod network of this appliance's clusters, e.g. 10.42.0.0/16")
+    add("--service-cidr", help="service network, e.g. 10.43.0.0/16")
+    add("--http-proxy", help="HTTP proxy URL for the agent and the nodes")
+    add("--https-proxy", help="HTTPS proxy URL for the agent and the nodes")
+    add("--no-proxy", help="comma-separated hosts and networks that bypass the proxy")
+    add("--custom-cacert", help="PEM CA certificate to trust (the reconciler's or a proxy's)")
+    add("--target", default="/", help="root folder to install into (default: /)")
+    add(
+        "--registration-token",
+        help="bootstrap token for registration (or EDGEFLEET_REGISTRATION_TOKEN)",
+    )
+    return parser
+
+
+def _url(flag: str, value: str | None) -> str | None:
+    if value is not None and not re.match(r"^https?://[^\s/:]+(:\d+)?(/\S*)?$", value):
+        raise FlagError(f"{flag}: '{value}' is not an http:// or https:// URL")
+    return value
+
+
+def _cidr(flag: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ipaddress.ip_network(value)
+    except ValueError:
+        raise FlagError(f"{flag}: '{value}' is not a CIDR like 10.42.0.0/16") from None
+    return value
+
+
+def _file(flag: str, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise FlagError(f"{flag}: {value}: no such file")
+    return path
+
+
+def _device_id(value: str | None, target: Path) -> str:
+    if value:
+        device = value
+    else:
+        machine_id = target / "etc" / "machine-id"
+        for candidate in (machine_id, Path("/etc/machine-id")):
+            if candidate.is_file() and candidate.read_text().strip():
+                device = candidate.read_text().strip()
+                break
+        else:
+            raise FlagError("-d/--deviceid: not given and /etc/machine-id is missing")
+    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", device) or len(device) > 63:
+        raise FlagError(f"-d/--deviceid: '{device}' is not a valid appliance ID")
+    return device
+
+
+def check(args: argparse.Namespace) -> tuple[AgentConfig, Path | None, str | None]:
+    """The configuration the flags describe, the CA file, and the registration token."""
+    try:
+        ipaddress.IPv4Address(args.ip)
+    except ValueError:
+        raise FlagError(f"-i/--ip: '{args.ip}' is not an IPv4 address") from None
+    virtual = args.isvirtual == "true"
+    ssh_key = _file("-s/--sshkey", args.sshkey)
+    if virtual and (ssh_key is None or not args.sshuser):
+        raise FlagError("-s/--sshkey and -u/--sshuser are required with -v true")
+    ca = _file("--custom-cacert", args.custom_cacert)
+    if ca is not None:
+        try:
+            x509.load_pem_x509_certificate(ca.read_bytes())
+        except ValueError:
+            raise FlagError(f"--custom-cacert: {ca}: not a PEM certificate") from None
+    token = args.registration_token or os.environ.get("EDGEFLEET_REGISTRATION_TOKEN")
+    if args.mode == "online":
+        if not args.apiurl:
+            raise FlagError("-a/--apiurl is required in online mode")
+        if not token:
+            raise FlagError(
+                "--registration-token (or EDGEFLEET_REGISTRATION_TOKEN) is required in online mode"
+            )
+    target = Path(args.target)
+    config = AgentConfig(
+        applianceId=_device_id(args.deviceid, target),
+        ip=args.ip,
+        mode=args.mode,
+        apiUrl=_url("-a/--apiurl", args.apiurl),
+        isVirtual=virtual,
+        sshKey=str(ssh_key) if ssh_key else None,
+        sshUser=args.sshuser,
+        virtSock=args.virtsock,
+        podCIDR=_cidr("--pod-cidr", args.pod_cidr),
+        serviceCIDR=_cidr("--service-cidr", args.service_cidr),
+        httpProxy=_url("--http-proxy", args.http_proxy),
+        httpsProxy=_url("--https-proxy", args.https_proxy),
+        noProxy=args.no_proxy,
+        caCert="/etc/edgefleet/ca.pem" if ca is not None else None,
+    )
+    return config, ca, token
+
+
+def _inside(target: Path, path: str) -> Path:
+    return target / path.lstrip("/")
+
+
+def install(config: AgentConfig, ca: Path | None, target: Path) -> Path:
+    """Write the configuration, the CA and the systemd unit; returns the config file."""
+    config_path = _inside(target, "/etc/edgefleet/agent.yaml")
+    config.save(config_path)
+    if ca is not None and config.caCert:
+        ca_path = _inside(target, config.caCert)
+        ca_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ca, ca_path)
+    environment = "".join(
+        f"Environment={name}={value}\n"
+        for name, value in (
+            ("HTTP_PROXY", config.httpProxy),
+            ("HTTPS_PROXY", config.httpsProxy),
+            ("NO_PROXY", config.noProxy),
+        )
+        if value
+    )
+    unit = _inside(target, "/etc/systemd/system/edgefleet-agent.service")
+    unit.parent.mkdir(parents=True, exist_ok=True)
+    executable = shutil.which("edgefleet-agent") or "/usr/local/bin/edgefleet-agent"
+    unit.write_text(
+        UNIT.format(
+            executable=executable, config="/etc/edgefleet/agent.yaml", environment=environment
+        )
+    )
+    _inside(target, config.dataDir).mkdir(parents=True, exist_ok=True)
+    return config_path
+
+
+def register(config: AgentConfig, token: str, target: Path) -> None:
+    """Register with the reconciler and keep the per-agent token (mode 0600)."""
+    settings = LinkSettings.from_config(config, ca_root=target)
+    with AgentLink(settings) as link:
+        agent_token = link.register(token, hostname=os.uname().nodename)
+    token_path = _inside(target, config.tokenFile)
+    token_path.parent.mkdir(parents=True, exist_ok=True)
+    token_path.touch(mode=0o600)
+    token_path.write_text(agent_token)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config, ca, token = check(args)
+    except FlagError as e:
+        print(f"edge-installer: {e}", file=sys.stderr)
+        return 2
+    target = Path(args.target)
+    path = install(config, ca, target)
+    print(f"wrote {path} and the edgefleet-agent systemd unit")
+    if config.mode == "online":
+        assert token is not None
+        try:
+            register(config, token, target)
+        except LinkError as e:
+            print(f"edge-installer: registration failed: {e}", file=sys.stderr)
+            return 1
+        print(f"registered appliance {config.applianceId} with {config.apiUrl}")
+    return 0

@@ -1,0 +1,137 @@
+"""``edge-installer``: every flag checked with a one-line error, files written under --target.
+
+Registration with a real reconciler is covered in tests/service.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from agent.installer import main
+from tests.support.fleet import CA_PEM
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "machine-id").write_text("4f1c9b2a7d3e4c5f8a9b0c1d2e3f4a5b\n")
+    return root
+
+
+def install(target: Path, *flags: str) -> int:
+    return main([*flags, "--target", str(target)])
+
+
+def test_offline_install_writes_config_and_unit(target: Path, tmp_path: Path, capsys) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(CA_PEM + "\n")
+    code = install(
+        target,
+        "-i", "192.168.1.10",
+        "-m", "offline",
+        "--pod-cidr", "10.42.0.0/16",
+        "--service-cidr", "10.43.0.0/16",
+        "--https-proxy", "http://proxy.store.test:3128",
+        "--no-proxy", ".store.test,192.168.1.0/24",
+        "--custom-cacert", str(ca),
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    config = YAML(typ="safe").load((target / "etc/edgefleet/agent.yaml").read_text())
+    assert config["applianceId"] == "4f1c9b2a7d3e4c5f8a9b0c1d2e3f4a5b"  # the machine ID
+    assert config["mode"] == "offline"
+    assert config["podCIDR"] == "10.42.0.0/16"
+    assert (target / "etc/edgefleet/ca.pem").read_text().strip() == CA_PEM
+    unit = (target / "etc/systemd/system/edgefleet-agent.service").read_text()
+    assert "run --config /etc/edgefleet/agent.yaml" in unit
+    assert "Environment=HTTPS_PROXY=http://proxy.store.test:3128" in unit
+
+
+def test_device_id_flag_overrides_machine_id(target: Path) -> None:
+    assert install(target, "-i", "10.0.0.5", "-m", "offline", "-d", "hospital-1") == 0
+    config = YAML(typ="safe").load((target / "etc/edgefleet/agent.yaml").read_text())
+    assert config["applianceId"] == "hospital-1"
+
+
+BAD_FLAGS = [
+    (["-m", "offline"], "the following arguments are required: -i/--ip"),
+    (["-i", "300.1.1.1", "-m", "offline"], "-i/--ip: '300.1.1.1' is not an IPv4 address"),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--pod-cidr", "10.42.0.0/33"],
+        "--pod-cidr: '10.42.0.0/33' is not a CIDR like 10.42.0.0/16",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--service-cidr", "ten"],
+        "--service-cidr: 'ten' is not a CIDR like 10.42.0.0/16",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--http-proxy", "proxy:3128"],
+        "--http-proxy: 'proxy:3128' is not an http:// or https:// URL",
+    ),
+    (
+        ["-i", "10.0.0.5", "-a", "fleet.example.test", "--registration-token", "t"],
+        "-a/--apiurl: 'fleet.example.test' is not an http:// or https:// URL",
+    ),
+    (["-i", "10.0.0.5"], "-a/--apiurl is required in online mode"),
+    (
+        ["-i", "10.0.0.5", "-a", "http://127.0.0.1:9"],
+        "--registration-token (or EDGEFLEET_REGISTRATION_TOKEN) is required in online mode",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "-v", "true"],
+        "-s/--sshkey and -u/--sshuser are required with -v true",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "-v", "true", "-s", "/nonexistent/key", "-u", "ops"],
+        "-s/--sshkey: /nonexistent/key: no such file",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--custom-cacert", "/nonexistent/ca.pem"],
+        "--custom-cacert: /nonexistent/ca.pem: no such file",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "-d", "Not_An_ID"],
+        "-d/--deviceid: 'Not_An_ID' is not a valid appliance ID",
+    ),
+    (["-i", "10.0.0.5", "-m", "sideways"], "argument -m/--mode: invalid choice: 'sideways'"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_FLAGS)
+def test_bad_flags_exit_2_with_one_line(target: Path, flags: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from agent.installer import main; sys.exit(main())",
+         *flags, "--target", str(target)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert message in last
+    assert "Traceback" not in done.stderr
+    assert not (target / "etc/edgefleet").exists()
+
+
+def test_bad_ca_file_is_refused(target: Path, tmp_path: Path, capsys) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate")
+    assert install(target, "-i", "10.0.0.5", "-m", "offline", "--custom-cacert", str(ca)) == 2
+    assert f"--custom-cacert: {ca}: not a PEM certificate" in capsys.readouterr().err
+
+
+def test_help_reads_like_the_flag_table(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("-i IP, --ip IP", "-a APIURL, --apiurl APIURL", "-d DEVICEID, --deviceid",
+                 "-v {true,false}, --isvirtual", "-s SSHKEY, --sshkey", "-u SSHUSER, --sshuser",
+                 "-x VIRTSOCK, --virtsock", "-m {online,offline}, --mode", "--pod-cidr",
+                 "--service-cidr", "--http-proxy", "--https-proxy", "--no-proxy",
+                 "--custom-cacert", "--target", "--registration-token"):  # fmt: skip
+        assert flag in text

@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import plan, render, validate
+from . import bundle, plan, render, validate
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.register(commands)
     render.register(commands)
     plan.register(commands)
+    bundle.register(commands)
     return parser
 
 

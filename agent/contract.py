@@ -127,9 +127,7 @@ def digest_of(content: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(content)).hexdigest()
 
 
-def seal(
-    *, appliance: str, site: str, revision: str, clusters: list[ClusterState]
-) -> DesiredState:
+def seal(*, appliance: str, site: str, revision: str, clusters: list[ClusterState]) -> DesiredState:
     """A DesiredState with its digest filled in."""
     draft = DesiredState(
         appliance=appliance, site=site, revision=revision, digest="", clusters=clusters

@@ -1,0 +1,154 @@
+"""``edgefleet-agent``: the agent's command line (console script ``agent.cli:main``).
+
+A thin edge: parse the arguments, build the collaborators (Docker client, inventory, clock),
+call :func:`agent.applying.apply_state`, print the result and map it to an exit code::
+
+    edgefleet-agent apply --state FILE --data-dir DIR [--docker-url URL] [--default-image IMAGE]
+
+Exit codes: 0 every cluster got where the state says, 1 the state was refused or a cluster
+failed, 2 usage. Errors are one line on standard error. ``run`` (the sync loop) joins
+``apply`` as another subcommand of :func:`build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.admission import StateRefused, parse_state
+from agent.applying import apply_state
+from agent.clocks import SystemClock
+from agent.drivers import DriverError
+from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
+from agent.inventory import Inventory, InventoryError
+from agent.results import ApplyResult
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgefleet-agent", description="The edgefleet agent of one appliance."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    apply = commands.add_parser(
+        "apply",
+        help="apply a DesiredState file once and print what happened",
+        description="Apply a DesiredState JSON file to the local Docker engine once.",
+    )
+    apply.add_argument("--state", type=Path, required=True, help="DesiredState JSON file")
+    apply.add_argument(
+        "--data-dir", type=Path, required=True, help="inventory, journal and last good state"
+    )
+    apply.add_argument("--docker-url", help="engine address (default: DOCKER_HOST or the socket)")
+    apply.add_argument(
+        "--default-image",
+        default=DEFAULT_IMAGE,
+        help=f"node image when the state names none (default: {DEFAULT_IMAGE})",
+    )
+    apply.add_argument(
+        "--pull",
+        choices=("if-missing", "never"),
+        default="if-missing",
+        help="pull a missing node image, or fail the cluster (default: if-missing)",
+    )
+    apply.add_argument(
+        "--privileged",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run node containers privileged, as k3s needs (default: yes)",
+    )
+    apply.add_argument(
+        "--server-command",
+        default="server",
+        help="control-plane node command; '' runs the image's own (default: server)",
+    )
+    apply.add_argument(
+        "--agent-command",
+        default="agent",
+        help="worker node command; '' runs the image's own (default: agent)",
+    )
+    apply.add_argument(
+        "--start-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a new node has to reach running (default: 60)",
+    )
+    apply.add_argument("--format", choices=("text", "json"), default="text")
+    apply.set_defaults(handler=_apply)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+def _apply(args: argparse.Namespace) -> int:
+    try:
+        state = parse_state(args.state.read_bytes())
+    except OSError as e:
+        return _fail(f"{args.state}: {e.strerror}")
+    except StateRefused as e:
+        return _fail(f"refused: {e}")
+    settings = DockerSettings(
+        default_image=args.default_image,
+        server_command=_command(args.server_command),
+        agent_command=_command(args.agent_command),
+        privileged=args.privileged,
+        pull=args.pull,
+    )
+    try:
+        client = connect(args.docker_url)
+    except DriverError as e:
+        return _fail(str(e))
+    try:
+        with Inventory.open(args.data_dir) as inventory:
+            result = apply_state(
+                state,
+                driver=DockerDriver(client=client, settings=settings),
+                inventory=inventory,
+                clock=SystemClock(),
+                start_timeout=args.start_timeout,
+            )
+    except InventoryError as e:
+        return _fail(str(e))
+    except StateRefused as e:
+        return _fail(f"refused: {e}")
+    finally:
+        client.close()
+    if args.format == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        _print(result)
+    return 0 if result.ok else 1
+
+
+def _command(text: str) -> tuple[str, ...] | None:
+    words = tuple(shlex.split(text))
+    return words or None
+
+
+def _print(result: ApplyResult) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"{result.appliance} at {result.revision} ({result.digest[:19]})")
+    for column in ("cluster", "phase", "tasks", "reason"):
+        table.add_column(column)
+    for cluster in result.clusters:
+        done = sum(1 for task in cluster.tasks if task.state == "done")
+        reason = "" if cluster.reason is None else f"{cluster.reason}: {cluster.message}"
+        table.add_row(cluster.name, cluster.phase, f"{done}/{len(cluster.tasks)}", reason)
+    console.print(table)
+    for event in (*result.recovered, *(e for c in result.clusters for e in c.events)):
+        console.print(f"{event.at:%H:%M:%S} {event.cluster} {event.kind}: {event.message}")
+
+
+def _fail(message: str) -> int:
+    print(f"edgefleet-agent: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,88 @@
+"""Names the agent gives to what it creates, and the spec digest that decides a replacement.
+
+Called by the planner (which container a node should run in, which files a control-plane node
+should hold) and by admission (which names are safe to use at all). Pure functions: the same
+node always gets the same names, so a rerun after a crash looks for exactly what the
+interrupted run created.
+
+A node's *spec* is everything in the contract's ``Node`` except its name, with the image
+resolved to the agent's default when the document leaves it out. Its digest changes exactly
+when the node must be replaced. The first eight hex digits of it are the container's
+generation suffix, so the old and the new container of one node coexist under expand-first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.contract import ManifestFile, Node, digest_of
+
+NETWORK_PREFIX = "edgefleet-"
+GENERATION_LENGTH = 8
+# The container name, node name plus "-" plus generation, is also the node's hostname.
+MAX_NODE_NAME = 63 - 1 - GENERATION_LENGTH
+
+# DNS-1123 labels: they become container names, hostnames and Kubernetes node names.
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# A plain file name: no separators, no leading dot (so neither "." nor ".." nor hidden files).
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class ManifestWrite:
+    """One rendered manifest as the file a control-plane node holds."""
+
+    filename: str
+    content: str
+    sha256: str
+
+
+def is_label(name: str) -> bool:
+    return bool(_LABEL.fullmatch(name))
+
+
+def is_plain_file_name(name: str) -> bool:
+    return bool(_FILE_NAME.fullmatch(name))
+
+
+def spec_digest(node: Node, *, default_image: str) -> str:
+    spec = node.model_dump(mode="json", exclude={"name"})
+    spec["image"] = node.image or default_image
+    return digest_of(spec)
+
+
+def generation(spec: str) -> str:
+    return spec.removeprefix("sha256:")[:GENERATION_LENGTH]
+
+
+def container_name(node: str, spec: str) -> str:
+    return f"{node}-{generation(spec)}"
+
+
+def volume_name(container: str) -> str:
+    return f"{container}-data"
+
+
+def network_name(cluster: str) -> str:
+    return f"{NETWORK_PREFIX}{cluster}"
+
+
+def content_sha256(content: str | bytes) -> str:
+    data = content.encode() if isinstance(content, str) else content
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_files(manifests: Sequence[ManifestFile]) -> tuple[ManifestWrite, ...]:
+    """``NN-<pack>-<name>`` in manifest order, as k3s applies its auto-deploy folder sorted."""
+    width = max(2, len(str(len(manifests))))
+    return tuple(
+        ManifestWrite(
+            filename=f"{index:0{width}d}-{manifest.pack}-{manifest.name}",
+            content=manifest.content,
+            sha256=content_sha256(manifest.content),
+        )
+        for index, manifest in enumerate(manifests, start=1)
+    )

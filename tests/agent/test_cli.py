@@ -1,0 +1,76 @@
+"""``edgefleet-agent apply``: a state file applied from the command line, as an operator
+would on a site with no reconciler."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent.cli import build_parser, main
+from agent.inventory import STATE_NAME, Inventory
+from tests.agent.conftest import TestAgent
+from tests.agent.states import cluster, state
+
+
+def run(agent: TestAgent, *extra: str) -> int:
+    path = agent.data_dir.parent / "state.json"
+    return main(
+        [
+            "apply",
+            f"--state={path}",
+            f"--data-dir={agent.data_dir}",
+            f"--docker-url={agent.base_url}",
+            f"--default-image={agent.image}",
+            "--pull=never",
+            "--no-privileged",
+            "--server-command=",
+            "--agent-command=",
+            *extra,
+        ]
+    )
+
+
+def test_apply_from_a_file_prints_the_result_and_keeps_the_state(
+    agent: TestAgent, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = agent.name("pos")
+    desired = state(agent.appliance, cluster(name, appliance=agent.appliance))
+    (agent.data_dir.parent / "state.json").write_bytes(desired.canonical_json())
+
+    code = run(agent, "--format=json")  # what it makes is removed by the appliance's label
+    out = capsys.readouterr().out
+
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["ok"] is True
+    assert printed["clusters"][0]["phase"] == "Running"
+    assert [t["progress"] for t in printed["clusters"][0]["tasks"]][-1] == (
+        f"create node {name}-workers-1 3/3"
+    )
+    assert len(agent.containers(name)) == 2
+    with Inventory.open(agent.data_dir) as inventory:
+        assert inventory.last_good_state() == desired
+        applied = inventory.last_applied()
+    assert applied is not None and applied.digest == desired.digest
+    assert (agent.data_dir / STATE_NAME).stat().st_mode & 0o077 == 0  # it may hold secrets
+
+    assert run(agent) == 0
+    text = capsys.readouterr().out
+    assert name in text and "Running" in text and "0/0" in text
+
+
+def test_a_missing_state_file_is_one_line_and_exit_1(
+    agent: TestAgent, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(agent) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("edgefleet-agent: ") and err.count("\n") == 1
+    assert "No such file" in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        build_parser().parse_args(["apply", "--state", "x.json"])
+    assert usage.value.code == 2
+    assert "--data-dir" in capsys.readouterr().err

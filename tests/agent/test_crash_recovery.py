@@ -1,0 +1,91 @@
+"""``kill -9`` in the middle of an apply: the next run finishes or undoes the interrupted step,
+with no doubled node and nothing leaked."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.inventory import Inventory
+from agent.results import EventKind, Phase
+from tests.agent.conftest import TestAgent
+from tests.agent.states import cluster, state
+
+
+def assert_converged(agent: TestAgent, name: str, nodes: int) -> None:
+    containers = agent.containers(name)
+    node_names = [c.labels["edgefleet.node"] for c in containers]
+    assert len(node_names) == len(set(node_names)) == nodes, agent.container_names()
+    assert {c.status for c in containers} == {"running"}
+    assert agent.volume_names() == sorted(f"{c.name}-data" for c in containers)
+    assert agent.network_names() == [f"edgefleet-{name}"]
+    recorded = sorted(r.name for r in agent.records() if r.kind == "container")
+    assert recorded == agent.container_names(name)
+    with Inventory.open(agent.data_dir) as inventory:
+        assert inventory.open_steps() == []
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        pytest.param("intent", id="journaled-nothing-made"),
+        pytest.param("created", id="container-made-not-started"),
+    ],
+)
+def test_a_pass_killed_while_creating_a_node_is_finished_by_the_next(
+    agent: TestAgent, stage: str
+) -> None:
+    name = agent.name("pos")
+    desired = state(agent.appliance, cluster(name, appliance=agent.appliance, workers=2))
+
+    agent.apply_and_kill(desired, pause_at=f"create node {name}-workers-2", stage=stage)
+
+    half_made = [c for c in agent.containers(name) if c.status == "created"]
+    assert len(half_made) == (1 if stage == "created" else 0)
+    assert len(agent.containers(name)) == 2 + len(half_made)
+
+    result = agent.apply(desired)
+
+    assert result.ok, result
+    assert [e.kind for e in result.recovered] == [EventKind.RECOVERED]
+    assert "undone" in result.recovered[0].message
+    assert [t.title for t in result.cluster(name).tasks] == [f"create node {name}-workers-2"]
+    assert_converged(agent, name, nodes=3)
+
+
+def test_a_replacement_killed_between_create_and_remove_is_finished(agent: TestAgent) -> None:
+    name = agent.name("pos")
+    agent.apply(state(agent.appliance, cluster(name, appliance=agent.appliance)))
+    old = agent.node_container(f"{name}-main-1").name
+    changed = state(agent.appliance, cluster(name, appliance=agent.appliance, user_data="# v2\n"))
+
+    agent.apply_and_kill(changed, pause_at=f"remove node {name}-main-1 ({old})", stage="intent")
+
+    both = [
+        c.name for c in agent.containers(name) if c.labels["edgefleet.node"] == f"{name}-main-1"
+    ]
+    assert len(both) == 2 and old in both  # expand-first: the new one runs beside the old
+
+    result = agent.apply(changed)
+
+    assert result.ok, result
+    assert_converged(agent, name, nodes=2)
+    new = agent.node_container(f"{name}-main-1").name
+    assert new != old and new in both
+    assert f"{old}-data" not in agent.volume_names()
+
+
+def test_removing_a_cluster_still_provisioning_aborts_it(agent: TestAgent) -> None:
+    name = agent.name("pos")
+    desired = state(agent.appliance, cluster(name, appliance=agent.appliance, workers=2))
+    agent.apply_and_kill(desired, pause_at=f"create node {name}-workers-2", stage="created")
+    assert len(agent.containers(name)) == 3
+
+    result = agent.apply(state(agent.appliance))  # the cluster's file was deleted
+
+    assert result.ok
+    assert result.cluster(name).phase is Phase.ABORTED
+    assert EventKind.ABORTED in [e.kind for e in result.cluster(name).events]
+    assert agent.containers() == []
+    assert agent.volume_names() == []
+    assert agent.network_names() == []
+    assert agent.records() == ()

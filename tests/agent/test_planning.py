@@ -1,0 +1,137 @@
+"""The planner alone (no engine): which steps a state, the inventory and an observation give,
+and in which order."""
+
+from __future__ import annotations
+
+from agent.contract import ClusterState, DesiredState
+from agent.drivers import Observation, ObservedContainer, ObservedVolume
+from agent.inventory import ClusterStage, Record
+from agent.naming import container_name, manifest_files, network_name, spec_digest, volume_name
+from agent.planning import Plan, plan_state
+from agent.steps import CreateNode, StartNode, Step
+from tests.agent.states import cluster, state
+
+IMAGE = "example/node:1"
+
+
+def running(desired: DesiredState, *, state_of: str = "running") -> Observation:
+    """What the engine would show after ``desired`` was applied."""
+    containers, volumes, files = {}, {}, {}
+    for c in desired.clusters:
+        for node in c.nodes:
+            spec = spec_digest(node, default_image=IMAGE)
+            name = container_name(node.name, spec)
+            containers[name] = ObservedContainer(
+                name, c.name, node.pool, node.name, node.role, spec, state_of
+            )
+            volumes[volume_name(name)] = ObservedVolume(volume_name(name), c.name, name)
+            if node.role == "control-plane":
+                files[name] = {f.filename: f.sha256 for f in manifest_files(c.manifests)}
+    networks = {network_name(c.name): c.name for c in desired.clusters}
+    return Observation(networks, containers, volumes, files)
+
+
+def recorded(observed: Observation) -> list[Record]:
+    return [
+        *(Record("network", n, c) for n, c in observed.networks.items()),
+        *(Record("container", n, c.cluster, node=c.node) for n, c in observed.containers.items()),
+        *(Record("volume", n, v.cluster) for n, v in observed.volumes.items()),
+    ]
+
+
+def plan(
+    desired: DesiredState,
+    observed: Observation,
+    *,
+    records: list[Record] | None = None,
+    stages: dict[str, ClusterStage] | None = None,
+) -> Plan:
+    return plan_state(
+        desired,
+        records=recorded(observed) if records is None else records,
+        stages=stages or {},
+        observed=observed,
+        default_image=IMAGE,
+        mode="containerized",
+    )
+
+
+def pos(*, workers: int = 1, user_data: str = "") -> ClusterState:
+    return cluster("pos", appliance="a1", workers=workers, user_data=user_data)
+
+
+def who(step: Step) -> tuple[str, str]:
+    node = step.launch.node if isinstance(step, CreateNode) else getattr(step, "node", "")
+    return type(step).__name__, node
+
+
+def test_what_already_runs_needs_no_step() -> None:
+    desired = state("a1", pos(workers=2))
+    assert plan(desired, running(desired)).cluster("pos").steps == ()
+
+
+def test_the_control_plane_pool_comes_first_even_when_listed_last() -> None:
+    desired = state("a1", pos(workers=2))
+    steps = plan(desired, Observation()).cluster("pos").steps
+    assert [s.title for s in steps] == [
+        "create network edgefleet-pos",
+        "create node pos-main-1",
+        "create node pos-workers-1",
+        "create node pos-workers-2",
+    ]
+
+
+def test_a_spec_change_replaces_by_the_pools_strategy() -> None:
+    before = state("a1", pos(workers=1))
+    after = state("a1", pos(workers=1, user_data="v2\n"))
+    steps = plan(after, running(before)).cluster("pos").steps
+    assert [who(s) for s in steps] == [
+        ("CreateNode", "pos-main-1"),  # expand-first
+        ("RemoveNode", "pos-main-1"),
+        ("RemoveNode", "pos-workers-1"),  # contract-first
+        ("CreateNode", "pos-workers-1"),
+    ]
+
+
+def test_a_recorded_node_that_is_gone_is_drift_an_unrecorded_one_is_new() -> None:
+    desired = state("a1", pos(workers=1))
+    observed = running(desired)
+    worker = next(c for c in observed.containers.values() if c.role == "worker")
+    without = Observation(
+        observed.networks,
+        {n: c for n, c in observed.containers.items() if c is not worker},
+        observed.volumes,
+        observed.manifests,
+    )
+    (drift,) = plan(desired, without, records=recorded(observed)).cluster("pos").steps
+    (fresh,) = plan(desired, without).cluster("pos").steps
+    assert isinstance(drift, CreateNode) and drift.reason == "drift"
+    assert isinstance(fresh, CreateNode) and fresh.reason == "new"
+
+
+def test_a_stopped_node_is_started() -> None:
+    desired = state("a1", pos(workers=0))
+    steps = plan(desired, running(desired, state_of="exited")).cluster("pos").steps
+    assert [type(s) for s in steps] == [StartNode]
+
+
+def test_a_removed_cluster_is_aborted_while_provisioning_and_deleted_once_it_ran() -> None:
+    observed = running(state("a1", pos(workers=1)))
+    empty = state("a1")
+    aborted = plan(empty, observed, stages={"pos": ClusterStage.PROVISIONING}).cluster("pos")
+    deleted = plan(empty, observed, stages={"pos": ClusterStage.RUNNING}).cluster("pos")
+    assert (aborted.action, deleted.action) == ("abort", "delete")
+    assert [s.title.split(" (")[0] for s in deleted.steps] == [
+        "remove node pos-workers-1",
+        "remove node pos-main-1",
+        "remove network edgefleet-pos",
+    ]
+
+
+def test_a_virtualized_cluster_is_not_touched_by_the_docker_driver() -> None:
+    vm = pos().model_copy(update={"mode": "virtualized"})
+    result = plan(state("a1", vm), Observation()).cluster("pos")
+    assert (result.action, result.steps) == ("unsupported", ())
+    assert (
+        result.message == "virtualized clusters are not served by this agent's containerized driver"
+    )

@@ -24,11 +24,14 @@ from rich.table import Table
 
 from agent.admission import StateRefused, parse_state
 from agent.applying import apply_state
+from agent.bundles import BundleError
 from agent.clocks import SystemClock
+from agent.config import DEFAULT_CONFIG, ConfigError, load_config
 from agent.drivers import DriverError
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from agent.inventory import Inventory, InventoryError
 from agent.results import ApplyResult
+from agent.running import run_offline, run_online
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +84,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--format", choices=("text", "json"), default="text")
     apply.set_defaults(handler=_apply)
+    _add_run(commands)
     return parser
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run the agent: follow the reconciler (online) or apply a signed bundle (offline)",
+        description="Run the agent with its configuration file (written by edge-installer).",
+    )
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml")
+    run.add_argument("--mode", choices=("online", "offline"), help="override the config's mode")
+    run.add_argument("--bundle", type=Path, help="offline: the signed bundle to apply")
+    run.add_argument("--bundle-key", type=Path, help="offline: the public key (default: config)")
+    run.add_argument(
+        "--status-out", type=Path, help="offline: status file (default: DATA_DIR/status.json)"
+    )
+    run.add_argument("--once", action="store_true", help="online: one pass, then exit")
+    run.add_argument("--wait", type=float, default=30.0, help="long-poll seconds (default: 30)")
+    run.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        return _fail(str(e))
+    mode = args.mode or config.mode
+    try:
+        if mode == "offline":
+            if args.bundle is None:
+                return _fail("--bundle is required in offline mode")
+            key = args.bundle_key or (Path(config.bundleKey) if config.bundleKey else None)
+            if key is None:
+                return _fail("no public key: pass --bundle-key or set bundleKey in the config")
+            status = args.status_out or Path(config.dataDir) / "status.json"
+            return run_offline(config, bundle=args.bundle, status_out=status, key=key)
+        if not config.apiUrl:
+            return _fail(f"{args.config}: apiUrl is required in online mode")
+        return run_online(config, once=args.once, wait=args.wait)
+    except BundleError as e:
+        return _fail(f"bundle refused: {e}")
+    except (DriverError, InventoryError, StateRefused) as e:
+        return _fail(str(e))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

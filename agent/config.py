@@ -38,6 +38,9 @@ class AgentConfig(BaseModel):
     caCert: str | None = None  # PEM file trusted for the reconciler's TLS
     dockerUrl: str | None = None
     defaultImage: str | None = None
+    privileged: bool = True  # k3s in a container needs it
+    bundleKey: str | None = None  # Ed25519 public key (PEM) that signs offline bundles
+    registrationTokenFile: str | None = None  # bootstrap token, if the agent registers itself
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 Mode = Literal["virtualized", "containerized"]
 Role = Literal["control-plane", "worker"]
@@ -133,3 +133,62 @@ def seal(*, appliance: str, site: str, revision: str, clusters: list[ClusterStat
         appliance=appliance, site=site, revision=revision, digest="", clusters=clusters
     )
     return draft.model_copy(update={"digest": draft.computed_digest()})
+
+
+# -- status reports (agent → reconciler, POST /v1/status) ------------------------------------
+# Sizes are bounded so a report cannot grow the reconciler's store without limit.
+
+ClusterPhase = Literal[
+    "Pending", "Provisioning", "Running", "Deleting", "Deleted", "Aborted", "Error"
+]
+NodePhase = Literal["Pending", "Provisioning", "Running", "Deleting", "Deleted", "Error"]
+TaskState = Literal["pending", "running", "done", "failed"]
+
+Text = Annotated[str, Field(max_length=2000)]
+ShortName = Annotated[str, Field(min_length=1, max_length=253)]
+Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class TaskStatus(Contract):
+    """One provisioning step (create a node, apply manifests, ...)."""
+
+    name: ShortName
+    state: TaskState
+    progress: Annotated[int, Field(ge=0, le=100)] = 0
+    message: Text = ""
+
+
+class NodeStatus(Contract):
+    name: ShortName
+    phase: NodePhase
+    message: Text = ""
+
+
+class ClusterStatus(Contract):
+    name: ShortName
+    phase: ClusterPhase
+    nodes: Annotated[list[NodeStatus], Field(max_length=64)] = []
+    tasks: Annotated[list[TaskStatus], Field(max_length=256)] = []
+    message: Text = ""
+
+
+class ApplyError(Contract):
+    """Applying ``digest`` failed; the agent keeps running what it ran before."""
+
+    digest: Digest
+    message: Text
+
+
+class ReportedEvent(Contract):
+    key: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # resent once
+    level: Literal["info", "warning", "error"] = "info"
+    message: Text
+
+
+class StatusReport(Contract):
+    appliedDigest: Digest | None = None
+    error: ApplyError | None = None
+    health: Literal["healthy", "unhealthy"]
+    clusters: Annotated[list[ClusterStatus], Field(max_length=32)] = []
+    events: Annotated[list[ReportedEvent], Field(max_length=256)] = []
+    agentVersion: Annotated[str, Field(max_length=64)] | None = None

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .admission import parse_state
 from .config import AgentConfig
 from .contract import DesiredState
 
@@ -146,7 +147,8 @@ class AgentLink:
 
     def desired(self, token: str, *, etag: str | None, wait: float = 0) -> DesiredState | None:
         """The desired state, or None when it still has digest ``etag`` (or there is none
-        for this appliance yet). Long-polls up to ``wait`` seconds."""
+        for this appliance yet). Long-polls up to ``wait`` seconds. Raises StateRefused
+        for a document that is not a well-formed DesiredState."""
         headers = {"Authorization": f"Bearer {token}"}
         if etag:
             headers["If-None-Match"] = f'"{etag}"'
@@ -160,7 +162,7 @@ class AgentLink:
         )
         if response.status_code in (204, 304):
             return None
-        return DesiredState.model_validate_json(response.content)
+        return parse_state(response.content)
 
     def report(self, token: str, status: dict[str, Any]) -> None:
         self._send("POST", "/v1/status", headers={"Authorization": f"Bearer {token}"}, json=status)

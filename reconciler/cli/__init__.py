@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import bundle, plan, render, validate
+from . import bundle, plan, render, serve, validate
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.register(commands)
     plan.register(commands)
     bundle.register(commands)
+    serve.register(commands)
     return parser
 
 

@@ -1,0 +1,96 @@
+"""``edgefleet-agent run``: build the agent's collaborators from its configuration and run
+it online (the sync loop against the reconciler) or offline (one signed bundle, status to a
+file for ``edgefleet status import``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .applying import apply_state
+from .bundles import load_public_key, verify
+from .clocks import SystemClock
+from .config import AgentConfig
+from .contract import DesiredState
+from .drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
+from .inventory import Inventory
+from .link import AgentLink, LinkSettings
+from .reporting import status_report
+from .results import ApplyResult
+from .syncing import SyncLoop, SyncSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Agent:
+    """What one pass needs: the inventory and the driver."""
+
+    config: AgentConfig
+    inventory: Inventory
+    driver: DockerDriver
+
+    def apply(self, state: DesiredState) -> ApplyResult:
+        return apply_state(state, driver=self.driver, inventory=self.inventory, clock=SystemClock())
+
+
+@contextmanager
+def open_agent(config: AgentConfig) -> Iterator[Agent]:
+    settings = DockerSettings(
+        default_image=config.defaultImage or DEFAULT_IMAGE, privileged=config.privileged
+    )
+    client = connect(config.dockerUrl)
+    try:
+        with Inventory.open(Path(config.dataDir)) as inventory:
+            yield Agent(config, inventory, DockerDriver(client=client, settings=settings))
+    finally:
+        client.close()
+
+
+def run_online(config: AgentConfig, *, once: bool = False, wait: float = 30.0) -> int:
+    """The sync loop until SIGTERM/SIGINT (or one pass with ``once``)."""
+    token = os.environ.get("EDGEFLEET_REGISTRATION_TOKEN")
+    if token is None and config.registrationTokenFile:
+        token = Path(config.registrationTokenFile).read_text().strip()
+    with open_agent(config) as agent, AgentLink(LinkSettings.from_config(config)) as link:
+        loop = SyncLoop(
+            settings=SyncSettings(
+                appliance=config.applianceId,
+                token_file=Path(config.tokenFile),
+                hostname=os.uname().nodename,
+                wait=wait,
+                registration_token=token,
+            ),
+            link=link,
+            apply=agent.apply,
+            last_good=agent.inventory.last_good_state(),
+        )
+        if once:
+            loop.step()
+            return 0 if loop.applied is not None or loop.state is None else 1
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: loop.stop.set())
+        loop.run()
+    return 0
+
+
+def run_offline(config: AgentConfig, *, bundle: Path, status_out: Path, key: Path) -> int:
+    """Verify and apply one bundle; write the status report for ``edgefleet status import``."""
+    state = verify(bundle.read_bytes(), load_public_key(key))
+    with open_agent(config) as agent:
+        result = agent.apply(state)
+    report = status_report(result, applied=result.digest if result.ok else None)
+    document = {
+        "appliance": config.applianceId,
+        "revision": state.revision,
+        "report": report.model_dump(mode="json", exclude_none=True),
+    }
+    status_out.parent.mkdir(parents=True, exist_ok=True)
+    status_out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return 0 if result.ok else 1

@@ -1,0 +1,145 @@
+"""``edgefleet serve REPO``: the reconciler service.
+
+Options come from flags, then ``EDGEFLEET_<OPTION>`` environment variables, then a YAML
+``--config`` file with the same names (``listen: 127.0.0.1:8080``), then defaults. It binds
+to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from ..api import create_app
+from ..rollout import RolloutService, system_clock
+from ..service import Loop, Reconciler, open_source
+from ..sources import SourceError
+from ..store import Store, StoreError
+from .common import builtin_packs, fail_usage
+
+OPTIONS = {  # name: (default, help)
+    "listen": ("127.0.0.1:8080", "address:port to serve on"),
+    "db": ("sqlite:///edgefleet.db", "database URL: sqlite:///PATH or postgresql+psycopg://..."),
+    "branch": ("main", "branch to follow"),
+    "bootstrap-token-file": (None, "file holding the token agents register with (required)"),
+    "webhook-secret-file": (None, "file holding the push webhook's HMAC secret"),
+    "cache-dir": (".edgefleet-cache", "where a remote repository is cloned"),
+    "fetch-interval": ("15", "seconds between fetches of a remote repository"),
+    "tls-cert": (None, "TLS certificate (PEM) to serve HTTPS"),
+    "tls-key": (None, "TLS private key (PEM)"),
+}
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "serve",
+        help="run the reconciler: follow the repository, roll out, serve the agents",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("repo", nargs="?", help="repository path or URL (or EDGEFLEET_REPO)")
+    parser.add_argument("--config", type=Path, help="YAML file with any of the options")
+    for name, (default, text) in OPTIONS.items():
+        shown = f" (default: {default})" if default else ""
+        parser.add_argument(f"--{name}", help=text + shown)
+    parser.set_defaults(run=run)
+
+
+def settings(args: argparse.Namespace) -> dict[str, str | None]:
+    """Each option from the flag, the environment, the config file or its default."""
+    from_file: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            loaded = YAML(typ="safe").load(args.config.read_text())
+        except (OSError, YAMLError) as e:
+            raise ValueError(f"{args.config}: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{args.config}: must be a mapping of option names")
+        unknown = sorted(set(loaded) - set(OPTIONS) - {"repo"})
+        if unknown:
+            raise ValueError(f"{args.config}: unknown options: {', '.join(unknown)}")
+        from_file = loaded
+    out: dict[str, str | None] = {}
+    for name in [*OPTIONS, "repo"]:
+        flag = getattr(args, name.replace("-", "_"))
+        env = os.environ.get("EDGEFLEET_" + name.upper().replace("-", "_"))
+        found = flag if flag is not None else env if env is not None else from_file.get(name)
+        out[name] = str(found) if found is not None else OPTIONS.get(name, (None, ""))[0]
+    return out
+
+
+def _read_secret(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as e:
+        raise ValueError(f"{what} {path}: {e.strerror}") from None
+    if not secret:
+        raise ValueError(f"{what} {path} is empty")
+    return secret
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        options = settings(args)
+        if not options["repo"]:
+            raise ValueError("a repository path or URL is required")
+        bootstrap = _read_secret(options["bootstrap-token-file"], "bootstrap token file")
+        if bootstrap is None:
+            raise ValueError("--bootstrap-token-file is required")
+        webhook = _read_secret(options["webhook-secret-file"], "webhook secret file")
+        host, _, port = str(options["listen"]).rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--listen must be address:port (got {options['listen']})")
+        interval = float(str(options["fetch-interval"]))
+        source = open_source(
+            str(options["repo"]),
+            branch=str(options["branch"]),
+            cache=Path(str(options["cache-dir"])),
+            interval=interval,
+        )
+        store = Store(str(options["db"]))
+    except (ValueError, SourceError, StoreError) as e:
+        return fail_usage(str(e))
+    rollout = RolloutService(store=store, clock=system_clock)
+    reconciler = Reconciler(git=source.git, rollout=rollout, builtin=builtin_packs())
+    with store.read() as tx:
+        last_good = tx.revisions.latest("good")
+    if last_good is not None:
+        reconciler.seed(last_good.sha)
+    loop = Loop(source, reconciler.reconcile)
+    app = create_app(
+        store=store,
+        rollout=rollout,
+        clock=system_clock,
+        bootstrap_token=bootstrap,
+        webhook_secret=webhook,
+        on_push=lambda _event: loop.poke.set(),
+    )
+    worker = threading.Thread(target=loop.run, name="reconcile-loop", daemon=True)
+    worker.start()
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=int(port),
+        ssl_certfile=options["tls-cert"],
+        ssl_keyfile=options["tls-key"],
+        log_level="warning",
+        access_log=False,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        loop.stop.set()
+        loop.poke.set()
+    return 0

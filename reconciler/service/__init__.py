@@ -1,0 +1,16 @@
+"""The reconciler service's loop: follow a branch (:mod:`.watching`) and reconcile each new
+commit into a release (:mod:`.reconciling`)."""
+
+from .reconciling import Outcome, Reason, Reconciler
+from .watching import LocalSource, Loop, RemoteSource, Source, open_source
+
+__all__ = [
+    "LocalSource",
+    "Loop",
+    "Outcome",
+    "Reason",
+    "Reconciler",
+    "RemoteSource",
+    "Source",
+    "open_source",
+]

@@ -1,0 +1,185 @@
+"""One linear reconcile of a commit: fetch → load → validate → render → publish → status.
+
+Each step is one function; a failing step records the revision as failed with its errors and
+stops, so every site keeps the last good state it is served. Rendering is incremental: only
+sites whose inputs changed since the last good revision are rendered again (the tree diff and
+per-site input digests of :mod:`reconciler.planning`), the rest keep their documents.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from agent.contract import DesiredState, MaintenanceWindow
+
+from ..errors import Diagnostic, FleetError
+from ..loading import ParseCache
+from ..models import parse_duration
+from ..planning import compare_site
+from ..planning.impact import candidate_sites, input_digest
+from ..rendering import Renderer, render_repository
+from ..rollout import Release, RolloutService, SiteRelease, Wave
+from ..sources import GitRepository, GitTree, SourceError, Tree, changed_paths
+from ..validation import Checked, build_index, check_repository
+
+log = logging.getLogger(__name__)
+SiteStates = dict[str, dict[str, DesiredState]]
+
+
+class Reason(Enum):
+    """Why a revision was not published."""
+
+    INVALID = "validation failed"
+    RENDER_FAILED = "rendering failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    revision: str
+    published: bool
+    reason: Reason | None = None
+    errors: tuple[str, ...] = ()
+    rendered_sites: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Good:
+    """The last good revision, kept to render the next one incrementally."""
+
+    tree: GitTree
+    checked: Checked
+    states: SiteStates
+    digests: dict[str, str] = field(default_factory=dict)
+
+
+class Reconciler:
+    """Reconciles revisions of one repository into releases for the rollout service."""
+
+    def __init__(
+        self,
+        *,
+        git: GitRepository,
+        rollout: RolloutService,
+        builtin: tuple[Tree, str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.git = git
+        self.rollout = rollout
+        self.builtin = builtin
+        self.clock = clock
+        self.renderer = Renderer()
+        self.cache: ParseCache = {}
+        self.good: _Good | None = None
+        self.last_attempted: str | None = None
+
+    def seed(self, revision: str) -> bool:
+        """Take ``revision`` (the last good one a restarted service had published) as the
+        base the next revision is compared with, without publishing it again."""
+        try:
+            tree = self.git.tree(revision)
+        except SourceError:
+            return False
+        checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
+        if checked.diagnostics:
+            return False
+        try:
+            states, digests, _ = self._render(tree, checked)
+        except FleetError:
+            return False
+        self.good = _Good(tree, checked, states, digests)
+        return True
+
+    def reconcile(self, revision: str) -> Outcome:
+        started = self.clock()
+        # fetch source: the commit's tree, straight from the object database
+        tree = self.git.tree(revision)
+        sha = tree.commit
+        self.last_attempted = sha
+        # load and validate the whole repository (unchanged files come from the parse cache)
+        checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
+        if checked.diagnostics:
+            return self._failed(sha, Reason.INVALID, checked.diagnostics, started)
+        # render the sites whose inputs changed
+        try:
+            states, digests, rendered = self._render(tree, checked)
+        except FleetError as e:
+            return self._failed(sha, Reason.RENDER_FAILED, e.diagnostics, started)
+        # publish: hand the whole release to the rollout
+        release = self._release(sha, checked, states)
+        seconds = self.clock() - started
+        self.rollout.record_release(release, reconcile_seconds=seconds)
+        self.good = _Good(tree, checked, states, digests)
+        log.info("revision %s published: %d sites rendered in %.2fs", sha[:12], rendered, seconds)
+        return Outcome(sha, True, rendered_sites=rendered, seconds=seconds)
+
+    def _failed(
+        self, sha: str, reason: Reason, problems: list[Diagnostic], started: float
+    ) -> Outcome:
+        errors = tuple(str(d) for d in sorted(problems))
+        self.rollout.record_failure(sha, list(errors))
+        log.warning("revision %s failed: %s (%d errors)", sha[:12], reason.value, len(errors))
+        return Outcome(sha, False, reason, errors, seconds=self.clock() - started)
+
+    def _render(self, tree: GitTree, checked: Checked) -> tuple[SiteStates, dict[str, str], int]:
+        index = build_index(checked.repo)
+        sites = sorted(checked.repo.sites)
+        good = self.good
+        if good is None:
+            candidates = set(sites)
+        else:
+            candidates = candidate_sites(changed_paths(good.tree, tree), [good.tree, tree])
+        digests = dict(good.digests) if good is not None else {}
+        todo = []
+        for site in sites:
+            if site in candidates or site not in digests:
+                digest = input_digest(checked.repo, site, index, checked.registry)
+                if good is None or digests.get(site) != digest or site not in good.states:
+                    todo.append(site)
+                digests[site] = digest
+        rendered = render_repository(
+            checked.repo,
+            checked.registry,
+            revision=tree.commit,
+            sites=todo,
+            renderer=self.renderer,
+        )
+        # unchanged sites keep their documents as they are, revision included: the revision
+        # says where a document was last rendered, and its digest does not change
+        previous = good.states if good is not None else {}
+        states = {site: rendered.get(site) or previous[site] for site in sites}
+        digests = {site: digests[site] for site in sites}
+        return states, digests, len(todo)
+
+    def _release(self, sha: str, checked: Checked, states: SiteStates) -> Release:
+        assert checked.repo.fleet is not None
+        rollout = checked.repo.fleet.model.spec.rollout
+        previous = self.good.states if self.good is not None else {}
+        sites = {}
+        for name, files in checked.repo.sites.items():
+            assert files.site is not None
+            site = files.site.model
+            change = compare_site(name, previous.get(name, {}), states[name])
+            disruptive = {a.appliance: a.disruptive for a in change.appliances} if change else {}
+            sites[name] = SiteRelease(
+                site=name,
+                labels=dict(site.metadata.labels),
+                timezone=site.spec.timezone,
+                maintenance_windows=tuple(
+                    MaintenanceWindow(days=list(w.days), start=w.start, duration=w.duration)
+                    for w in site.spec.maintenanceWindows
+                ),
+                states=states[name],
+                disruptive={a: disruptive.get(a, False) for a in states[name]},
+            )
+        return Release(
+            revision=sha,
+            waves=tuple(Wave(w.name, dict(w.selector.labels)) for w in rollout.waves),
+            max_failures=rollout.maxFailures,
+            soak_seconds=parse_duration(rollout.soak).total_seconds(),
+            sites=sites,
+        )

@@ -1,0 +1,126 @@
+"""Noticing new commits: a local repository's refs through watchfiles (no polling), a remote
+one by fetching on an interval and at once when a webhook pokes.
+
+Errors (:class:`SourceError` of :mod:`reconciler.sources`) from fetching are temporary: the
+loop logs them and tries again at the next interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pygit2
+from watchfiles import Change, watch
+
+from ..sources import GitRepository, SourceError
+
+log = logging.getLogger(__name__)
+
+
+class Source:
+    """A branch of a repository whose head the loop follows."""
+
+    def __init__(self, git: GitRepository, branch: str) -> None:
+        self.git = git
+        self.branch = branch
+
+    def head(self) -> str | None:
+        """The branch's current commit, or None while the branch does not exist."""
+        for ref in (f"refs/remotes/origin/{self.branch}", f"refs/heads/{self.branch}"):
+            try:
+                return str(self.git.resolve(ref).id)
+            except SourceError:
+                continue
+        return None
+
+    def changes(self, stop: threading.Event, poke: threading.Event) -> Iterator[None]:
+        raise NotImplementedError
+
+
+class LocalSource(Source):
+    """A repository on this machine: its refs are watched, new commits seen at once."""
+
+    def changes(self, stop: threading.Event, poke: threading.Event) -> Iterator[None]:
+        gitdir = Path(self.git.repo.path)
+
+        def refs_only(change: Change, path: str) -> bool:
+            rel = (
+                Path(path).relative_to(gitdir).as_posix() if path.startswith(str(gitdir)) else path
+            )
+            return rel.startswith("refs/") or rel in ("packed-refs", "HEAD")
+
+        yield  # the current head, once at start
+        for _ in watch(
+            gitdir, watch_filter=refs_only, stop_event=stop, debounce=50, step=20, rust_timeout=1000
+        ):
+            if stop.is_set():
+                return
+            yield
+
+
+class RemoteSource(Source):
+    """A remote repository, cloned bare into a cache folder and fetched on an interval or
+    when poked (by the push webhook)."""
+
+    def __init__(self, url: str, cache: Path, branch: str, *, interval: float = 15.0) -> None:
+        if not (cache / "HEAD").exists():
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                pygit2.clone_repository(url, str(cache), bare=True)
+            except pygit2.GitError as e:
+                raise SourceError(f"{url}: cannot clone: {e}") from e
+        super().__init__(GitRepository(cache), branch)
+        self.url = url
+        self.interval = interval
+
+    def fetch(self) -> None:
+        try:
+            remote = self.git.repo.remotes["origin"]
+            remote.fetch([f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"])
+        except (pygit2.GitError, KeyError) as e:
+            raise SourceError(f"{self.url}: fetch failed: {e}") from e
+
+    def changes(self, stop: threading.Event, poke: threading.Event) -> Iterator[None]:
+        while not stop.is_set():
+            try:
+                self.fetch()
+            except SourceError as e:
+                log.warning("%s", e)
+            yield
+            poke.wait(self.interval)
+            poke.clear()
+
+
+def open_source(repo: str, *, branch: str, cache: Path, interval: float) -> Source:
+    """A local path or a URL (https://, ssh://, git@host:path, file://)."""
+    if "://" in repo or (":" in repo and "@" in repo.split(":", 1)[0]):
+        return RemoteSource(repo, cache, branch, interval=interval)
+    return LocalSource(GitRepository(Path(repo)), branch)
+
+
+class Loop:
+    """Reconciles the source's head whenever it moves."""
+
+    def __init__(self, source: Source, reconcile: Callable[[str], object]) -> None:
+        self.source = source
+        self.reconcile = reconcile
+        self.stop = threading.Event()
+        self.poke = threading.Event()
+        self.seen: str | None = None
+
+    def run(self) -> None:
+        for _ in self.source.changes(self.stop, self.poke):
+            self.step()
+
+    def step(self) -> None:
+        head = self.source.head()
+        if head is None or head == self.seen:
+            return
+        self.seen = head
+        try:
+            self.reconcile(head)
+        except Exception:  # a bug must not stop the loop; the next commit is tried again
+            log.exception("reconciling %s failed", head[:12])

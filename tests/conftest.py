@@ -4,15 +4,33 @@ Tiers, each with its own conftest:
 - ``unit/``: pure functions and models, no files outside ``tmp_path``;
 - ``component/``: whole commands over fleet repositories written to ``tmp_path``;
 - ``integration/``: real dependencies (git repositories made with pygit2 and the ``git``
-  command; later a real HTTP server, Docker engine and libvirt).
+  command); ``agent/``, ``e2e/`` and the other folders of real services say what they use.
+
+Session fixtures for every folder that needs Docker: ``engine`` (the engine that answers at
+DOCKER_HOST or the default socket, or else one started for the session from Debian's
+``docker.io`` and stopped at its end; tests skip with the reason when neither is possible),
+``docker_client`` and ``node_image`` (a busybox image built locally that stands in for k3s,
+because no image can be pulled). Everything a session creates carries the label
+``edgefleet.test-run=<run_id>`` and is removed at the end.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
+from tests.agent.engine import (
+    Engine,
+    EngineUnavailable,
+    build_node_image,
+    find_or_start_engine,
+    stop_engine,
+)
+from tests.agent.harness import RUN_LABEL, remove_labelled
 from tests.support.fleet import FleetFiles, write_base_fleet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,3 +47,43 @@ def fleet(tmp_path: Path) -> FleetFiles:
 @pytest.fixture
 def example_fleet() -> Path:
     return REPO_ROOT / "fleet-example"
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    try:
+        found = find_or_start_engine()
+    except EngineUnavailable as e:
+        pytest.skip(f"no Docker engine: {e}")
+    try:
+        yield found
+    finally:
+        stop_engine(found)
+
+
+@pytest.fixture(scope="session")
+def docker_client(engine: Engine, run_id: str) -> Iterator[docker.DockerClient]:
+    client = engine.client()
+    try:
+        yield client
+    finally:
+        remove_labelled(client, f"{RUN_LABEL}={run_id}")
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def node_image(docker_client: docker.DockerClient, run_id: str) -> Iterator[str]:
+    try:
+        tag = build_node_image(docker_client, f"edgefleet-test-node:{run_id}")
+    except EngineUnavailable as e:
+        pytest.skip(str(e))
+    try:
+        yield tag
+    finally:
+        remove_labelled(docker_client, f"{RUN_LABEL}={run_id}")
+        docker_client.images.remove(tag, force=True)

@@ -20,14 +20,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.agent.engine import (
-    Engine,
-    EngineUnavailable,
-    build_node_image,
-    find_or_start_engine,
-    stop_engine,
-)
-from tests.agent.harness import RUN_LABEL, Agent, remove_labelled
+from tests.agent.engine import Engine
+from tests.agent.harness import Agent
 
 
 class TestAgent(Agent):
@@ -36,46 +30,6 @@ class TestAgent(Agent):
     def name(self, suffix: str) -> str:
         """A cluster name unique to this test."""
         return f"{self.appliance}-{suffix}"
-
-
-@pytest.fixture(scope="session")
-def run_id() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[Engine]:
-    try:
-        found = find_or_start_engine()
-    except EngineUnavailable as e:
-        pytest.skip(f"no Docker engine: {e}")
-    try:
-        yield found
-    finally:
-        stop_engine(found)
-
-
-@pytest.fixture(scope="session")
-def docker_client(engine: Engine, run_id: str) -> Iterator[docker.DockerClient]:
-    client = engine.client()
-    try:
-        yield client
-    finally:
-        remove_labelled(client, f"{RUN_LABEL}={run_id}")
-        client.close()
-
-
-@pytest.fixture(scope="session")
-def node_image(docker_client: docker.DockerClient, run_id: str) -> Iterator[str]:
-    try:
-        tag = build_node_image(docker_client, f"edgefleet-test-node:{run_id}")
-    except EngineUnavailable as e:
-        pytest.skip(str(e))
-    try:
-        yield tag
-    finally:
-        remove_labelled(docker_client, f"{RUN_LABEL}={run_id}")
-        docker_client.images.remove(tag, force=True)
 
 
 @pytest.fixture

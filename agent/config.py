@@ -39,6 +39,10 @@ class AgentConfig(BaseModel):
     dockerUrl: str | None = None
     defaultImage: str | None = None
     privileged: bool = True  # k3s in a container needs it
+    serverCommand: list[str] | None = ["server"]  # None: the node image's own command
+    agentCommand: list[str] | None = ["agent"]
+    pull: Literal["if-missing", "never"] = "if-missing"
+    labels: dict[str, str] = {}  # extra labels on everything the agent creates
     bundleKey: str | None = None  # Ed25519 public key (PEM) that signs offline bundles
     registrationTokenFile: str | None = None  # bootstrap token, if the agent registers itself
 
@@ -47,7 +51,7 @@ class AgentConfig(BaseModel):
         yaml = YAML(typ="safe")
         yaml.default_flow_style = False
         with path.open("w") as out:
-            yaml.dump(self.model_dump(exclude_none=True), out)
+            yaml.dump(self.model_dump(), out)
 
 
 def load_config(path: Path) -> AgentConfig:

@@ -43,7 +43,12 @@ class Agent:
 @contextmanager
 def open_agent(config: AgentConfig) -> Iterator[Agent]:
     settings = DockerSettings(
-        default_image=config.defaultImage or DEFAULT_IMAGE, privileged=config.privileged
+        default_image=config.defaultImage or DEFAULT_IMAGE,
+        server_command=tuple(config.serverCommand) if config.serverCommand is not None else None,
+        agent_command=tuple(config.agentCommand) if config.agentCommand is not None else None,
+        privileged=config.privileged,
+        pull=config.pull,
+        extra_labels=config.labels,
     )
     client = connect(config.dockerUrl)
     try:

@@ -33,6 +33,7 @@ OPTIONS = {  # name: (default, help)
     "webhook-secret-file": (None, "file holding the push webhook's HMAC secret"),
     "cache-dir": (".edgefleet-cache", "where a remote repository is cloned"),
     "fetch-interval": ("15", "seconds between fetches of a remote repository"),
+    "tick-interval": ("15", "seconds between re-evaluations of rollout gates (soak, windows)"),
     "tls-cert": (None, "TLS certificate (PEM) to serve HTTPS"),
     "tls-key": (None, "TLS private key (PEM)"),
 }
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         if not host or not port.isdigit():
             raise ValueError(f"--listen must be address:port (got {options['listen']})")
         interval = float(str(options["fetch-interval"]))
+        tick = float(str(options["tick-interval"]))
         source = open_source(
             str(options["repo"]),
             branch=str(options["branch"]),
@@ -125,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         bootstrap_token=bootstrap,
         webhook_secret=webhook,
         on_push=lambda _event: loop.poke.set(),
+        tick_interval=tick,
     )
     worker = threading.Thread(target=loop.run, name="reconcile-loop", daemon=True)
     worker.start()

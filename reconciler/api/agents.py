@@ -4,7 +4,8 @@ Handlers parse, call the rollout package and map its answer to a status code. Th
 state long-poll waits on the notifier, never on the database.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime, and
+# they name dependencies local to the route builder.
 
 import asyncio
 import ipaddress
@@ -14,9 +15,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.contract import DesiredState
+from agent.contract import DesiredState, StatusReport
 
-from ..rollout import AgentFacts, StatusReport
+from ..rollout import AgentFacts
 from .auth import agent_of, bearer
 from .errors import NotFound
 from .services import Services

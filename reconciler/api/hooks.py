@@ -1,9 +1,12 @@
-"""``POST /v1/hooks/git``: a signed push notification makes the loop fetch now."""
+"""``POST /v1/hooks/git``: a signed push notification makes the loop fetch now.
+
+A redelivered push (same delivery ID) triggers again: fetching is idempotent, and an
+operator's "redeliver" is meant to make the reconciler look now.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -14,16 +17,14 @@ from .pushes import push_event, signature_ok
 from .services import Services
 
 log = logging.getLogger(__name__)
-REMEMBERED_DELIVERIES = 1024
 
 
 class HookAnswer(BaseModel):
-    status: str  # accepted | ignored | duplicate
+    status: str  # accepted | ignored (not a push: ping and the like)
 
 
 def hook_routes(services: Services) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["hooks"])
-    seen: OrderedDict[str, None] = OrderedDict()  # delivery IDs, so a resent one fetches once
 
     @router.post("/hooks/git", status_code=202, response_model=HookAnswer)
     async def git_hook(request: Request) -> HookAnswer:
@@ -37,12 +38,6 @@ def hook_routes(services: Services) -> APIRouter:
         event = push_event(body, request.headers)
         if event.event != "push":
             return HookAnswer(status="ignored")
-        if event.delivery is not None:
-            if event.delivery in seen:
-                return HookAnswer(status="duplicate")
-            seen[event.delivery] = None
-            while len(seen) > REMEMBERED_DELIVERIES:
-                seen.popitem(last=False)
         log.info("push webhook from %s: %s %s", event.provider, event.ref, event.after)
         if services.on_push is not None:
             await run_in_threadpool(services.on_push, event)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import bundle, plan, render, serve, validate
+from . import bundle, plan, render, serve, status, validate
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.register(commands)
     bundle.register(commands)
     serve.register(commands)
+    status.register(commands)
     return parser
 
 

@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         ssl_keyfile=options["tls-key"],
         log_level="warning",
         access_log=False,
+        timeout_graceful_shutdown=3,  # do not wait out open long-polls
     )
     try:
         uvicorn.Server(config).run()

@@ -15,43 +15,31 @@ status (:class:`FleetViews`). Errors (:mod:`.errors`)::
 from .clocks import Clock, system_clock
 from .errors import InvalidRelease, InvalidToken, RolloutError
 from .notifications import Notifier
+from .reading import Figures, FleetViews
 from .registrations import AgentFacts, Registration, Registrations
 from .releases import Release, SiteRelease, Wave
-from .reports import (
-    ApplyError,
-    ClusterStatus,
-    NodeStatus,
-    ReportedEvent,
-    StatusReport,
-    TaskStatus,
-)
 from .service import RolloutService
 from .serving import DesiredDocuments, Served
-from .views import FleetView, FleetViews, SiteView
+from .views import FleetView, SiteView
 
 __all__ = [
     "AgentFacts",
-    "ApplyError",
     "Clock",
-    "ClusterStatus",
     "DesiredDocuments",
+    "Figures",
     "FleetView",
     "FleetViews",
     "InvalidRelease",
     "InvalidToken",
-    "NodeStatus",
     "Notifier",
     "Registration",
     "Registrations",
     "Release",
-    "ReportedEvent",
     "RolloutError",
     "RolloutService",
     "Served",
     "SiteRelease",
     "SiteView",
-    "StatusReport",
-    "TaskStatus",
     "Wave",
     "system_clock",
 ]

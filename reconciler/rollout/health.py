@@ -17,8 +17,9 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from agent.contract import StatusReport
+
 from ..store import ReportRecord
-from .reports import StatusReport
 
 Standing = Literal["applied", "failed", "pending"]
 SETTLED_PHASES = {"Running", "Deleted"}

@@ -22,8 +22,8 @@ from .waves import wave_of
 
 @dataclass
 class ReleasePlan:
+    rollout: RolloutRecord
     documents: dict[str, str] = field(default_factory=dict)  # digest -> canonical content
-    rollout: RolloutRecord | None = None
     sites: list[RolloutSite] = field(default_factory=list)
     targets: list[RolloutTarget] = field(default_factory=list)
     assignments: list[Assignment] = field(default_factory=list)
@@ -42,9 +42,8 @@ def plan_release(
 ) -> ReleasePlan:
     """``current``: every appliance's assignment; ``served_content``: the documents they are
     served, by digest; ``healthy``: (appliance, digest) pairs that once ran healthy."""
-    plan = ReleasePlan()
     waves = [{"name": w.name, "labels": dict(w.labels)} for w in release.waves]
-    plan.rollout = RolloutRecord(
+    rollout = RolloutRecord(
         revision=release.revision,
         seq=seq,
         state="running",
@@ -56,6 +55,7 @@ def plan_release(
         started_at=now,
         updated_at=now,
     )
+    plan = ReleasePlan(rollout=rollout)
     declared: set[str] = set()
     for name, site in sorted(release.sites.items()):
         targets = _targets(release.revision, site, current, served_content, now)

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
+from agent.contract import StatusReport
+
 from ..store import EventRecord, ReportRecord, RevisionRecord, Store, Transaction
 from ..store.records import Level
 from .clocks import Clock, epoch, system_clock
@@ -26,9 +28,8 @@ from .errors import InvalidRelease
 from .health import SETTLED_PHASES
 from .notifications import Notifier
 from .progress import SETTLED, Progress, Snapshot, advance
-from .publishing import plan_release
+from .publishing import ReleasePlan, plan_release
 from .releases import Release
-from .reports import StatusReport
 
 MAX_ERRORS = 200
 MAX_ERROR_CHARS = 1000
@@ -48,6 +49,12 @@ class RolloutService:
         self.notifier = notifier or Notifier()
         self.heartbeat_timeout = heartbeat_timeout
         self._lock = threading.Lock()  # one decision at a time in this process
+        # Ticks asked for by status reports are coalesced: while one runs, later requests
+        # share the next one instead of queueing a tick each (see _tick_covering).
+        self._ticks = threading.Condition()
+        self._ticks_asked = 0
+        self._ticks_done = 0
+        self._ticking = False
 
     # -- what the reconcile loop calls --------------------------------------------------
     def record_release(self, release: Release, *, reconcile_seconds: float | None = None) -> bool:
@@ -61,52 +68,17 @@ class RolloutService:
             raise InvalidRelease("; ".join(problems[:10]))
         with self._lock, self.store.write(exclusive=True) as tx:
             now = epoch(self.clock)
-            known = tx.revisions.get(release.revision)
-            if known is not None and known.outcome == "good":
+            # the revision, recorded once
+            record = self._record_good(tx, release.revision, now, reconcile_seconds)
+            if record is None:
                 return False
-            if known is not None:
-                tx.revisions.set_outcome(release.revision, "good", errors=(), at=now)
-                record = tx.revisions.get(release.revision)
-                assert record is not None
-            else:
-                record = tx.revisions.add(
-                    RevisionRecord(release.revision, "good", (), now, reconcile_seconds)
-                )
-            events = self._supersede(tx, release.revision, now)
-            current = {a.appliance: a for a in tx.assignments.all()}
-            served = {a.served_digest for a in current.values() if a.served_digest}
-            wanted = {
-                (appliance, state.digest)
-                for site in release.sites.values()
-                for appliance, state in site.states.items()
-            }
-            plan = plan_release(
-                release,
-                seq=record.seq,
-                current=current,
-                served_content={d: c for d in served if (c := tx.documents.get(d)) is not None},
-                healthy=tx.reports.healthy_pairs(wanted),
-                now=now,
-            )
-            assert plan.rollout is not None
-            tx.documents.put(plan.documents, at=now)
-            tx.rollouts.add(plan.rollout)
-            tx.rollouts.add_sites(plan.sites)
-            tx.rollouts.add_targets(plan.targets)
-            for assignment in plan.assignments:
-                tx.assignments.put(assignment)
-            changed = sum(s.changed for s in plan.sites)
-            events.append(
-                self._event(
-                    now,
-                    "info",
-                    "revision-good",
-                    f"revision {release.revision[:7]} recorded: {changed} of "
-                    f"{len(plan.sites)} sites change",
-                    revision=release.revision,
-                )
-            )
-            tx.events.add([*events, *plan.events])
+            # open rollouts end: the newest revision wins
+            self._supersede(tx, release.revision, now)
+            # what changes, against what every appliance is served now
+            plan = self._plan(tx, release, seq=record.seq, now=now)
+            # the documents, the rollout rows and the new targets
+            self._store_plan(tx, plan, now=now)
+            # the rollout's first step: the first wave, reverts, unchanged sites
             progress = self._advance(tx, release.revision)
             tx.events.prune()
         self.notifier.notify([*plan.removed, *(t.appliance for t in progress.released)])
@@ -139,14 +111,21 @@ class RolloutService:
             released: list[str] = []
             for rollout in running:
                 released += [t.appliance for t in self._advance(tx, rollout.revision).released]
+            tx.events.prune()
         self.notifier.notify(released)
 
     # -- what the API calls -------------------------------------------------------------
     def accept_report(self, appliance: str, report: StatusReport) -> None:
         """Keep an agent's latest status; re-evaluate gates when it may move the rollout."""
         now = epoch(self.clock)
-        healthy = report.health == "healthy" and not any(
-            c.phase not in SETTLED_PHASES for c in report.clusters
+        healthy = report.health == "healthy"
+        # a digest "ran healthy" (a later change back to it is a revert) once it is applied,
+        # healthy and every cluster settled
+        ran_healthy = (
+            healthy
+            and report.appliedDigest is not None
+            and (report.error is None or report.error.digest != report.appliedDigest)
+            and all(c.phase in SETTLED_PHASES for c in report.clusters)
         )
         with self.store.write() as tx:
             tx.reports.put(
@@ -159,7 +138,7 @@ class RolloutService:
                 )
             )
             tx.agents.touch(appliance, at=now)
-            if healthy and report.appliedDigest is not None:
+            if ran_healthy and report.appliedDigest is not None:
                 tx.reports.mark_healthy(appliance, report.appliedDigest, at=now)
             assignment = tx.assignments.get(appliance)
             site = assignment.site if assignment else None
@@ -177,9 +156,38 @@ class RolloutService:
             )
             moves = self._moves_rollout(tx, appliance)
         if moves:
-            self.tick()
+            self._tick_covering()
 
     # -- internals ----------------------------------------------------------------------
+    def _tick_covering(self) -> None:
+        """Return once a tick that started after this call has finished.
+
+        Thousands of agents reporting at once would otherwise queue a full tick each; here
+        the reports committed while a tick runs all wait for the one tick after it.
+        """
+        with self._ticks:
+            self._ticks_asked += 1
+            wanted = self._ticks_asked
+            if self._ticking:
+                self._ticks.wait_for(lambda: self._ticks_done >= wanted or not self._ticking)
+                if self._ticks_done >= wanted:
+                    return
+            self._ticking = True
+        try:
+            while True:
+                with self._ticks:
+                    covered = self._ticks_asked
+                self.tick()
+                with self._ticks:
+                    self._ticks_done = covered
+                    self._ticks.notify_all()
+                    if self._ticks_asked == covered:
+                        return
+        finally:
+            with self._ticks:
+                self._ticking = False
+                self._ticks.notify_all()
+
     def _advance(self, tx: Transaction, revision: str) -> Progress:
         rollout = tx.rollouts.get(revision)
         assert rollout is not None
@@ -214,15 +222,67 @@ class RolloutService:
         tx.events.add(progress.events)
         return progress
 
-    def _supersede(self, tx: Transaction, revision: str, now: float) -> list[EventRecord]:
-        events = []
+    def _record_good(
+        self, tx: Transaction, sha: str, now: float, seconds: float | None
+    ) -> RevisionRecord | None:
+        """The revision's record; None when it was recorded good before."""
+        known = tx.revisions.get(sha)
+        if known is None:
+            return tx.revisions.add(RevisionRecord(sha, "good", (), now, seconds))
+        if known.outcome == "good":
+            return None
+        tx.revisions.set_outcome(sha, "good", errors=(), at=now)  # failed before, good now
+        return tx.revisions.get(sha)
+
+    def _supersede(self, tx: Transaction, revision: str, now: float) -> None:
         for rollout in tx.rollouts.open():
             tx.rollouts.save(replace(rollout, state="superseded", updated_at=now, finished_at=now))
             message = f"rollout of {rollout.revision[:7]} superseded by {revision[:7]}"
-            events.append(
-                self._event(now, "info", "rollout-superseded", message, revision=rollout.revision)
+            tx.events.add(
+                [self._event(now, "info", "rollout-superseded", message, revision=rollout.revision)]
             )
-        return events
+
+    def _plan(self, tx: Transaction, release: Release, *, seq: int, now: float) -> ReleasePlan:
+        current = {a.appliance: a for a in tx.assignments.all()}
+        wanted = {
+            (appliance, state.digest)
+            for site in release.sites.values()
+            for appliance, state in site.states.items()
+        }
+        # the documents worth reading: those served to appliances whose digest changes
+        served = {
+            before.served_digest
+            for appliance, digest in wanted
+            if (before := current.get(appliance)) is not None
+            and before.served_digest is not None
+            and before.served_digest != digest
+        }
+        contents = {d: c for d in served if (c := tx.documents.get(d)) is not None}
+        return plan_release(
+            release,
+            seq=seq,
+            current=current,
+            served_content=contents,
+            healthy=tx.reports.healthy_pairs(wanted),
+            now=now,
+        )
+
+    def _store_plan(self, tx: Transaction, plan: ReleasePlan, *, now: float) -> None:
+        tx.documents.put(plan.documents, at=now)
+        tx.rollouts.add(plan.rollout)
+        tx.rollouts.add_sites(plan.sites)
+        tx.rollouts.add_targets(plan.targets)
+        for assignment in plan.assignments:
+            tx.assignments.put(assignment)
+        changed = sum(s.changed for s in plan.sites)
+        message = (
+            f"revision {plan.rollout.revision[:7]} recorded: "
+            f"{changed} of {len(plan.sites)} sites change"
+        )
+        recorded = self._event(
+            now, "info", "revision-good", message, revision=plan.rollout.revision
+        )
+        tx.events.add([recorded, *plan.events])
 
     def _moves_rollout(self, tx: Transaction, appliance: str) -> bool:
         """Whether a report from ``appliance`` can change a gate: it is a changed target of

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from agent.contract import ClusterPhase, ClusterStatus, StatusReport
+
 from ..store import AgentRecord, Assignment, ReportRecord
-from .reports import ClusterPhase, ClusterStatus, StatusReport
 
 ApplianceStatus = Literal["Unpaired", "Ready", "In-Use", "Discovered"]
 Health = Literal["healthy", "unhealthy", "unknown"]

@@ -30,13 +30,19 @@ def open_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite(url)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        try:
+            return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        except ImportError as e:
+            raise StoreError(f"no PostgreSQL driver: pip install 'psycopg[binary]' ({e})") from e
     raise StoreError(
         f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql"
     )
 
 
 def _sqlite(url: str) -> Engine:
+    if make_url(url).database in (None, "", ":memory:"):
+        # every pooled connection would get a database of its own
+        raise StoreError("an in-memory SQLite database cannot be shared: use sqlite:///PATH")
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")

@@ -66,8 +66,10 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Transaction]:
-        """A read-only view; nothing it does is committed."""
+        """A consistent read-only view (one snapshot); nothing it does is committed."""
         with translated(), self._engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield Transaction(conn)
 

@@ -1,0 +1,142 @@
+"""``edgefleet status [--server URL] [--site S] [--format text|json]``: where the fleet stands.
+
+Reads ``GET /v1/fleet`` (or ``GET /v1/sites/S``) from a running reconciler and prints a
+table per site: wave, rollout state, revision, appliances and their health, clusters and
+their phase; above it the current revision, the rollout and the last failed commit with its
+errors. Exit 0 when the server answered, 1 when it could not be reached or refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from ..rollout.views import FleetView, SiteView
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "status",
+        help="show sites, appliances, clusters, revision, wave, health and the last failure",
+        description="Show the fleet as a running reconciler sees it.",
+    )
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("EDGEFLEET_SERVER", DEFAULT_SERVER),
+        help=f"reconciler URL (default: $EDGEFLEET_SERVER or {DEFAULT_SERVER})",
+    )
+    parser.add_argument("--site", help="show one site in detail")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = f"/v1/sites/{args.site}" if args.site else "/v1/fleet"
+    # markup off: site names, waiting reasons and errors are data, never rich markup
+    wide = None if Console().is_terminal else 200
+    console = Console(width=wide, highlight=False, markup=False)
+    errors = Console(stderr=True, highlight=False, markup=False)
+    try:
+        answer = httpx.get(args.server.rstrip("/") + path, timeout=10)
+    except httpx.HTTPError as e:
+        errors.print(f"edgefleet: cannot reach {args.server}: {e}")
+        return 1
+    if answer.status_code != 200:
+        detail = _detail(answer)
+        errors.print(f"edgefleet: {args.server} answered {answer.status_code}: {detail}")
+        return 1
+    if args.format == "json":
+        print(json.dumps(answer.json(), indent=2, sort_keys=True))
+    elif args.site:
+        print_site(console, SiteView.model_validate_json(answer.content))
+    else:
+        print_fleet(console, FleetView.model_validate_json(answer.content))
+    return 0
+
+
+def print_fleet(console: Console, fleet: FleetView) -> None:
+    if fleet.revision is not None:
+        r = fleet.revision
+        console.print(f"revision      {r.short}  (recorded {r.recordedAt:%Y-%m-%d %H:%M} UTC)")
+    else:
+        console.print("revision      none recorded yet")
+    if fleet.rollout is not None:
+        ro = fleet.rollout
+        wave = f"wave {ro.wave} ({ro.waveIndex + 1}/{len(ro.waves)})" if ro.wave else "all waves"
+        done = f"{ro.sitesDone}/{ro.sitesChanged} changed sites done"
+        failing = f"; failing: {', '.join(ro.failing)}" if ro.failing else ""
+        console.print(f"rollout       {ro.short} {ro.state}, {wave}, {done}{failing}")
+    if fleet.lastFailure is not None:
+        f = fleet.lastFailure
+        when = "newer than the current revision" if f.current else "older"
+        console.print(
+            f"last failure  {f.short}  ({f.recordedAt:%Y-%m-%d %H:%M} UTC, {when}, "
+            f"{len(f.errors)} error{'' if len(f.errors) == 1 else 's'})",
+        )
+        for error in f.errors[:10]:
+            console.print(f"  {error}")
+    table = Table(show_lines=False)
+    for column in ("site", "wave", "state", "revision", "appliances", "clusters", "health"):
+        table.add_column(column)
+    for s in fleet.sites:
+        state = s.state + (f": {s.waiting}" if s.waiting else "")
+        counts = s.appliances
+        appliances = f"{counts.total} ({counts.healthy} healthy"
+        appliances += f", {counts.unpaired} unpaired)" if counts.unpaired else ")"
+        clusters = ", ".join(f"{c.name} {c.phase} {c.progress}%" for c in s.clusters)
+        table.add_row(
+            s.name,
+            s.wave or "-",
+            state,
+            s.revision[:7] if s.revision else "mixed",
+            appliances,
+            clusters or "-",
+            s.health,
+        )
+    console.print(table)
+    for a in fleet.discovered:
+        console.print(
+            f"discovered    {a.id} ({a.hostname}, {a.ip}, {a.arch}, agent {a.agentVersion})",
+        )
+
+
+def print_site(console: Console, site: SiteView) -> None:
+    console.print(f"site {site.name}  wave {site.wave or '-'}  {site.state}  {site.waiting}")
+    appliances = Table(title="appliances")
+    for column in ("appliance", "status", "health", "host", "served", "applied", "waiting"):
+        appliances.add_column(column)
+    for a in site.appliances:
+        appliances.add_row(
+            a.id,
+            a.status,
+            a.health,
+            f"{a.hostname or '-'} {a.ip or ''}",
+            (a.servedDigest or "-")[7:19],
+            (a.appliedDigest or "-")[7:19],
+            a.error or a.waiting,
+        )
+    console.print(appliances)
+    clusters = Table(title="clusters")
+    for column in ("cluster", "phase", "progress", "tasks"):
+        clusters.add_column(column)
+    for c in site.clusters:
+        tasks = "; ".join(f"{t.appliance}: {t.name} {t.state} {t.progress}%" for t in c.tasks)
+        clusters.add_row(c.name, c.phase, f"{c.progress}%", tasks or "-")
+    console.print(clusters)
+    for e in site.events[:10]:
+        console.print(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.level:7} {e.message}")
+
+
+def _detail(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json().get("detail", ""))[:200]
+    except ValueError:
+        return answer.text[:200]

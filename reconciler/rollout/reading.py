@@ -1,0 +1,341 @@
+"""Reading fleet and site status out of the store, and the figures ``/metrics`` exports.
+
+Each view is read in one store transaction and built from rows; nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from agent.contract import ClusterStatus, StatusReport
+
+from ..store import (
+    AgentRecord,
+    Assignment,
+    EventRecord,
+    ReportRecord,
+    RevisionRecord,
+    RolloutRecord,
+    RolloutSite,
+    RolloutTarget,
+    Store,
+    Transaction,
+)
+from .clocks import Clock, epoch
+from .health import parse_report
+from .statuses import (
+    appliance_health,
+    appliance_status,
+    cluster_phase,
+    cluster_progress,
+)
+from .views import (
+    ApplianceCounts,
+    ApplianceView,
+    ClusterSummary,
+    ClusterView,
+    EventView,
+    FailureView,
+    FleetView,
+    NodeView,
+    RevisionView,
+    RolloutView,
+    SiteSummary,
+    SiteView,
+    TaskView,
+)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What ``/metrics`` exports, read in one go."""
+
+    revisions: dict[str, int]
+    reconcile_seconds: list[float]
+    appliances: dict[tuple[str, str], int]  # (status, health) -> count
+    rollout: RolloutView | None
+
+
+class FleetViews:
+    def __init__(self, *, store: Store, clock: Clock, heartbeat_timeout: float = 90.0) -> None:
+        self._store = store
+        self._clock = clock
+        self._timeout = heartbeat_timeout
+
+    def fleet(self) -> FleetView:
+        with self._store.read() as tx:
+            rows = _Rows.load(tx)
+        now = epoch(self._clock)
+        sites = sorted({a.site for a in rows.assignments.values() if a.declared})
+        good, failed = rows.good, rows.failed
+        return FleetView(
+            generatedAt=_time(now),
+            revision=_revision(good) if good else None,
+            lastFailure=_failure(failed, good) if failed else None,
+            rollout=_rollout(rows.rollout, rows.sites) if rows.rollout else None,
+            sites=[self._summary(name, rows, now) for name in sites],
+            discovered=[
+                self._appliance(agent.appliance, rows, now)
+                for agent in rows.agents.values()
+                if not _declared(rows.assignments.get(agent.appliance))
+            ],
+        )
+
+    def site(self, name: str) -> SiteView | None:
+        with self._store.read() as tx:
+            rows = _Rows.load(tx)
+            events = tx.events.recent(site=name, limit=50)
+        appliances = rows.site_appliances(name)
+        if not appliances:
+            return None
+        now = epoch(self._clock)
+        summary = self._summary(name, rows, now)
+        row = rows.sites.get(name)
+        return SiteView(
+            name=name,
+            wave=summary.wave,
+            state=summary.state,
+            waiting=summary.waiting,
+            labels=dict(row.labels) if row else {},
+            timezone=row.timezone if row else None,
+            revision=summary.revision,
+            targetRevision=summary.targetRevision,
+            health=summary.health,
+            appliances=[self._appliance(a, rows, now) for a in appliances],
+            clusters=self._clusters(name, rows),
+            events=[_event(e) for e in events],
+        )
+
+    def figures(self) -> Figures:
+        with self._store.read() as tx:
+            rows = _Rows.load(tx)
+            revisions = tx.revisions.counts()
+            durations = tx.revisions.durations()
+        now = epoch(self._clock)
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        names = set(rows.agents) | {a for a, x in rows.assignments.items() if x.declared}
+        for appliance in names:
+            view = self._appliance(appliance, rows, now)
+            counts[(view.status, view.health)] += 1
+        return Figures(
+            revisions=revisions,
+            reconcile_seconds=durations,
+            appliances=dict(counts),
+            rollout=_rollout(rows.rollout, rows.sites) if rows.rollout else None,
+        )
+
+    # -- pieces ------------------------------------------------------------------------
+    def _summary(self, name: str, rows: _Rows, now: float) -> SiteSummary:
+        appliances = rows.site_appliances(name)
+        views = [self._appliance(a, rows, now) for a in appliances]
+        registered = [v for v in views if v.status != "Unpaired"]
+        healthy = sum(v.health == "healthy" for v in registered)
+        served = {rows.assignments[a].served_revision for a in appliances}
+        targets = {rows.assignments[a].target_revision for a in appliances}
+        row = rows.sites.get(name)
+        state, waiting = _site_state(row, rows.rollout)
+        return SiteSummary(
+            name=name,
+            wave=rows.wave_name(row),
+            state=state,
+            waiting=waiting,
+            revision=served.pop() if len(served) == 1 else None,
+            targetRevision=targets.pop() if len(targets) == 1 else None,
+            health=(
+                "unknown"
+                if not registered
+                else ("healthy" if healthy == len(registered) else "unhealthy")
+            ),
+            appliances=ApplianceCounts(
+                total=len(views),
+                healthy=healthy,
+                unhealthy=len(registered) - healthy,
+                unpaired=len(views) - len(registered),
+            ),
+            clusters=[
+                ClusterSummary(name=c.name, phase=c.phase, progress=c.progress)
+                for c in self._clusters(name, rows)
+            ],
+        )
+
+    def _appliance(self, appliance: str, rows: _Rows, now: float) -> ApplianceView:
+        assignment = rows.assignments.get(appliance)
+        agent = rows.agents.get(appliance)
+        record = rows.reports.get(appliance)
+        report = rows.parsed(appliance)
+        target = rows.targets.get(appliance)
+        return ApplianceView(
+            id=appliance,
+            site=assignment.site if assignment else None,
+            status=appliance_status(assignment, agent, report),
+            health=appliance_health(agent, record, now=now, timeout=self._timeout),
+            hostname=agent.hostname if agent else None,
+            ip=agent.ip if agent else None,
+            arch=agent.arch if agent else None,
+            agentVersion=agent.agent_version if agent else None,
+            lastSeen=_time(agent.last_seen) if agent else None,
+            servedDigest=assignment.served_digest if assignment else None,
+            servedRevision=assignment.served_revision if assignment else None,
+            targetDigest=assignment.target_digest if assignment else None,
+            targetRevision=assignment.target_revision if assignment else None,
+            appliedDigest=report.appliedDigest if report else None,
+            waiting=target.waiting if target and target.released_at is None else "",
+            error=report.error.message if report and report.error else None,
+        )
+
+    def _clusters(self, site: str, rows: _Rows) -> list[ClusterView]:
+        on: dict[str, list[str]] = defaultdict(list)  # declared cluster -> appliances
+        reported: dict[str, list[tuple[str, ClusterStatus]]] = defaultdict(list)
+        for appliance in rows.site_appliances(site):
+            target = rows.targets.get(appliance)
+            if target is not None and _declared(rows.assignments.get(appliance)):
+                for cluster in target.clusters:
+                    on[cluster].append(appliance)
+            report = rows.parsed(appliance)
+            for status in report.clusters if report else []:
+                reported[status.name].append((appliance, status))
+        views = []
+        for name in sorted(set(on) | set(reported)):
+            statuses = [s for _, s in reported[name]]
+            phase = cluster_phase(len(on[name]), statuses)
+            views.append(
+                ClusterView(
+                    name=name,
+                    phase=phase,
+                    progress=cluster_progress(phase, statuses),
+                    appliances=sorted(set(on[name]) | {a for a, _ in reported[name]}),
+                    nodes=[
+                        NodeView(appliance=a, name=n.name, phase=n.phase)
+                        for a, s in reported[name]
+                        for n in s.nodes
+                    ],
+                    tasks=[
+                        TaskView(
+                            appliance=a,
+                            name=t.name,
+                            state=t.state,
+                            progress=t.progress,
+                            message=t.message,
+                        )
+                        for a, s in reported[name]
+                        for t in s.tasks
+                    ],
+                    message="; ".join(f"{a}: {s.message}" for a, s in reported[name] if s.message),
+                )
+            )
+        return views
+
+
+@dataclass
+class _Rows:
+    good: RevisionRecord | None
+    failed: RevisionRecord | None
+    rollout: RolloutRecord | None
+    sites: dict[str, RolloutSite]
+    targets: dict[str, RolloutTarget]
+    assignments: dict[str, Assignment]
+    agents: dict[str, AgentRecord]
+    reports: dict[str, ReportRecord]
+    _parsed: dict[str, StatusReport | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, tx: Transaction) -> _Rows:
+        rollout = tx.rollouts.latest()
+        return cls(
+            good=tx.revisions.latest("good"),
+            failed=tx.revisions.latest("failed"),
+            rollout=rollout,
+            sites={s.site: s for s in tx.rollouts.sites(rollout.revision)} if rollout else {},
+            targets=(
+                {t.appliance: t for t in tx.rollouts.targets(rollout.revision)} if rollout else {}
+            ),
+            assignments={a.appliance: a for a in tx.assignments.all()},
+            agents={a.appliance: a for a in tx.agents.all()},
+            reports={r.appliance: r for r in tx.reports.all()},
+        )
+
+    def site_appliances(self, site: str) -> list[str]:
+        return sorted(
+            a.appliance for a in self.assignments.values() if a.site == site and a.declared
+        )
+
+    def parsed(self, appliance: str) -> StatusReport | None:
+        if appliance not in self._parsed:
+            record = self.reports.get(appliance)
+            self._parsed[appliance] = parse_report(record) if record else None
+        return self._parsed[appliance]
+
+    def wave_name(self, site: RolloutSite | None) -> str | None:
+        if site is None or self.rollout is None or site.wave >= len(self.rollout.waves):
+            return None
+        return str(self.rollout.waves[site.wave]["name"])
+
+
+def _declared(assignment: Assignment | None) -> bool:
+    return assignment is not None and assignment.declared
+
+
+def _site_state(site: RolloutSite | None, rollout: RolloutRecord | None) -> tuple[str, str]:
+    if site is None or rollout is None:
+        return "unknown", ""
+    if site.state == "unchanged":
+        return "up-to-date", ""
+    if rollout.state in ("halted", "superseded") and site.state not in ("done", "failed"):
+        return f"held ({rollout.state})", site.waiting
+    return site.state, site.waiting
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _revision(record: RevisionRecord) -> RevisionView:
+    return RevisionView(
+        sha=record.sha,
+        short=record.sha[:7],
+        recordedAt=_time(record.recorded_at),
+        reconcileSeconds=record.reconcile_seconds,
+    )
+
+
+def _failure(failed: RevisionRecord, good: RevisionRecord | None) -> FailureView:
+    return FailureView(
+        **_revision(failed).model_dump(),
+        errors=list(failed.errors),
+        current=good is None or failed.seq > good.seq,
+    )
+
+
+def _rollout(rollout: RolloutRecord, sites: dict[str, RolloutSite]) -> RolloutView:
+    changed = [s for s in sites.values() if s.changed]
+    done = sum(s.state == "done" for s in changed)
+    failed = sum(s.state == "failed" for s in changed)
+    names = [str(w["name"]) for w in rollout.waves]
+    return RolloutView(
+        revision=rollout.revision,
+        short=rollout.revision[:7],
+        state=rollout.state,
+        wave=names[rollout.wave] if rollout.wave < len(names) else None,
+        waveIndex=rollout.wave,
+        waves=names,
+        failing=list(rollout.failing),
+        sitesChanged=len(changed),
+        sitesDone=done,
+        sitesFailed=failed,
+        progress=(done + failed) / len(changed) if changed else 1.0,
+        startedAt=_time(rollout.started_at),
+        finishedAt=_time(rollout.finished_at) if rollout.finished_at else None,
+    )
+
+
+def _event(event: EventRecord) -> EventView:
+    return EventView(
+        at=_time(event.at),
+        level=event.level,
+        kind=event.kind,
+        message=event.message,
+        appliance=event.appliance,
+        revision=event.revision,
+    )

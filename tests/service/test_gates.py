@@ -1,0 +1,150 @@
+"""Table-driven checks of the gate arithmetic (maintenance windows in site time zones,
+failure allowances), and releases the service must refuse or handle as a whole."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.contract import MaintenanceWindow
+from reconciler.rollout import InvalidRelease
+from reconciler.rollout.waves import allowance
+from reconciler.rollout.windows import next_opening, window_open
+
+from .conftest import Harness
+from .fleets import digests, release, revision, site
+
+WEEKNIGHTS = MaintenanceWindow(
+    days=["mon", "tue", "wed", "thu", "fri"], start="23:30", duration="5h"
+)
+SUNDAY = MaintenanceWindow(days=["sun"], start="00:00", duration="8h")
+SAT_NIGHT = MaintenanceWindow(days=["sat"], start="01:00", duration="4h")
+
+
+@pytest.mark.parametrize(
+    "windows,timezone,at,open_",
+    [
+        # New York is UTC-5 in January: Monday 23:30 local is Tuesday 04:30 UTC
+        ([WEEKNIGHTS], "America/New_York", "2025-01-07T04:29", False),
+        ([WEEKNIGHTS], "America/New_York", "2025-01-07T04:30", True),
+        # past midnight, Tuesday 04:29 local, still Monday's window
+        ([WEEKNIGHTS], "America/New_York", "2025-01-07T09:29", True),
+        ([WEEKNIGHTS], "America/New_York", "2025-01-07T09:30", False),
+        # Friday's window runs into Saturday morning; none opens on Saturday night
+        ([WEEKNIGHTS], "America/New_York", "2025-01-11T06:00", True),
+        ([WEEKNIGHTS], "America/New_York", "2025-01-12T04:40", False),
+        ([WEEKNIGHTS, SUNDAY], "America/New_York", "2025-01-12T05:00", True),
+        # Berlin in summer is UTC+2: Saturday 01:00 there is Friday 23:00 UTC
+        ([SAT_NIGHT], "Europe/Berlin", "2025-07-04T23:00", True),
+        ([SAT_NIGHT], "Europe/Berlin", "2025-07-04T22:59", False),
+        # the night US clocks spring forward (2025-03-09): a 4h window lasts 4 real hours
+        (
+            [MaintenanceWindow(days=["sun"], start="01:00", duration="4h")],
+            "America/Chicago",
+            "2025-03-09T10:59",
+            True,
+        ),
+        (
+            [MaintenanceWindow(days=["sun"], start="01:00", duration="4h")],
+            "America/Chicago",
+            "2025-03-09T11:00",
+            False,
+        ),
+        ([], "UTC", "2025-01-01T00:00", False),
+    ],
+)
+def test_maintenance_windows(
+    windows: list[MaintenanceWindow], timezone: str, at: str, open_: bool
+) -> None:
+    when = datetime.fromisoformat(at).replace(tzinfo=UTC)
+    assert window_open(windows, timezone, when) is open_
+
+
+def test_next_window_opening_is_in_the_site_time_zone() -> None:
+    at = datetime(2025, 1, 8, 12, 0, tzinfo=UTC)  # Wednesday
+    opening = next_opening([SAT_NIGHT], "Asia/Tokyo", at)
+    assert opening == datetime(2025, 1, 10, 16, 0, tzinfo=UTC)  # Sat 01:00 in Tokyo
+    assert next_opening([], "UTC", at) is None
+
+
+@pytest.mark.parametrize(
+    "max_failures,sites,allowed",
+    [
+        ("0", 5, 0),
+        ("2", 5, 2),
+        ("10%", 1, 0),
+        ("10%", 9, 0),
+        ("10%", 10, 1),
+        ("50%", 3, 1),
+        ("100%", 4, 4),
+    ],
+)
+def test_failure_allowance(max_failures: str, sites: int, allowed: int) -> None:
+    assert allowance(max_failures, sites) == allowed
+
+
+def test_an_inconsistent_release_is_refused_whole(server: Harness) -> None:
+    good = release(revision("r1"), [site("grocery-1"), site("store-2")])
+    state = good.sites["store-2"].states["store-2-edge"]
+    tampered = replace(
+        good,
+        sites={
+            **good.sites,
+            "store-2": replace(
+                good.sites["store-2"],
+                states={"store-2-edge": state.model_copy(update={"site": "elsewhere"})},
+            ),
+        },
+    )
+    with pytest.raises(InvalidRelease, match="store-2/store-2-edge"):
+        server.rollout.record_release(tampered)
+    forged = replace(
+        good,
+        sites={
+            **good.sites,
+            "store-2": replace(
+                good.sites["store-2"],
+                states={"store-2-edge": state.model_copy(update={"digest": "sha256:" + "0" * 64})},
+            ),
+        },
+    )
+    with pytest.raises(InvalidRelease, match="digest does not match"):
+        server.rollout.record_release(forged)
+    assert server.fleet()["revision"] is None
+
+
+def test_an_appliance_removed_from_the_repository_gets_no_state(server: Harness) -> None:
+    two = site("store-2", "s-a", "s-b", control_plane=["s-a"])
+    first = release(revision("r1"), [two])
+    server.rollout.record_release(first)
+    removed = server.agent("s-b")
+    assert removed.digest() == digests(first)["s-b"]
+    one = site("store-2", "s-a")
+    server.rollout.record_release(release(revision("r2"), [one]))
+    assert removed.desired().status_code == 404
+    assert [d["id"] for d in server.fleet()["discovered"]] == ["s-b"]
+
+
+def test_reports_arriving_together_each_see_their_effect(server: Harness) -> None:
+    canaries = [site(f"canary-{i}", ring="canary") for i in range(12)]
+    later = site("store-2")
+    specs = [*canaries, later]
+    first = release(revision("r1"), specs)
+    agents = {a: server.agent(a) for s in specs for a in s.appliances}
+    server.rollout.record_release(first)
+    for name, agent in agents.items():
+        if name != "store-2-edge":
+            agent.apply()
+    agents["store-2-edge"].apply()
+    second = release(revision("r2"), specs, manifest="v2")
+    server.rollout.record_release(second)
+    threads = [threading.Thread(target=agents[s.appliances[0]].apply) for s in canaries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # every canary report has returned: the last one's tick has opened the next wave
+    assert agents["store-2-edge"].digest() == digests(second)["store-2-edge"]

@@ -1,0 +1,266 @@
+"""The store suite, run against SQLite and against a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.contract import StatusReport
+from reconciler.rollout import RolloutService
+from reconciler.store import (
+    AgentRecord,
+    Assignment,
+    EventRecord,
+    ReportRecord,
+    RevisionRecord,
+    RolloutRecord,
+    RolloutSite,
+    RolloutTarget,
+    Store,
+    StoreConflict,
+    StoreError,
+    StoreUnavailable,
+)
+
+from .clocks import ManualClock
+from .fleets import digests, release, revision, site
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = Store(store_url)
+    yield opened
+    opened.close()
+
+
+def test_revisions_keep_their_order_outcome_and_errors(store: Store) -> None:
+    with store.write() as tx:
+        good = tx.revisions.add(RevisionRecord("a" * 40, "good", (), 10.0, 0.5))
+        bad = tx.revisions.add(RevisionRecord("b" * 40, "failed", ("x.yaml:1: no",), 11.0))
+    assert bad.seq > good.seq
+    with store.read() as tx:
+        assert tx.revisions.latest() == bad
+        assert tx.revisions.latest("good") == good
+        assert tx.revisions.get("b" * 40) == bad
+        assert tx.revisions.counts() == {"good": 1, "failed": 1}
+        assert tx.revisions.durations() == [0.5]
+    with pytest.raises(StoreConflict), store.write() as tx:
+        tx.revisions.add(RevisionRecord("a" * 40, "good", (), 12.0))
+
+
+def test_a_transaction_that_fails_leaves_nothing_behind(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.write() as tx:
+        tx.revisions.add(RevisionRecord("c" * 40, "good", (), 1.0))
+        raise RuntimeError("half-way")
+    with store.read() as tx:
+        assert tx.revisions.latest() is None
+
+
+def test_documents_are_stored_once_per_digest(store: Store) -> None:
+    with store.write() as tx:
+        tx.documents.put({"sha256:1": '{"a":1}', "sha256:2": '{"b":2}'}, at=1.0)
+        tx.documents.put({"sha256:1": '{"a":1}'}, at=2.0)
+    with store.read() as tx:
+        assert tx.documents.get("sha256:1") == '{"a":1}'
+        assert tx.documents.known({"sha256:1", "sha256:3"}) == {"sha256:1"}
+        count = tx.connection.exec_driver_sql("SELECT count(*) FROM documents").scalar()
+    assert count == 2
+
+
+def test_assignments_are_upserted(store: Store) -> None:
+    with store.write() as tx:
+        tx.documents.put({"sha256:1": "{}", "sha256:2": "{}"}, at=1.0)
+        tx.assignments.put(Assignment("a1", "s1", True, target_digest="sha256:1"))
+        tx.assignments.put(Assignment("a2", "s2", False))
+    with store.write() as tx:
+        before = tx.assignments.get("a1")
+        assert before is not None
+        tx.assignments.put(
+            replace(before, served_digest="sha256:2", served_revision="r", served_at=5.0)
+        )
+    with store.read() as tx:
+        assert tx.assignments.get("a1") == Assignment(
+            "a1", "s1", True, "sha256:2", "r", 5.0, "sha256:1", None
+        )
+        assert [a.appliance for a in tx.assignments.for_site("s2")] == ["a2"]
+        assert len(tx.assignments.all()) == 2
+
+
+def test_rollouts_round_trip_with_sites_and_targets(store: Store) -> None:
+    rollout = RolloutRecord(
+        revision="r" * 40,
+        seq=1,
+        state="running",
+        wave=0,
+        waves=({"name": "canary", "labels": {"ring": "canary"}}, {"name": "all", "labels": {}}),
+        max_failures="10%",
+        soak_seconds=7200.0,
+        failing=(),
+        started_at=1.0,
+        updated_at=1.0,
+    )
+    site_row = RolloutSite(
+        revision=rollout.revision,
+        site="s1",
+        wave=1,
+        labels={"ring": "general"},
+        timezone="Europe/Berlin",
+        windows=({"days": ["sun"], "start": "03:00", "duration": "12h"},),
+        changed=True,
+        revert=False,
+        state="pending",
+    )
+    target = RolloutTarget(
+        revision=rollout.revision,
+        appliance="a1",
+        site="s1",
+        digest="sha256:1",
+        changed=True,
+        disruptive=True,
+        clusters=("c1",),
+        shared=("c1",),
+        control_plane=True,
+    )
+    with store.write(exclusive=True) as tx:
+        tx.documents.put({"sha256:1": "{}"}, at=1.0)
+        tx.revisions.add(RevisionRecord(rollout.revision, "good", (), 1.0))
+        tx.rollouts.add(rollout)
+        tx.rollouts.add_sites([site_row])
+        tx.rollouts.add_targets([target])
+    with store.write(exclusive=True) as tx:
+        tx.rollouts.save(replace(rollout, state="halted", failing=("s1",), wave=1))
+        tx.rollouts.save_site(replace(site_row, state="failed", failed_at=3.0, failure="boom"))
+        tx.rollouts.save_target(replace(target, released_at=2.0, waiting=""))
+    with store.read() as tx:
+        assert tx.rollouts.get(rollout.revision) == replace(
+            rollout, state="halted", failing=("s1",), wave=1
+        )
+        assert [r.revision for r in tx.rollouts.open()] == [rollout.revision]
+        assert tx.rollouts.sites(rollout.revision) == [
+            replace(site_row, state="failed", failed_at=3.0, failure="boom")
+        ]
+        assert tx.rollouts.site(rollout.revision, "s1") is not None
+        assert tx.rollouts.targets(rollout.revision, site="s1") == [
+            replace(target, released_at=2.0)
+        ]
+        assert tx.rollouts.target(rollout.revision, "a1") == replace(target, released_at=2.0)
+        assert tx.rollouts.latest() is not None
+
+
+def test_agents_are_found_by_token_hash_and_re_registration_replaces_it(store: Store) -> None:
+    agent = AgentRecord("a1", "host", "10.0.0.1", "amd64", "0.1", 1.0, 1.0)
+    with store.write() as tx:
+        tx.agents.put(agent, token_hash="h1")
+    with store.write() as tx:
+        tx.agents.put(replace(agent, hostname="host2"), token_hash="h2")
+        tx.agents.touch("a1", at=9.0)
+    with store.read() as tx:
+        assert tx.agents.by_token_hash("h1") is None
+        found = tx.agents.by_token_hash("h2")
+        assert found == (replace(agent, hostname="host2", last_seen=9.0), "h2")
+        assert [a.appliance for a in tx.agents.all()] == ["a1"]
+    with pytest.raises(StoreConflict), store.write() as tx:
+        tx.agents.put(replace(agent, appliance="a2"), token_hash="h2")
+
+
+def test_reports_keep_the_latest_and_healthy_digests(store: Store) -> None:
+    with store.write() as tx:
+        tx.reports.put(ReportRecord("a1", 1.0, "sha256:1", True, {"health": "healthy"}))
+        tx.reports.put(ReportRecord("a1", 2.0, "sha256:2", False, {"health": "unhealthy"}))
+        tx.reports.mark_healthy("a1", "sha256:1", at=1.0)
+        tx.reports.mark_healthy("a1", "sha256:1", at=5.0)
+    with store.read() as tx:
+        assert tx.reports.get("a1") == ReportRecord(
+            "a1", 2.0, "sha256:2", False, {"health": "unhealthy"}
+        )
+        assert set(tx.reports.for_appliances(["a1", "a2"])) == {"a1"}
+        pairs = tx.reports.healthy_pairs([("a1", "sha256:1"), ("a1", "sha256:2")])
+        assert pairs == {("a1", "sha256:1")}
+
+
+def test_events_from_agents_are_stored_once_per_key_and_pruned(store: Store) -> None:
+    event = EventRecord(
+        at=1.0, level="info", kind="agent", message="m", site="s1", appliance="a1", key="k1"
+    )
+    with store.write() as tx:
+        tx.events.add([event, event, replace(event, key=None), replace(event, key=None)])
+    with store.read() as tx:
+        assert len(tx.events.recent(site="s1")) == 3
+    with store.write() as tx:
+        tx.events.add(replace(event, key=f"n{i}", message=str(i)) for i in range(10))
+        assert tx.events.prune(keep=5) == 8
+    with store.read() as tx:
+        assert [e.message for e in tx.events.recent(appliance="a1", limit=3)] == ["9", "8", "7"]
+
+
+def test_concurrent_exclusive_writers_do_not_fail(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(15):
+                with store.write(exclusive=True) as tx:
+                    latest = tx.revisions.latest()
+                    tx.revisions.add(RevisionRecord(f"{n:02d}{i:038d}", "good", (), float(i)))
+                    assert latest is None or latest.seq >= 1
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with store.read() as tx:
+        assert tx.revisions.counts() == {"good": 60}
+
+
+def test_a_rollout_continues_in_a_new_process_on_the_same_database(store_url: str) -> None:
+    clock = ManualClock()
+    sites = [site("grocery-1", ring="canary"), site("store-2")]
+    first = RolloutService(store=Store(store_url), clock=clock)
+    rel = release(revision("r1"), sites, soak_seconds=3600)
+    assert first.record_release(rel)
+    new = digests(rel)
+    report = StatusReport.model_validate(
+        {
+            "appliedDigest": new["grocery-1-edge"],
+            "health": "healthy",
+            "clusters": [{"name": "grocery-1-store", "phase": "Running"}],
+        }
+    )
+    first.accept_report("grocery-1-edge", report)
+    first.store.close()
+    # "restart": another service over the same database, the loop hands the release again
+    second = RolloutService(store=Store(store_url), clock=clock)
+    assert not second.record_release(rel)
+    clock.advance(hours=1, seconds=1)
+    second.accept_report("grocery-1-edge", report)
+    with second.store.read() as tx:
+        served = {a.appliance: a.served_digest for a in tx.assignments.all()}
+        rollouts = [tx.rollouts.get(rel.revision)]
+        assert tx.revisions.counts() == {"good": 1}
+    assert served == new
+    assert [r.wave for r in rollouts if r] == [1]
+    second.store.close()
+
+
+def test_an_unreachable_database_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable):
+        Store(f"sqlite:///{tmp_path}/missing/folder/x.db")
+    # without the driver installed this is a StoreError naming psycopg instead
+    expected = StoreUnavailable if importlib.util.find_spec("psycopg") else StoreError
+    with pytest.raises(expected):
+        Store(f"postgresql+psycopg://nobody@/nothing?host={tmp_path}&connect_timeout=1")
+    with pytest.raises(StoreError):
+        Store("mysql://localhost/db")
+    with pytest.raises(StoreError):
+        Store("not a url")
+    with pytest.raises(StoreError, match="in-memory"):
+        Store("sqlite://")

@@ -23,6 +23,6 @@ lint: $(STAMP)
 test: system-deps lint
 	$(VENV)/bin/pytest
 
-run: $(STAMP)
+run: system-deps $(STAMP)
 	$(VENV)/bin/edgefleet validate fleet-example
-	$(VENV)/bin/edgefleet render fleet-example --out out/fleet-example
+	$(PY) scripts/demo.py

@@ -1,0 +1,277 @@
+"""`edgefleet serve` as a process over a real git repository changed with the `git` command;
+agents are played by HTTP clients (tests/service/agents.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import git
+from tests.support.fleet import FleetFiles, write_base_fleet
+
+from .agents import BOOTSTRAP, Agent
+
+SECRET = "push-secret-0123456789"
+STORE = "sites/store-1/clusters/pos.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    fleet: FleetFiles
+    work: Path
+    port: int
+    repo: str
+    process: subprocess.Popen[bytes] | None = None
+    agents: list[Agent] | None = None
+
+    def agent(self, appliance: str) -> Agent:
+        """An HTTP client playing ``appliance``'s agent, registered; closed at the end."""
+        found = Agent(self.url, appliance)
+        assert found.register().status_code == 200
+        self.agents = [*(self.agents or []), found]
+        return found
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> None:
+        with (self.work / "serve.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "reconciler", "serve", self.repo, *extra],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/v1/fleet", timeout=1).json().get("revision"):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError("serve did not publish a revision:\n" + self.log())
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for agent in self.agents or []:
+            agent.close()
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+
+    def log(self) -> str:
+        return (self.work / "serve.log").read_text(errors="replace")[-4000:]
+
+    def commit(self, message: str) -> None:
+        git(self.fleet.root, "add", "-A")
+        git(self.fleet.root, "commit", "-qm", message)
+
+    def fleet_status(self) -> dict[str, object]:
+        found: dict[str, object] = httpx.get(f"{self.url}/v1/fleet", timeout=5).json()
+        return found
+
+
+def args(served: Served) -> list[str]:
+    return [
+        "--listen", f"127.0.0.1:{served.port}",
+        "--db", f"sqlite:///{served.work / 'reconciler.db'}",
+        "--bootstrap-token-file", str(served.work / "bootstrap"),
+        "--tick-interval", "0.2",
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    fleet = FleetFiles(tmp_path / "fleet")
+    write_base_fleet(fleet)
+    fleet.edit("fleet.yaml", "soak: 10m", "soak: 0s")
+    git(fleet.root, "init", "-q", "-b", "main")
+    git(fleet.root, "add", "-A")
+    git(fleet.root, "commit", "-qm", "the fleet")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "bootstrap").write_text(BOOTSTRAP)
+    found = Served(fleet, work, free_port(), str(fleet.root))
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+def test_commit_wakes_a_waiting_long_poll(served: Served) -> None:
+    served.start(*args(served))
+    agent = served.agent("store-1-a")
+    before = agent.digest()
+    assert before is not None
+
+    served.fleet.edit(STORE, '"30 2 * * *"', '"45 2 * * *"')
+    git(served.fleet.root, "add", "-A")
+    answers: list[httpx.Response] = []
+    waiter = threading.Thread(target=lambda: answers.append(agent.desired(etag=before, wait=20)))
+    waiter.start()
+    time.sleep(0.5)  # the long-poll is waiting
+    committed = time.monotonic()
+    git(served.fleet.root, "commit", "-qm", "store-1 backs up later")
+    waiter.join(timeout=25)
+    latency = time.monotonic() - committed
+    (answer,) = answers
+    assert answer.status_code == 200
+    assert answer.json()["digest"] != before
+    print(f"commit to long-poll answer: {latency * 1000:.0f} ms")
+    assert latency < 2.0
+
+
+def test_broken_commit_keeps_the_last_good_state_and_shows_the_errors(served: Served) -> None:
+    served.start(*args(served))
+    agent = served.agent("store-1-a")
+    good = agent.digest()
+    served.fleet.edit(STORE, "size: 1", "size: 2")
+    served.commit("broken: two control-plane nodes")
+    sha = git(served.fleet.root, "rev-parse", "HEAD")
+
+    def failure() -> dict[str, object] | None:
+        found = served.fleet_status().get("lastFailure")
+        return found if isinstance(found, dict) and found.get("sha") == sha else None
+
+    deadline = time.monotonic() + 10
+    while (found := failure()) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert found is not None, served.log()
+    assert found["short"] == sha[:7]
+    errors = found["errors"]
+    assert isinstance(errors, list)
+    line = served.fleet.line_of(STORE, "size: 2")
+    assert f"{STORE}:{line}: control-plane pool size must be 1, 3 or 5 (got 2)" in errors
+    assert agent.digest() == good
+
+
+def wait_until(check: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.1)
+
+
+def first_rollout(canary: Agent, later: Agent) -> tuple[str | None, str | None]:
+    """The first revision through both waves: the canary reports, then the second wave."""
+    first_canary = canary.digest()
+    assert first_canary is not None
+    assert later.digest() is None  # its wave waits for the canary
+    assert canary.report(first_canary, cluster="pos").status_code == 202
+    wait_until(lambda: later.digest() is not None)
+    first_later = later.digest()
+    assert later.report(first_later, cluster="pos").status_code == 202
+    return first_canary, first_later
+
+
+def test_revert_returns_the_previous_digest_at_once(served: Served) -> None:
+    served.start(*args(served))
+    canary, later = served.agent("store-1-a"), served.agent("restaurant-7-a")
+    first_canary, first_later = first_rollout(canary, later)
+    served.fleet.edit("profiles/store-1.0.0.yaml", "presets: [small]", "presets: [large]")
+    served.commit("stores: large preset")
+    wait_until(lambda: canary.digest() != first_canary)
+    assert later.digest() == first_later  # the second wave waits for the canary
+    assert canary.report(canary.digest(), cluster="pos").status_code == 202
+    wait_until(lambda: later.digest() != first_later)
+    assert later.report(later.digest(), cluster="pos").status_code == 202
+
+    git(served.fleet.root, "revert", "--no-edit", "HEAD")
+    # both get the digests they ran healthy before, the second wave without waiting for the
+    # canary to report
+    wait_until(lambda: later.digest() == first_later and canary.digest() == first_canary)
+    assert (canary.digest(), later.digest()) == (first_canary, first_later)
+
+
+def test_kill_9_and_restart_continues_with_the_same_tokens(served: Served) -> None:
+    served.start(*args(served))
+    canary, later = served.agent("store-1-a"), served.agent("restaurant-7-a")
+    first_canary, first_later = first_rollout(canary, later)
+    # a fleet-wide change: the canary gets it, the second wave waits for its report
+    served.fleet.edit("profiles/store-1.0.0.yaml", "presets: [small]", "presets: [large]")
+    served.commit("stores: large preset")
+    deadline = time.monotonic() + 10
+    while canary.digest() == first_canary and time.monotonic() < deadline:
+        time.sleep(0.1)
+    new_canary = canary.digest()
+    assert new_canary != first_canary
+    assert later.digest() == first_later
+
+    served.kill()
+    served.start(*args(served))  # same database, same repository
+    assert canary.digest() == new_canary  # the old token still works
+    assert later.digest() == first_later  # still held back by the canary
+    assert canary.report(new_canary, cluster="pos").status_code == 202
+    deadline = time.monotonic() + 10
+    while later.digest() == first_later and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert later.digest() != first_later
+    revisions = served.fleet_status()["revision"]
+    assert isinstance(revisions, dict)
+    assert revisions["sha"] == git(served.fleet.root, "rev-parse", "HEAD")
+
+
+def test_remote_repository_is_fetched_when_the_webhook_says_so(served: Served) -> None:
+    remote = served.work / "remote.git"
+    git(served.work, "clone", "-q", "--bare", str(served.fleet.root), str(remote))
+    served.repo = f"file://{remote}"
+    (served.work / "secret").write_text(SECRET)
+    # options from a config file and from the environment
+    (served.work / "serve.yaml").write_text(
+        f"db: sqlite:///{served.work / 'remote.db'}\nfetch-interval: 3600\n"
+        f"cache-dir: {served.work / 'cache'}\ntick-interval: 0.2\n"
+    )
+    served.start(
+        "--config", str(served.work / "serve.yaml"),
+        "--listen", f"127.0.0.1:{served.port}",
+        "--bootstrap-token-file", str(served.work / "bootstrap"),
+        env={"EDGEFLEET_WEBHOOK_SECRET_FILE": str(served.work / "secret")},
+    )  # fmt: skip
+    agent = served.agent("store-1-a")
+    before = agent.digest()
+    served.fleet.edit(STORE, '"30 2 * * *"', '"40 2 * * *"')
+    served.commit("store-1 backs up at 2:40")
+    git(served.fleet.root, "push", "-q", str(remote), "main")
+
+    body = b'{"ref": "refs/heads/main"}'
+    forged = httpx.post(f"{served.url}/v1/hooks/git", content=body,
+                        headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})  # fmt: skip
+    assert forged.status_code == 401
+    time.sleep(1)
+    assert agent.digest() == before  # a forged call fetched nothing (the interval is an hour)
+
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    good = httpx.post(f"{served.url}/v1/hooks/git", content=body,
+                      headers={"X-Hub-Signature-256": f"sha256={signature}",
+                               "X-GitHub-Event": "push"})  # fmt: skip
+    assert good.status_code in (200, 202, 204)
+    deadline = time.monotonic() + 10
+    while agent.digest() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert agent.digest() != before

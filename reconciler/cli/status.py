@@ -11,13 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from agent.contract import StatusReport
+
+from ..rollout import RolloutService
 from ..rollout.views import FleetView, SiteView
+from ..store import Store, StoreError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
@@ -36,6 +42,43 @@ def register(commands: Any) -> None:
     parser.add_argument("--site", help="show one site in detail")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(run=run)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    imported = actions.add_parser(
+        "import",
+        help="take the status file an offline agent wrote (edgefleet-agent run --mode offline)",
+        description="Record an offline appliance's status file in the reconciler's database.",
+    )
+    imported.add_argument("file", type=Path, help="status file from the offline agent")
+    imported.add_argument(
+        "--db",
+        default=os.environ.get("EDGEFLEET_DB", "sqlite:///edgefleet.db"),
+        help="the reconciler's database URL (default: $EDGEFLEET_DB or sqlite:///edgefleet.db)",
+    )
+    imported.set_defaults(run=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Record the report as if the agent had posted it; gates move as they would online."""
+    errors = Console(stderr=True, highlight=False, markup=False)
+    try:
+        document = json.loads(args.file.read_text())
+        appliance = str(document["appliance"])
+        report = StatusReport.model_validate(document["report"])
+    except OSError as e:
+        errors.print(f"edgefleet: {args.file}: {e.strerror}")
+        return 2
+    except (ValueError, KeyError, TypeError, ValidationError) as e:
+        errors.print(f"edgefleet: {args.file}: not an agent status file ({type(e).__name__})")
+        return 1
+    try:
+        store = Store(args.db)
+        RolloutService(store=store).accept_report(appliance, report)
+    except StoreError as e:
+        errors.print(f"edgefleet: {args.db}: {e}")
+        return 1
+    applied = report.appliedDigest[:19] if report.appliedDigest else "nothing"
+    print(f"imported {appliance}: {report.health}, applied {applied}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

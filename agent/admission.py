@@ -23,7 +23,10 @@ from agent.naming import MAX_NODE_NAME, is_label, is_plain_file_name
 
 
 class StateRefused(Exception):
-    """The desired state is refused; nothing was applied."""
+    """The desired state is refused; nothing was applied. ``digest`` is the digest the
+    document claimed (its ETag), when known, so the refusal can be reported upstream."""
+
+    digest: str | None = None
 
 
 class MalformedState(StateRefused):

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .admission import parse_state
+from .admission import StateRefused, parse_state
 from .config import AgentConfig
 from .contract import DesiredState
 
@@ -162,7 +162,11 @@ class AgentLink:
         )
         if response.status_code in (204, 304):
             return None
-        return parse_state(response.content)
+        try:
+            return parse_state(response.content)
+        except StateRefused as e:
+            e.digest = response.headers.get("etag", "").strip('"') or None
+            raise
 
     def report(self, token: str, status: dict[str, Any]) -> None:
         self._send("POST", "/v1/status", headers={"Authorization": f"Bearer {token}"}, json=status)

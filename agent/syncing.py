@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .admission import StateRefused, admit
-from .contract import ApplyError, DesiredState, StatusReport
+from .contract import ApplyError, DesiredState, ReportedEvent, StatusReport
 from .link import AGENT_VERSION, AgentLink, Rejected, Unreachable
 from .reporting import status_report
 from .results import ApplyResult
@@ -109,22 +110,35 @@ class SyncLoop:
                 self.settings.token_file.unlink(missing_ok=True)  # register again if we can
             return self.backoff.next()
         except StateRefused as e:
-            log.error("desired state refused: %s", e)
+            self._refused(token, e, e.digest)
             return self.backoff.next()
         self.backoff.reset()
         if fresh is not None:
             try:
                 self.state = admit(fresh, appliance=self.settings.appliance)
             except StateRefused as e:
-                self._report(token, StatusReport(
-                    appliedDigest=self.applied,
-                    error=ApplyError(digest=fresh.digest, message=f"refused: {e}"[:2000]),
-                    health="unhealthy",
-                    agentVersion=AGENT_VERSION,
-                ))  # fmt: skip
-                return 1.0
+                self._refused(token, e, fresh.digest)
+                return self.backoff.next()
         self._apply_current(report=token)
         return 0.0
+
+    def _refused(self, token: str, error: StateRefused, digest: str | None) -> None:
+        """Nothing of a refused state is applied; the last good one keeps running, and the
+        reconciler hears why."""
+        log.error("desired state refused: %s", error)
+        self._apply_current(report=None)
+        message = f"desired state refused: {error}"[:2000]
+        valid = digest is not None and re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+        self._report(
+            token,
+            StatusReport(
+                appliedDigest=self.applied,
+                error=ApplyError(digest=digest, message=message) if valid and digest else None,
+                health="unhealthy",
+                events=[ReportedEvent(level="error", message=message)],
+                agentVersion=AGENT_VERSION,
+            ),
+        )
 
     def _apply_current(self, *, report: str | None) -> None:
         self.passes += 1

@@ -1,0 +1,135 @@
+"""The sync loop of ``edgefleet-agent run``: the site keeps running while the reconciler is
+unreachable, drift is repaired on every pass, and a refused state is reported upstream.
+
+The reconciler here is either a closed port of 127.0.0.1 or a small real HTTP server on
+127.0.0.1 that serves a crafted document: the real reconciler never serves a malformed one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.link import AgentLink, LinkSettings
+from agent.syncing import Backoff, SyncLoop, SyncSettings
+from tests.agent.conftest import TestAgent
+from tests.agent.states import cluster, state
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens once it is closed
+
+
+def loop_for(agent: TestAgent, url: str, tmp_path: Path, last_good: Any = None) -> SyncLoop:
+    link = AgentLink(LinkSettings(url, agent.appliance, "127.0.0.1", timeout=2))
+    return SyncLoop(
+        settings=SyncSettings(
+            appliance=agent.appliance, token_file=tmp_path / "token", hostname="test", wait=1
+        ),
+        link=link,
+        apply=lambda s: agent.apply(s),
+        last_good=last_good,
+        backoff=Backoff(rng=random.Random(7)),
+    )
+
+
+def test_unreachable_reconciler_keeps_the_site_and_repairs_drift(
+    agent: TestAgent, tmp_path: Path
+) -> None:
+    name = agent.name("pos")
+    desired = state(agent.appliance, cluster(name, appliance=agent.appliance, workers=1))
+    assert agent.apply(desired).ok
+    (tmp_path / "token").write_text("agent-token")
+    loop = loop_for(agent, f"http://127.0.0.1:{closed_port()}", tmp_path, desired)
+    before = sorted(agent.container_names(name))
+    agent.node_container(f"{name}-workers-1").stop(timeout=1)  # drift, by hand
+
+    pauses = [loop.step() for _ in range(3)]
+    loop.link.close()
+    assert sorted(agent.container_names(name)) == before  # still there, running again
+    assert all(c.status == "running" for c in agent.containers(name))
+    assert all(0 <= p <= cap for p, cap in zip(pauses, (1, 2, 4), strict=True))  # backoff
+
+
+def test_backoff_grows_with_jitter_up_to_its_cap() -> None:
+    backoff = Backoff(base=1, cap=8, rng=random.Random(1))
+    bounds = [1, 2, 4, 8, 8, 8]
+    waits = [backoff.next() for _ in bounds]
+    assert all(0 <= w <= b for w, b in zip(waits, bounds, strict=True))
+    assert len(set(waits)) == len(waits)  # jittered, not one fixed interval
+    backoff.reset()
+    assert backoff.next() <= 1
+
+
+class Reconciler(BaseHTTPRequestHandler):
+    document: bytes = b""
+    reports: list[dict[str, Any]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("ETag", '"' + json.loads(self.document)["digest"] + '"')
+        self.end_headers()
+        self.wfile.write(self.document)
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers["Content-Length"])
+        self.reports.append(json.loads(self.rfile.read(length)))
+        self.send_response(202)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def reconciler() -> Iterator[tuple[str, type[Reconciler]]]:
+    handler = type("Handler", (Reconciler,), {"reports": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("flaw", ["unknown-field", "digest-mismatch", "escaping-manifest"])
+def test_refused_state_is_reported_upstream_and_nothing_applied(
+    agent: TestAgent, tmp_path: Path, reconciler: tuple[str, type[Reconciler]], flaw: str
+) -> None:
+    url, handler = reconciler
+    name = agent.name("pos")
+    document = state(agent.appliance, cluster(name, appliance=agent.appliance)).model_dump(
+        mode="json"
+    )
+    if flaw == "unknown-field":
+        document["clusters"][0]["replicas"] = 3
+    elif flaw == "digest-mismatch":
+        document["clusters"][0]["nodes"][0]["image"] = "someone/else:latest"
+    else:
+        document["clusters"][0]["manifests"] = [
+            {"layer": "addon", "pack": "x", "name": "../../etc/cron.d/x", "content": "a: 1\n"}
+        ]
+    handler.document = json.dumps(document).encode()
+    (tmp_path / "token").write_text("agent-token")
+    loop = loop_for(agent, url, tmp_path)
+    loop.step()
+    loop.link.close()
+    assert agent.container_names(name) == []
+    (report,) = handler.reports
+    assert report["health"] == "unhealthy"
+    assert report["events"][0]["message"].startswith("desired state refused:")
+    if flaw != "unknown-field":
+        assert report["error"]["digest"] == document["digest"]

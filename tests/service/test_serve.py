@@ -8,6 +8,7 @@ import hmac
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -42,6 +43,7 @@ class Served:
     repo: str
     process: subprocess.Popen[bytes] | None = None
     agents: list[Agent] | None = None
+    ca: Path | None = None  # served over TLS with a certificate from this CA
 
     def agent(self, appliance: str) -> Agent:
         """An HTTP client playing ``appliance``'s agent, registered; closed at the end."""
@@ -52,9 +54,12 @@ class Served:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.port}"
 
-    def start(self, *extra: str, env: dict[str, str] | None = None) -> None:
+    def start(
+        self, *extra: str, env: dict[str, str] | None = None, https_ca: Path | None = None
+    ) -> None:
+        self.ca = https_ca
         with (self.work / "serve.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "reconciler", "serve", self.repo, *extra],
@@ -67,7 +72,9 @@ class Served:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/v1/fleet", timeout=1).json().get("revision"):
+                verify = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
+                answer = httpx.get(f"{self.url}/v1/fleet", timeout=1, verify=verify)
+                if answer.json().get("revision"):
                     return
             except (httpx.HTTPError, ValueError):
                 pass

@@ -69,21 +69,20 @@ def offline(
     remove_labelled(docker_client, f"{RUN_LABEL}={run_id}")
 
 
+def make_bundle(fleet: FleetFiles, work: Path) -> None:
+    """The store's desired state, signed with the key the fixture made."""
+    key, out = str(work / "key.pem"), str(work / "store-1.bundle")
+    made = edgefleet(
+        "bundle", str(fleet.root), "--appliance", APPLIANCE, "--key", key, "--out", out
+    )
+    assert made.returncode == 0, made.stderr
+
+
 def test_bundle_applied_offline_and_status_imported(
     offline: tuple[FleetFiles, Path], docker_client: docker.DockerClient
 ) -> None:
     fleet, work = offline
-    made = edgefleet(
-        "bundle",
-        str(fleet.root),
-        "--appliance",
-        APPLIANCE,
-        "--key",
-        str(work / "key.pem"),
-        "--out",
-        str(work / "store-1.bundle"),
-    )
-    assert made.returncode == 0, made.stderr
+    make_bundle(fleet, work)
     ran = agent(
         "run",
         "--config",
@@ -115,17 +114,7 @@ def test_tampered_bundle_is_refused_and_nothing_applied(
     offline: tuple[FleetFiles, Path], docker_client: docker.DockerClient
 ) -> None:
     fleet, work = offline
-    made = edgefleet(
-        "bundle",
-        str(fleet.root),
-        "--appliance",
-        APPLIANCE,
-        "--key",
-        str(work / "key.pem"),
-        "--out",
-        str(work / "store-1.bundle"),
-    )
-    assert made.returncode == 0, made.stderr
+    make_bundle(fleet, work)
     bundle = json.loads((work / "store-1.bundle").read_text())
     bundle["state"]["clusters"][0]["nodes"][0]["workerCapable"] = False
     (work / "store-1.bundle").write_text(json.dumps(bundle))

@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint system-deps
 
-$(STAMP): pyproject.toml
+# system-deps first: libvirt-python builds against Debian's libvirt-dev
+$(STAMP): pyproject.toml | system-deps
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,libvirt]'
 	touch $@
 
 system-deps:

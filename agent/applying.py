@@ -2,7 +2,8 @@
 
 :func:`apply_state` is the agent's entry point for a state, whether it came from a file (the
 ``apply`` command), a bundle or the reconciler (the sync loop). One linear pass: admit →
-keep → observe → recover → plan → execute cluster by cluster → record. Every step is
+keep → observe → recover → plan → execute cluster by cluster (a driver that can check
+placement is asked first whether the cluster's new nodes fit) → record. Every step is
 journaled before it runs and settled after, together with the inventory, so a pass cut
 short anywhere is finished or undone by the next one (:mod:`agent.recovery`). A cluster whose
 step fails stops there and reports Error; the other clusters go on.
@@ -16,7 +17,14 @@ from dataclasses import dataclass
 from agent.admission import admit
 from agent.clocks import Clock
 from agent.contract import DesiredState
-from agent.drivers import Driver, DriverError, NodeDidNotStart
+from agent.drivers import (
+    Driver,
+    DriverError,
+    NodeDidNotStart,
+    NodeRemoval,
+    PlacementChange,
+    PlacementCheck,
+)
 from agent.inventory import ClusterStage, Inventory
 from agent.journal import StepStatus
 from agent.planning import ClusterPlan, plan_state
@@ -134,6 +142,9 @@ class _Runner:
             )
         removing = plan.action in ("delete", "abort")
         phase = Phase.DELETING if removing else Phase.PROVISIONING
+        refused = None if removing else self._check_placement(plan)
+        if refused is not None:
+            return refused
         if plan.steps:
             stage = self.inventory.cluster_stages().get(plan.name)
             if plan.action == "abort":
@@ -181,6 +192,37 @@ class _Runner:
         self.inventory.record(*plan.keep)
         self._stage(plan.name, ClusterStage.RUNNING)
         return ClusterResult(plan.name, Phase.RUNNING, tuple(tasks), tuple(events))
+
+    def _check_placement(self, plan: ClusterPlan) -> ClusterResult | None:
+        """Before a cluster's first step: do its new nodes fit? None when they do (or the
+        driver cannot tell); otherwise the Error result, with nothing created."""
+        if not isinstance(self.driver, PlacementCheck):
+            return None
+        if not any(isinstance(step, CreateNode) for step in plan.steps):
+            return None
+        changes: list[PlacementChange] = []
+        for step in plan.steps:
+            if isinstance(step, CreateNode):
+                changes.append(step.launch)
+            elif isinstance(step, RemoveNode):
+                changes.append(NodeRemoval(step.container))
+        try:
+            self.driver.check_placement(changes)
+        except DriverError as e:
+            total = len(plan.steps)
+            tasks = tuple(
+                Task(plan.name, index, total, step.title, TaskState.SKIPPED)
+                for index, step in enumerate(plan.steps, start=1)
+            )
+            return ClusterResult(
+                plan.name,
+                Phase.ERROR,
+                tasks,
+                reason=e.reason,
+                message=str(e),
+                retryable=e.temporary,
+            )
+        return None
 
     def _step(self, step: Step, index: int, total: int, phase: Phase) -> list[Event]:
         def report(stage: str) -> None:

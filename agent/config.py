@@ -30,6 +30,7 @@ class AgentConfig(BaseModel):
     sshKey: str | None = None
     sshUser: str | None = None
     virtSock: str = "/var/run/libvirt/libvirt-sock"
+    libvirtUri: str | None = None  # any libvirt URI; wins over the socket and ssh
     podCIDR: str | None = None
     serviceCIDR: str | None = None
     httpProxy: str | None = None

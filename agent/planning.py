@@ -6,11 +6,12 @@ driver's :class:`~agent.drivers.Observation` (found by label); the inventory's r
 what the agent made, which tells drift (made, then removed by hand) from a first creation and
 which manifest files in a node's folder are the agent's to remove.
 
-Per cluster, in this order: the network; then each pool, the control-plane pool first, node
-by node (create, start, replace by the pool's strategy), then that pool's surplus nodes; the
-manifest files of control-plane nodes; volumes nobody uses. A cluster absent from the state
-(or marked absent) is removed, workers first: deleted when it ever ran, aborted when it was
-still provisioning.
+Per cluster, in this order: the network (containerized clusters only: virtualized nodes join
+the operator's networks named in their placement); then each pool, the control-plane pool
+first, node by node (create, start, replace by the pool's strategy), then that pool's surplus
+nodes; the manifest files of control-plane nodes; volumes nobody uses. A cluster absent from
+the state (or marked absent) is removed, workers first: deleted when it ever ran, aborted when
+it was still provisioning.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def plan_state(
             message = f"{cluster.mode} clusters are not served by this agent's {mode} driver"
             plans.append(ClusterPlan(cluster.name, "unsupported", message=message))
             continue
-        plans.append(_converge(state, cluster, by_cluster[cluster.name], observed, default_image))
+        plans.append(
+            _converge(state, cluster, by_cluster[cluster.name], observed, default_image, mode)
+        )
     return Plan(tuple(plans))
 
 
@@ -104,6 +107,7 @@ def _converge(
     recorded: list[Record],
     observed: Observation,
     default_image: str,
+    mode: Mode,
 ) -> ClusterPlan:
     steps: list[Step] = []
     keep: list[Record] = []
@@ -114,9 +118,11 @@ def _converge(
 
     # the network
     network = network_name(cluster.name)
-    keep.append(Record("network", network, cluster.name))
-    if network not in observed.networks:
-        steps.append(EnsureNetwork(cluster.name, network, drift=("network", "", network) in had))
+    if mode == "containerized":
+        keep.append(Record("network", network, cluster.name))
+        if network not in observed.networks:
+            drift = ("network", "", network) in had
+            steps.append(EnsureNetwork(cluster.name, network, drift=drift))
 
     # the nodes, pool by pool, control plane first
     present: dict[str, list[ObservedContainer]] = defaultdict(list)
@@ -260,6 +266,7 @@ def _launch(
         digest=state.digest,
         user_data=node.userData,
         resources=node.resources,
+        placement=node.placement,
         manifests=files if node.role == "control-plane" else (),
     )
 

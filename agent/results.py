@@ -31,6 +31,7 @@ class Reason(StrEnum):
     CONFLICT = "Conflict"
     NODE_NOT_RUNNING = "NodeNotRunning"
     ENGINE_ERROR = "EngineError"
+    PLACEMENT_FAILED = "PlacementFailed"
     NO_DRIVER = "NoDriver"
 
 

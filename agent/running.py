@@ -4,6 +4,7 @@ file for ``edgefleet status import``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from .bundles import load_public_key, verify
 from .clocks import SystemClock
 from .config import AgentConfig
 from .contract import DesiredState
+from .drivers import Driver
 from .drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from .inventory import Inventory
 from .link import AgentLink, LinkSettings
@@ -34,7 +36,7 @@ class Agent:
 
     config: AgentConfig
     inventory: Inventory
-    driver: DockerDriver
+    driver: Driver
 
     def apply(self, state: DesiredState) -> ApplyResult:
         return apply_state(state, driver=self.driver, inventory=self.inventory, clock=SystemClock())
@@ -42,6 +44,12 @@ class Agent:
 
 @contextmanager
 def open_agent(config: AgentConfig) -> Iterator[Agent]:
+    """The inventory and the driver the configuration names: libvirt on an appliance that
+    hosts virtualized clusters (``isVirtual``), Docker otherwise."""
+    if config.isVirtual:
+        with _libvirt(config) as driver, Inventory.open(Path(config.dataDir)) as inventory:
+            yield Agent(config, inventory, driver)
+        return
     settings = DockerSettings(
         default_image=config.defaultImage or DEFAULT_IMAGE,
         server_command=tuple(config.serverCommand) if config.serverCommand is not None else None,
@@ -56,6 +64,33 @@ def open_agent(config: AgentConfig) -> Iterator[Agent]:
             yield Agent(config, inventory, DockerDriver(client=client, settings=settings))
     finally:
         client.close()
+
+
+@contextmanager
+def _libvirt(config: AgentConfig) -> Iterator[Driver]:
+    # libvirt-python is an optional extra: imported only where a driver is wanted
+    from .drivers.libvirt import LibvirtDriver, LibvirtSettings, connect, connection_uri
+
+    local = Path(config.virtSock).exists()
+    uri = connection_uri(
+        uri=config.libvirtUri,
+        socket=config.virtSock,
+        ssh_host=None if local or not config.sshUser else config.ip,
+        ssh_user=config.sshUser,
+        ssh_key=config.sshKey,
+    )
+    connection = connect(uri)
+    try:
+        test_driver = uri.startswith("test:")
+        settings = LibvirtSettings(
+            domain_type="test" if test_driver else None,
+            cpu_mode=None if test_driver else "host-passthrough",
+        )
+        if config.defaultImage:
+            settings = dataclasses.replace(settings, default_image=config.defaultImage)
+        yield LibvirtDriver(connection=connection, settings=settings)
+    finally:
+        connection.close()
 
 
 def run_online(config: AgentConfig, *, once: bool = False, wait: float = 30.0) -> int:

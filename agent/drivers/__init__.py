@@ -3,7 +3,9 @@
 The planner reads an :class:`Observation` and builds :class:`NodeLaunch` values; the applier
 calls a :class:`Driver` step by step. Drivers (``docker`` here, ``libvirt`` later) map their
 own library's failures into a subclass of :class:`DriverError`, which says whether trying
-again later can help (``temporary``) and which :class:`~agent.results.Reason` to report::
+again later can help (``temporary``) and which :class:`~agent.results.Reason` to report.
+A driver that can tell before creating anything whether a cluster's new nodes fit the host
+also offers :class:`PlacementCheck`; the applier asks it once per cluster pass::
 
     DriverError                 reason, temporary (class attributes)
     ├── NodeDidNotStart         temporary: a node is not running by the applier's deadline
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
-from agent.contract import Mode, NodeResources, Role
+from agent.contract import Mode, NodePlacement, NodeResources, Role
 from agent.naming import ManifestWrite
 from agent.results import Reason
 
@@ -53,7 +55,18 @@ class NodeLaunch:
     digest: str
     user_data: str
     resources: NodeResources | None = None
+    placement: NodePlacement | None = None
     manifests: tuple[ManifestWrite, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeRemoval:
+    """A node container a pass removes, in :meth:`PlacementCheck.check_placement`'s order."""
+
+    container: str
+
+
+PlacementChange = NodeLaunch | NodeRemoval
 
 
 @dataclass(frozen=True)
@@ -139,11 +152,23 @@ class Driver(Protocol):
     def remove_manifests(self, container: str, filenames: Sequence[str]) -> None: ...
 
 
+@runtime_checkable
+class PlacementCheck(Protocol):
+    """A driver that checks a cluster pass's new nodes against the host before it starts."""
+
+    def check_placement(self, changes: Sequence[PlacementChange]) -> None:
+        """Raise a :class:`DriverError` naming the pool and what is missing when the nodes
+        created, with the removals between them in this order, do not fit the host."""
+
+
 __all__ = [
     "Driver",
     "DriverError",
     "NodeDidNotStart",
     "NodeLaunch",
+    "NodeRemoval",
+    "PlacementChange",
+    "PlacementCheck",
     "Observation",
     "ObservedContainer",
     "ObservedVolume",

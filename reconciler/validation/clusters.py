@@ -157,6 +157,17 @@ def _check_pools(
             for part in ("resources", "placement"):
                 if getattr(pool, part) is None:
                     yield doc.at(loc, f"pool '{pool.name}' of a virtualized cluster needs {part}")
+            if (
+                pool.resources is not None
+                and pool.resources.dataDiskGiB is not None
+                and pool.placement is not None
+                and pool.placement.dataStoragePool is None
+            ):
+                yield doc.at(
+                    (*loc, "placement"),
+                    f"pool '{pool.name}' asks for a data disk (dataDiskGiB) but its placement "
+                    "names no dataStoragePool",
+                )
         else:
             for part in ("resources", "placement"):
                 if getattr(pool, part) is not None:

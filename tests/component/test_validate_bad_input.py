@@ -102,6 +102,9 @@ def _missing_dependency(f: FleetFiles) -> None:
 
 
 CASES = [
+    Case("data-disk-without-pool", edit(HOSPITAL, "networks: [default]\n        imageStoragePool: images\n        targetStoragePool: vms\n        dataStoragePool: data\n", "networks: [default]\n        imageStoragePool: images\n        targetStoragePool: vms\n"),
+         HOSPITAL, lambda f: f.line_of(HOSPITAL, "networks: [default]") - 1,
+         "pool 'workers' asks for a data disk (dataDiskGiB) but its placement names no dataStoragePool"),
     Case(
         "pack-dependency-missing",
         _missing_dependency,
@@ -277,7 +280,7 @@ CASES = [
         "virtualized-pool-without-placement",
         edit(
             HOSPITAL,
-            "      placement:\n        networks: [default]\n        imageStoragePool: images\n        targetStoragePool: vms\n",
+            "      placement:\n        networks: [default]\n        imageStoragePool: images\n        targetStoragePool: vms\n        dataStoragePool: data\n",
             "",
         ),
         HOSPITAL,

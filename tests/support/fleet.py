@@ -269,6 +269,7 @@ def write_base_fleet(f: FleetFiles) -> None:
                 networks: [default]
                 imageStoragePool: images
                 targetStoragePool: vms
+                dataStoragePool: data
           policies:
             osPatch:
               schedule: "0 3 * * sun"

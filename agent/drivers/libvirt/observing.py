@@ -1,0 +1,153 @@
+"""What exists on the host, as the planner sees it: the agent's domains (found by their
+``<edgefleet:node>`` metadata, not by memory) and volumes (found by name).
+
+Called by :meth:`agent.drivers.libvirt.driving.LibvirtDriver.observe` and by its placement
+check. A node's volumes (root, data, seed) are one logical volume to the planner, named
+:func:`agent.naming.volume_name` of the node's container, as the Docker driver's one data
+volume is. A control-plane node holds the manifests its metadata lists only while its
+CD-ROM holds the seed the metadata names; a seed swapped or ejected by hand holds none, so
+the planner writes them again.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+
+from agent.drivers import Observation, ObservedContainer, ObservedVolume
+from agent.drivers.libvirt.errors import classify, is_absent, mapped
+from agent.drivers.libvirt.rendering import NAMESPACE, ManifestRef, NodeMetadata, SeedRef
+from agent.drivers.libvirt.volumes import FoundVolume
+from agent.naming import volume_name
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running",  # waiting on a resource, still running
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+ACTIVE = frozenset(
+    {
+        libvirt.VIR_DOMAIN_RUNNING,
+        libvirt.VIR_DOMAIN_BLOCKED,
+        libvirt.VIR_DOMAIN_PAUSED,
+        libvirt.VIR_DOMAIN_SHUTDOWN,
+    }
+)
+_NS = {"ef": NAMESPACE}
+
+
+@dataclass(frozen=True)
+class FoundDomain:
+    name: str
+    metadata: NodeMetadata
+    state: str
+    active: bool
+    vcpus: int
+    memory_kib: int
+    seed_source: tuple[str, str] | None  # (pool, volume) the CD-ROM holds
+
+
+def domain_state(code: int) -> str:
+    return STATES.get(code, "nostate")
+
+
+def read_domain(domain: Any) -> FoundDomain | None:
+    """The domain as the agent knows it, None when it is not one of the agent's (or was
+    undefined while we looked)."""
+    try:
+        xml = domain.XMLDesc(0)
+        state, _ = domain.state()
+        info = domain.info()
+    except libvirt.libvirtError as e:
+        if is_absent(e):
+            return None
+        raise classify(e, f"read domain {domain.name()}") from e
+    root = ET.fromstring(xml)
+    element = root.find("metadata/ef:node", _NS)
+    if element is None:
+        return None
+    metadata = parse_metadata(element)
+    source = root.find("devices/disk[@device='cdrom']/source")
+    seed = None if source is None else (source.get("pool", ""), source.get("volume", ""))
+    return FoundDomain(
+        name=str(domain.name()),
+        metadata=metadata,
+        state=domain_state(state),
+        active=state in ACTIVE,
+        vcpus=int(info[3]),
+        memory_kib=int(info[1]),
+        seed_source=seed,
+    )
+
+
+def parse_metadata(element: ET.Element) -> NodeMetadata:
+    def text(tag: str) -> str:
+        found = element.find(f"ef:{tag}", _NS)
+        return "" if found is None or found.text is None else found.text
+
+    seed = element.find("ef:seed", _NS)
+    listed = [] if seed is None else seed.findall("ef:manifest", _NS)
+    files = tuple(ManifestRef(f.get("name", ""), f.get("sha256", "")) for f in listed)
+    return NodeMetadata(
+        appliance=text("appliance"),
+        cluster=text("cluster"),
+        pool=text("pool"),
+        node=text("node"),
+        role=text("role"),
+        revision=text("revision"),
+        digest=text("digest"),
+        spec=text("spec"),
+        seed=SeedRef(
+            pool="" if seed is None else seed.get("pool", ""),
+            volume="" if seed is None else seed.get("volume", ""),
+            manifests=files,
+        ),
+    )
+
+
+def agent_domains(connection: Any, *, appliance: str | None = None) -> list[FoundDomain]:
+    with mapped("list domains"):
+        listed = connection.listAllDomains(0)
+    found: list[FoundDomain] = []
+    for domain in listed:
+        read = read_domain(domain)
+        if read is not None and (appliance is None or read.metadata.appliance == appliance):
+            found.append(read)
+    return sorted(found, key=lambda d: d.name)
+
+
+def observation(domains: list[FoundDomain], volumes: list[FoundVolume]) -> Observation:
+    containers = {
+        d.name: ObservedContainer(
+            name=d.name,
+            cluster=d.metadata.cluster,
+            pool=d.metadata.pool,
+            node=d.metadata.node,
+            role=d.metadata.role,
+            spec=d.metadata.spec,
+            state=d.state,
+        )
+        for d in domains
+    }
+    logical: dict[str, ObservedVolume] = {}
+    for volume in volumes:
+        name = volume_name(volume.name.container)
+        logical[name] = ObservedVolume(name, volume.name.cluster, volume.name.container)
+    present = {(v.pool, str(v.name)) for v in volumes}
+    manifests: dict[str, Mapping[str, str]] = {}
+    for d in domains:
+        if d.metadata.role != "control-plane":
+            continue
+        seed = (d.metadata.seed.pool, d.metadata.seed.volume)
+        intact = d.seed_source == seed and seed in present
+        manifests[d.name] = {f.name: f.sha256 for f in d.metadata.seed.manifests} if intact else {}
+    return Observation(networks={}, containers=containers, volumes=logical, manifests=manifests)

@@ -1,0 +1,139 @@
+"""The node-level documents, rendered from the templates in ``templates/nodes/``.
+
+Called by :mod:`agent.drivers.libvirt.driving`: the domain XML, the metadata element alone
+(when a node's seed changes), the seed CD-ROM device (for a media change), volume XML, and
+the seed's cloud-init ``meta-data`` and ``vendor-data``. The templates are the project's own,
+so a plain Environment serves; autoescaping is on for the XML ones, so every value lands
+escaped, and StrictUndefined turns a missing value into an error instead of an empty string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    select_autoescape,
+)
+
+from agent.drivers.libvirt.errors import Refused
+
+NODE_TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "nodes"
+NAMESPACE = "https://edgefleet.dev/libvirt/1"
+SYNC_SCRIPT = "manifests-sync.sh"
+
+
+@dataclass(frozen=True)
+class ManifestRef:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SeedRef:
+    """The seed volume a node's CD-ROM holds, and the manifests written on it."""
+
+    pool: str
+    volume: str
+    manifests: tuple[ManifestRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeMetadata:
+    """What the domain's ``<edgefleet:node>`` metadata says about it."""
+
+    appliance: str
+    cluster: str
+    pool: str
+    node: str
+    role: str
+    revision: str
+    digest: str
+    spec: str
+    seed: SeedRef
+
+
+@dataclass(frozen=True)
+class Disk:
+    pool: str
+    volume: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Nic:
+    type: str  # "network" or "bridge"
+    source: str
+
+
+@dataclass(frozen=True)
+class DirectBoot:
+    """Boot a kernel and initrd on the host instead of the root disk's boot loader."""
+
+    kernel: str
+    initrd: str
+    cmdline: str = "console=ttyS0"
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    domain_type: str
+    arch: str
+    machine: str | None
+    cpu_mode: str | None
+    vcpus: int
+    cpuset: str | None
+    memory_gib: int
+    disks: tuple[Disk, ...]
+    nics: tuple[Nic, ...]
+    boot: DirectBoot | None
+    node: NodeMetadata
+
+
+class Templates:
+    def __init__(self, folder: Path = NODE_TEMPLATES) -> None:
+        self.folder = folder
+        self._env = Environment(
+            loader=FileSystemLoader(folder),
+            autoescape=select_autoescape(enabled_extensions=("xml", "xml.j2")),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def domain(self, domain: Domain) -> str:
+        return self._render(
+            "libvirt-domain.xml.j2",
+            **vars(domain),
+            seed=domain.node.seed,
+            namespace=NAMESPACE,
+        )
+
+    def metadata(self, node: NodeMetadata) -> str:
+        return self._render("libvirt-metadata.xml.j2", node=node, namespace=NAMESPACE)
+
+    def seed_disk(self, seed: SeedRef) -> str:
+        return self._render("libvirt-seed-disk.xml.j2", seed=seed)
+
+    def volume(self, *, name: str, capacity: int, format: str) -> str:
+        return self._render("libvirt-volume.xml.j2", name=name, capacity=capacity, format=format)
+
+    def meta_data(self, *, instance_id: str, hostname: str) -> str:
+        return self._render("meta-data.yaml.j2", instance_id=instance_id, hostname=hostname)
+
+    def vendor_data(self, *, hostname: str, role: str) -> str:
+        try:
+            script = (self.folder / SYNC_SCRIPT).read_text().rstrip("\n")
+        except OSError as e:
+            raise Refused(f"node template {self.folder / SYNC_SCRIPT}: {e.strerror}") from e
+        return self._render("vendor-data.sh.j2", hostname=hostname, role=role, sync_script=script)
+
+    def _render(self, template: str, **values: object) -> str:
+        try:
+            return self._env.get_template(template).render(**values)
+        except TemplateError as e:
+            raise Refused(f"node template {self.folder / template}: {e.message}") from e

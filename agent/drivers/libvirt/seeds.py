@@ -1,0 +1,102 @@
+"""A node's seed: the cloud-init NoCloud CD (volume label ``cidata``) the driver writes into
+the target pool and attaches as the node's CD-ROM.
+
+It holds ``user-data`` (the node's user data exactly as the reconciler rendered it),
+``meta-data`` (instance ID and host name), ``vendor-data`` (the platform's additions) and, on
+control-plane nodes, ``manifests/<file>``: the cluster's manifests, which the node copies
+into the k3s auto-deploy folder (``templates/nodes/manifests-sync.sh``). Built with pycdlib
+(ISO 9660 with Rock Ridge names, which Linux reads in preference to the 8.3 names), and read
+back the same way when the manifests change. Called by
+:mod:`agent.drivers.libvirt.driving`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pycdlib
+from pycdlib.pycdlibexception import PyCdlibException
+
+from agent.contract import canonical_json
+from agent.drivers.libvirt.errors import Refused
+
+LABEL = "cidata"
+MANIFESTS = "manifests"
+
+
+@dataclass(frozen=True)
+class Seed:
+    user_data: str
+    meta_data: str
+    vendor_data: str
+    manifests: Mapping[str, str] = field(default_factory=dict)  # file name -> content
+
+    def build(self) -> bytes:
+        iso = pycdlib.PyCdlib()
+        iso.new(interchange_level=3, rock_ridge="1.09", vol_ident=LABEL)
+        top = (
+            ("USERDATA.;1", "user-data", self.user_data),
+            ("METADATA.;1", "meta-data", self.meta_data),
+            ("VENDOR.;1", "vendor-data", self.vendor_data),
+        )
+        for iso_name, name, text in top:
+            _add(iso, f"/{iso_name}", name, text.encode())
+        if self.manifests:
+            iso.add_directory("/MANIFEST", rr_name=MANIFESTS)
+            for index, name in enumerate(sorted(self.manifests), start=1):
+                _add(iso, f"/MANIFEST/F{index:05d}.;1", name, self.manifests[name].encode())
+        out = io.BytesIO()
+        iso.write_fp(out)
+        iso.close()
+        return out.getvalue()
+
+    def digest(self) -> str:
+        """Changes exactly when the seed's files do (the ISO itself carries timestamps):
+        names the seed volume."""
+        files = {
+            "user-data": self.user_data,
+            "meta-data": self.meta_data,
+            "vendor-data": self.vendor_data,
+            MANIFESTS: dict(self.manifests),
+        }
+        return hashlib.sha256(canonical_json(files)).hexdigest()
+
+
+def read_seed(data: bytes) -> Seed:
+    iso = pycdlib.PyCdlib()
+    try:
+        iso.open_fp(io.BytesIO(data))
+        files = {name: _read(iso, f"/{name}") for name in ("user-data", "meta-data")}
+        vendor = _read(iso, "/vendor-data") if _has(iso, "/vendor-data") else ""
+        manifests: dict[str, str] = {}
+        if _has(iso, f"/{MANIFESTS}"):
+            for child in iso.list_children(rr_path=f"/{MANIFESTS}"):
+                if child.is_dot() or child.is_dotdot() or not child.is_file():
+                    continue
+                name = bytes(child.rock_ridge.name()).decode()
+                manifests[name] = _read(iso, f"/{MANIFESTS}/{name}")
+        iso.close()
+    except PyCdlibException as e:
+        raise Refused(f"the node's seed cannot be read back: {e}") from e
+    return Seed(files["user-data"], files["meta-data"], vendor, manifests)
+
+
+def _add(iso: pycdlib.PyCdlib, iso_path: str, rr_name: str, data: bytes) -> None:
+    iso.add_fp(io.BytesIO(data), len(data), iso_path, rr_name=rr_name)
+
+
+def _has(iso: pycdlib.PyCdlib, rr_path: str) -> bool:
+    try:
+        iso.get_record(rr_path=rr_path)
+    except PyCdlibException:
+        return False
+    return True
+
+
+def _read(iso: pycdlib.PyCdlib, rr_path: str) -> str:
+    out = io.BytesIO()
+    iso.get_file_from_iso_fp(out, rr_path=rr_path)
+    return out.getvalue().decode()

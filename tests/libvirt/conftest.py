@@ -1,0 +1,139 @@
+"""Libvirt tier: the agent's libvirt driver against libvirt itself.
+
+Provides, per test: ``fast_agent``, an appliance on libvirt's built-in ``test:///default``
+driver (no daemon; this process only), with the pools, network, bridge and image of
+``tests/libvirt/hosts.py`` and the seed volumes' bytes kept in memory (the test driver has no
+streams). Once per session, for the integration tests: ``daemon`` (the system libvirtd, or
+virtlogd and libvirtd started for the session with their own socket and logs, stopped at its
+end; the tests skip with the reason when neither is possible), ``real_host`` (storage pools in
+a folder of their own, an isolated network, an image: removed at the end) and ``guest`` (a
+Debian kernel and a busybox initramfs built here, and the accelerator that boots it: KVM, or
+TCG where nested KVM boots no guest). Per test: ``real_agent``, an appliance on that daemon
+whose domains and volumes are removed at the end of the test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from agent.drivers.libvirt import DirectBoot, LibvirtSettings, StreamedContents
+from tests.libvirt.daemon import (
+    Daemon,
+    DaemonUnavailable,
+    find_or_start_daemon,
+    guest_accelerator,
+    stop_daemon,
+)
+from tests.libvirt.guest import MARKER, GuestUnavailable, build_initrd, find_kernel
+from tests.libvirt.harness import LibvirtAgent, MemoryContents
+from tests.libvirt.hosts import RealHost, prepare_test_host
+
+
+@dataclass(frozen=True)
+class Guest:
+    boot: DirectBoot
+    domain_type: str
+    why: str
+
+
+@pytest.fixture
+def test_connection() -> Iterator[Any]:
+    libvirt.registerErrorHandler(lambda context, error: None, None)
+    connection = libvirt.open("test:///default")
+    try:
+        prepare_test_host(connection)
+        yield connection
+    finally:
+        connection.close()  # the last connection gone, the test driver forgets everything
+
+
+@pytest.fixture
+def fast_agent(test_connection: Any, tmp_path: Path) -> LibvirtAgent:
+    return LibvirtAgent(
+        appliance=f"t{uuid.uuid4().hex[:6]}",
+        data_dir=tmp_path / "agent-data",
+        connection=test_connection,
+        settings=LibvirtSettings(),
+        contents=MemoryContents(),
+    )
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def daemon() -> Iterator[Daemon]:
+    try:
+        found = find_or_start_daemon()
+    except DaemonUnavailable as e:
+        pytest.skip(f"no libvirtd: {e}")
+    try:
+        yield found
+    finally:
+        stop_daemon(found)
+
+
+@pytest.fixture(scope="session")
+def real_connection(daemon: Daemon) -> Iterator[Any]:
+    connection = daemon.connect()
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def real_host(real_connection: Any, daemon: Daemon, run_id: str) -> Iterator[RealHost]:
+    host = RealHost.make(real_connection, daemon.uri, run_id)
+    try:
+        yield host
+    finally:
+        host.remove()
+
+
+@pytest.fixture(scope="session")
+def guest() -> Iterator[Guest]:
+    # qemu runs as its own user: the initrd lives where that user can read it
+    folder = Path(tempfile.mkdtemp(prefix="edgefleet-guest-"))
+    folder.chmod(0o755)
+    try:
+        try:
+            kernel, version = find_kernel()
+            initrd = build_initrd(version, folder / "initrd.img")
+        except GuestUnavailable as e:
+            pytest.skip(str(e))
+        domain_type, why = guest_accelerator(kernel, initrd, marker=MARKER)
+        yield Guest(DirectBoot(str(kernel), str(initrd), "console=ttyS0 quiet"), domain_type, why)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def real_agent(
+    real_connection: Any, real_host: RealHost, guest: Guest, tmp_path: Path
+) -> Iterator[LibvirtAgent]:
+    agent = LibvirtAgent(
+        appliance=f"t{uuid.uuid4().hex[:6]}",
+        data_dir=tmp_path / "agent-data",
+        connection=real_connection,
+        settings=LibvirtSettings(
+            domain_type=guest.domain_type, cpu_mode=None, boot=guest.boot, cpu_ratio=8.0
+        ),
+        contents=StreamedContents(connection=real_connection),
+        uri=real_host.uri,
+    )
+    try:
+        yield agent
+    finally:
+        agent.remove_everything()

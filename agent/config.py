@@ -31,6 +31,8 @@ class AgentConfig(BaseModel):
     sshUser: str | None = None
     virtSock: str = "/var/run/libvirt/libvirt-sock"
     libvirtUri: str | None = None  # any libvirt URI; wins over the socket and ssh
+    libvirtDomainType: str = "kvm"  # qemu: software emulation, where KVM is not available
+    libvirtCpuMode: str | None = "host-passthrough"
     podCIDR: str | None = None
     serviceCIDR: str | None = None
     httpProxy: str | None = None

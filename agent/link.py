@@ -113,7 +113,9 @@ class AgentLink:
     def close(self) -> None:
         self.client.close()
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, *, allow: tuple[int, ...] = (), **kwargs: Any
+    ) -> httpx.Response:
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.TimeoutException as e:
@@ -122,7 +124,7 @@ class AgentLink:
             raise Unreachable(f"{self.settings.api_url}: {type(e).__name__}: {e}") from e
         if response.status_code >= 500:
             raise Unreachable(f"{path}: the reconciler answered {response.status_code}")
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in allow:
             raise Rejected(response.status_code, f"{path}: {_detail(response)}")
         return response
 
@@ -159,8 +161,9 @@ class AgentLink:
             headers=headers,
             params=params,
             timeout=self.settings.timeout + wait,
+            allow=(404,),  # not declared, or nothing released for it yet: nothing to do
         )
-        if response.status_code in (204, 304):
+        if response.status_code in (204, 304, 404):
             return None
         try:
             return parse_state(response.content)

@@ -83,8 +83,8 @@ def _libvirt(config: AgentConfig) -> Iterator[Driver]:
     try:
         test_driver = uri.startswith("test:")
         settings = LibvirtSettings(
-            domain_type="test" if test_driver else None,
-            cpu_mode=None if test_driver else "host-passthrough",
+            domain_type="test" if test_driver else config.libvirtDomainType,
+            cpu_mode=None if test_driver else config.libvirtCpuMode,
         )
         if config.defaultImage:
             settings = dataclasses.replace(settings, default_image=config.defaultImage)
@@ -95,6 +95,7 @@ def _libvirt(config: AgentConfig) -> Iterator[Driver]:
 
 def run_online(config: AgentConfig, *, once: bool = False, wait: float = 30.0) -> int:
     """The sync loop until SIGTERM/SIGINT (or one pass with ``once``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     token = os.environ.get("EDGEFLEET_REGISTRATION_TOKEN")
     if token is None and config.registrationTokenFile:
         token = Path(config.registrationTokenFile).read_text().strip()

@@ -153,6 +153,9 @@ class SyncLoop:
             return
         if result.ok:
             self.applied = result.digest
+        for cluster in result.clusters:
+            if not cluster.ok:
+                log.warning("cluster %s: %s %s", cluster.name, cluster.phase, cluster.message)
         if report is not None:
             self._report(report, status_report(result, applied=self.applied))
 

@@ -87,3 +87,27 @@ def node_image(docker_client: docker.DockerClient, run_id: str) -> Iterator[str]
     finally:
         remove_labelled(docker_client, f"{RUN_LABEL}={run_id}")
         docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="session")
+def libvirt_host(run_id: str) -> Iterator[object]:
+    """A libvirtd with the qemu driver (the system one, or one started for the session) and,
+    on it, storage pools, an isolated network and an image (tests/libvirt/hosts.py), removed
+    at the end. Skips with the reason when libvirt cannot run here."""
+    try:
+        from tests.libvirt.daemon import DaemonUnavailable, find_or_start_daemon, stop_daemon
+        from tests.libvirt.hosts import RealHost
+    except ImportError as e:
+        pytest.skip(f"libvirt-python is not installed: {e}")
+    try:
+        daemon = find_or_start_daemon()
+    except DaemonUnavailable as e:
+        pytest.skip(f"no libvirtd: {e}")
+    connection = daemon.connect()
+    host = RealHost.make(connection, daemon.uri, run_id)
+    try:
+        yield host
+    finally:
+        host.remove()
+        connection.close()
+        stop_daemon(daemon)

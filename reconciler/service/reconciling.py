@@ -19,7 +19,6 @@ from agent.contract import DesiredState, MaintenanceWindow
 from ..errors import Diagnostic, FleetError
 from ..loading import ParseCache
 from ..models import parse_duration
-from ..planning import compare_site
 from ..planning.impact import candidate_sites, input_digest
 from ..rendering import Renderer, render_repository
 from ..rollout import Release, RolloutService, SiteRelease, Wave
@@ -156,15 +155,15 @@ class Reconciler:
         return states, digests, len(todo)
 
     def _release(self, sha: str, checked: Checked, states: SiteStates) -> Release:
+        # Whether a change replaces nodes is judged by the rollout against what each
+        # appliance is served now, not against the previous revision: a revision that never
+        # reached a site must not make that site's first deployment wait for its window.
         assert checked.repo.fleet is not None
         rollout = checked.repo.fleet.model.spec.rollout
-        previous = self.good.states if self.good is not None else {}
         sites = {}
         for name, files in checked.repo.sites.items():
             assert files.site is not None
             site = files.site.model
-            change = compare_site(name, previous.get(name, {}), states[name])
-            disruptive = {a.appliance: a.disruptive for a in change.appliances} if change else {}
             sites[name] = SiteRelease(
                 site=name,
                 labels=dict(site.metadata.labels),
@@ -174,7 +173,6 @@ class Reconciler:
                     for w in site.spec.maintenanceWindows
                 ),
                 states=states[name],
-                disruptive={a: disruptive.get(a, False) for a in states[name]},
             )
         return Release(
             revision=sha,

@@ -53,8 +53,17 @@ class LocalSource(Source):
             return rel.startswith("refs/") or rel in ("packed-refs", "HEAD")
 
         yield  # the current head, once at start
+        # A ref change wakes the loop at once. The watcher also wakes every second with no
+        # change, and the loop then reads the branch's ref again (one file): that closes the
+        # gap between the first reconcile and the watcher starting.
         for _ in watch(
-            gitdir, watch_filter=refs_only, stop_event=stop, debounce=50, step=20, rust_timeout=1000
+            gitdir,
+            watch_filter=refs_only,
+            stop_event=stop,
+            debounce=50,
+            step=20,
+            rust_timeout=1000,
+            yield_on_timeout=True,
         ):
             if stop.is_set():
                 return

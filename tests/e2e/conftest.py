@@ -76,9 +76,16 @@ class Loop:
         out.close()
         self.processes.append((process, log))
 
-    def start_agent(self, appliance: str) -> None:
+    def start_agent(self, appliance: str, *, libvirt_uri: str | None = None) -> None:
+        """An agent process for ``appliance``: Docker nodes, or virtual machines on the
+        libvirt connection ``libvirt_uri`` (software emulation: KVM boots no guest in the
+        virtual machines these tests run on)."""
         data = self.work / appliance
         config = AgentConfig(
+            isVirtual=libvirt_uri is not None,
+            libvirtUri=libvirt_uri,
+            libvirtDomainType="qemu",
+            libvirtCpuMode=None,
             applianceId=appliance,
             ip="127.0.0.1",
             apiUrl=self.url,

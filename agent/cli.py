@@ -30,8 +30,10 @@ from agent.config import DEFAULT_CONFIG, ConfigError, load_config
 from agent.drivers import DriverError
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from agent.inventory import Inventory, InventoryError
+from agent.operations import OperationError
+from agent.restoring import RestoreError
 from agent.results import ApplyResult
-from agent.running import run_offline, run_online
+from agent.running import operations_for, run_offline, run_online, saved_state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--format", choices=("text", "json"), default="text")
     apply.set_defaults(handler=_apply)
     _add_run(commands)
+    _add_day_two(commands)
     return parser
 
 
@@ -104,6 +107,51 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--once", action="store_true", help="online: one pass, then exit")
     run.add_argument("--wait", type=float, default=30.0, help="long-poll seconds (default: 30)")
     run.set_defaults(handler=_run)
+
+
+def _add_day_two(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    now = commands.add_parser(
+        "run-now", help="run a cluster's OS patch, scans or backup now, whatever its schedule"
+    )
+    now.add_argument("kind", choices=("patch", "scan", "backup"))
+    now.add_argument("--cluster", required=True)
+    now.add_argument("--scan", choices=("configuration", "penetration", "conformance"))
+    now.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml")
+    now.set_defaults(handler=_run_now)
+    restore = commands.add_parser(
+        "restore", help="verify a backup's checksums, then restore it into a cluster"
+    )
+    restore.add_argument("--backup", required=True, help="backup ID, e.g. pos-20261125T020000Z")
+    restore.add_argument("--cluster", help="restore into this cluster (default: the backup's)")
+    restore.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml")
+    restore.set_defaults(handler=_restore)
+
+
+def _run_now(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        with operations_for(config) as operations:
+            state = saved_state(config)
+            results = operations.run_now(
+                args.kind, state=state, cluster=args.cluster, scan=args.scan
+            )
+    except (ConfigError, OperationError, DriverError) as e:
+        return _fail(str(e))
+    print(json.dumps([r.to_json() for r in results], indent=2, default=str))
+    return 0 if all(str(r.state) == "done" for r in results) else 1
+
+
+def _restore(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        with operations_for(config) as operations:
+            result = operations.restore(
+                args.backup, state=saved_state(config), cluster=args.cluster
+            )
+    except (ConfigError, OperationError, RestoreError, DriverError) as e:
+        return _fail(str(e))
+    print(json.dumps(result.to_json(), indent=2, default=str))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

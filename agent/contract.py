@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -164,12 +165,38 @@ class NodeStatus(Contract):
     message: Text = ""
 
 
+class ScanStatus(Contract):
+    """The last run of one scan type (configuration, penetration, conformance)."""
+
+    scan: ShortName
+    tool: ShortName
+    state: ShortName  # done | failed | postponed
+    at: datetime
+    passed: int = 0
+    warned: int = 0
+    failed: int = 0
+    findings: Annotated[list[Text], Field(max_length=20)] = []
+    error: Text = ""
+
+
+class PolicyRun(Contract):
+    """The last OS patch of a node, or the last backup of a cluster."""
+
+    name: ShortName  # the node, or the backup ID
+    state: ShortName
+    at: datetime
+    detail: Text = ""  # the patched version, the backup's location
+
+
 class ClusterStatus(Contract):
     name: ShortName
     phase: ClusterPhase
     nodes: Annotated[list[NodeStatus], Field(max_length=64)] = []
     tasks: Annotated[list[TaskStatus], Field(max_length=256)] = []
     message: Text = ""
+    scans: Annotated[list[ScanStatus], Field(max_length=8)] = []
+    patches: Annotated[list[PolicyRun], Field(max_length=64)] = []
+    backup: PolicyRun | None = None
 
 
 class ApplyError(Contract):

@@ -6,18 +6,68 @@ from __future__ import annotations
 from .contract import (
     ApplyError,
     ClusterStatus,
+    PolicyRun,
     ReportedEvent,
+    ScanStatus,
     StatusReport,
     TaskStatus,
 )
 from .link import AGENT_VERSION
+from .outcomes import DayTwoStatus
 from .results import ApplyResult, EventKind, Phase, TaskState
 
 _LEVEL = {EventKind.DRIFT: "warning", EventKind.ABORTED: "warning"}
 
 
-def status_report(result: ApplyResult, *, applied: str | None) -> StatusReport:
-    """``applied`` is the digest now fully applied (None when none is yet)."""
+def day_two(status: DayTwoStatus) -> dict[str, object]:
+    """A cluster's last scans, patches and backup as ClusterStatus fields."""
+    scans = [
+        ScanStatus(
+            scan=scan.scan,
+            tool=scan.tool,
+            state=str(scan.state),
+            at=scan.finished_at,
+            passed=scan.summary.passed if scan.summary else 0,
+            warned=scan.summary.warned if scan.summary else 0,
+            failed=scan.summary.failed if scan.summary else 0,
+            findings=[
+                f"{f.status} {f.id}: {f.title}"[:2000]
+                for f in (scan.summary.findings if scan.summary else ())
+            ][:20],
+            error=(scan.error or "")[:2000],
+        )
+        for scan in status.scans
+    ]
+    patches = [
+        PolicyRun(
+            name=patch.node,
+            state=str(patch.state),
+            at=patch.at,
+            detail=(patch.error or f"{patch.previous or '?'} -> {patch.version or '?'}")[:2000],
+        )
+        for patch in status.patches
+    ][:64]
+    backup = status.last_backup
+    return {
+        "scans": scans[:8],
+        "patches": patches,
+        "backup": None
+        if backup is None
+        else PolicyRun(
+            name=backup.id,
+            state=str(backup.state),
+            at=backup.finished_at,
+            detail=(backup.error or backup.location)[:2000],
+        ),
+    }
+
+
+def status_report(
+    result: ApplyResult, *, applied: str | None, day2: tuple[DayTwoStatus, ...] = ()
+) -> StatusReport:
+    """``applied`` is the digest now fully applied (None when none is yet); ``day2`` the
+    clusters' last patches, scans and backups."""
+    policies = {status.cluster: day_two(status) for status in day2}
     clusters = []
     events = []
     for cluster in result.clusters:
@@ -40,6 +90,7 @@ def status_report(result: ApplyResult, *, applied: str | None) -> StatusReport:
                 phase=str(cluster.phase),
                 tasks=tasks,
                 message=(cluster.message or str(cluster.reason or ""))[:2000],
+                **policies.get(cluster.name, {}),
             )
         )
         for event in cluster.events:

@@ -9,11 +9,14 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+
+from .admission import parse_state
 from .applying import apply_state
 from .bundles import load_public_key, verify
 from .clocks import SystemClock
@@ -21,10 +24,14 @@ from .config import AgentConfig
 from .contract import DesiredState
 from .drivers import Driver
 from .drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
-from .inventory import Inventory
+from .inventory import STATE_NAME, Inventory
 from .link import AgentLink, LinkSettings
+from .nodes import DockerNodes
+from .operations import OperationError, Operations
 from .reporting import status_report
 from .results import ApplyResult
+from .scheduling import Scheduler
+from .snapshots import DockerVolumes
 from .syncing import SyncLoop, SyncSettings
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,7 @@ class Agent:
     config: AgentConfig
     inventory: Inventory
     driver: Driver
+    client: docker.DockerClient | None = None  # the engine of containerized nodes
 
     def apply(self, state: DesiredState) -> ApplyResult:
         return apply_state(state, driver=self.driver, inventory=self.inventory, clock=SystemClock())
@@ -61,7 +69,7 @@ def open_agent(config: AgentConfig) -> Iterator[Agent]:
     client = connect(config.dockerUrl)
     try:
         with Inventory.open(Path(config.dataDir)) as inventory:
-            yield Agent(config, inventory, DockerDriver(client=client, settings=settings))
+            yield Agent(config, inventory, DockerDriver(client=client, settings=settings), client)
     finally:
         client.close()
 
@@ -93,13 +101,47 @@ def _libvirt(config: AgentConfig) -> Iterator[Driver]:
         connection.close()
 
 
+def day_two(agent: Agent, current: Callable[[], DesiredState | None]) -> Operations | None:
+    """The patch, scan and backup runner of a containerized appliance (None elsewhere: the
+    virtualized side has no node access yet)."""
+    if agent.client is None:
+        return None
+    clock = SystemClock()
+    nodes = DockerNodes(client=agent.client, appliance=agent.config.applianceId, clock=clock)
+    return Operations(
+        data_dir=Path(agent.config.dataDir),
+        host=nodes,
+        volumes=DockerVolumes(nodes=nodes),
+        clock=clock,
+        environ=os.environ,
+        current_state=current,
+    )
+
+
 def run_online(config: AgentConfig, *, once: bool = False, wait: float = 30.0) -> int:
-    """The sync loop until SIGTERM/SIGINT (or one pass with ``once``)."""
+    """The sync loop until SIGTERM/SIGINT (or one pass with ``once``), with the day-2
+    scheduler running the state's patch, scan and backup schedules beside it."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     token = os.environ.get("EDGEFLEET_REGISTRATION_TOKEN")
     if token is None and config.registrationTokenFile:
         token = Path(config.registrationTokenFile).read_text().strip()
     with open_agent(config) as agent, AgentLink(LinkSettings.from_config(config)) as link:
+        last_good = agent.inventory.last_good_state()
+        current: list[DesiredState | None] = [last_good]
+        operations = day_two(agent, lambda: current[0])
+        scheduler = (
+            Scheduler(
+                data_dir=Path(config.dataDir), clock=SystemClock(), runner=operations.scheduled
+            )
+            if operations is not None
+            else None
+        )
+
+        def new_state(state: DesiredState) -> None:
+            current[0] = state
+            if scheduler is not None:
+                scheduler.sync(state)
+
         loop = SyncLoop(
             settings=SyncSettings(
                 appliance=config.applianceId,
@@ -110,14 +152,26 @@ def run_online(config: AgentConfig, *, once: bool = False, wait: float = 30.0) -
             ),
             link=link,
             apply=agent.apply,
-            last_good=agent.inventory.last_good_state(),
+            last_good=last_good,
+            on_state=new_state,
+            day2=operations.status if operations is not None else None,
         )
+        if last_good is not None:
+            new_state(last_good)
+            if operations is not None:
+                operations.on_boot(last_good)
         if once:
             loop.step()
             return 0 if loop.applied is not None or loop.state is None else 1
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: loop.stop.set())
-        loop.run()
+        if scheduler is not None:
+            scheduler.run()
+        try:
+            loop.run()
+        finally:
+            if scheduler is not None:
+                scheduler.close()
     return 0
 
 
@@ -135,3 +189,32 @@ def run_offline(config: AgentConfig, *, bundle: Path, status_out: Path, key: Pat
     status_out.parent.mkdir(parents=True, exist_ok=True)
     status_out.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     return 0 if result.ok else 1
+
+
+def saved_state(config: AgentConfig) -> DesiredState:
+    """The last good state the running agent keeps on disk (read without the inventory's
+    lock, which the running agent holds)."""
+    path = Path(config.dataDir) / STATE_NAME
+    try:
+        return parse_state(path.read_bytes())
+    except OSError:
+        raise OperationError(f"{path}: no desired state applied yet on this appliance") from None
+
+
+@contextmanager
+def operations_for(config: AgentConfig) -> Iterator[Operations]:
+    """Day-2 operations on demand, beside (or without) a running agent."""
+    client = connect(config.dockerUrl)
+    try:
+        clock = SystemClock()
+        nodes = DockerNodes(client=client, appliance=config.applianceId, clock=clock)
+        yield Operations(
+            data_dir=Path(config.dataDir),
+            host=nodes,
+            volumes=DockerVolumes(nodes=nodes),
+            clock=clock,
+            environ=os.environ,
+            current_state=lambda: saved_state(config),
+        )
+    finally:
+        client.close()

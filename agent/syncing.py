@@ -20,6 +20,7 @@ from pathlib import Path
 from .admission import StateRefused, admit
 from .contract import ApplyError, DesiredState, ReportedEvent, StatusReport
 from .link import AGENT_VERSION, AgentLink, Rejected, Unreachable
+from .outcomes import DayTwoStatus
 from .reporting import status_report
 from .results import ApplyResult
 
@@ -63,7 +64,11 @@ class SyncLoop:
         apply: Apply,
         last_good: DesiredState | None,
         backoff: Backoff | None = None,
+        on_state: Callable[[DesiredState], None] | None = None,
+        day2: Callable[[DesiredState], tuple[DayTwoStatus, ...]] | None = None,
     ) -> None:
+        self.on_state = on_state
+        self.day2 = day2
         self.settings = settings
         self.link = link
         self.apply = apply
@@ -119,6 +124,8 @@ class SyncLoop:
             except StateRefused as e:
                 self._refused(token, e, fresh.digest)
                 return self.backoff.next()
+            if self.on_state is not None:
+                self.on_state(self.state)
         self._apply_current(report=token)
         return 0.0
 
@@ -157,7 +164,8 @@ class SyncLoop:
             if not cluster.ok:
                 log.warning("cluster %s: %s %s", cluster.name, cluster.phase, cluster.message)
         if report is not None:
-            self._report(report, status_report(result, applied=self.applied))
+            day2 = self.day2(self.state) if self.day2 is not None else ()
+            self._report(report, status_report(result, applied=self.applied, day2=day2))
 
     def _report(self, token: str, report: StatusReport) -> None:
         try:

@@ -174,6 +174,23 @@ def print_site(console: Console, site: SiteView) -> None:
         tasks = "; ".join(f"{t.appliance}: {t.name} {t.state} {t.progress}%" for t in c.tasks)
         clusters.add_row(c.name, c.phase, f"{c.progress}%", tasks or "-")
     console.print(clusters)
+    policies = Table(title="day-2: last scan of each type, last backup, last patch of each node")
+    for column in ("cluster", "run", "state", "when", "result"):
+        policies.add_column(column)
+    for c in site.clusters:
+        for scan in c.scans:
+            result = f"{scan.passed} pass, {scan.warned} warn, {scan.failed} fail"
+            policies.add_row(c.name, f"scan {scan.scan} ({scan.tool})", scan.state,
+                             f"{scan.at:%Y-%m-%d %H:%M}", scan.error or result)  # fmt: skip
+        if c.backup is not None:
+            b = c.backup
+            policies.add_row(
+                c.name, f"backup {b.name}", b.state, f"{b.at:%Y-%m-%d %H:%M}", b.detail
+            )
+        for p in c.patches:
+            policies.add_row(c.name, f"patch {p.name}", p.state, f"{p.at:%Y-%m-%d %H:%M}", p.detail)
+    if policies.row_count:
+        console.print(policies)
     for e in site.events[:10]:
         console.print(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.level:7} {e.message}")
 

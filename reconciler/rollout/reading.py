@@ -223,6 +223,9 @@ class FleetViews:
                         for t in s.tasks
                     ],
                     message="; ".join(f"{a}: {s.message}" for a, s in reported[name] if s.message),
+                    scans=[scan for _, s in reported[name] for scan in s.scans],
+                    patches=[patch for _, s in reported[name] for patch in s.patches],
+                    backup=next((s.backup for _, s in reported[name] if s.backup), None),
                 )
             )
         return views

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from agent.contract import ClusterPhase, NodePhase, TaskState
+from agent.contract import ClusterPhase, NodePhase, PolicyRun, ScanStatus, TaskState
 
 from .statuses import ApplianceStatus, Health
 
@@ -107,6 +107,9 @@ class ClusterView(ClusterSummary):
     nodes: list[NodeView]
     tasks: list[TaskView]
     message: str
+    scans: list[ScanStatus] = []  # the last run of each scan type
+    patches: list[PolicyRun] = []  # the last OS patch of each node
+    backup: PolicyRun | None = None  # the last backup
 
 
 class EventView(View):

@@ -282,3 +282,41 @@ def test_remote_repository_is_fetched_when_the_webhook_says_so(served: Served) -
     while agent.digest() == before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert agent.digest() != before
+
+
+def test_day_two_results_reach_the_site_status(served: Served) -> None:
+    served.start(*args(served))
+    canary = served.agent("store-1-a")
+    digest = canary.digest()
+    report = {
+        "appliedDigest": digest,
+        "health": "healthy",
+        "clusters": [
+            {
+                "name": "pos",
+                "phase": "Running",
+                "scans": [
+                    {"scan": "configuration", "tool": "kube-bench", "state": "done",
+                     "at": "2026-11-23T04:00:00Z", "passed": 52, "warned": 11, "failed": 3,
+                     "findings": ["FAIL 1.1.1: API server pod file permissions"]},
+                ],
+                "backup": {"name": "pos-20261125T023000Z", "state": "done",
+                           "at": "2026-11-25T02:31:00Z", "detail": "nas /srv/backups"},
+                "patches": [{"name": "pos-main-1", "state": "done", "at": "2026-11-22T03:05:00Z",
+                             "detail": "22.04.4 -> 22.04.5"}],
+            }
+        ],
+    }  # fmt: skip
+    assert canary.http.post("/v1/status", json=report, headers=canary.auth).status_code == 202
+    site = httpx.get(f"{served.url}/v1/sites/store-1", timeout=5).json()
+    (cluster,) = site["clusters"]
+    assert [(s["scan"], s["failed"]) for s in cluster["scans"]] == [("configuration", 3)]
+    assert cluster["backup"]["name"] == "pos-20261125T023000Z"
+    assert cluster["patches"][0]["detail"] == "22.04.4 -> 22.04.5"
+    shown = subprocess.run(
+        [sys.executable, "-m", "reconciler", "status", "--server", served.url, "--site", "store-1"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert shown.returncode == 0
+    assert "scan configuration (kube-bench)" in shown.stdout
+    assert "52 pass, 11 warn, 3 fail" in shown.stdout

@@ -32,7 +32,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from agent.clocks import Clock
 from agent.contract import ClusterState, Role
-from agent.drivers.docker import APPLIANCE, CLUSTER, NODE
+from agent.drivers.docker import APPLIANCE, CLUSTER, NODE, absent_is_fine
 from agent.naming import network_name
 
 DAYTWO = "edgefleet.daytwo"
@@ -317,15 +317,6 @@ def _pools_in_order(cluster: ClusterState) -> list[Any]:
 
 def _tail(data: bytes) -> bytes:
     return data[-OUTPUT_LIMIT:]
-
-
-@contextmanager
-def absent_is_fine() -> Iterator[None]:
-    try:
-        yield
-    except NotFound as e:
-        if isinstance(e, ImageNotFound):
-            raise
 
 
 @contextmanager

@@ -201,7 +201,7 @@ class DockerDriver:
             raise NameTaken(f"network {name} exists and was not made for cluster {cluster}")
 
     def remove_network(self, name: str) -> None:
-        with _mapped(f"remove network {name}"), _absent_is_fine():
+        with _mapped(f"remove network {name}"), absent_is_fine():
             self._client.api.remove_network(name)
 
     # -- nodes -----------------------------------------------------------------------------
@@ -275,12 +275,12 @@ class DockerDriver:
             self._client.api.start(container)
 
     def remove_node(self, *, container: str, volume: str) -> None:
-        with _mapped(f"remove {container}"), _absent_is_fine():
+        with _mapped(f"remove {container}"), absent_is_fine():
             self._client.api.remove_container(container, force=True)
         self.remove_volume(volume)
 
     def remove_volume(self, name: str) -> None:
-        with _mapped(f"remove volume {name}"), _absent_is_fine():
+        with _mapped(f"remove volume {name}"), absent_is_fine():
             self._client.api.remove_volume(name, force=True)
 
     # -- manifests -------------------------------------------------------------------------
@@ -332,7 +332,7 @@ class DockerDriver:
     def _read_manifests(self, container: str) -> dict[str, str]:
         """File name -> sha256 of the files directly in the auto-deploy folder."""
         try:
-            with _mapped(f"read manifests of {container}"), _absent_is_fine():
+            with _mapped(f"read manifests of {container}"), absent_is_fine():
                 stream, _ = self._client.api.get_archive(container, self._settings.manifests_path)
                 data = b"".join(stream)
                 found: dict[str, str] = {}
@@ -362,7 +362,8 @@ def _archive(files: Mapping[str, bytes]) -> bytes:
 
 
 @contextmanager
-def _absent_is_fine() -> Iterator[None]:
+def absent_is_fine() -> Iterator[None]:
+    """Ignore an object already gone (but not a missing image: that is a real error)."""
     try:
         yield
     except NotFound as e:

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.contract import ClusterState, Role
-from agent.nodes import DockerNodes, EngineRefused, NodeRef, absent_is_fine, mapped
+from agent.drivers.docker import absent_is_fine
+from agent.nodes import DockerNodes, EngineRefused, NodeRef, mapped
 
 ROOT = "data"  # the folder every archive holds the volume's content under
 CLEAN = (

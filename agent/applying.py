@@ -100,6 +100,7 @@ def apply_state(
         observed=observed,
         default_image=driver.default_image,
         mode=driver.mode,
+        join_secret=inventory.join_secret(),
     )
 
     # Execute, cluster by cluster: one failing cluster never stops the others

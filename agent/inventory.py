@@ -20,6 +20,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import secrets
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ from agent.journal import JournalEntry, StepStatus
 DB_NAME = "inventory.sqlite3"
 STATE_NAME = "last-good-state.json"
 LOCK_NAME = "agent.lock"
+JOIN_SECRET_NAME = "join-secret"
 
 ResourceKind = Literal["network", "container", "volume", "manifest"]
 RESOURCE_KINDS: tuple[ResourceKind, ...] = get_args(ResourceKind)
@@ -279,6 +281,15 @@ class Inventory:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+    def join_secret(self) -> bytes:
+        """This agent's secret for cluster join tokens, made on first use (mode 0600)."""
+        path = self.data_dir / JOIN_SECRET_NAME
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(32))
+        return path.read_bytes()
 
     def last_good_state(self) -> DesiredState | None:
         path = self.data_dir / STATE_NAME

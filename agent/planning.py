@@ -16,6 +16,8 @@ it was still provisioning.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -76,6 +78,7 @@ def plan_state(
     observed: Observation,
     default_image: str,
     mode: Mode,
+    join_secret: bytes = b"",
 ) -> Plan:
     wanted = {c.name: c for c in state.clusters if c.phase == "present"}
     known = set(stages) | {r.cluster for r in records} | observed.clusters()
@@ -96,7 +99,9 @@ def plan_state(
             plans.append(ClusterPlan(cluster.name, "unsupported", message=message))
             continue
         plans.append(
-            _converge(state, cluster, by_cluster[cluster.name], observed, default_image, mode)
+            _converge(
+                state, cluster, by_cluster[cluster.name], observed, default_image, mode, join_secret
+            )
         )
     return Plan(tuple(plans))
 
@@ -108,6 +113,7 @@ def _converge(
     observed: Observation,
     default_image: str,
     mode: Mode,
+    join_secret: bytes = b"",
 ) -> ClusterPlan:
     steps: list[Step] = []
     keep: list[Record] = []
@@ -131,7 +137,7 @@ def _converge(
             present[container.node].append(container)
     for pool in pools_in_order(cluster.pools):
         for node in (n for n in cluster.nodes if n.pool == pool.name):
-            launch = _launch(state, cluster, node, files, default_image)
+            launch = _launch(state, cluster, node, files, default_image, join_secret)
             create = CreateNode(cluster.name, launch, "new")
             keep.extend(create.records())
             containers = present.pop(node.name, [])
@@ -248,9 +254,11 @@ def _launch(
     node: Node,
     files: tuple[ManifestWrite, ...],
     default_image: str,
+    join_secret: bytes = b"",
 ) -> NodeLaunch:
     spec = spec_digest(node, default_image=default_image)
     container = container_name(node.name, spec)
+    first = first_server(cluster)
     return NodeLaunch(
         appliance=state.appliance,
         cluster=cluster.name,
@@ -268,7 +276,28 @@ def _launch(
         resources=node.resources,
         placement=node.placement,
         manifests=files if node.role == "control-plane" else (),
+        join=None if node.name == first else first,
+        token=join_token(join_secret, cluster.name),
     )
+
+
+def first_server(cluster: ClusterState) -> str | None:
+    """The control-plane node that starts the cluster: the first of the control-plane pool
+    (by index, so pos-main-2 comes before pos-main-10); the others join it."""
+    servers = [n.name for n in cluster.nodes if n.role == "control-plane"]
+
+    def index(name: str) -> tuple[int, str]:
+        tail = name.rsplit("-", 1)[-1]
+        return (int(tail) if tail.isdigit() else 0, name)
+
+    return min(servers, key=index) if servers else None
+
+
+def join_token(secret: bytes, cluster: str) -> str:
+    """The cluster's join token: derived from the agent's own secret (kept in its data
+    folder, never in the desired state or the repository) and the cluster's name, so it is
+    the same on every pass and after restarts."""
+    return hmac.new(secret, f"k3s-join:{cluster}".encode(), hashlib.sha256).hexdigest()[:48]
 
 
 def _exists(record: Record, observed: Observation) -> bool:

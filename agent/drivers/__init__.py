@@ -57,6 +57,10 @@ class NodeLaunch:
     resources: NodeResources | None = None
     placement: NodePlacement | None = None
     manifests: tuple[ManifestWrite, ...] = ()
+    # the node whose Kubernetes API a joining node registers with (None: this node starts
+    # the cluster), and the cluster's join token
+    join: str | None = None
+    token: str = ""
 
 
 @dataclass(frozen=True)

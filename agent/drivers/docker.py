@@ -256,6 +256,17 @@ class DockerDriver:
                     "EDGEFLEET_NODE": launch.node,
                     "EDGEFLEET_ROLE": launch.role,
                     "EDGEFLEET_USER_DATA": settings.user_data_path,
+                    # k3s reads these: the token every node shares, and where a joining
+                    # node finds the first server (its network alias is its node name)
+                    "K3S_TOKEN": launch.token,
+                    "K3S_NODE_NAME": launch.node,
+                    **(
+                        {"K3S_URL": f"https://{launch.join}:6443"}
+                        if launch.join
+                        else {"K3S_CLUSTER_INIT": "true"}
+                        if launch.role == "control-plane"
+                        else {}
+                    ),
                 },
                 network=launch.network,
                 networking_config={launch.network: endpoint},

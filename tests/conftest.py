@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -90,19 +91,30 @@ def node_image(docker_client: docker.DockerClient, run_id: str) -> Iterator[str]
 
 
 @pytest.fixture(scope="session")
-def libvirt_host(run_id: str) -> Iterator[object]:
-    """A libvirtd with the qemu driver (the system one, or one started for the session) and,
-    on it, storage pools, an isolated network and an image (tests/libvirt/hosts.py), removed
-    at the end. Skips with the reason when libvirt cannot run here."""
+def daemon() -> Iterator[Any]:
+    """A libvirtd with the qemu driver: the system one, or one started for the session (its
+    own socket and logs) and stopped at its end. One per session: two would fight over
+    libvirt's fixed state folders. Skips with the reason when libvirt cannot run here."""
     try:
         from tests.libvirt.daemon import DaemonUnavailable, find_or_start_daemon, stop_daemon
-        from tests.libvirt.hosts import RealHost
     except ImportError as e:
         pytest.skip(f"libvirt-python is not installed: {e}")
     try:
-        daemon = find_or_start_daemon()
+        found = find_or_start_daemon()
     except DaemonUnavailable as e:
         pytest.skip(f"no libvirtd: {e}")
+    try:
+        yield found
+    finally:
+        stop_daemon(found)
+
+
+@pytest.fixture(scope="session")
+def libvirt_host(daemon: Any, run_id: str) -> Iterator[object]:
+    """Storage pools, an isolated network and an image (tests/libvirt/hosts.py) on the
+    session's libvirtd, removed at the end."""
+    from tests.libvirt.hosts import RealHost
+
     connection = daemon.connect()
     host = RealHost.make(connection, daemon.uri, run_id)
     try:
@@ -110,4 +122,3 @@ def libvirt_host(run_id: str) -> Iterator[object]:
     finally:
         host.remove()
         connection.close()
-        stop_daemon(daemon)

@@ -28,10 +28,7 @@ import pytest
 from agent.drivers.libvirt import DirectBoot, LibvirtSettings, StreamedContents
 from tests.libvirt.daemon import (
     Daemon,
-    DaemonUnavailable,
-    find_or_start_daemon,
     guest_accelerator,
-    stop_daemon,
 )
 from tests.libvirt.guest import MARKER, GuestUnavailable, build_initrd, find_kernel
 from tests.libvirt.harness import LibvirtAgent, MemoryContents
@@ -70,18 +67,6 @@ def fast_agent(test_connection: Any, tmp_path: Path) -> LibvirtAgent:
 @pytest.fixture(scope="session")
 def run_id() -> str:
     return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="session")
-def daemon() -> Iterator[Daemon]:
-    try:
-        found = find_or_start_daemon()
-    except DaemonUnavailable as e:
-        pytest.skip(f"no libvirtd: {e}")
-    try:
-        yield found
-    finally:
-        stop_daemon(found)
 
 
 @pytest.fixture(scope="session")

@@ -644,8 +644,9 @@ def profile(args: argparse.Namespace, server: Server, tokens: Path, workdir: Pat
         print("   profile: no samples")
         return
     print(
-        f"   profile: py-spy, every thread of the server, {summary.total} busy samples at "
-        f"100/s ({summary.idle} idle ones left out), while the load generator ran again "
+        f"   profile: py-spy, every thread of the server, {summary.total} busy samples "
+        f"(running, or waiting for the GIL) at 100/s ({summary.idle} idle ones left out), "
+        f"while the load generator ran again "
         f"({per_second:.0f} requests/s under sampling); raw stacks in {out}"
     )
     print("     busy time by thread:")

@@ -53,8 +53,13 @@ class Accepted(BaseModel):
 def agent_routes(services: Services) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["agents"])
 
-    def agent(request: Request) -> str:
-        return agent_of(services.registrations, request)
+    async def agent(request: Request) -> str:
+        # a token seen moments ago is answered on the event loop; only a new one costs a
+        # store read in a worker thread
+        found = services.registrations.remembered(bearer(request))
+        if found is not None:
+            return found
+        return await run_in_threadpool(agent_of, services.registrations, request)
 
     def bootstrap(request: Request) -> str:
         token = bearer(request)
@@ -97,7 +102,9 @@ def agent_routes(services: Services) -> APIRouter:
         deadline = loop.time() + wait
         with services.notifier.subscribe(appliance) as subscription:
             while True:
-                served = await run_in_threadpool(services.documents.current, appliance)
+                fresh, served = services.documents.remembered(appliance)
+                if not fresh:
+                    served = await run_in_threadpool(services.documents.current, appliance)
                 if served is not None and not _matches(served.digest, known):
                     return Response(
                         served.body, media_type="application/json", headers=_tag(served.digest)

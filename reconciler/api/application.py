@@ -52,7 +52,7 @@ def create_app(
         store=store,
         rollout=rollout,
         registrations=Registrations(store=store, clock=clock, bootstrap_token=bootstrap_token),
-        documents=DesiredDocuments(store=store),
+        documents=DesiredDocuments(store=store, notifier=rollout.notifier),
         views=FleetViews(store=store, clock=clock, heartbeat_timeout=rollout.heartbeat_timeout),
         notifier=rollout.notifier,
         on_push=on_push,

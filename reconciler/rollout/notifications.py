@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 
@@ -36,6 +36,12 @@ class Notifier:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, set[Subscription]] = {}
+        self._listeners: list[Callable[[set[str]], None]] = []
+
+    def listen(self, listener: Callable[[set[str]], None]) -> None:
+        """Call ``listener`` with the appliances of every notification, before any waiting
+        request wakes (caches of what appliances are served drop their entries there)."""
+        self._listeners.append(listener)
 
     @contextmanager
     def subscribe(self, appliance: str) -> Iterator[Subscription]:
@@ -54,8 +60,11 @@ class Notifier:
 
     def notify(self, appliances: Iterable[str]) -> None:
         """Wake every request waiting for one of ``appliances``; safe from any thread."""
+        changed = set(appliances)
+        for listener in self._listeners:
+            listener(changed)
         with self._lock:
-            woken = [s for a in set(appliances) for s in self._waiting.get(a, ())]
+            woken = [s for a in changed for s in self._waiting.get(a, ())]
         for subscription in woken:
             try:
                 subscription.loop.call_soon_threadsafe(subscription.event.set)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from ..store import AgentRecord, EventRecord, Store
@@ -39,12 +41,20 @@ def token_hash(token: str) -> str:
 
 
 class Registrations:
-    def __init__(self, *, store: Store, clock: Clock, bootstrap_token: str) -> None:
+    def __init__(
+        self, *, store: Store, clock: Clock, bootstrap_token: str, token_ttl: float = 5.0
+    ) -> None:
         if len(bootstrap_token) < 16:
             raise ValueError("the bootstrap token must be at least 16 characters")
         self._store = store
         self._clock = clock
         self._bootstrap = bootstrap_token.encode()
+        # token hash -> (appliance, expiry): an agent polling every few seconds is not looked
+        # up in the database each time; re-registering here drops the old token at once, and
+        # the short time limit bounds how long another replica's rotation goes unseen
+        self._known: dict[str, tuple[str, float]] = {}
+        self._known_lock = threading.Lock()
+        self._ttl = token_ttl
 
     def verify_bootstrap(self, token: str) -> None:
         """Raises InvalidToken unless ``token`` is the fleet's bootstrap token."""
@@ -54,6 +64,8 @@ class Registrations:
     def register(self, facts: AgentFacts, *, bootstrap_token: str) -> Registration:
         """Raises InvalidToken for a wrong bootstrap token."""
         self.verify_bootstrap(bootstrap_token)
+        with self._known_lock:  # the appliance's old token stops working here at once
+            self._known = {h: k for h, k in self._known.items() if k[0] != facts.appliance}
         token = secrets.token_urlsafe(32)
         now = epoch(self._clock)
         with self._store.write() as tx:
@@ -91,11 +103,27 @@ class Registrations:
             )
         return Registration(appliance=facts.appliance, token=token, declared=declared)
 
+    def remembered(self, token: str) -> str | None:
+        """The appliance of a token authenticated moments ago, without reading the store
+        (None: ask :meth:`authenticate`)."""
+        with self._known_lock:
+            known = self._known.get(token_hash(token))
+        return known[0] if known is not None and known[1] > time.monotonic() else None
+
     def authenticate(self, token: str) -> str:
         """The appliance an agent token belongs to; raises InvalidToken."""
         wanted = token_hash(token)
+        now = time.monotonic()
+        with self._known_lock:
+            known = self._known.get(wanted)
+        if known is not None and known[1] > now:
+            return known[0]
         with self._store.read() as tx:
             found = tx.agents.by_token_hash(wanted)
         if found is None or not hmac.compare_digest(found[1], wanted):
             raise InvalidToken("agent token refused")
+        with self._known_lock:
+            if len(self._known) > 100_000:
+                self._known.clear()
+            self._known[wanted] = (found[0].appliance, now + self._ttl)
         return found[0].appliance

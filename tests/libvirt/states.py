@@ -6,30 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from agent.contract import (
-    ClusterState,
-    DesiredState,
-    ManifestFile,
-    Node,
-    NodePlacement,
-    NodeResources,
-    Pool,
-    seal,
-)
+from agent.contract import ClusterState, ManifestFile, Node, NodePlacement, NodeResources, Pool
+from tests.agent.states import Strategy, manifests, state
 
-Strategy = Literal["expand-first", "contract-first"]
-
-
-def manifests(*names: str, pack: str = "demo") -> list[ManifestFile]:
-    return [
-        ManifestFile(
-            layer="addon",
-            pack=pack,
-            name=name,
-            content=f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name.split('.')[0]}\n",
-        )
-        for name in names
-    ]
+__all__ = ["manifests", "placement", "resources", "state", "vm_cluster"]
 
 
 def resources(**changes: Any) -> NodeResources:
@@ -102,7 +82,3 @@ def vm_cluster(
         schedules=[],
         timezone="UTC",
     )
-
-
-def state(appliance: str, *clusters: ClusterState, revision: str = "rev-1") -> DesiredState:
-    return seal(appliance=appliance, site="test-site", revision=revision, clusters=list(clusters))

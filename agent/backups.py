@@ -124,7 +124,9 @@ def backup_cluster(
         where = location.describe()
 
         # Copy every volume while the cluster's writes are held
-        files = _copy(cluster, volumes=volumes, staging=staging, level=settings.compress_level)
+        files, consistency = _copy(
+            cluster, volumes=volumes, staging=staging, level=settings.compress_level
+        )
 
         # Upload the files, then commit with the manifest
         for file in files:
@@ -145,7 +147,7 @@ def backup_cluster(
             expiryHours=None if expiry is None else int(expiry),
             namespaces=[str(n) for n in parameters.get("namespaces") or []],
             includeClusterResources=str(parameters.get("includeClusterResources", "auto")),
-            consistency="crash-consistent: the cluster's nodes were paused during the copy",
+            consistency=consistency,
             files=list(files),
         )
         location.put_bytes(
@@ -220,12 +222,12 @@ def prune(
 
 def _copy(
     cluster: ClusterState, *, volumes: Volumes, staging: Path, level: int
-) -> tuple[BackupFile, ...]:
+) -> tuple[tuple[BackupFile, ...], str]:
     found = volumes.node_volumes(cluster)
     if not found:
         raise BackupFailed(f"cluster {cluster.name} has no data volumes on this appliance")
     staging.mkdir(parents=True, exist_ok=True)
-    with volumes.quiesced(cluster):
+    with volumes.quiesced(cluster) as consistency:
         for volume in found:
             path = staging / f"{volume.volume}.tar.gz"
             with gzip.GzipFile(path, mode="wb", compresslevel=level, mtime=0) as out:
@@ -245,7 +247,7 @@ def _copy(
                 sha256=file_sha256(path),
             )
         )
-    return tuple(files)
+    return tuple(files), consistency
 
 
 def file_sha256(path: Path) -> str:

@@ -6,8 +6,9 @@ containers started next to them.
 the same ``docker.DockerClient`` the driver gets. It finds node containers by the driver's
 labels (it reads them, it never changes the driver) and gives the containers it starts itself
 (tools, helpers) the label ``edgefleet.daytwo`` and not the driver's, so the applier never
-takes them for nodes. A virtualized cluster gets its own implementation (commands over SSH,
-reboots through libvirt) against the same protocol. Docker's and requests' errors are mapped
+takes them for nodes. A virtualized cluster gets its own implementation against the same protocol
+(:class:`agent.drivers.libvirt.daytwo.LibvirtNodes`: commands through the QEMU guest agent,
+reboots through libvirt). Docker's and requests' errors are mapped
 here, with ``raise ... from e``::
 
     NodeError
@@ -15,6 +16,7 @@ here, with ``raise ... from e``::
     ├── NodeMissing          a node of the desired state has no container on this appliance
     ├── NodeNotRunning       the node must be running for this and is not
     ├── TimedOut             a command or a tool outlived its time
+    ├── GuestAgentSilent     a virtual node's guest agent does not answer
     └── EngineRefused        the engine refused or failed the request (image missing, ...)
 """
 
@@ -31,7 +33,7 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from agent.clocks import Clock
-from agent.contract import ClusterState, Role
+from agent.contract import ClusterState, Node, Role
 from agent.drivers.docker import APPLIANCE, CLUSTER, NODE, absent_is_fine
 from agent.naming import network_name
 
@@ -60,6 +62,10 @@ class TimedOut(NodeError):
     pass
 
 
+class GuestAgentSilent(NodeError):
+    pass
+
+
 class EngineRefused(NodeError):
     pass
 
@@ -80,6 +86,11 @@ class NodeRef:
     container: str
     image: str
     mounts: tuple[Mount, ...] = ()
+    address: str = ""  # how other nodes reach it, when not by its name
+
+    @property
+    def reachable_as(self) -> str:
+        return self.address or self.node
 
 
 @dataclass(frozen=True)
@@ -150,13 +161,8 @@ class DockerNodes:
         by_node: dict[str, list[dict[str, Any]]] = {}
         for item in found:
             by_node.setdefault((item.get("Labels") or {}).get(NODE, ""), []).append(item)
-        order = {pool.name: i for i, pool in enumerate(_pools_in_order(cluster))}
-        wanted = sorted(
-            (n for n in cluster.nodes if n.appliance == self.appliance),
-            key=lambda n: order.get(n.pool, len(order)),
-        )
         refs = []
-        for node in wanted:
+        for node in nodes_here(cluster, self.appliance):
             candidates = by_node.get(node.name)
             if not candidates:
                 raise NodeMissing(f"node {node.name} has no container on {self.appliance}")
@@ -311,8 +317,12 @@ class DockerNodes:
             raise NodeNotRunning(f"node {node.node} is {state or 'gone'}, not running")
 
 
-def _pools_in_order(cluster: ClusterState) -> list[Any]:
-    return sorted(cluster.pools, key=lambda pool: not pool.controlPlane)
+def nodes_here(cluster: ClusterState, appliance: str) -> list[Node]:
+    """The cluster's nodes on ``appliance`` in pool order, control-plane pools first."""
+    pools = sorted(cluster.pools, key=lambda pool: not pool.controlPlane)
+    order = {pool.name: i for i, pool in enumerate(pools)}
+    here = (n for n in cluster.nodes if n.appliance == appliance)
+    return sorted(here, key=lambda n: order.get(n.pool, len(order)))
 
 
 def _tail(data: bytes) -> bytes:

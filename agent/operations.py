@@ -1,7 +1,8 @@
 """Day-2 operations of one appliance: the runs its schedules ask for, and the same on demand.
 
-Built by the CLI around its collaborators (the Docker nodes and volumes, the data folder, a
-clock, the environment that holds the backup credentials) and used three ways:
+Built by the CLI around its collaborators (the nodes and volumes: Docker's on a
+containerized appliance, libvirt's on a virtualized one; the data folder, a clock, the
+environment that holds the backup credentials) and used three ways:
 
 - ``edgefleet-agent run``: :meth:`Operations.scheduled` is the :class:`agent.scheduling.Scheduler`'s
   runner; it reads the current DesiredState from ``current_state``. A patch run due while the
@@ -69,7 +70,8 @@ class PolicyMissing(OperationError):
 
 
 class Host(Nodes, ToolHost, Protocol):
-    """Where the nodes run: commands, reboots and tool containers (:class:`DockerNodes`)."""
+    """Where the nodes run: commands, reboots and tool containers (:class:`DockerNodes`,
+    :class:`agent.drivers.libvirt.daytwo.LibvirtNodes`)."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ file for ``edgefleet status import``)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 
@@ -27,11 +29,11 @@ from .drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from .inventory import STATE_NAME, Inventory
 from .link import AgentLink, LinkSettings
 from .nodes import DockerNodes
-from .operations import OperationError, Operations
+from .operations import Host, OperationError, Operations
 from .reporting import status_report
 from .results import ApplyResult
 from .scheduling import Scheduler
-from .snapshots import DockerVolumes
+from .snapshots import DockerVolumes, Volumes
 from .syncing import SyncLoop, SyncSettings
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class Agent:
     inventory: Inventory
     driver: Driver
     client: docker.DockerClient | None = None  # the engine of containerized nodes
+    connection: Any = None  # the libvirt connection of virtualized nodes
 
     def apply(self, state: DesiredState) -> ApplyResult:
         return apply_state(state, driver=self.driver, inventory=self.inventory, clock=SystemClock())
@@ -55,8 +58,9 @@ def open_agent(config: AgentConfig) -> Iterator[Agent]:
     """The inventory and the driver the configuration names: libvirt on an appliance that
     hosts virtualized clusters (``isVirtual``), Docker otherwise."""
     if config.isVirtual:
-        with _libvirt(config) as driver, Inventory.open(Path(config.dataDir)) as inventory:
-            yield Agent(config, inventory, driver)
+        with _libvirt(config) as (driver, connection):
+            with Inventory.open(Path(config.dataDir)) as inventory:
+                yield Agent(config, inventory, driver, connection=connection)
         return
     settings = DockerSettings(
         default_image=config.defaultImage or DEFAULT_IMAGE,
@@ -75,7 +79,7 @@ def open_agent(config: AgentConfig) -> Iterator[Agent]:
 
 
 @contextmanager
-def _libvirt(config: AgentConfig) -> Iterator[Driver]:
+def _libvirt(config: AgentConfig) -> Iterator[tuple[Driver, Any]]:
     # libvirt-python is an optional extra: imported only where a driver is wanted
     from .drivers.libvirt import LibvirtDriver, LibvirtSettings, connect, connection_uri
 
@@ -96,23 +100,45 @@ def _libvirt(config: AgentConfig) -> Iterator[Driver]:
         )
         if config.defaultImage:
             settings = dataclasses.replace(settings, default_image=config.defaultImage)
-        yield LibvirtDriver(connection=connection, settings=settings)
+        yield LibvirtDriver(connection=connection, settings=settings), connection
     finally:
         connection.close()
 
 
 def day_two(agent: Agent, current: Callable[[], DesiredState | None]) -> Operations | None:
-    """The patch, scan and backup runner of a containerized appliance (None elsewhere: the
-    virtualized side has no node access yet)."""
-    if agent.client is None:
-        return None
-    clock = SystemClock()
-    nodes = DockerNodes(client=agent.client, appliance=agent.config.applianceId, clock=clock)
+    """The patch, scan and backup runner of the appliance's nodes: Docker containers, or
+    libvirt domains reached through their guest agents (None for libvirt's test driver,
+    whose domains have no guest agent)."""
+    if agent.client is not None:
+        return _operations(agent.config, _docker_day_two(agent.config, agent.client), current)
+    if agent.connection is not None and not str(agent.connection.getURI()).startswith("test:"):
+        return _operations(agent.config, _libvirt_day_two(agent.config, agent.connection), current)
+    return None
+
+
+def _docker_day_two(config: AgentConfig, client: docker.DockerClient) -> tuple[Host, Volumes]:
+    nodes = DockerNodes(client=client, appliance=config.applianceId, clock=SystemClock())
+    return nodes, DockerVolumes(nodes=nodes)
+
+
+def _libvirt_day_two(config: AgentConfig, connection: Any) -> tuple[Host, Volumes]:
+    from .drivers.libvirt.daytwo import LibvirtNodes, LibvirtVolumes
+
+    nodes = LibvirtNodes(connection=connection, appliance=config.applianceId, clock=SystemClock())
+    return nodes, LibvirtVolumes(nodes=nodes, spool_dir=Path(config.dataDir) / "daytwo" / "spool")
+
+
+def _operations(
+    config: AgentConfig,
+    places: tuple[Host, Volumes],
+    current: Callable[[], DesiredState | None],
+) -> Operations:
+    host, volumes = places
     return Operations(
-        data_dir=Path(agent.config.dataDir),
-        host=nodes,
-        volumes=DockerVolumes(nodes=nodes),
-        clock=clock,
+        data_dir=Path(config.dataDir),
+        host=host,
+        volumes=volumes,
+        clock=SystemClock(),
         environ=os.environ,
         current_state=current,
     )
@@ -204,17 +230,13 @@ def saved_state(config: AgentConfig) -> DesiredState:
 @contextmanager
 def operations_for(config: AgentConfig) -> Iterator[Operations]:
     """Day-2 operations on demand, beside (or without) a running agent."""
+    current = functools.partial(saved_state, config)
+    if config.isVirtual:
+        with _libvirt(config) as (_, connection):
+            yield _operations(config, _libvirt_day_two(config, connection), current)
+        return
     client = connect(config.dockerUrl)
     try:
-        clock = SystemClock()
-        nodes = DockerNodes(client=client, appliance=config.applianceId, clock=clock)
-        yield Operations(
-            data_dir=Path(config.dataDir),
-            host=nodes,
-            volumes=DockerVolumes(nodes=nodes),
-            clock=clock,
-            environ=os.environ,
-            current_state=lambda: saved_state(config),
-        )
+        yield _operations(config, _docker_day_two(config, client), current)
     finally:
         client.close()

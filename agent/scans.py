@@ -12,7 +12,8 @@ Called by :mod:`agent.operations` on schedule and on demand. Each scan type has 
   namespace with its volumes read-only, so it reaches the API server with the admin
   kubeconfig.
 
-In ``argv``, an item ``{nodes}`` becomes the node names (several items), and ``{node}`` and
+In ``argv``, an item ``{nodes}`` becomes the nodes' names (their addresses where names do not
+resolve: virtual nodes; several items), and ``{node}`` and
 ``{kubeconfig}`` are replaced within an item. The summary (pass, warn, fail counts and the
 findings) is kept in :class:`agent.history.History` and returned; a scan that could not run or
 whose output is not its tool's report is kept and returned as failed.
@@ -199,7 +200,7 @@ def _argv(
     out: list[str] = []
     for item in argv:
         if item == "{nodes}":
-            out.extend(n.node for n in nodes)
+            out.extend(n.reachable_as for n in nodes)
         else:
             out.append(item.replace("{node}", node).replace("{kubeconfig}", kubeconfig))
     return tuple(out)

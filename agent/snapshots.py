@@ -9,7 +9,8 @@ node of the cluster is paused, so the copy is one crash-consistent instant of th
 cluster. It is written back by a helper that empties the volume, then the engine extracts the
 archive into it, while the nodes are stopped. The helper is the node's own image unless one
 is configured, so nothing has to be pulled. A virtualized cluster plugs in its own
-implementation (data disks in the libvirt data pool) against the same protocol.
+implementation against the same protocol (:class:`agent.drivers.libvirt.daytwo.LibvirtVolumes`:
+the data disks in the libvirt data pool).
 
 Errors are :class:`agent.nodes.NodeError`, mapped by :func:`agent.nodes.mapped`.
 """
@@ -52,8 +53,9 @@ class Volumes(Protocol):
     def node_volumes(self, cluster: ClusterState) -> tuple[NodeVolume, ...]:
         """The cluster's data volumes on this appliance, control-plane nodes first."""
 
-    def quiesced(self, cluster: ClusterState) -> AbstractContextManager[None]:
-        """Writes to the cluster's volumes held while the block runs."""
+    def quiesced(self, cluster: ClusterState) -> AbstractContextManager[str]:
+        """Writes to the cluster's volumes held while the block runs; yields how, for the
+        backup's manifest."""
 
     def export(self, volume: NodeVolume, out: Sink) -> None:
         """The volume's content as a tar stream, entries under ``data/``."""
@@ -84,9 +86,9 @@ class DockerVolumes:
         return tuple(found)
 
     @contextmanager
-    def quiesced(self, cluster: ClusterState) -> Iterator[None]:
+    def quiesced(self, cluster: ClusterState) -> Iterator[str]:
         with self._nodes.paused(self._nodes.cluster_nodes(cluster)):
-            yield
+            yield "crash-consistent: the cluster's nodes were paused during the copy"
 
     @contextmanager
     def stopped(self, cluster: ClusterState) -> Iterator[None]:

@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from agent.config import AgentConfig
 from agent.contract import Schedule
 from agent.outcomes import RunState
 from agent.restoring import BackupCorrupted, BackupNotFound, RestoreError
@@ -309,3 +312,52 @@ def test_a_corrupted_or_missing_backup_fails_restore_and_changes_nothing(
     after = ([tree(site, n) for n in node_names(target)], started(site, node_names(target)))
     assert after == before
     assert operations.history.status(target.name).last_restore is None
+
+
+def test_the_operator_backs_up_and_restores_with_edgefleet_agent(
+    site: Site, tmp_path: Path
+) -> None:
+    """``edgefleet-agent run-now backup`` and ``restore`` as an operator runs them on a
+    containerized appliance: the agent's config, the last good state it keeps on disk."""
+    folder = tmp_path / "backups"
+    location = {"name": "local-disk", "provider": "file", "path": str(folder)}
+    source = site.cluster("till", workers=0)
+    source = source.model_copy(update={"schedules": [backup_policy(location, prefix="p")]})
+    fresh = site.cluster("spare", workers=0)
+    site.apply(site.state(source, fresh))
+    (control,) = node_names(source)
+    write_data(site, control, "c1")
+    config = tmp_path / "agent.yaml"
+    AgentConfig(
+        applianceId=site.appliance,
+        ip="127.0.0.1",
+        dataDir=str(site.agent.data_dir),
+        dockerUrl=site.agent.base_url,
+    ).save(config)
+    agent = [str(Path(sys.executable).with_name("edgefleet-agent"))]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*agent, *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    backup = run("run-now", "backup", "--cluster", source.name)
+
+    assert backup.returncode == 0, backup.stderr
+    (result,) = json.loads(backup.stdout)
+    assert result["state"] == "done" and (folder / "p" / result["id"] / "manifest.json").exists()
+
+    missing = run("restore", "--backup", f"{source.name}-20200101T000000Z")
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert missing.stderr.startswith(f"edgefleet-agent: backup {source.name}-20200101T000000Z")
+    assert "not found" in missing.stderr
+
+    restored = run("restore", "--backup", result["id"], "--cluster", fresh.name)
+
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["cluster"] == fresh.name
+    assert tree(site, node_names(fresh)[0]) == tree(site, control)

@@ -1,10 +1,25 @@
 """A tiny guest for the real-VM test: the host's Debian kernel (``linux-image-amd64``) and an
-initramfs built here from ``busybox-static``, booted directly (``<kernel>``/``<initrd>``).
+initramfs built here from ``busybox-static`` and ``qemu-guest-agent``, booted directly
+(``<kernel>``/``<initrd>``).
 
-Its init loads the CD-ROM and ISO 9660 modules, then once a second runs the node template
-``templates/nodes/manifests-sync.sh`` against the seed CD, exactly as a control-plane node
-does, and prints ``edgefleet-test: up <local-hostname from meta-data> manifests: <files>``
-on the serial console, so a test sees the guest run, read its seed and follow a media change.
+Its init loads the CD-ROM, ISO 9660 and virtio modules (PCI, console, block: the data disk is
+``/dev/vdb`` when the domain has one), then starts the QEMU guest agent (``/usr/sbin/qemu-ga``
+with the shared libraries ``ldd`` lists) in the background on the virtio port named
+``org.qemu.guest_agent.0``, and prints ``edgefleet-test: agent /dev/<port>`` once. Once a
+second it runs the node template ``templates/nodes/manifests-sync.sh`` against the seed CD,
+exactly as a control-plane node does, and prints ``edgefleet-test: up <local-hostname from
+meta-data> manifests: <files>`` on the serial console, so a test sees the guest run, read its
+seed and follow a media change.
+
+Through libvirt's guest agent calls the host can then ping the guest, run busybox commands in
+it (``guest-exec`` finds ``sh``, ``cat``, ``dd``, ``test`` on ``PATH``), freeze and thaw its
+filesystems (none to freeze: the root is the initramfs) and reboot it: ``guest-shutdown``
+runs ``/sbin/shutdown -h -r +0 ...``, here a script that syncs and reboots at once.
+
+For the day-2 tests it also carries stand-ins for what a node image has and this guest has
+not: ``/usr/sbin/pkg`` (a package manager's upgrade, ``tests/daytwo/tools/pkg``) with an
+``/etc/os-release``, and ``/usr/bin/k3s`` (k3s's containerd client, ``tests/libvirt/k3s``)
+with the scan tools' report formats under ``/reports``.
 """
 
 from __future__ import annotations
@@ -17,9 +32,15 @@ import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).parent
+DAYTWO = REPO_ROOT / "tests" / "daytwo"
+OS_RELEASE = 'NAME="Edge Test OS"\nID=edgetest\nVERSION_ID=3.19.0\n'
 SYNC_SCRIPT = REPO_ROOT / "templates" / "nodes" / "manifests-sync.sh"
 MARKER = b"edgefleet-test:"
-# CD-ROM on SATA, and ISO 9660: modules in Debian's kernel, loaded in this order
+QEMU_GA = "/usr/sbin/qemu-ga"
+DYNAMIC_LOADER = "/lib64/ld-linux-x86-64.so.2"
+# modules in Debian's kernel, loaded in this order (modules.dep): CD-ROM on SATA and ISO 9660,
+# then virtio on PCI, its serial ports (the guest agent's channel) and its disks
 MODULES = (
     "drivers/scsi/scsi_common",
     "drivers/scsi/scsi_mod",
@@ -29,14 +50,23 @@ MODULES = (
     "drivers/ata/libahci",
     "drivers/ata/ahci",
     "fs/isofs/isofs",
+    "drivers/virtio/virtio_ring",
+    "drivers/virtio/virtio",
+    "drivers/virtio/virtio_pci_legacy_dev",
+    "drivers/virtio/virtio_pci_modern_dev",
+    "drivers/virtio/virtio_pci",
+    "drivers/char/virtio_console",
+    "drivers/block/virtio_blk",
 )
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mkdir -p /tmp /mnt /var/lib
+mkdir -p /tmp /mnt /var/lib /run
 for module in {modules}; do insmod "/lib/modules/$module.ko"; done
+sh /edgefleet/guest-agent.sh &
 while true; do
   if EDGEFLEET_SEED=/dev/sr0 sh /edgefleet/manifests-sync.sh 2>/tmp/sync.err; then
     mount -t iso9660 -o ro /dev/sr0 /mnt
@@ -49,6 +79,37 @@ while true; do
   fi
   sleep 1
 done
+"""
+# started in the background by init: the seed loop does not wait for the agent's port
+GUEST_AGENT = """#!/bin/busybox sh
+port=""
+for attempt in $(seq 50); do
+  for name in /sys/class/virtio-ports/*/name; do
+    if [ "$(cat "$name" 2>/dev/null)" = org.qemu.guest_agent.0 ]; then
+      port="$(basename "$(dirname "$name")")"
+    fi
+  done
+  if [ -n "$port" ] && [ -c "/dev/$port" ]; then break; fi
+  sleep 0.2
+done
+if [ -z "$port" ] || [ ! -c "/dev/$port" ]; then
+  echo "edgefleet-test: agent: no virtio port org.qemu.guest_agent.0"
+  exit 1
+fi
+mkdir -p /tmp/qga
+echo "edgefleet-test: agent /dev/$port"
+qemu-ga -m virtio-serial -p "/dev/$port" -t /tmp/qga 2>/tmp/qga.err
+echo "edgefleet-test: agent exited with $?: $(tail -c 300 /tmp/qga.err)"
+"""
+# qemu-ga's guest-shutdown runs "/sbin/shutdown -h -r|-H|-P +0 'hypervisor initiated
+# shutdown'"; init is a shell script here, not one that shuts down: act at once
+SHUTDOWN = """#!/bin/busybox sh
+/bin/busybox sync
+case " $* " in
+  *" -r "*) exec /bin/busybox reboot -f ;;
+  *" -H "*) exec /bin/busybox halt -f ;;
+  *) exec /bin/busybox poweroff -f ;;
+esac
 """
 
 
@@ -72,7 +133,20 @@ def build_initrd(version: str, out: Path) -> Path:
         "bin/busybox": (0o755, busybox.read_bytes()),
         "init": (0o755, INIT.format(modules=" ".join(m.split("/")[-1] for m in MODULES)).encode()),
         "edgefleet/manifests-sync.sh": (0o755, SYNC_SCRIPT.read_bytes()),
+        "edgefleet/guest-agent.sh": (0o755, GUEST_AGENT.encode()),
+        "sbin/shutdown": (0o755, SHUTDOWN.encode()),
+        # stand-ins for what a node image has and this guest has not (see test_daytwo.py)
+        "usr/sbin/pkg": (0o755, (DAYTWO / "tools" / "pkg").read_bytes()),
+        "etc/os-release": (0o644, OS_RELEASE.encode()),
+        "usr/bin/k3s": (0o755, (HERE / "k3s").read_bytes()),
+        "reports/kube-bench-master.json": (
+            0o644,
+            (DAYTWO / "reports" / "kube-bench-master.json").read_bytes(),
+        ),
+        "reports/kube-hunter.json": (0o644, (DAYTWO / "reports" / "kube-hunter.json").read_bytes()),
     }
+    for program, mode in _guest_agent():
+        files[program.lstrip("/")] = (mode, Path(program).resolve().read_bytes())
     for module in MODULES:
         path = modules / f"{module}.ko"
         if not path.exists():
@@ -115,3 +189,28 @@ def _static_busybox() -> Path:
         if re.search(r"/bin/busybox$", line) and Path(line).exists():
             return Path(line)
     raise GuestUnavailable("the Debian package busybox-static is not installed")
+
+
+def _guest_agent() -> list[tuple[str, int]]:
+    """(path, mode) of qemu-ga and of everything it loads: the shared libraries ``ldd`` lists
+    and the dynamic loader, each to be stored at that path with its (symlink-resolved)
+    content."""
+    listed = subprocess.run(
+        ["dpkg", "-L", "qemu-guest-agent"], capture_output=True, text=True, check=False
+    )
+    if QEMU_GA not in listed.stdout.splitlines() or not Path(QEMU_GA).exists():
+        raise GuestUnavailable("the Debian package qemu-guest-agent is not installed")
+    ldd = subprocess.run(["ldd", QEMU_GA], capture_output=True, text=True, check=False)
+    if ldd.returncode != 0:
+        raise GuestUnavailable(f"ldd {QEMU_GA} failed: {ldd.stderr.strip() or ldd.stdout}")
+    found: dict[str, int] = {QEMU_GA: 0o755, DYNAMIC_LOADER: 0o755}
+    for line in ldd.stdout.splitlines():
+        if "not found" in line:
+            raise GuestUnavailable(f"{QEMU_GA} needs a missing library: {line.strip()}")
+        match = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)", line)
+        if match:
+            found.setdefault(match.group(1), 0o644)
+    for path in found:
+        if not Path(path).exists():
+            raise GuestUnavailable(f"{path}, which {QEMU_GA} loads, is missing")
+    return sorted(found.items())

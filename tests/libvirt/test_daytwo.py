@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import libvirt
 import pytest
 
 from agent.clocks import SystemClock
@@ -283,3 +284,41 @@ def test_data_disks_are_backed_up_and_restored_into_another_cluster_byte_for_byt
     assert site.guest(target_worker).boot_id() != boot_id  # it was stopped and started
     # the source cluster kept running through it all
     assert site.sh(source_worker, READ_MARK) == MARK.format("a1")
+
+
+def test_a_node_whose_guest_agent_is_silent_is_paused_for_a_backup_and_not_patched(
+    site: VirtualSite,
+) -> None:
+    folder = site.tmp / "backups"
+    cluster = site.cluster("silent", schedules=[backup_policy(folder, "p"), patch_policy()])
+    desired = boot(site, cluster)
+    control, worker = f"{cluster.name}-main-1", f"{cluster.name}-workers-1"
+    write_mark(site, worker, MARK.format("s1"))
+    # the agent stops in the guest (as in an image without qemu-guest-agent)
+    kill = ["-c", "sleep 1; kill $(pidof qemu-ga)"]
+    site.guest(worker).command("guest-exec", {"path": "sh", "arg": kill})
+    deadline = time.monotonic() + 60
+    while site.guest(worker).answers():
+        assert time.monotonic() < deadline, "the guest agent kept answering"
+        time.sleep(0.5)
+    operations = site.operations()
+    domain = site.connection.lookupByName(site.agent.node_domain(worker).name)
+
+    (backup,) = operations.run_now("backup", state=desired, cluster=cluster.name)
+
+    assert backup.state is RunState.DONE, backup.error
+    manifest = json.loads((folder / "p" / backup.id / "manifest.json").read_text())
+    assert manifest["consistency"] == (
+        f"consistent: filesystems frozen by the guest agent on {control};"
+        f" paused (no guest agent answer) {worker}"
+    )
+    assert domain.state()[0] == libvirt.VIR_DOMAIN_RUNNING  # resumed
+
+    (patch,) = operations.run_now("patch", state=desired, cluster=cluster.name)
+
+    assert patch.state is RunState.FAILED
+    assert [(n.node, n.state) for n in patch.nodes] == [
+        (control, RunState.DONE),
+        (worker, RunState.FAILED),
+    ]
+    assert f"the guest agent of {worker} does not answer" in (patch.nodes[1].error or "")

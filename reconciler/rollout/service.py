@@ -203,22 +203,22 @@ class RolloutService:
         progress = advance(snapshot)
         now = snapshot.now.timestamp()
         tx.rollouts.save(progress.rollout)
-        for site in progress.sites:
-            tx.rollouts.save_site(site)
-        for target in progress.targets:
-            tx.rollouts.save_target(target)
-        for target in progress.released:
-            assignment = tx.assignments.get(target.appliance)
-            if assignment is not None:
-                tx.assignments.put(
-                    replace(
-                        assignment,
-                        served_digest=target.digest,
-                        served_revision=target.revision if target.digest else None,
-                        served_at=now,
-                        declared=target.digest is not None,
-                    )
+        tx.rollouts.save_sites(progress.sites)
+        tx.rollouts.save_targets(progress.targets)
+        current = tx.assignments.get_many(t.appliance for t in progress.released)
+        tx.assignments.put_many(
+            [
+                replace(
+                    current[target.appliance],
+                    served_digest=target.digest,
+                    served_revision=target.revision if target.digest else None,
+                    served_at=now,
+                    declared=target.digest is not None,
                 )
+                for target in progress.released
+                if target.appliance in current
+            ]
+        )
         tx.events.add(progress.events)
         return progress
 
@@ -257,7 +257,7 @@ class RolloutService:
             and before.served_digest is not None
             and before.served_digest != digest
         }
-        contents = {d: c for d in served if (c := tx.documents.get(d)) is not None}
+        contents = tx.documents.get_many(served)
         return plan_release(
             release,
             seq=seq,
@@ -272,8 +272,7 @@ class RolloutService:
         tx.rollouts.add(plan.rollout)
         tx.rollouts.add_sites(plan.sites)
         tx.rollouts.add_targets(plan.targets)
-        for assignment in plan.assignments:
-            tx.assignments.put(assignment)
+        tx.assignments.put_many(plan.assignments)
         changed = sum(s.changed for s in plan.sites)
         message = (
             f"revision {plan.rollout.revision[:7]} recorded: "

@@ -3,11 +3,13 @@ release's target for it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from sqlalchemy import Connection, RowMapping, select
 
 from .records import Assignment
 from .schema import assignments
-from .upserts import upsert
+from .upserts import upsert_many
 
 
 class Assignments:
@@ -20,6 +22,16 @@ class Assignments:
         ).first()
         return _record(row._mapping) if row else None
 
+    def get_many(self, appliances: Iterable[str]) -> dict[str, Assignment]:
+        wanted = sorted(set(appliances))
+        found: dict[str, Assignment] = {}
+        for start in range(0, len(wanted), 500):
+            rows = self._conn.execute(
+                select(assignments).where(assignments.c.appliance.in_(wanted[start : start + 500]))
+            )
+            found.update((row.appliance, _record(row._mapping)) for row in rows)
+        return found
+
     def all(self) -> list[Assignment]:
         rows = self._conn.execute(select(assignments).order_by(assignments.c.appliance))
         return [_record(row._mapping) for row in rows]
@@ -31,7 +43,11 @@ class Assignments:
         return [_record(row._mapping) for row in rows]
 
     def put(self, assignment: Assignment) -> None:
-        upsert(self._conn, assignments, dict(assignment.__dict__), keys=["appliance"])
+        self.put_many([assignment])
+
+    def put_many(self, records: Sequence[Assignment]) -> None:
+        rows = [dict(a.__dict__) for a in records]
+        upsert_many(self._conn, assignments, rows, keys=["appliance"])
 
 
 def _record(m: RowMapping) -> Assignment:

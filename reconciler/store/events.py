@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import groupby
 
 from sqlalchemy import Connection, RowMapping, delete, func, select
 
 from .records import EventRecord
 from .schema import events
-from .upserts import upsert
+from .upserts import upsert_many
 
 KEEP = 20_000  # events kept; older ones are pruned
 
@@ -18,13 +19,14 @@ class Events:
         self._conn = conn
 
     def add(self, records: Iterable[EventRecord]) -> None:
-        """Append events; one an agent already sent (same appliance and key) is skipped."""
-        for record in records:
-            values = {k: v for k, v in record.__dict__.items() if k != "id"}
-            if record.key is None:
-                self._conn.execute(events.insert().values(**values))
+        """Append events in order; one an agent already sent (same appliance and key) is
+        skipped."""
+        for keyed, run in groupby(records, key=lambda r: r.key is not None):
+            rows = [{k: v for k, v in r.__dict__.items() if k != "id"} for r in run]
+            if keyed:
+                upsert_many(self._conn, events, rows, keys=["appliance", "key"], update=[])
             else:
-                upsert(self._conn, events, values, keys=["appliance", "key"], update=[])
+                self._conn.execute(events.insert(), rows)
 
     def recent(
         self, *, site: str | None = None, appliance: str | None = None, limit: int = 50

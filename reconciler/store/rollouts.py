@@ -6,12 +6,13 @@ site's admission, soak start and failure, each appliance's release time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, RowMapping, select, update
 
 from .records import RolloutRecord, RolloutSite, RolloutTarget
 from .schema import rollout_sites, rollout_targets, rollouts
+from .upserts import update_many
 
 OPEN_STATES = ("running", "halted")
 
@@ -67,12 +68,9 @@ class Rollouts:
         ).first()
         return _site(row._mapping) if row else None
 
-    def save_site(self, site: RolloutSite) -> None:
-        self._conn.execute(
-            update(rollout_sites)
-            .where(rollout_sites.c.revision == site.revision, rollout_sites.c.site == site.site)
-            .values(**_site_values(site))
-        )
+    def save_sites(self, sites: Sequence[RolloutSite]) -> None:
+        rows = [_site_values(s) for s in sites]
+        update_many(self._conn, rollout_sites, rows, keys=["revision", "site"])
 
     # -- appliance targets -------------------------------------------------------------
     def add_targets(self, targets: Iterable[RolloutTarget]) -> None:
@@ -95,15 +93,9 @@ class Rollouts:
         ).first()
         return _target(row._mapping) if row else None
 
-    def save_target(self, target: RolloutTarget) -> None:
-        self._conn.execute(
-            update(rollout_targets)
-            .where(
-                rollout_targets.c.revision == target.revision,
-                rollout_targets.c.appliance == target.appliance,
-            )
-            .values(**_target_values(target))
-        )
+    def save_targets(self, targets: Sequence[RolloutTarget]) -> None:
+        rows = [_target_values(t) for t in targets]
+        update_many(self._conn, rollout_targets, rows, keys=["revision", "appliance"])
 
 
 def _rollout_values(r: RolloutRecord) -> dict[str, object]:

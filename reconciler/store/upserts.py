@@ -1,12 +1,13 @@
 """``INSERT ... ON CONFLICT`` for both dialects: SQLite and PostgreSQL spell it the same way
-in SQLAlchemy, but through their own ``insert`` constructs."""
+in SQLAlchemy, but through their own ``insert`` constructs. :func:`upsert_many` sends one
+statement for many rows (an executemany), as a release writes thousands at once."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -20,15 +21,44 @@ def upsert(
 ) -> None:
     """Insert ``values``; on a conflict over ``keys`` update ``update`` (default: every other
     column given), or do nothing when ``update`` is empty."""
+    upsert_many(conn, table, [values], keys=keys, update=update)
+
+
+def upsert_many(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str] | None = None,
+) -> None:
+    """:func:`upsert` of many rows with the same columns, in one statement."""
+    if not rows:
+        return
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table).values(dict(values))
-    columns = [c for c in values if c not in keys] if update is None else list(update)
+    statement = insert(table)
+    columns = [c for c in rows[0] if c not in keys] if update is None else list(update)
     if columns:
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=list(keys),
-                set_={c: statement.excluded[c] for c in columns},
-            )
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c: statement.excluded[c] for c in columns},
         )
     else:
-        conn.execute(statement.on_conflict_do_nothing(index_elements=list(keys)))
+        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+    if len(rows) == 1:
+        conn.execute(statement.values(dict(rows[0])))
+    else:
+        conn.execute(statement, [dict(row) for row in rows])
+
+
+def update_many(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, keys: Sequence[str]
+) -> None:
+    """Update existing rows, each found by its ``keys`` columns, in one statement."""
+    if not rows:
+        return
+    statement = table.update().where(*(table.c[key] == bindparam(f"key_{key}") for key in keys))
+    conn.execute(
+        statement,
+        [{**row, **{f"key_{key}": row[key] for key in keys}} for row in rows],
+    )

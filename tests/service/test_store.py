@@ -134,8 +134,8 @@ def test_rollouts_round_trip_with_sites_and_targets(store: Store) -> None:
         tx.rollouts.add_targets([target])
     with store.write(exclusive=True) as tx:
         tx.rollouts.save(replace(rollout, state="halted", failing=("s1",), wave=1))
-        tx.rollouts.save_site(replace(site_row, state="failed", failed_at=3.0, failure="boom"))
-        tx.rollouts.save_target(replace(target, released_at=2.0, waiting=""))
+        tx.rollouts.save_sites([replace(site_row, state="failed", failed_at=3.0, failure="boom")])
+        tx.rollouts.save_targets([replace(target, released_at=2.0, waiting="")])
     with store.read() as tx:
         assert tx.rollouts.get(rollout.revision) == replace(
             rollout, state="halted", failing=("s1",), wave=1

@@ -1,0 +1,76 @@
+"""Recording releases in the store (the step between a reconcile and the first notified agent);
+prints the time per release and per site.
+
+    .venv/bin/python bench/release.py [--sites 1000 10000] [--workdir DIR] [--profile]
+
+For each fleet size, one appliance per site, SQLite in the work folder:
+1. first: every site new (every document and row written);
+2. all change: a commit that changes every site's manifests;
+3. one changes: a commit that changes one site.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reconciler.rollout import Release, RolloutService  # noqa: E402
+from reconciler.store import Store  # noqa: E402
+from tests.service.fleets import release, revision, site  # noqa: E402
+
+
+def timed(service: RolloutService, rel: Release, profile: bool) -> float:
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    assert service.record_release(rel)
+    if profiler:
+        profiler.disable()
+    elapsed = time.perf_counter() - start
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(18)
+    return elapsed
+
+
+def run(sites: int, workdir: Path, profile: bool) -> None:
+    specs = [site(f"s{i:05d}") for i in range(sites)]
+    store = Store(f"sqlite:///{workdir / f'release-{sites}.sqlite'}")
+    service = RolloutService(store=store)
+    steps = [
+        ("first", release(revision(f"{sites}-1"), specs, manifest="v1")),
+        ("all change", release(revision(f"{sites}-2"), specs, manifest="v2")),
+        (
+            "one changes",
+            release(revision(f"{sites}-3"), specs, manifest="v2", manifests={"s00000": "v3"}),
+        ),
+    ]
+    for name, rel in steps:
+        elapsed = timed(service, rel, profile and name == "all change")
+        print(
+            f"{sites:>6} sites  {name:<12} {elapsed:7.2f} s"
+            f"  ({elapsed / sites * 1e6:7.0f} µs per site)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sites", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="edgefleet-bench-") as scratch:
+        workdir = args.workdir or Path(scratch)
+        for sites in args.sites:
+            run(sites, workdir, args.profile)
+
+
+if __name__ == "__main__":
+    main()

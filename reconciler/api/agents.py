@@ -100,18 +100,28 @@ def agent_routes(services: Services) -> APIRouter:
         known = _etags(request.headers.get("if-none-match", ""))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        gone: asyncio.Task[None] | None = None  # the client hung up (long-polls only)
         with services.notifier.subscribe(appliance) as subscription:
-            while True:
-                fresh, served = services.documents.remembered(appliance)
-                if not fresh:
-                    served = await run_in_threadpool(services.documents.current, appliance)
-                if served is not None and not _matches(served.digest, known):
-                    return Response(
-                        served.body, media_type="application/json", headers=_tag(served.digest)
-                    )
-                remaining = deadline - loop.time()
-                if remaining <= 0 or not await subscription.wait(remaining):
-                    break
+            try:
+                while True:
+                    fresh, served = services.documents.remembered(appliance)
+                    if not fresh:
+                        served = await run_in_threadpool(services.documents.current, appliance)
+                    if served is not None and not _matches(served.digest, known):
+                        return Response(
+                            served.body,
+                            media_type="application/json",
+                            headers=_tag(served.digest),
+                        )
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    gone = gone or asyncio.ensure_future(_disconnected(request))
+                    if not await subscription.wait(remaining, unless=gone):
+                        break
+            finally:
+                if gone is not None:
+                    gone.cancel()
         if served is None:
             raise NotFound(f"no desired state for {appliance}: not declared or not released yet")
         return Response(status_code=304, headers=_tag(served.digest))
@@ -123,6 +133,13 @@ def agent_routes(services: Services) -> APIRouter:
         return Accepted()
 
     return router
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone: a long-poll then frees its slot at once instead of
+    at the end of its wait."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _etags(header: str) -> set[str]:

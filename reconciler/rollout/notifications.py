@@ -14,6 +14,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class Subscription:
@@ -21,14 +22,16 @@ class Subscription:
         self.loop = loop
         self.event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> bool:
-        """True when notified within ``timeout`` seconds; clears the event either way."""
+    async def wait(self, timeout: float, *, unless: asyncio.Future[None] | None = None) -> bool:
+        """True when notified within ``timeout`` seconds; False at the timeout or as soon as
+        ``unless`` is done (the client went away). Clears the event either way."""
+        notified: asyncio.Future[Any] = asyncio.ensure_future(self.event.wait())
         try:
-            await asyncio.wait_for(self.event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+            waited = {notified} if unless is None else {notified, unless}
+            await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            return notified.done()
         finally:
+            notified.cancel()
             self.event.clear()
 
 

@@ -320,3 +320,43 @@ def test_day_two_results_reach_the_site_status(served: Served) -> None:
     assert shown.returncode == 0
     assert "scan configuration (kube-bench)" in shown.stdout
     assert "52 pass, 11 warn, 3 fail" in shown.stdout
+
+
+def longpolls_open(served: Served) -> float:
+    metrics = httpx.get(f"{served.url}/metrics", timeout=5).text
+    (line,) = [x for x in metrics.splitlines() if x.startswith("edgefleet_longpolls_open ")]
+    return float(line.split()[1])
+
+
+def test_a_long_poll_frees_its_slot_when_the_agent_hangs_up(served: Served) -> None:
+    served.start(*args(served))
+    agent = served.agent("store-1-a")
+    digest = agent.digest()
+    headers = {"authorization": f"Bearer {agent.token}", "if-none-match": f'"{digest}"'}
+    with socket.create_connection(("127.0.0.1", served.port)) as hung_up:
+        request = (
+            "GET /v1/desired?wait=60 HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n"
+        )
+        hung_up.sendall(request.encode())
+        deadline = time.monotonic() + 5
+        while longpolls_open(served) < 1:
+            assert time.monotonic() < deadline, "the long-poll never started waiting"
+            time.sleep(0.05)
+    closed = time.monotonic()
+
+    while longpolls_open(served) > 0:
+        assert time.monotonic() - closed < 5, "the long-poll kept its slot after the hang-up"
+        time.sleep(0.05)
+    print(f"slot freed {(time.monotonic() - closed) * 1000:.0f} ms after the hang-up")
+    # a long-poll of a connected agent still waits, and still wakes on a commit
+    answers: list[httpx.Response] = []
+    waiter = threading.Thread(target=lambda: answers.append(agent.desired(etag=digest, wait=20)))
+    waiter.start()
+    time.sleep(0.5)
+    assert longpolls_open(served) == 1
+    served.fleet.edit(STORE, '"30 2 * * *"', '"45 2 * * *"')
+    served.commit("store-1 backs up later")
+    waiter.join(timeout=25)
+    assert [a.status_code for a in answers] == [200]

@@ -114,7 +114,7 @@ def agent_routes(services: Services) -> APIRouter:
                             headers=_tag(served.digest),
                         )
                     remaining = deadline - loop.time()
-                    if remaining <= 0:
+                    if remaining <= 0 or services.notifier.closed:
                         break
                     gone = gone or asyncio.ensure_future(_disconnected(request))
                     if not await subscription.wait(remaining, unless=gone):

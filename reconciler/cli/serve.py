@@ -11,7 +11,9 @@ import argparse
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -142,8 +144,21 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=3,  # do not wait out open long-polls
     )
     try:
-        uvicorn.Server(config).run()
+        Server(config, on_exit=rollout.notifier.close).run()
     finally:
         loop.stop.set()
         loop.poke.set()
     return 0
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which first answers the waiting long-polls when told to stop (so
+    none is cut off with an error at the graceful-shutdown timeout)."""
+
+    def __init__(self, config: uvicorn.Config, *, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)

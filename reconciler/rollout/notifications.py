@@ -40,6 +40,15 @@ class Notifier:
         self._lock = threading.Lock()
         self._waiting: dict[str, set[Subscription]] = {}
         self._listeners: list[Callable[[set[str]], None]] = []
+        self.closed = False  # the server is stopping: nobody waits any more
+
+    def close(self) -> None:
+        """Wake every waiting request for good (the server is stopping: each answers what
+        it has now instead of being cut off)."""
+        self.closed = True
+        with self._lock:
+            appliances = list(self._waiting)
+        self.notify(appliances)
 
     def listen(self, listener: Callable[[set[str]], None]) -> None:
         """Call ``listener`` with the appliances of every notification, before any waiting

@@ -360,3 +360,28 @@ def test_a_long_poll_frees_its_slot_when_the_agent_hangs_up(served: Served) -> N
     served.commit("store-1 backs up later")
     waiter.join(timeout=25)
     assert [a.status_code for a in answers] == [200]
+
+
+def test_sigterm_answers_waiting_long_polls_and_exits_cleanly(served: Served) -> None:
+    served.start(*args(served))
+    agent = served.agent("store-1-a")
+    digest = agent.digest()
+    answers: list[httpx.Response] = []
+    waiter = threading.Thread(target=lambda: answers.append(agent.desired(etag=digest, wait=60)))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while longpolls_open(served) < 1:
+        assert time.monotonic() < deadline, "the long-poll never started waiting"
+        time.sleep(0.05)
+    assert served.process is not None
+    stopping = time.monotonic()
+
+    os.killpg(served.process.pid, signal.SIGTERM)
+
+    waiter.join(timeout=10)
+    assert [a.status_code for a in answers] == [304]  # "unchanged": the agent polls again
+    # uvicorn re-raises the signal once it has shut down, as a service manager expects
+    assert served.process.wait(timeout=10) in (0, -signal.SIGTERM)
+    took = time.monotonic() - stopping
+    assert took < 2, f"shutting down took {took:.1f} s"
+    assert "Traceback" not in served.log(), served.log()

@@ -18,6 +18,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from .errors import StoreError
 
 BUSY_TIMEOUT_MS = 15_000
+# the API's store calls run on anyio's worker threads (40 by default): one pooled connection
+# each, so none is opened (with its PRAGMAs) and dropped per request under load
+POOL_SIZE = 40
 WRITE_OPTION = "edgefleet_write"
 
 
@@ -43,7 +46,12 @@ def _sqlite(url: str) -> Engine:
     if make_url(url).database in (None, "", ":memory:"):
         # every pooled connection would get a database of its own
         raise StoreError("an in-memory SQLite database cannot be shared: use sqlite:///PATH")
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(
+        url,
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
+        pool_size=POOL_SIZE,
+        max_overflow=10,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:

@@ -503,8 +503,8 @@ def hold(
         f"peak {server.status_field('VmHWM') / 1024:.0f} MiB"
     )
     print(
-        f"   after the agents disconnected the server still counted {orphans} long-polls open, "
-        f"for {orphaned:.0f} s (a handler notices a gone client only when its wait ends)"
+        f"   once the agents had disconnected the server counted {orphans} long-polls open; "
+        f"none {orphaned:.0f} s later"
     )
     return held >= agents and len(woken) >= agents
 

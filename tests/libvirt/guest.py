@@ -139,12 +139,10 @@ def build_initrd(version: str, out: Path) -> Path:
         "usr/sbin/pkg": (0o755, (DAYTWO / "tools" / "pkg").read_bytes()),
         "etc/os-release": (0o644, OS_RELEASE.encode()),
         "usr/bin/k3s": (0o755, (HERE / "k3s").read_bytes()),
-        "reports/kube-bench-master.json": (
-            0o644,
-            (DAYTWO / "reports" / "kube-bench-master.json").read_bytes(),
-        ),
-        "reports/kube-hunter.json": (0o644, (DAYTWO / "reports" / "kube-hunter.json").read_bytes()),
+        "tools/sonobuoy": (0o755, (DAYTWO / "tools" / "sonobuoy").read_bytes()),
     }
+    for report in ("kube-bench-master.json", "kube-hunter.json", "sonobuoy.txt"):
+        files[f"reports/{report}"] = (0o644, (DAYTWO / "reports" / report).read_bytes())
     for program, mode in _guest_agent():
         files[program.lstrip("/")] = (mode, Path(program).resolve().read_bytes())
     for module in MODULES:

@@ -37,6 +37,7 @@ from tests.libvirt.hosts import RealHost
 from tests.libvirt.states import state
 from tests.libvirt.test_daemon import real_cluster
 
+CRED = "/var/lib/rancher/k3s/server/cred"
 PATCH = PatchSettings(command=("pkg",), timeout=60, reboot_timeout=240)
 
 
@@ -165,18 +166,25 @@ def test_scans_run_in_a_virtual_nodes_container_runtime(site: VirtualSite) -> No
     control = f"{cluster.name}-main-1"
     operations = site.operations()
 
-    configuration, penetration = operations.run_now(
-        "scan", state=desired, cluster=cluster.name, scan="configuration"
-    ) + operations.run_now("scan", state=desired, cluster=cluster.name, scan="penetration")
+    # what a k3s server leaves for sonobuoy: the admin kubeconfig
+    site.sh(control, f"mkdir -p {CRED} && echo 'apiVersion: v1' > {CRED}/admin.kubeconfig")
+
+    configuration, penetration, conformance = (
+        operations.run_now("scan", state=desired, cluster=cluster.name, scan=scan)[0]
+        for scan in ("configuration", "penetration", "conformance")
+    )
 
     assert configuration.state is RunState.DONE, configuration.error
     assert configuration.summary is not None and configuration.summary.failed > 0
     assert penetration.state is RunState.DONE, penetration.error
     assert penetration.summary is not None
+    assert conformance.state is RunState.DONE, conformance.error
+    assert conformance.summary is not None and conformance.summary.passed > 0
     runs = site.sh(control, "cat /tmp/ctr-runs").splitlines()
     assert [run.split()[2] for run in runs] == [
         "docker.io/aquasec/kube-bench:v0.9.4",  # once per node ...
         "docker.io/aquasec/kube-hunter:0.6.8",  # ... of which one here; the hunt from here
+        "docker.io/sonobuoy/sonobuoy:v0.57.3",  # against the control plane, from it
     ]
     worker_runs = site.sh(f"{cluster.name}-workers-1", "cat /tmp/ctr-runs").splitlines()
     assert [run.split()[2] for run in worker_runs] == ["docker.io/aquasec/kube-bench:v0.9.4"]

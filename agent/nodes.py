@@ -184,6 +184,10 @@ class DockerNodes:
             )
         return tuple(refs)
 
+    def addressed(self, nodes: Sequence[NodeRef]) -> tuple[NodeRef, ...]:
+        """``nodes`` as tools reach them: by name, on the cluster's network."""
+        return tuple(nodes)
+
     def state(self, container: str) -> str | None:
         with mapped(f"inspect {container}"):
             try:

@@ -91,6 +91,8 @@ class ToolHost(Protocol):
 
     def network(self, cluster: str) -> str: ...
 
+    def addressed(self, nodes: Sequence[NodeRef]) -> tuple[NodeRef, ...]: ...
+
     def run_tool(self, tool: Tool, *, name: str, timeout: float) -> ToolRun: ...
 
 
@@ -156,7 +158,9 @@ def _scan(
         run = host.run_tool(
             Tool(
                 image=tool.image,
-                argv=_argv(tool.argv, nodes, node="", kubeconfig=settings.kubeconfig),
+                argv=_argv(
+                    tool.argv, host.addressed(nodes), node="", kubeconfig=settings.kubeconfig
+                ),
                 network=host.network(cluster.name),
             ),
             name=name,

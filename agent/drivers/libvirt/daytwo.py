@@ -34,7 +34,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,11 @@ class LibvirtNodes:
         node it runs in (a node is on the site's network)."""
         return cluster
 
+    def addressed(self, nodes: Sequence[NodeRef]) -> tuple[NodeRef, ...]:
+        """``nodes`` with the IPv4 address each guest agent reports (node names do not
+        resolve on a site's network); asked only by the tools that need it."""
+        return tuple(replace(n, address=self._address(n)) for n in nodes)
+
     def cluster_nodes(self, cluster: ClusterState) -> tuple[NodeRef, ...]:
         with mapped(f"list the domains of {cluster.name}"):
             domains = agent_domains(self.connection, appliance=self.appliance)
@@ -121,7 +126,6 @@ class LibvirtNodes:
                     role=node.role,
                     container=chosen.name,
                     image="",
-                    address=self._address(chosen),
                 )
             )
         return tuple(refs)
@@ -192,9 +196,9 @@ class LibvirtNodes:
     def power_off(self, node: NodeRef) -> None:
         """Shut the node down cleanly, forced off when it has not after the grace time."""
         domain = self.domain(node)
-        if not domain.isActive():
-            return
         with mapped(f"shut down {node.node}", node=node.node):
+            if not domain.isActive():
+                return
             try:
                 domain.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
             except libvirt.libvirtError as e:
@@ -202,12 +206,12 @@ class LibvirtNodes:
                     raise
                 domain.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
         deadline = self._clock.monotonic() + self.settings.shutdown_grace
-        while domain.isActive():
-            if self._clock.monotonic() >= deadline:
-                with mapped(f"force {node.node} off", node=node.node):
-                    domain.destroy()
-                return
-            self._clock.sleep(POLL_SECONDS)
+        with mapped(f"shut down {node.node}", node=node.node):
+            while domain.isActive():
+                if self._clock.monotonic() >= deadline:
+                    domain.destroy()  # forced off after the grace time
+                    return
+                self._clock.sleep(POLL_SECONDS)
 
     def power_on(self, node: NodeRef) -> None:
         domain = self.domain(node)
@@ -240,14 +244,12 @@ class LibvirtNodes:
             except ExecTimedOut as e:
                 raise TimedOut(f"{argv[0]} in {node.node}: {e}") from e
 
-    def _address(self, found: FoundDomain) -> str:
-        if not found.active:
-            return ""
+    def _address(self, node: NodeRef) -> str:
         try:
-            domain = self.connection.lookupByName(found.name)
+            domain = self.connection.lookupByName(node.container)
             addresses = GuestAgent(domain, clock=self._clock).addresses()
         except libvirt.libvirtError:
-            return ""  # no agent yet: the node is known by its name
+            return ""  # no agent (yet): the node is known by its name
         return addresses[0] if addresses else ""
 
     def _tool_node(self, tool: Tool) -> tuple[NodeRef, bool]:
@@ -377,8 +379,8 @@ class LibvirtVolumes:
             data = None if member is None else tar.extractfile(member)
             if member is None or data is None:
                 raise EngineRefused(f"{archive.name} holds no {MEMBER} to restore")
-            pool = self._connection.storagePoolLookupByName(self._pools[volume.volume])
             with mapped(f"make volume {volume.volume} anew"):
+                pool = self._connection.storagePoolLookupByName(self._pools[volume.volume])
                 xml = _empty_like(handle.XMLDesc(0))
                 handle.delete(0)
                 handle = pool.createXML(xml, 0)

@@ -14,7 +14,14 @@ from ..errors import FleetError
 from ..rendering import Renderer, render_repository
 from ..sources import GitRepository, GitTree, Tree, changed_paths
 from ..validation import Checked, build_index, check_repository, sensitive_values
-from .changes import ApplianceChange, ClusterChange, NodeChange, SiteChange, compare_site
+from .changes import (
+    ApplianceChange,
+    ClusterChange,
+    NodeChange,
+    SiteChange,
+    compare_site,
+    disruptive,
+)
 from .impact import candidate_sites, input_digest, site_names
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "Plan",
     "SiteChange",
     "compare_site",
+    "disruptive",
     "make_plan",
 ]
 

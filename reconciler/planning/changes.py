@@ -99,14 +99,21 @@ def _appliance_changes(
             kind,
             a.digest if a else None,
             b.digest if b else None,
-            disruptive=_disruptive(appliance, a, b),
+            disruptive=disruptive(a.clusters if a else (), b.clusters if b else ()),
         )
 
 
-def _disruptive(appliance: str, a: DesiredState | None, b: DesiredState | None) -> bool:
-    old = {n.name: n for c in (a.clusters if a else []) for n in c.nodes}
-    new = {n.name: n for c in (b.clusters if b else []) for n in c.nodes}
+def disruptive(before: Iterable[ClusterState], after: Iterable[ClusterState]) -> bool:
+    """Whether going from the clusters ``before`` to those ``after`` replaces or removes a
+    node of a present cluster: the one rule that plan shows and the rollout holds for
+    maintenance windows and takes one appliance at a time."""
+    old = _present_nodes(before)
+    new = _present_nodes(after)
     return any(name not in new or _spec(new[name]) != _spec(node) for name, node in old.items())
+
+
+def _present_nodes(clusters: Iterable[ClusterState]) -> dict[str, Node]:
+    return {f"{c.name}/{n.name}": n for c in clusters if c.phase == "present" for n in c.nodes}
 
 
 def _spec(node: Node) -> dict[str, object]:

@@ -9,18 +9,19 @@ status (:class:`FleetViews`). Errors (:mod:`.errors`)::
 
     RolloutError
     ├── InvalidRelease   (permanent: the release is inconsistent; nothing recorded)
-    └── InvalidToken     (an agent or bootstrap token that does not authenticate)
+    ├── InvalidToken     (an agent or bootstrap token that does not authenticate)
+    └── RolloutConflict  (an operator action that does not fit the rollout's state)
 """
 
 from .clocks import Clock, system_clock
-from .errors import InvalidRelease, InvalidToken, RolloutError
+from .errors import InvalidRelease, InvalidToken, RolloutConflict, RolloutError
 from .notifications import Notifier
 from .reading import Figures, FleetViews
 from .registrations import AgentFacts, Registration, Registrations
 from .releases import Release, SiteRelease, Wave
 from .service import RolloutService
 from .serving import DesiredDocuments, Served
-from .views import FleetView, SiteView
+from .views import FleetView, RevisionsView, SiteView
 
 __all__ = [
     "AgentFacts",
@@ -35,6 +36,8 @@ __all__ = [
     "Registration",
     "Registrations",
     "Release",
+    "RevisionsView",
+    "RolloutConflict",
     "RolloutError",
     "RolloutService",
     "Served",

@@ -4,7 +4,8 @@
     ├── InvalidRelease        permanent: the release handed over is inconsistent (a digest
     │                         that does not match its document, an appliance in two sites);
     │                         nothing of it is recorded, the same input will fail again
-    └── InvalidToken          an agent or bootstrap token that does not authenticate
+    ├── InvalidToken          an agent or bootstrap token that does not authenticate
+    └── RolloutConflict       an operator action that does not fit the rollout's state
 
 Store errors (``reconciler.store.StoreError`` and its temporary ``StoreUnavailable``) pass
 through unchanged: the caller decides whether to retry.
@@ -23,3 +24,8 @@ class InvalidRelease(RolloutError):
 
 class InvalidToken(RolloutError):
     """A token that does not authenticate. The message never contains the token."""
+
+
+class RolloutConflict(RolloutError):
+    """An operator action that does not fit the rollout's state (nothing to promote, a
+    halted rollout to promote, no such wave)."""

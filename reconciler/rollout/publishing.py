@@ -11,13 +11,17 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from agent.contract import DesiredState, canonical_json
+from pydantic import TypeAdapter
 
-from ..store import Assignment, EventRecord, RolloutRecord, RolloutSite, RolloutTarget
+from agent.contract import ClusterState, DesiredState, canonical_json
+
+from ..planning import disruptive
+from ..store import Assignment, EventRecord, RolloutRecord, RolloutSite, RolloutTarget, Streak
 from .releases import Release, SiteRelease
 from .waves import wave_of
+
+_CLUSTERS = TypeAdapter(list[ClusterState])
 
 
 @dataclass
@@ -38,10 +42,12 @@ def plan_release(
     current: Mapping[str, Assignment],
     served_content: Mapping[str, str],
     healthy: set[tuple[str, str]],
+    streaks: Mapping[str, Streak],
     now: float,
 ) -> ReleasePlan:
     """``current``: every appliance's assignment; ``served_content``: the documents they are
-    served, by digest; ``healthy``: (appliance, digest) pairs that once ran healthy."""
+    served, by digest; ``healthy``: (appliance, digest) pairs that once ran healthy;
+    ``streaks``: what each appliance runs healthy now, proven or not."""
     waves = [{"name": w.name, "labels": dict(w.labels)} for w in release.waves]
     rollout = RolloutRecord(
         revision=release.revision,
@@ -58,12 +64,10 @@ def plan_release(
     plan = ReleasePlan(rollout=rollout)
     declared: set[str] = set()
     for name, site in sorted(release.sites.items()):
-        targets = _targets(release.revision, site, current, served_content, now)
+        targets = _targets(release.revision, site, current, served_content, healthy, streaks, now)
         declared.update(site.states)
         changed = [t for t in targets if t.changed]
-        revert = bool(changed) and all(
-            t.digest is not None and (t.appliance, t.digest) in healthy for t in changed
-        )
+        revert = bool(changed) and all(t.revert or t.released_at is not None for t in changed)
         plan.sites.append(
             RolloutSite(
                 revision=release.revision,
@@ -121,6 +125,8 @@ def _targets(
     site: SiteRelease,
     current: Mapping[str, Assignment],
     served_content: Mapping[str, str],
+    healthy: set[tuple[str, str]],
+    streaks: Mapping[str, Streak],
     now: float,
 ) -> list[RolloutTarget]:
     spans = Counter(
@@ -133,50 +139,35 @@ def _targets(
     for appliance, state in sorted(site.states.items()):
         before = current.get(appliance)
         served = before.served_digest if before else None
-        changed = served != state.digest
+        streak = streaks.get(appliance)
+        proven = streak is not None and streak.digest == state.digest and streak.proven_at
         clusters = tuple(sorted({c.name for c in state.clusters}))
-        disruptive = changed and (
-            site.disruptive.get(appliance, False)
-            or (served is not None and nodes_replaced(served_content.get(served), state))
-        )
         out.append(
             RolloutTarget(
                 revision=revision,
                 appliance=appliance,
                 site=site.site,
                 digest=state.digest,
-                changed=changed,
-                disruptive=disruptive,
+                changed=not proven,
+                revert=served != state.digest and (appliance, state.digest) in healthy,
+                disruptive=served is not None
+                and served != state.digest
+                and disrupts(served_content.get(served), state),
                 clusters=clusters,
                 shared=tuple(c for c in clusters if spans[c] > 1),
                 control_plane=any(
                     n.role == "control-plane" for c in state.clusters for n in c.nodes
                 ),
-                released_at=None if changed else now,
+                released_at=now if served == state.digest else None,
             )
         )
     return out
 
 
-def nodes_replaced(served: str | None, target: DesiredState) -> bool:
-    """Whether going from the served document to ``target`` removes or changes a node.
-
-    A second opinion next to the loop's ``disruptive`` flag, which compares consecutive
-    revisions: when a rollout was superseded half-way, what an appliance is served may be
-    older than the previous revision, and only this comparison sees that difference.
-    """
+def disrupts(served: str | None, target: DesiredState) -> bool:
+    """Whether going from the served document (canonical JSON) to ``target`` replaces or
+    removes a node; nothing served disrupts nothing."""
     if served is None:
         return False
-    before = _nodes(json.loads(served))
-    after = _nodes(target.content())
-    return any(name not in after or after[name] != spec for name, spec in before.items())
-
-
-def _nodes(content: Mapping[str, Any]) -> dict[str, str]:
-    nodes: dict[str, str] = {}
-    for cluster in content.get("clusters", []):
-        if cluster.get("phase", "present") != "present":
-            continue
-        for node in cluster.get("nodes", []):
-            nodes[f"{cluster['name']}/{node['name']}"] = json.dumps(node, sort_keys=True)
-    return nodes
+    before = _CLUSTERS.validate_python(json.loads(served).get("clusters", []))
+    return disruptive(before, target.clusters)

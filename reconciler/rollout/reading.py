@@ -14,6 +14,7 @@ from agent.contract import ClusterStatus, StatusReport
 from ..store import (
     AgentRecord,
     Assignment,
+    Control,
     EventRecord,
     ReportRecord,
     RevisionRecord,
@@ -40,8 +41,11 @@ from .views import (
     FailureView,
     FleetView,
     NodeView,
+    RevisionSummary,
+    RevisionsView,
     RevisionView,
     RolloutView,
+    SiteFailure,
     SiteSummary,
     SiteView,
     TaskView,
@@ -67,6 +71,7 @@ class FleetViews:
     def fleet(self) -> FleetView:
         with self._store.read() as tx:
             rows = _Rows.load(tx)
+            events = tx.events.recent(fleet=True, limit=20)
         now = epoch(self._clock)
         sites = sorted({a.site for a in rows.assignments.values() if a.declared})
         good, failed = rows.good, rows.failed
@@ -74,13 +79,14 @@ class FleetViews:
             generatedAt=_time(now),
             revision=_revision(good) if good else None,
             lastFailure=_failure(failed, good) if failed else None,
-            rollout=_rollout(rows.rollout, rows.sites) if rows.rollout else None,
+            rollout=_rollout(rows) if rows.rollout else None,
             sites=[self._summary(name, rows, now) for name in sites],
             discovered=[
                 self._appliance(agent.appliance, rows, now)
                 for agent in rows.agents.values()
                 if not _declared(rows.assignments.get(agent.appliance))
             ],
+            events=[_event(e) for e in events],
         )
 
     def site(self, name: str) -> SiteView | None:
@@ -123,7 +129,27 @@ class FleetViews:
             revisions=revisions,
             reconcile_seconds=durations,
             appliances=dict(counts),
-            rollout=_rollout(rows.rollout, rows.sites) if rows.rollout else None,
+            rollout=_rollout(rows) if rows.rollout else None,
+        )
+
+    def revisions(self, limit: int = 50) -> RevisionsView:
+        """The newest revisions, good and failed, with their rollout's state."""
+        with self._store.read() as tx:
+            records = tx.revisions.recent(limit)
+            shas = [r.sha for r in records]
+            rollouts = tx.rollouts.many(shas)
+            changed = tx.rollouts.changed_counts(shas)
+        return RevisionsView(
+            revisions=[
+                RevisionSummary(
+                    **_revision(r).model_dump(),
+                    outcome=r.outcome,
+                    errors=list(r.errors),
+                    rollout=rollouts[r.sha].state if r.sha in rollouts else None,
+                    sitesChanged=changed.get(r.sha, 0) if r.sha in rollouts else None,
+                )
+                for r in records
+            ]
         )
 
     # -- pieces ------------------------------------------------------------------------
@@ -135,7 +161,8 @@ class FleetViews:
         served = {rows.assignments[a].served_revision for a in appliances}
         targets = {rows.assignments[a].target_revision for a in appliances}
         row = rows.sites.get(name)
-        state, waiting = _site_state(row, rows.rollout)
+        paused = rows.paused is not None and bool(rows.paused.value)
+        state, waiting = _site_state(row, rows.rollout, paused=paused)
         return SiteSummary(
             name=name,
             wave=rows.wave_name(row),
@@ -241,12 +268,14 @@ class _Rows:
     assignments: dict[str, Assignment]
     agents: dict[str, AgentRecord]
     reports: dict[str, ReportRecord]
+    paused: Control | None = None
+    culprits: dict[str, list[str]] = field(default_factory=dict)  # failing site -> commits
     _parsed: dict[str, StatusReport | None] = field(default_factory=dict)
 
     @classmethod
     def load(cls, tx: Transaction) -> _Rows:
         rollout = tx.rollouts.latest()
-        return cls(
+        rows = cls(
             good=tx.revisions.latest("good"),
             failed=tx.revisions.latest("failed"),
             rollout=rollout,
@@ -257,7 +286,18 @@ class _Rows:
             assignments={a.appliance: a for a in tx.assignments.all()},
             agents={a.appliance: a for a in tx.agents.all()},
             reports={r.appliance: r for r in tx.reports.all()},
+            paused=tx.controls.get("paused"),
         )
+        for site in rows.sites.values():
+            if site.state != "failed":
+                continue
+            found = {
+                tx.rollouts.introduced(t.appliance, t.digest)
+                for t in rows.targets.values()
+                if t.site == site.site and t.changed and t.digest is not None
+            }
+            rows.culprits[site.site] = sorted(c for c in found if c is not None)
+        return rows
 
     def site_appliances(self, site: str) -> list[str]:
         return sorted(
@@ -280,13 +320,17 @@ def _declared(assignment: Assignment | None) -> bool:
     return assignment is not None and assignment.declared
 
 
-def _site_state(site: RolloutSite | None, rollout: RolloutRecord | None) -> tuple[str, str]:
+def _site_state(
+    site: RolloutSite | None, rollout: RolloutRecord | None, *, paused: bool
+) -> tuple[str, str]:
     if site is None or rollout is None:
         return "unknown", ""
     if site.state == "unchanged":
         return "up-to-date", ""
     if rollout.state in ("halted", "superseded") and site.state not in ("done", "failed"):
         return f"held ({rollout.state})", site.waiting
+    if paused and site.state == "pending":
+        return "held (paused)", site.waiting
     return site.state, site.waiting
 
 
@@ -311,7 +355,10 @@ def _failure(failed: RevisionRecord, good: RevisionRecord | None) -> FailureView
     )
 
 
-def _rollout(rollout: RolloutRecord, sites: dict[str, RolloutSite]) -> RolloutView:
+def _rollout(rows: _Rows) -> RolloutView:
+    rollout, sites = rows.rollout, rows.sites
+    assert rollout is not None
+    paused = rows.paused is not None and bool(rows.paused.value)
     changed = [s for s in sites.values() if s.changed]
     done = sum(s.state == "done" for s in changed)
     failed = sum(s.state == "failed" for s in changed)
@@ -330,6 +377,18 @@ def _rollout(rollout: RolloutRecord, sites: dict[str, RolloutSite]) -> RolloutVi
         progress=(done + failed) / len(changed) if changed else 1.0,
         startedAt=_time(rollout.started_at),
         finishedAt=_time(rollout.finished_at) if rollout.finished_at else None,
+        paused=paused,
+        pausedBy=rows.paused.set_by if paused and rows.paused else None,
+        accepted=list(rollout.accepted),
+        failures=[
+            SiteFailure(
+                site=name,
+                error=sites[name].failure or "",
+                revert=[f"git revert {sha}" for sha in rows.culprits.get(name, [])],
+            )
+            for name in rollout.failing
+            if name in sites
+        ],
     )
 
 

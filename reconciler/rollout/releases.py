@@ -1,8 +1,7 @@
 """What the reconcile loop hands the rollout service: a whole release per good revision.
 
 A :class:`Release` holds every site of the revision, unchanged sites too, so the service
-can tell what changed against what each appliance is served now. ``disruptive`` marks the
-appliances whose change replaces or reboots nodes compared with the previous revision.
+can tell what changed against what each appliance runs and is served now.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ class SiteRelease:
     timezone: str  # IANA
     maintenance_windows: tuple[MaintenanceWindow, ...]
     states: Mapping[str, DesiredState]  # by appliance ID
-    disruptive: Mapping[str, bool] = field(default_factory=dict)  # by appliance ID
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ Callers::
     service.record_failure(revision, errors)   a revision that failed validation/rendering
     service.accept_report(appliance, report)   an agent's status (the API)
     service.tick()                             re-evaluate gates (a timer; after reports)
+    service.pause(by) / resume(by) / promote(wave, by)   an admin's hand on the rollout
+
+A halt outlives newer revisions until one changes the state of every failing site (or an
+admin resumes); a pause outlives them until an admin resumes.
 
 Every decision is taken inside one exclusive store transaction and written there, so a
 restart (or a second replica on PostgreSQL) continues from the stored state. Appliances
@@ -21,16 +25,24 @@ from dataclasses import replace
 
 from agent.contract import StatusReport
 
-from ..store import EventRecord, ReportRecord, RevisionRecord, Store, Transaction
+from ..store import (
+    EventRecord,
+    ReportRecord,
+    RevisionRecord,
+    RolloutRecord,
+    Store,
+    Transaction,
+)
 from ..store.records import Level
 from .clocks import Clock, epoch, system_clock
-from .errors import InvalidRelease
-from .health import SETTLED_PHASES
+from .errors import InvalidRelease, RolloutConflict
+from .health import next_streak, ran_healthy
 from .notifications import Notifier
 from .progress import SETTLED, Progress, Snapshot, advance
 from .publishing import ReleasePlan, plan_release
 from .releases import Release
 
+PAUSED = "paused"
 MAX_ERRORS = 200
 MAX_ERROR_CHARS = 1000
 
@@ -72,10 +84,12 @@ class RolloutService:
             record = self._record_good(tx, release.revision, now, reconcile_seconds)
             if record is None:
                 return False
-            # open rollouts end: the newest revision wins
-            self._supersede(tx, release.revision, now)
-            # what changes, against what every appliance is served now
+            # open rollouts end: the newest revision wins, but a halt it does not fix holds
+            before = self._supersede(tx, release.revision, now)
+            # what changes, against what every appliance runs and is served now
             plan = self._plan(tx, release, seq=record.seq, now=now)
+            if before is not None:
+                self._carry_over(tx, before, plan)
             # the documents, the rollout rows and the new targets
             self._store_plan(tx, plan, now=now)
             # the rollout's first step: the first wave, reverts, unchanged sites
@@ -114,19 +128,84 @@ class RolloutService:
             tx.events.prune()
         self.notifier.notify(released)
 
+    # -- what an admin calls ------------------------------------------------------------
+    def pause(self, *, by: str) -> bool:
+        """Release nothing new (reverts still go) until :meth:`resume`; survives newer
+        revisions and restarts. False when it was paused already."""
+        with self._lock, self.store.write(exclusive=True) as tx:
+            now = epoch(self.clock)
+            if self._paused(tx):
+                return False
+            tx.controls.set(PAUSED, True, by=by, at=now)
+            tx.events.add(
+                [self._event(now, "warning", "rollout-paused", f"rollout paused by {by}")]
+            )
+        return True
+
+    def resume(self, *, by: str) -> bool:
+        """Lift a pause and a halt: the failures that halted the rollout are accepted and
+        the waves go on. False when there was neither."""
+        with self._lock, self.store.write(exclusive=True) as tx:
+            now = epoch(self.clock)
+            paused = self._paused(tx)
+            halted = [r for r in tx.rollouts.open() if r.state == "halted"]
+            if not paused and not halted:
+                return False
+            if paused:
+                tx.controls.set(PAUSED, False, by=by, at=now)
+            for rollout in halted:
+                accepted = tuple(sorted({*rollout.accepted, *rollout.failing}))
+                tx.rollouts.save(
+                    replace(rollout, state="running", accepted=accepted, updated_at=now)
+                )
+            lifted = " and ".join(w for w, on in (("pause", paused), ("halt", halted)) if on)
+            message = f"rollout resumed by {by} (lifts the {lifted})"
+            if halted:
+                message += f"; failures accepted: {', '.join(halted[-1].failing) or 'none'}"
+            tx.events.add([self._event(now, "warning", "rollout-resumed", message)])
+            released = self._advance_open(tx)
+        self.notifier.notify(released)
+        return True
+
+    def promote(self, wave: str, *, by: str) -> None:
+        """Open ``wave`` (and those before it) now, skipping the soak of the wave before.
+        Raises RolloutConflict when no rollout runs, it is halted, or there is no such
+        wave or it is open already."""
+        with self._lock, self.store.write(exclusive=True) as tx:
+            now = epoch(self.clock)
+            running = tx.rollouts.open()
+            if not running:
+                raise RolloutConflict("no rollout is in progress")
+            rollout = running[-1]
+            if rollout.state == "halted":
+                raise RolloutConflict("the rollout is halted: resume it first")
+            names = [str(w["name"]) for w in rollout.waves]
+            if wave not in names:
+                raise RolloutConflict(f"no wave {wave!r} (waves: {', '.join(names)})")
+            index = names.index(wave)
+            if index <= rollout.wave:
+                raise RolloutConflict(f"wave {wave} is open already")
+            tx.rollouts.save(replace(rollout, wave=index, updated_at=now))
+            message = f"wave {wave} of {rollout.revision[:7]} promoted by {by}"
+            tx.events.add(
+                [self._event(now, "warning", "wave-promoted", message, revision=rollout.revision)]
+            )
+            released = self._advance_open(tx)
+        self.notifier.notify(released)
+
+    def paused(self) -> bool:
+        with self.store.read() as tx:
+            return self._paused(tx)
+
     # -- what the API calls -------------------------------------------------------------
     def accept_report(self, appliance: str, report: StatusReport) -> None:
         """Keep an agent's latest status; re-evaluate gates when it may move the rollout."""
         now = epoch(self.clock)
         healthy = report.health == "healthy"
         # a digest "ran healthy" (a later change back to it is a revert) once it is applied,
-        # healthy and every cluster settled
-        ran_healthy = (
-            healthy
-            and report.appliedDigest is not None
-            and (report.error is None or report.error.digest != report.appliedDigest)
-            and all(c.phase in SETTLED_PHASES for c in report.clusters)
-        )
+        # healthy and every cluster settled; an unbroken run of that is the streak the soak
+        # gate proves
+        ran = ran_healthy(report)
         with self.store.write() as tx:
             tx.reports.put(
                 ReportRecord(
@@ -138,8 +217,12 @@ class RolloutService:
                 )
             )
             tx.agents.touch(appliance, at=now)
-            if ran_healthy and report.appliedDigest is not None:
-                tx.reports.mark_healthy(appliance, report.appliedDigest, at=now)
+            if ran is not None:
+                tx.reports.mark_healthy(appliance, ran, at=now)
+            before = tx.reports.streaks([appliance]).get(appliance)
+            streak = next_streak(before, appliance, ran, now=now)
+            if streak is not None and streak != before:
+                tx.reports.put_streaks([streak])
             assignment = tx.assignments.get(appliance)
             site = assignment.site if assignment else None
             tx.events.add(
@@ -188,23 +271,33 @@ class RolloutService:
                 self._ticking = False
                 self._ticks.notify_all()
 
+    def _advance_open(self, tx: Transaction) -> list[str]:
+        released: list[str] = []
+        for rollout in tx.rollouts.open():
+            released += [t.appliance for t in self._advance(tx, rollout.revision).released]
+        return released
+
     def _advance(self, tx: Transaction, revision: str) -> Progress:
         rollout = tx.rollouts.get(revision)
         assert rollout is not None
         targets = tx.rollouts.targets(revision)
+        watched = [t.appliance for t in targets if t.changed]
         snapshot = Snapshot(
             rollout=rollout,
             sites=tx.rollouts.sites(revision),
             targets=targets,
-            reports=tx.reports.for_appliances(t.appliance for t in targets if t.changed),
+            reports=tx.reports.for_appliances(watched),
+            streaks=tx.reports.streaks(watched),
             now=self.clock(),
             heartbeat_timeout=self.heartbeat_timeout,
+            paused=self._paused(tx),
         )
         progress = advance(snapshot)
         now = snapshot.now.timestamp()
         tx.rollouts.save(progress.rollout)
         tx.rollouts.save_sites(progress.sites)
         tx.rollouts.save_targets(progress.targets)
+        tx.reports.put_streaks(progress.proven)
         current = tx.assignments.get_many(t.appliance for t in progress.released)
         tx.assignments.put_many(
             [
@@ -234,13 +327,62 @@ class RolloutService:
         tx.revisions.set_outcome(sha, "good", errors=(), at=now)  # failed before, good now
         return tx.revisions.get(sha)
 
-    def _supersede(self, tx: Transaction, revision: str, now: float) -> None:
+    def _supersede(self, tx: Transaction, revision: str, now: float) -> RolloutRecord | None:
+        """End the open rollouts; returns the newest of them, whose failures carry over."""
+        newest = None
         for rollout in tx.rollouts.open():
             tx.rollouts.save(replace(rollout, state="superseded", updated_at=now, finished_at=now))
             message = f"rollout of {rollout.revision[:7]} superseded by {revision[:7]}"
             tx.events.add(
                 [self._event(now, "info", "rollout-superseded", message, revision=rollout.revision)]
             )
+            newest = rollout
+        return newest
+
+    def _carry_over(self, tx: Transaction, before: RolloutRecord, plan: ReleasePlan) -> None:
+        """A site that failed a state and is handed the same state again stays failed (and
+        accepted, if an admin resumed past it); a halt holds unless the new revision changes
+        the state of every failing site."""
+        failed = {s.site: s for s in tx.rollouts.sites(before.revision) if s.state == "failed"}
+        if not failed:
+            return
+        old: dict[str, dict[str, str | None]] = {}
+        for target in tx.rollouts.targets(before.revision):
+            if target.site in failed:
+                old.setdefault(target.site, {})[target.appliance] = target.digest
+        new: dict[str, dict[str, str | None]] = {}
+        for target in plan.targets:
+            if target.site in failed:
+                new.setdefault(target.site, {})[target.appliance] = target.digest
+        still = {name for name in failed if name in new and new[name] == old.get(name)}
+        for i, site in enumerate(plan.sites):
+            if site.site in still and site.changed:
+                was = failed[site.site]
+                plan.sites[i] = replace(
+                    site,
+                    state="failed",
+                    admitted_at=was.admitted_at,
+                    failed_at=was.failed_at,
+                    failure=was.failure,
+                    waiting="",
+                )
+        rollout = plan.rollout
+        accepted = tuple(sorted(still & set(before.accepted)))
+        failing = tuple(sorted(still))
+        if before.state == "halted" and still:
+            rollout = replace(rollout, state="halted")
+            kept = ", ".join(failing)
+            plan.events.append(
+                self._event(
+                    rollout.started_at,
+                    "error",
+                    "rollout-halted",
+                    f"rollout of {rollout.revision[:7]} stays halted: it does not change the "
+                    f"failing sites {kept}",
+                    revision=rollout.revision,
+                )
+            )
+        plan.rollout = replace(rollout, failing=failing, accepted=accepted)
 
     def _plan(self, tx: Transaction, release: Release, *, seq: int, now: float) -> ReleasePlan:
         current = {a.appliance: a for a in tx.assignments.all()}
@@ -264,6 +406,7 @@ class RolloutService:
             current=current,
             served_content=contents,
             healthy=tx.reports.healthy_pairs(wanted),
+            streaks=tx.reports.streaks(appliance for appliance, _ in wanted),
             now=now,
         )
 
@@ -294,6 +437,11 @@ class RolloutService:
             if site is not None and site.state not in SETTLED:
                 return True
         return False
+
+    @staticmethod
+    def _paused(tx: Transaction) -> bool:
+        control = tx.controls.get(PAUSED)
+        return control is not None and bool(control.value)
 
     @staticmethod
     def _event(

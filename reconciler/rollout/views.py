@@ -28,6 +28,12 @@ class FailureView(RevisionView):
     current: bool  # newer than the newest good revision
 
 
+class SiteFailure(View):
+    site: str
+    error: str
+    revert: list[str]  # `git revert <sha>` of each commit that brought the failing state
+
+
 class RolloutView(View):
     revision: str
     short: str
@@ -42,6 +48,10 @@ class RolloutView(View):
     progress: float  # settled changed sites / changed sites
     startedAt: datetime
     finishedAt: datetime | None = None
+    paused: bool = False  # an admin paused it: nothing new is released until resumed
+    pausedBy: str | None = None
+    accepted: list[str] = []  # failed sites an admin resumed past
+    failures: list[SiteFailure] = []  # the failing sites, why, and how to undo
 
 
 class ApplianceCounts(View):
@@ -136,6 +146,17 @@ class SiteView(View):
     events: list[EventView]
 
 
+class RevisionSummary(RevisionView):
+    outcome: str  # good | failed
+    errors: list[str]  # file:line: reason, for a failed revision
+    rollout: str | None  # running | halted | done | superseded; None for a failed revision
+    sitesChanged: int | None = None
+
+
+class RevisionsView(View):
+    revisions: list[RevisionSummary]  # newest first
+
+
 class FleetView(View):
     generatedAt: datetime
     revision: RevisionView | None
@@ -143,3 +164,4 @@ class FleetView(View):
     rollout: RolloutView | None
     sites: list[SiteSummary]
     discovered: list[ApplianceView]
+    events: list[EventView] = []  # the newest fleet-wide ones: rollout steps, operators' actions

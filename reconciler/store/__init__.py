@@ -13,12 +13,14 @@ from .errors import StoreConflict, StoreError, StoreUnavailable
 from .records import (
     AgentRecord,
     Assignment,
+    Control,
     EventRecord,
     ReportRecord,
     RevisionRecord,
     RolloutRecord,
     RolloutSite,
     RolloutTarget,
+    Streak,
 )
 from .transactions import DEFAULT_URL, Store, Transaction
 
@@ -26,6 +28,7 @@ __all__ = [
     "DEFAULT_URL",
     "AgentRecord",
     "Assignment",
+    "Control",
     "EventRecord",
     "ReportRecord",
     "RevisionRecord",
@@ -36,5 +39,6 @@ __all__ = [
     "StoreConflict",
     "StoreError",
     "StoreUnavailable",
+    "Streak",
     "Transaction",
 ]

@@ -29,10 +29,18 @@ class Events:
                 self._conn.execute(events.insert(), rows)
 
     def recent(
-        self, *, site: str | None = None, appliance: str | None = None, limit: int = 50
+        self,
+        *,
+        site: str | None = None,
+        appliance: str | None = None,
+        fleet: bool = False,
+        limit: int = 50,
     ) -> list[EventRecord]:
-        """The newest events first."""
+        """The newest events first; ``fleet``: only those of no site (the rollout's own,
+        operators' actions, failed revisions)."""
         query = select(events).order_by(events.c.id.desc()).limit(limit)
+        if fleet:
+            query = query.where(events.c.site.is_(None))
         if site is not None:
             query = query.where(events.c.site == site)
         if appliance is not None:

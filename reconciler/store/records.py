@@ -50,6 +50,7 @@ class RolloutRecord:
     started_at: float
     updated_at: float
     finished_at: float | None = None
+    accepted: tuple[str, ...] = ()  # failed sites an admin resumed past: they halt nothing
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,36 @@ class RolloutTarget:
     appliance: str
     site: str
     digest: str | None  # None: the release has no state for this appliance
-    changed: bool
+    changed: bool  # not yet proven: the appliance has not run this digest healthy for the soak
     disruptive: bool
     clusters: tuple[str, ...]  # the clusters this appliance runs nodes of
     shared: tuple[str, ...]  # those of them spanning several appliances
     control_plane: bool
     waiting: str = ""
     released_at: float | None = None
+    revert: bool = False  # it ran this digest healthy before: released past every gate
+
+
+@dataclass(frozen=True)
+class Streak:
+    """An appliance's latest healthy run: the digest, since when it has run healthy without
+    a break (None: broken by its latest report), and when a run on it first lasted the
+    soak (None: not yet proven)."""
+
+    appliance: str
+    digest: str
+    since: float | None
+    proven_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Control:
+    """An operator switch that outlives revisions, with who set it and when."""
+
+    name: str
+    value: Any
+    set_by: str
+    set_at: float
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The latest status report of each appliance, and the digests each ran healthy."""
+"""The latest status report of each appliance, the digests each ran healthy, and its healthy
+streak (the digest it runs healthy now, since when, and whether that run is proven)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, RowMapping, select, tuple_
 
-from .records import ReportRecord
-from .schema import healthy_digests, reports
-from .upserts import upsert
+from .records import ReportRecord, Streak
+from .schema import healthy_digests, reports, streaks
+from .upserts import upsert, upsert_many
 
 
 class Reports:
@@ -60,6 +61,21 @@ class Reports:
             )
             found.update((str(a), str(d)) for a, d in rows)
         return found
+
+    # -- healthy streaks (what the soak gate reads) ---------------------------------------
+    def streaks(self, appliances: Iterable[str]) -> dict[str, Streak]:
+        wanted = sorted(set(appliances))
+        found: dict[str, Streak] = {}
+        for start in range(0, len(wanted), 500):
+            rows = self._conn.execute(
+                select(streaks).where(streaks.c.appliance.in_(wanted[start : start + 500]))
+            )
+            found.update((row.appliance, Streak(**dict(row._mapping))) for row in rows)
+        return found
+
+    def put_streaks(self, records: Iterable[Streak]) -> None:
+        rows = [dict(r.__dict__) for r in records]
+        upsert_many(self._conn, streaks, rows, keys=["appliance"])
 
 
 def _record(m: RowMapping) -> ReportRecord:

@@ -47,6 +47,11 @@ class Revisions:
         row = self._conn.execute(query).first()
         return _record(row._mapping) if row else None
 
+    def recent(self, limit: int = 50) -> list[RevisionRecord]:
+        """The newest ``limit`` revisions, newest first."""
+        rows = self._conn.execute(select(revisions).order_by(revisions.c.seq.desc()).limit(limit))
+        return [_record(row._mapping) for row in rows]
+
     def counts(self) -> dict[str, int]:
         rows = self._conn.execute(
             select(revisions.c.outcome, func.count()).group_by(revisions.c.outcome)

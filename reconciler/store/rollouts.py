@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy import Connection, RowMapping, func, select, update
 
 from .records import RolloutRecord, RolloutSite, RolloutTarget
 from .schema import rollout_sites, rollout_targets, rollouts
@@ -45,6 +45,36 @@ class Rollouts:
         self._conn.execute(
             update(rollouts).where(rollouts.c.revision == record.revision).values(**values)
         )
+
+    def many(self, revisions: Sequence[str]) -> dict[str, RolloutRecord]:
+        rows = self._conn.execute(select(rollouts).where(rollouts.c.revision.in_(revisions)))
+        return {row.revision: _rollout(row._mapping) for row in rows}
+
+    def changed_counts(self, revisions: Sequence[str]) -> dict[str, int]:
+        """How many sites each rollout changes."""
+        rows = self._conn.execute(
+            select(rollout_sites.c.revision, func.count())
+            .where(rollout_sites.c.revision.in_(revisions), rollout_sites.c.changed)
+            .group_by(rollout_sites.c.revision)
+        )
+        return {str(revision): int(n) for revision, n in rows}
+
+    def introduced(self, appliance: str, digest: str, *, look_back: int = 200) -> str | None:
+        """The revision whose rollout first targeted ``digest`` at ``appliance`` in its latest
+        unbroken run of rollouts doing so (the commit that brought that state)."""
+        rows = self._conn.execute(
+            select(rollout_targets.c.revision, rollout_targets.c.digest)
+            .join(rollouts, rollouts.c.revision == rollout_targets.c.revision)
+            .where(rollout_targets.c.appliance == appliance)
+            .order_by(rollouts.c.seq.desc())
+            .limit(look_back)
+        )
+        found = None
+        for revision, target in rows:
+            if target != digest:
+                break
+            found = str(revision)
+        return found
 
     # -- sites -------------------------------------------------------------------------
     def add_sites(self, sites: Iterable[RolloutSite]) -> None:
@@ -103,12 +133,20 @@ def _rollout_values(r: RolloutRecord) -> dict[str, object]:
         **r.__dict__,
         "waves": [dict(w) for w in r.waves],
         "failing": list(r.failing),
+        "accepted": list(r.accepted),
     }
 
 
 def _rollout(mapping: RowMapping) -> RolloutRecord:
     m = dict(mapping)
-    return RolloutRecord(**{**m, "waves": tuple(m["waves"]), "failing": tuple(m["failing"])})
+    return RolloutRecord(
+        **{
+            **m,
+            "waves": tuple(m["waves"]),
+            "failing": tuple(m["failing"]),
+            "accepted": tuple(m["accepted"] or ()),
+        }
+    )
 
 
 def _site_values(s: RolloutSite) -> dict[str, object]:

@@ -8,6 +8,9 @@ SQLite and PostgreSQL store and compare them the same way.
 ``rollout_sites``    per revision and site: wave, labels, windows, admission, soak, failure
 ``rollout_targets``  per revision and appliance: target digest, disruption, release order
 ``healthy_digests``  per appliance: every digest it reported applied and healthy (reverts)
+``streaks``          per appliance: the digest it runs healthy now, since when, and when that
+                     run lasted the soak (proven)
+``controls``         operator switches that outlive a revision (the rollout paused)
 ``agents``           registrations: facts, token hash, registered and last-seen times
 ``reports``          the latest status report of each appliance
 ``events``           what happened, for operators (rollout steps, agent events)
@@ -79,6 +82,7 @@ rollouts = Table(
     Column("max_failures", String(8), nullable=False),
     Column("soak_seconds", Float, nullable=False),
     Column("failing", JSON, nullable=False),  # site names
+    Column("accepted", JSON, nullable=False, default=list),  # failed sites an admin resumed past
     Column("started_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float),
@@ -112,7 +116,8 @@ rollout_targets = Table(
     Column("appliance", String(ID), primary_key=True),
     Column("site", String(ID), nullable=False),
     Column("digest", String(DIGEST), ForeignKey("documents.digest")),  # NULL: no state
-    Column("changed", Boolean, nullable=False),
+    Column("changed", Boolean, nullable=False),  # not yet proven healthy on this digest
+    Column("revert", Boolean, nullable=False, default=False),  # ran it healthy before
     Column("disruptive", Boolean, nullable=False),
     Column("clusters", JSON, nullable=False),  # cluster names on this appliance
     Column("shared", JSON, nullable=False),  # those spanning several appliances
@@ -128,6 +133,24 @@ healthy_digests = Table(
     Column("appliance", String(ID), primary_key=True),
     Column("digest", String(DIGEST), primary_key=True),
     Column("first_healthy_at", Float, nullable=False),
+)
+
+streaks = Table(
+    "streaks",
+    metadata,
+    Column("appliance", String(ID), primary_key=True),
+    Column("digest", String(DIGEST), nullable=False),  # the latest digest it ran healthy
+    Column("since", Float),  # start of the unbroken healthy run on it; NULL: broken now
+    Column("proven_at", Float),  # when a run on it first lasted the soak
+)
+
+controls = Table(
+    "controls",
+    metadata,
+    Column("name", String(32), primary_key=True),  # paused
+    Column("value", JSON, nullable=False),
+    Column("set_by", String(ID), nullable=False),
+    Column("set_at", Float, nullable=False),
 )
 
 agents = Table(

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, text
 
 from .agents import Agents
 from .assignments import Assignments
+from .controls import Controls
 from .documents import Documents
 from .engines import WRITE_OPTION, open_engine
 from .errors import translated
@@ -46,6 +47,7 @@ class Transaction:
         self.agents = Agents(conn)
         self.reports = Reports(conn)
         self.events = Events(conn)
+        self.controls = Controls(conn)
 
 
 class Store:

@@ -117,14 +117,13 @@ def release(
     image: str = "rancher/k3s:v1.30.4-k3s1",
     manifests: Mapping[str, str] | None = None,
     images: Mapping[str, str] | None = None,
-    disruptive: Iterable[str] = (),
     waves: tuple[Wave, ...] = WAVES,
     max_failures: int | str = 0,
     soak_seconds: float = 0,
 ) -> Release:
     """Every site at ``manifest``/``image`` unless ``manifests``/``images`` say otherwise
-    for a site; ``disruptive`` names the sites whose change the loop flags disruptive."""
-    manifests, images, flagged = manifests or {}, images or {}, set(disruptive)
+    for a site (a new image replaces nodes: a disruptive change)."""
+    manifests, images = manifests or {}, images or {}
     sites = {}
     for spec in specs:
         site_states = states(
@@ -139,7 +138,6 @@ def release(
             timezone=spec.timezone,
             maintenance_windows=spec.windows,
             states=site_states,
-            disruptive={a: spec.name in flagged for a in site_states},
         )
     return Release(rev, waves, max_failures, soak_seconds, sites)
 

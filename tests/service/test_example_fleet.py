@@ -47,7 +47,6 @@ def example_release(sha: str, *, image: str | None = None) -> Release:
                 for w in spec.spec.maintenanceWindows
             ),
             states=states,
-            disruptive={a: image is not None and name == "hospital-1" for a in states},
         )
     return Release(
         revision=sha,

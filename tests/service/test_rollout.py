@@ -245,7 +245,6 @@ def test_disruptive_changes_wait_for_the_maintenance_window(server: Harness) -> 
         sites,
         image="rancher/k3s:v1.31.0-k3s1",
         manifest="v2",
-        disruptive=["hospital-1", "grocery-1"],
     )
     server.rollout.record_release(second)
     agents["grocery-1-edge"].apply()  # the canary has no windows: goes at once
@@ -292,7 +291,7 @@ def test_a_multi_appliance_cluster_takes_a_disruptive_change_one_appliance_at_a_
     first = release(revision("r1"), [hospital])
     roll_out(server, first, agents)
     old = digests(first)
-    second = release(revision("r2"), [hospital], image="k3s:next", disruptive=["hospital-1"])
+    second = release(revision("r2"), [hospital], image="k3s:next")
     new = digests(second)
     server.rollout.record_release(second)
     assert served(agents) == {**old, "h-b": new["h-b"]}  # control plane first

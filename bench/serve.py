@@ -54,6 +54,7 @@ from bench.synthetic import FLEET, commit, fleet_files  # noqa: E402
 EXAMPLE = ROOT / "fleet-example"
 LOADGEN = ROOT / "bench" / "loadgen.py"
 BOOTSTRAP = "bench-bootstrap-token-0123456789"
+OPERATOR = "bench-operator-token-0123456789abcdef"  # a viewer: /metrics, /v1/sites
 LATENCY_TARGET = 1.0  # seconds, merge to notify with the local watcher
 RATE_TARGET = 2000.0  # unchanged polls per second
 IDLE_SECONDS = 15.0  # one rollout tick interval
@@ -81,11 +82,14 @@ class Server:
         self.log = workdir / f"{name}.log"
         token_file = workdir / "bootstrap-token"
         token_file.write_text(BOOTSTRAP)
+        operators = workdir / "operator-tokens"
+        operators.write_text(f"viewer bench {OPERATOR}\n")
         command = [
             sys.executable, "-m", "reconciler", "serve", str(repo),
             "--listen", f"127.0.0.1:{self.port}",
             "--db", f"sqlite:///{workdir / (name + '.sqlite')}",
             "--bootstrap-token-file", str(token_file),
+            "--operator-token-file", str(operators),
             "--cache-dir", str(workdir / "cache"),
         ]  # fmt: skip
         with self.log.open("w") as log:
@@ -283,7 +287,7 @@ def latency(args: argparse.Namespace, workdir: Path) -> bool:
     commands: list[float] = []
     with (
         serving(repo, workdir, "latency") as server,
-        httpx.Client(base_url=server.url, timeout=60) as http,
+        httpx.Client(base_url=server.url, timeout=60, headers=bearer(OPERATOR)) as http,
     ):
         wait_published(http, site, 60)
         token = register(http, appliance)
@@ -379,7 +383,7 @@ def fleet(args: argparse.Namespace, workdir: Path) -> dict[str, bool]:
     met: dict[str, bool] = {}
     with (
         serving(path, workdir, "fleet") as server,
-        httpx.Client(base_url=server.url, timeout=120) as http,
+        httpx.Client(base_url=server.url, timeout=120, headers=bearer(OPERATOR)) as http,
     ):
         rss_start = server.rss_mib()
         wait_published(http, "site-00000", args.max_seconds)

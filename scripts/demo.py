@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -100,9 +101,10 @@ def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
         )
 
 
-def converged(url: str, sites: set[str]) -> bool:
+def converged(url: str, sites: set[str], token: str) -> bool:
     try:
-        fleet = httpx.get(f"{url}/v1/fleet", timeout=5).json()
+        headers = {"Authorization": f"Bearer {token}"}
+        fleet = httpx.get(f"{url}/v1/fleet", timeout=5, headers=headers).json()
     except (httpx.HTTPError, ValueError):
         return False
     running = {
@@ -141,11 +143,18 @@ def main() -> int:
         port = free_port(args.port)
         url = f"http://127.0.0.1:{port}"
         (work / "bootstrap-token").write_text(TOKEN)
+        # the operator's token: `edgefleet status` and `edgefleet rollout` present it
+        operator = secrets.token_urlsafe(32)
+        tokens = work / "operator-tokens"
+        tokens.write_text(f"# ROLE NAME TOKEN\nadmin demo {operator}\n")
+        tokens.chmod(0o600)
+        os.environ["EDGEFLEET_TOKEN"] = operator
         edgefleet = [sys.executable, "-m", "reconciler"]
         processes.append(start(
             [*edgefleet, "serve", str(fleet), "--listen", f"127.0.0.1:{port}",
              "--db", f"sqlite:///{work / 'reconciler.db'}",
-             "--bootstrap-token-file", str(work / "bootstrap-token"), "--tick-interval", "1"],
+             "--bootstrap-token-file", str(work / "bootstrap-token"), "--tick-interval", "1",
+             "--operator-token-file", str(tokens)],
             work / "reconciler.log",
         ))  # fmt: skip
         for appliance in sorted({a for appliances in clusters.values() for a in appliances}):
@@ -162,10 +171,12 @@ def main() -> int:
                 work / f"agent-{appliance}.log", env={"EDGEFLEET_REGISTRATION_TOKEN": TOKEN},
             ))  # fmt: skip
         sites = {path.parts[-3] for path in clusters}
-        print(f"reconciler on {url}; agents for {', '.join(sorted(sites))}\n")
+        print(f"reconciler on {url}; agents for {', '.join(sorted(sites))}")
+        print(f"operator token (admin) in {tokens}: export EDGEFLEET_TOKEN=$(awk '/^admin/ "
+              f"{{print $3}}' {tokens})\n")  # fmt: skip
         started = time.monotonic()
         while time.monotonic() - started < args.timeout:
-            done = converged(url, sites)
+            done = converged(url, sites, operator)
             subprocess.run([*edgefleet, "status", "--server", url], check=False)
             if done:
                 took = time.monotonic() - started
@@ -178,7 +189,9 @@ def main() -> int:
             print(f"\nnot converged after {args.timeout:.0f} s; logs are in {work}")
             return 1
         if args.keep:
-            print(f"\nstill serving on {url} (edgefleet status --server {url}); Ctrl-C stops")
+            print(f"\nstill serving on {url}; with EDGEFLEET_TOKEN set as above try "
+                  f"edgefleet status --server {url}, edgefleet rollout pause --server {url}; "
+                  "Ctrl-C stops")  # fmt: skip
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return 0
     finally:

@@ -11,15 +11,15 @@ import asyncio
 import ipaddress
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.contract import DesiredState, StatusReport
 
 from ..rollout import AgentFacts
-from .auth import agent_of, bearer
-from .errors import NotFound
+from .auth import agent_of, agent_token, bearer, bootstrap_token
+from .errors import ERRORS, NotFound
 from .services import Services
 
 ApplianceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")]
@@ -51,7 +51,8 @@ class Accepted(BaseModel):
 
 
 def agent_routes(services: Services) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["agents"])
+    router = APIRouter(prefix="/v1", tags=["agents"], responses={k: ERRORS[k] for k in (401, 413)})
+    as_agent = [Security(agent_token)]
 
     async def agent(request: Request) -> str:
         # a token seen moments ago is answered on the event loop; only a new one costs a
@@ -66,7 +67,9 @@ def agent_routes(services: Services) -> APIRouter:
         services.registrations.verify_bootstrap(token)
         return token
 
-    @router.post("/register", response_model=RegisterResponse)
+    @router.post(
+        "/register", response_model=RegisterResponse, dependencies=[Security(bootstrap_token)]
+    )
     def register(
         body: RegisterRequest, token: Annotated[str, Depends(bootstrap)]
     ) -> RegisterResponse:
@@ -88,7 +91,8 @@ def agent_routes(services: Services) -> APIRouter:
     @router.get(
         "/desired",
         response_model=DesiredState,
-        responses={304: {"description": "unchanged (If-None-Match)"}, 404: {}},
+        responses={304: {"description": "unchanged (If-None-Match)"}, 404: ERRORS[404]},
+        dependencies=as_agent,
     )
     async def desired(
         request: Request,
@@ -126,7 +130,7 @@ def agent_routes(services: Services) -> APIRouter:
             raise NotFound(f"no desired state for {appliance}: not declared or not released yet")
         return Response(status_code=304, headers=_tag(served.digest))
 
-    @router.post("/status", status_code=202, response_model=Accepted)
+    @router.post("/status", status_code=202, response_model=Accepted, dependencies=as_agent)
     def status(report: StatusReport, appliance: Annotated[str, Depends(agent)]) -> Accepted:
         """The agent's applied digest, cluster phases, tasks, events and health."""
         services.rollout.accept_report(appliance, report)

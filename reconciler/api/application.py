@@ -22,6 +22,7 @@ from .errors import install_handlers
 from .fleet import fleet_routes
 from .hooks import hook_routes
 from .metrics import build_registry
+from .operators import OperatorTokens
 from .probes import probe_routes
 from .pushes import PushEvent
 from .services import Services
@@ -41,9 +42,13 @@ def create_app(
     tick_interval: float | None = 15.0,
     max_wait: float = 300.0,
     max_body_bytes: int = MAX_BODY_BYTES,
+    operators: OperatorTokens | None = None,
+    metrics_public: bool = False,
 ) -> FastAPI:
     """The reconciler's API.
 
+    ``operators`` may read status (viewers) and steer the rollout (admins); without any,
+    every operator route answers 401. ``metrics_public`` opens ``/metrics`` to anyone.
     ``on_push`` is called (in a worker thread) for every verified push webhook;
     ``tick_interval`` runs ``rollout.tick()`` that often (None: the caller ticks);
     ``max_wait`` bounds ``GET /v1/desired?wait=N``; bodies over ``max_body_bytes`` get 413.
@@ -58,6 +63,8 @@ def create_app(
         on_push=on_push,
         webhook_secret=webhook_secret.encode() if webhook_secret else None,
         max_wait=max_wait,
+        operators=operators if operators is not None else OperatorTokens(),
+        metrics_public=metrics_public,
     )
     registry = build_registry(views=services.views, notifier=services.notifier)
 

@@ -1,13 +1,39 @@
-"""Bearer tokens from the ``Authorization`` header, and the agent a token belongs to."""
+"""Who is asking: bearer tokens of agents, of the bootstrap, and of operators.
 
-from __future__ import annotations
+Each kind is declared to OpenAPI as its own bearer scheme. Operator routes depend on
+:func:`operator_access` with the role they need: 401 without a known token, 403 with a
+token of too small a role.
+"""
 
-from fastapi import Request
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..rollout import Registrations
-from .errors import Unauthorized
+from .errors import Forbidden, Unauthorized
+from .operators import Operator, OperatorTokens, Role
 
 MAX_TOKEN = 512
+
+agent_token = HTTPBearer(
+    scheme_name="agentToken",
+    description="An agent's own token, from POST /v1/register: its appliance's state only.",
+    auto_error=False,
+)
+bootstrap_token = HTTPBearer(
+    scheme_name="bootstrapToken",
+    description="The fleet's bootstrap token or a one-time enrolment token: registers agents.",
+    auto_error=False,
+)
+operator_token = HTTPBearer(
+    scheme_name="operatorToken",
+    description="An operator token from --operator-token-file: viewer reads, admin also acts.",
+    auto_error=False,
+)
 
 
 def bearer(request: Request) -> str:
@@ -23,3 +49,20 @@ def bearer(request: Request) -> str:
 def agent_of(registrations: Registrations, request: Request) -> str:
     """The appliance whose agent token the request carries."""
     return registrations.authenticate(bearer(request))
+
+
+def operator_access(tokens: OperatorTokens, role: Role) -> Callable[..., Operator]:
+    """A dependency admitting operators of ``role`` (admins may do what viewers may)."""
+
+    def check(
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(operator_token)],
+    ) -> Operator:
+        operator = tokens.authenticate(bearer(request))
+        if operator is None:
+            raise Unauthorized("operator token refused")
+        if not operator.may(role):
+            raise Forbidden(f"this needs an {role} token ({operator.name} is a {operator.role})")
+        return operator
+
+    return check

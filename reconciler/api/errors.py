@@ -2,23 +2,28 @@
 
     ApiError                   carries an HTTP status and a one-line detail
     ├── Unauthorized   401     no, malformed, forged or rotated token; bad webhook signature
+    ├── Forbidden      403     an operator token whose role may not do this
     ├── NotFound       404     unknown site; an appliance that gets no state
+    ├── Conflict       409     an operator action that does not fit the rollout's state
     └── Unavailable    503     the store cannot be reached (StoreError)
 
-Mapped here too: InvalidToken → 401; request validation → 422 listing what is wrong (but
-never echoing the input back); oversized bodies → 413 (FastAPI's ``max_body_size``).
+Mapped here too: InvalidToken → 401; RolloutConflict → 409; request validation → 422
+listing what is wrong (but never echoing the input back); oversized bodies → 413 (FastAPI's
+``max_body_size``).
 Bad input never reaches a 500.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from ..rollout import InvalidToken
+from ..rollout import InvalidToken, RolloutConflict
 from ..store import StoreError
 
 log = logging.getLogger(__name__)
@@ -37,8 +42,16 @@ class Unauthorized(ApiError):
     status = 401
 
 
+class Forbidden(ApiError):
+    status = 403
+
+
 class NotFound(ApiError):
     status = 404
+
+
+class Conflict(ApiError):
+    status = 409
 
 
 class Unavailable(ApiError):
@@ -48,6 +61,7 @@ class Unavailable(ApiError):
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InvalidToken, _invalid_token)
+    app.add_exception_handler(RolloutConflict, _conflict)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RecursionError, _too_deep)
@@ -61,6 +75,10 @@ async def _api_error(_request: Request, error: Exception) -> JSONResponse:
 
 async def _invalid_token(_request: Request, error: Exception) -> JSONResponse:
     return await _api_error(_request, Unauthorized(str(error)))
+
+
+async def _conflict(_request: Request, error: Exception) -> JSONResponse:
+    return await _api_error(_request, Conflict(str(error)))
 
 
 async def _store_error(_request: Request, error: Exception) -> JSONResponse:
@@ -83,3 +101,15 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
 
 async def _too_deep(_request: Request, _error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "request body nested too deeply"}, status_code=400)
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "no token, or one that is not known"},
+    403: {"model": ErrorBody, "description": "a token whose role may not do this"},
+    404: {"model": ErrorBody, "description": "not found"},
+    413: {"model": ErrorBody, "description": "the request body is too large"},
+}

@@ -1,32 +1,87 @@
-"""Operator endpoints: ``GET /v1/fleet`` and ``GET /v1/sites/{site}``."""
+"""Operator endpoints: fleet and site status and recent revisions (viewer), and the hand on
+the rollout: pause, resume, promote (admin). Each action is recorded as an event naming
+the operator."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime, and
+# they name dependencies local to the route builder.
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..rollout import FleetView, SiteView
-from .errors import NotFound
+from ..rollout import FleetView, RevisionsView, SiteView
+from ..rollout.views import RolloutView
+from .auth import operator_access
+from .errors import ERRORS, NotFound
+from .operators import Operator
 from .services import Services
 
 SiteName = Annotated[str, Path(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 
 
-def fleet_routes(services: Services) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["fleet"])
+class Promotion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    @router.get("/fleet", response_model=FleetView)
+    wave: Annotated[str, Field(min_length=1, max_length=63)]
+
+
+class RolloutAction(BaseModel):
+    action: str  # pause | resume | promote
+    changed: bool  # False: it was so already
+    by: str
+    rollout: RolloutView | None
+
+
+def fleet_routes(services: Services) -> APIRouter:
+    router = APIRouter(prefix="/v1", responses=ERRORS)
+    viewer = Depends(operator_access(services.operators, "viewer"))
+    admin = Depends(operator_access(services.operators, "admin"))
+
+    @router.get("/fleet", response_model=FleetView, tags=["fleet"], dependencies=[viewer])
     def fleet() -> FleetView:
         """Current and last failed revision, the rollout, every site and discovered agents."""
         return services.views.fleet()
 
-    @router.get("/sites/{site}", response_model=SiteView)
+    @router.get("/sites/{site}", response_model=SiteView, tags=["fleet"], dependencies=[viewer])
     def site(site: SiteName) -> SiteView:
         """One site: its appliances, clusters with tasks and progress, recent events."""
         view = services.views.site(site)
         if view is None:
             raise NotFound(f"no site {site}")
         return view
+
+    @router.get("/revisions", response_model=RevisionsView, tags=["fleet"], dependencies=[viewer])
+    def revisions(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> RevisionsView:
+        """Recent commits, newest first: good (with their rollout) or failed with errors."""
+        return services.views.revisions(limit)
+
+    async def act(action: str, changed: bool, operator: Operator) -> RolloutAction:
+        view = await run_in_threadpool(services.views.fleet)
+        return RolloutAction(action=action, changed=changed, by=operator.name, rollout=view.rollout)
+
+    @router.post("/rollout/pause", response_model=RolloutAction, tags=["rollout"])
+    async def pause(operator: Annotated[Operator, admin]) -> RolloutAction:
+        """Release nothing new (reverts still go) until resumed, across newer commits."""
+        changed = await run_in_threadpool(lambda: services.rollout.pause(by=operator.name))
+        return await act("pause", changed, operator)
+
+    @router.post("/rollout/resume", response_model=RolloutAction, tags=["rollout"])
+    async def resume(operator: Annotated[Operator, admin]) -> RolloutAction:
+        """Lift a pause and a halt; the failures that halted the rollout are accepted."""
+        changed = await run_in_threadpool(lambda: services.rollout.resume(by=operator.name))
+        return await act("resume", changed, operator)
+
+    @router.post(
+        "/rollout/promote",
+        response_model=RolloutAction,
+        tags=["rollout"],
+        responses={409: {"model": ERRORS[404]["model"], "description": "nothing to promote"}},
+    )
+    async def promote(body: Promotion, operator: Annotated[Operator, admin]) -> RolloutAction:
+        """Open ``wave`` now, skipping the soak of the wave before it."""
+        await run_in_threadpool(lambda: services.rollout.promote(body.wave, by=operator.name))
+        return await act("promote", True, operator)
 
     return router

@@ -1,13 +1,14 @@
-"""``GET /healthz`` and ``GET /metrics``."""
+"""``GET /healthz`` (open) and ``GET /metrics`` (viewer, unless ``--metrics-public``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 
 from ..store import StoreError
-from .errors import Unavailable
+from .auth import operator_access
+from .errors import ERRORS, Unavailable
 from .services import Services
 
 
@@ -28,7 +29,16 @@ def probe_routes(services: Services, registry: CollectorRegistry) -> APIRouter:
             raise Unavailable("the store is unavailable") from e
         return Health(status="ok", store=services.store.dialect)
 
-    @router.get("/metrics", response_class=Response)
+    guard = (
+        [] if services.metrics_public else [Depends(operator_access(services.operators, "viewer"))]
+    )
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        dependencies=guard,
+        responses={} if services.metrics_public else {k: ERRORS[k] for k in (401, 403)},
+    )
     def metrics() -> Response:
         """Prometheus text exposition."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..rollout import DesiredDocuments, FleetViews, Notifier, Registrations, RolloutService
 from ..store import Store
+from .operators import OperatorTokens
 from .pushes import PushEvent
 
 
@@ -22,3 +23,5 @@ class Services:
     on_push: Callable[[PushEvent], object] | None
     webhook_secret: bytes | None
     max_wait: float
+    operators: OperatorTokens
+    metrics_public: bool = False

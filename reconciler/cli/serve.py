@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,17 +24,21 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from ..api import create_app
+from ..api.operators import OperatorTokenError, OperatorTokens
 from ..rollout import RolloutService, system_clock
 from ..service import Loop, Reconciler, open_source
 from ..sources import SourceError
 from ..store import Store, StoreError
 from .common import builtin_packs, fail_usage
 
+log = logging.getLogger("edgefleet.serve")
 OPTIONS = {  # name: (default, help)
     "listen": ("127.0.0.1:8080", "address:port to serve on"),
     "db": ("sqlite:///edgefleet.db", "database URL: sqlite:///PATH or postgresql+psycopg://..."),
     "branch": ("main", "branch to follow"),
     "bootstrap-token-file": (None, "file holding the token agents register with (required)"),
+    "operator-token-file": (None, "file of operator tokens, one 'ROLE NAME TOKEN' a line"),
+    "metrics-public": ("false", "true: /metrics answers without a token"),
     "webhook-secret-file": (None, "file holding the push webhook's HMAC secret"),
     "cache-dir": (".edgefleet-cache", "where a remote repository is cloned"),
     "fetch-interval": ("15", "seconds between fetches of a remote repository"),
@@ -52,6 +59,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--config", type=Path, help="YAML file with any of the options")
     for name, (default, text) in OPTIONS.items():
         shown = f" (default: {default})" if default else ""
+        if name == "metrics-public":
+            parser.add_argument(f"--{name}", action="store_const", const="true", help=text)
+            continue
         parser.add_argument(f"--{name}", help=text + shown)
     parser.set_defaults(run=run)
 
@@ -91,6 +101,41 @@ def _read_secret(path: str | None, what: str) -> str | None:
     return secret
 
 
+def _operators(path: str | None) -> OperatorTokens:
+    return OperatorTokens() if path is None else OperatorTokens.from_file(Path(path))
+
+
+def _flag(value: str | None, name: str) -> bool:
+    text = (value or "false").strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"--{name} must be true or false (got {value})")
+    return text in ("true", "1", "yes")
+
+
+def _reload(operators: OperatorTokens) -> None:
+    try:
+        count = operators.reload()
+    except OperatorTokenError as e:
+        log.warning("operator tokens not reloaded, the previous ones stay: %s", e)
+        return
+    log.info("operator tokens reloaded: %d in force", count)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts: a port in use is one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -101,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         if bootstrap is None:
             raise ValueError("--bootstrap-token-file is required")
         webhook = _read_secret(options["webhook-secret-file"], "webhook secret file")
+        operators = _operators(options["operator-token-file"])
+        metrics_public = _flag(options["metrics-public"], "metrics-public")
         host, _, port = str(options["listen"]).rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"--listen must be address:port (got {options['listen']})")
@@ -113,8 +160,18 @@ def run(args: argparse.Namespace) -> int:
             interval=interval,
         )
         store = Store(str(options["db"]))
+    except OperatorTokenError as e:
+        print(f"edgefleet: {e}", file=sys.stderr)
+        return 1
     except (ValueError, SourceError, StoreError) as e:
         return fail_usage(str(e))
+    try:
+        listener = _bind(host.strip("[]"), int(port))
+    except OSError as e:
+        print(f"edgefleet: cannot listen on {options['listen']}: {e.strerror}", file=sys.stderr)
+        return 1
+    if not len(operators):
+        log.warning("no operator tokens: fleet status and rollout control answer 401")
     rollout = RolloutService(store=store, clock=system_clock)
     reconciler = Reconciler(git=source.git, rollout=rollout, builtin=builtin_packs())
     with store.read() as tx:
@@ -130,7 +187,10 @@ def run(args: argparse.Namespace) -> int:
         webhook_secret=webhook,
         on_push=lambda _event: loop.poke.set(),
         tick_interval=tick,
+        operators=operators,
+        metrics_public=metrics_public,
     )
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: _reload(operators))
     worker = threading.Thread(target=loop.run, name="reconcile-loop", daemon=True)
     worker.start()
     config = uvicorn.Config(
@@ -144,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=3,  # do not wait out open long-polls
     )
     try:
-        Server(config, on_exit=rollout.notifier.close).run()
+        Server(config, on_exit=rollout.notifier.close).run(sockets=[listener])
     finally:
         loop.stop.set()
         loop.poke.set()

@@ -1,9 +1,11 @@
-"""``edgefleet status [--server URL] [--site S] [--format text|json]``: where the fleet stands.
+"""``edgefleet status [--server URL] [--token-file F] [--site S]``: where the fleet stands.
 
-Reads ``GET /v1/fleet`` (or ``GET /v1/sites/S``) from a running reconciler and prints a
-table per site: wave, rollout state, revision, appliances and their health, clusters and
-their phase; above it the current revision, the rollout and the last failed commit with its
-errors. Exit 0 when the server answered, 1 when it could not be reached or refused.
+Reads ``GET /v1/fleet`` (or ``GET /v1/sites/S``) from a running reconciler with a viewer
+token and prints a table per site: wave, rollout state, revision, appliances and their
+health, clusters and their phase; above it the current revision, the rollout (paused,
+halted with the failing sites and the ``git revert`` that undoes them) and the last failed
+commit with its errors. Exit 0 when the server answered, 1 when it could not be reached or
+refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -24,8 +25,7 @@ from agent.contract import StatusReport
 from ..rollout import RolloutService
 from ..rollout.views import FleetView, SiteView
 from ..store import Store, StoreError
-
-DEFAULT_SERVER = "http://127.0.0.1:8080"
+from .client import ClientError, add_options, call
 
 
 def register(commands: Any) -> None:
@@ -34,11 +34,7 @@ def register(commands: Any) -> None:
         help="show sites, appliances, clusters, revision, wave, health and the last failure",
         description="Show the fleet as a running reconciler sees it.",
     )
-    parser.add_argument(
-        "--server",
-        default=os.environ.get("EDGEFLEET_SERVER", DEFAULT_SERVER),
-        help=f"reconciler URL (default: $EDGEFLEET_SERVER or {DEFAULT_SERVER})",
-    )
+    add_options(parser)
     parser.add_argument("--site", help="show one site in detail")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(run=run)
@@ -59,7 +55,7 @@ def register(commands: Any) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     """Record the report as if the agent had posted it; gates move as they would online."""
-    errors = Console(stderr=True, highlight=False, markup=False)
+    errors = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
     try:
         document = json.loads(args.file.read_text())
         appliance = str(document["appliance"])
@@ -86,15 +82,11 @@ def run(args: argparse.Namespace) -> int:
     # markup off: site names, waiting reasons and errors are data, never rich markup
     wide = None if Console().is_terminal else 200
     console = Console(width=wide, highlight=False, markup=False)
-    errors = Console(stderr=True, highlight=False, markup=False)
+    errors = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
     try:
-        answer = httpx.get(args.server.rstrip("/") + path, timeout=10)
-    except httpx.HTTPError as e:
-        errors.print(f"edgefleet: cannot reach {args.server}: {e}")
-        return 1
-    if answer.status_code != 200:
-        detail = _detail(answer)
-        errors.print(f"edgefleet: {args.server} answered {answer.status_code}: {detail}")
+        answer = call(args, "GET", path)
+    except ClientError as e:
+        errors.print(f"edgefleet: {e}")
         return 1
     if args.format == "json":
         print(json.dumps(answer.json(), indent=2, sort_keys=True))
@@ -116,7 +108,14 @@ def print_fleet(console: Console, fleet: FleetView) -> None:
         wave = f"wave {ro.wave} ({ro.waveIndex + 1}/{len(ro.waves)})" if ro.wave else "all waves"
         done = f"{ro.sitesDone}/{ro.sitesChanged} changed sites done"
         failing = f"; failing: {', '.join(ro.failing)}" if ro.failing else ""
-        console.print(f"rollout       {ro.short} {ro.state}, {wave}, {done}{failing}")
+        paused = f", paused by {ro.pausedBy}" if ro.paused else ""
+        console.print(f"rollout       {ro.short} {ro.state}{paused}, {wave}, {done}{failing}")
+        for failure in ro.failures:
+            console.print(f"  {failure.site} failed: {failure.error}")
+            for command in failure.revert:
+                console.print(f"    undo with: {command}")
+        if ro.accepted:
+            console.print(f"  failures accepted on resume: {', '.join(ro.accepted)}")
     if fleet.lastFailure is not None:
         f = fleet.lastFailure
         when = "newer than the current revision" if f.current else "older"
@@ -193,10 +192,3 @@ def print_site(console: Console, site: SiteView) -> None:
         console.print(policies)
     for e in site.events[:10]:
         console.print(f"{e.at:%Y-%m-%d %H:%M:%S}  {e.level:7} {e.message}")
-
-
-def _detail(answer: httpx.Response) -> str:
-    try:
-        return str(answer.json().get("detail", ""))[:200]
-    except ValueError:
-        return answer.text[:200]

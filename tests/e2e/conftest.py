@@ -29,6 +29,7 @@ from tests.agent.engine import Engine
 from tests.agent.harness import RUN_LABEL, remove_labelled
 from tests.integration.conftest import git
 from tests.support.fleet import FleetFiles, write_base_fleet
+from tests.support.operators import VIEWER, write_token_file
 
 BOOTSTRAP = "e2e-bootstrap-token"
 
@@ -145,11 +146,13 @@ class Loop:
             filters={"label": [f"edgefleet.appliance={appliance}"]})]  # fmt: skip
 
     def fleet_status(self) -> dict[str, object]:
-        data: dict[str, object] = httpx.get(f"{self.url}/v1/fleet", timeout=5).json()
+        answer = httpx.get(f"{self.url}/v1/fleet", timeout=5, headers=VIEWER)
+        data: dict[str, object] = answer.json()
         return data
 
     def site_status(self, site: str) -> dict[str, object]:
-        data: dict[str, object] = httpx.get(f"{self.url}/v1/sites/{site}", timeout=5).json()
+        answer = httpx.get(f"{self.url}/v1/sites/{site}", timeout=5, headers=VIEWER)
+        data: dict[str, object] = answer.json()
         return data
 
 
@@ -183,12 +186,14 @@ def loop(
     work = tmp_path / "work"
     work.mkdir()
     (work / "bootstrap").write_text(BOOTSTRAP)
+    write_token_file(work / "operators")
     port = free_port()
     found = Loop(fleet, f"http://127.0.0.1:{port}", docker_client, work, node_image, run_id, engine)
     found.start(
         [sys.executable, "-m", "reconciler", "serve", str(fleet.root),
          "--listen", f"127.0.0.1:{port}", "--db", f"sqlite:///{work / 'reconciler.db'}",
-         "--bootstrap-token-file", str(work / "bootstrap"), "--tick-interval", "0.5"],
+         "--bootstrap-token-file", str(work / "bootstrap"), "--tick-interval", "0.5",
+         "--operator-token-file", str(work / "operators")],
         work / "reconciler.log",
     )  # fmt: skip
     try:

@@ -26,6 +26,7 @@ import pytest
 from reconciler.api import PushEvent, create_app
 from reconciler.rollout import RolloutService
 from reconciler.store import Store
+from tests.support.operators import ADMIN, VIEWER, operator_tokens
 
 from .agents import BOOTSTRAP, Agent
 from .clocks import ManualClock
@@ -50,10 +51,12 @@ class Harness:
     clock: ManualClock
     pushes: list[PushEvent] = field(default_factory=list)
     agents: list[Agent] = field(default_factory=list)
-    http: httpx.Client = field(init=False)
+    http: httpx.Client = field(init=False)  # a viewer's client
+    admin: httpx.Client = field(init=False)  # an admin's client
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.base_url, timeout=30)
+        self.http = httpx.Client(base_url=self.base_url, timeout=30, headers=VIEWER)
+        self.admin = httpx.Client(base_url=self.base_url, timeout=30, headers=ADMIN)
 
     def agent(self, appliance: str, *, register: bool = True) -> Agent:
         agent = Agent(self.base_url, appliance)
@@ -74,6 +77,7 @@ class Harness:
         for agent in self.agents:
             agent.close()
         self.http.close()
+        self.admin.close()
 
 
 @pytest.fixture
@@ -89,6 +93,7 @@ def server(tmp_path: Path, clock: ManualClock) -> Iterator[Harness]:
         webhook_secret=WEBHOOK_SECRET,
         on_push=pushes.append,
         tick_interval=None,  # tests tick after moving the clock
+        operators=operator_tokens(),
     )
     running = ServerThread(app).start()
     harness = Harness(running.base_url, store, rollout, clock, pushes)

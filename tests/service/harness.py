@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from reconciler.api import PushEvent, create_app
 from reconciler.rollout import Release, RolloutService
 from reconciler.store import Store
+from tests.support.operators import operator_tokens
 
 from .agents import BOOTSTRAP
 
@@ -56,6 +57,7 @@ def main() -> None:
         webhook_secret=SECRET,
         on_push=on_push,
         tick_interval=0.05,
+        operators=operator_tokens(),
     )
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", ws="none")
 

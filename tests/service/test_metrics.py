@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import httpx
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -64,4 +63,4 @@ def test_metrics_name_every_series(server: Harness) -> None:
 
 def test_each_app_has_its_own_registry(server: Harness) -> None:
     assert not [m for m in REGISTRY.collect() if m.name.startswith("edgefleet_")]
-    assert httpx.get(server.base_url + "/metrics").status_code == 200
+    assert server.http.get("/metrics").status_code == 200

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from reconciler.cli import status
+from tests.support.operators import VIEWER_TOKEN
 
 from .conftest import Harness
 from .fleets import digests, release, revision, site
@@ -18,6 +19,11 @@ ERRORS = [
     "sites/store-2/clusters/store.yaml:14: control-plane pool size must be 1, 3 or 5 (got 2)",
     "sites/store-2/site.yaml:3: 'Mars/Olympus' is not an IANA time zone",
 ]
+
+
+@pytest.fixture(autouse=True)
+def viewer_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEFLEET_TOKEN", VIEWER_TOKEN)
 
 
 def run_status(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -83,7 +89,9 @@ def test_status_json_and_site_detail(server: Harness, capsys: pytest.CaptureFixt
 def test_status_reports_an_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_status(capsys, "--server", "http://127.0.0.1:9")
     assert code == 1
-    assert "cannot reach http://127.0.0.1:9" in err
+    assert "cannot reach the reconciler at http://127.0.0.1:9" in err
+    assert "set --server or EDGEFLEET_SERVER" in err
+    assert len(err.strip().splitlines()) == 1
     assert out == ""
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from tests.integration.conftest import git
 from tests.support.fleet import FleetFiles, write_base_fleet
+from tests.support.operators import VIEWER, VIEWER_TOKEN, write_token_file
 
 from .agents import BOOTSTRAP, Agent
 
@@ -73,7 +74,7 @@ class Served:
         while time.monotonic() < deadline:
             try:
                 verify = ssl.create_default_context(cafile=str(self.ca)) if self.ca else True
-                answer = httpx.get(f"{self.url}/v1/fleet", timeout=1, verify=verify)
+                answer = httpx.get(f"{self.url}/v1/fleet", timeout=1, verify=verify, headers=VIEWER)
                 if answer.json().get("revision"):
                     return
             except (httpx.HTTPError, ValueError):
@@ -101,7 +102,8 @@ class Served:
         git(self.fleet.root, "commit", "-qm", message)
 
     def fleet_status(self) -> dict[str, object]:
-        found: dict[str, object] = httpx.get(f"{self.url}/v1/fleet", timeout=5).json()
+        answer = httpx.get(f"{self.url}/v1/fleet", timeout=5, headers=VIEWER)
+        found: dict[str, object] = answer.json()
         return found
 
 
@@ -110,6 +112,7 @@ def args(served: Served) -> list[str]:
         "--listen", f"127.0.0.1:{served.port}",
         "--db", f"sqlite:///{served.work / 'reconciler.db'}",
         "--bootstrap-token-file", str(served.work / "bootstrap"),
+        "--operator-token-file", str(served.work / "operators"),
         "--tick-interval", "0.2",
     ]  # fmt: skip
 
@@ -125,6 +128,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     work = tmp_path / "work"
     work.mkdir()
     (work / "bootstrap").write_text(BOOTSTRAP)
+    write_token_file(work / "operators")
     found = Served(fleet, work, free_port(), str(fleet.root))
     try:
         yield found
@@ -258,6 +262,7 @@ def test_remote_repository_is_fetched_when_the_webhook_says_so(served: Served) -
         "--config", str(served.work / "serve.yaml"),
         "--listen", f"127.0.0.1:{served.port}",
         "--bootstrap-token-file", str(served.work / "bootstrap"),
+        "--operator-token-file", str(served.work / "operators"),
         env={"EDGEFLEET_WEBHOOK_SECRET_FILE": str(served.work / "secret")},
     )  # fmt: skip
     agent = served.agent("store-1-a")
@@ -308,7 +313,7 @@ def test_day_two_results_reach_the_site_status(served: Served) -> None:
         ],
     }  # fmt: skip
     assert canary.http.post("/v1/status", json=report, headers=canary.auth).status_code == 202
-    site = httpx.get(f"{served.url}/v1/sites/store-1", timeout=5).json()
+    site = httpx.get(f"{served.url}/v1/sites/store-1", timeout=5, headers=VIEWER).json()
     (cluster,) = site["clusters"]
     assert [(s["scan"], s["failed"]) for s in cluster["scans"]] == [("configuration", 3)]
     assert cluster["backup"]["name"] == "pos-20261125T023000Z"
@@ -316,6 +321,7 @@ def test_day_two_results_reach_the_site_status(served: Served) -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "reconciler", "status", "--server", served.url, "--site", "store-1"],
         capture_output=True, text=True, timeout=30,
+        env={**os.environ, "EDGEFLEET_TOKEN": VIEWER_TOKEN},
     )  # fmt: skip
     assert shown.returncode == 0
     assert "scan configuration (kube-bench)" in shown.stdout
@@ -323,7 +329,7 @@ def test_day_two_results_reach_the_site_status(served: Served) -> None:
 
 
 def longpolls_open(served: Served) -> float:
-    metrics = httpx.get(f"{served.url}/metrics", timeout=5).text
+    metrics = httpx.get(f"{served.url}/metrics", timeout=5, headers=VIEWER).text
     (line,) = [x for x in metrics.splitlines() if x.startswith("edgefleet_longpolls_open ")]
     return float(line.split()[1])
 

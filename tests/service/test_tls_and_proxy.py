@@ -103,6 +103,7 @@ def test_installer_registers_through_the_proxy_trusting_the_site_ca(
     served.start(
         "--listen", f"127.0.0.1:{served.port}", "--db", f"sqlite:///{served.work / 'db'}",
         "--bootstrap-token-file", str(served.work / "bootstrap"),
+        "--operator-token-file", str(served.work / "operators"),
         "--tls-cert", str(cert), "--tls-key", str(key),
         https_ca=ca,
     )  # fmt: skip

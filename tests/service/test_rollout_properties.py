@@ -79,7 +79,8 @@ class Model:
     targets: dict[str, str] = field(default_factory=dict)  # newest revision, by appliance
     changed: set[str] = field(default_factory=set)  # sites not proven when it was committed
     ran_healthy: dict[str, set[str]] = field(default_factory=dict)
-    failed: dict[str, set[str]] = field(default_factory=dict)  # digests an appliance failed
+    failed: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # digest, when
+    target_since: dict[str, float] = field(default_factory=dict)  # its target since when
     streaks: dict[str, Streak] = field(default_factory=dict)
     accepted: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
     promoted: int = -1  # the wave an admin opened in the newest rollout
@@ -93,7 +94,15 @@ class Model:
         return tuple(self.targets[a] for a in BY_NAME[name].appliances)
 
     def site_failed(self, name: str) -> bool:
-        return any(self.targets[a] in self.failed.get(a, set()) for a in BY_NAME[name].appliances)
+        """An appliance failed its target since it became its target, and the site has
+        not proven its state since."""
+        if self.site_proven(name):
+            return False
+        return any(
+            digest == self.targets[a] and at >= self.target_since[a]
+            for a in BY_NAME[name].appliances
+            for digest, at in self.failed.get(a, [])
+        )
 
     def site_proven(self, name: str) -> bool:
         return all(self.proven(a, self.targets[a]) for a in BY_NAME[name].appliances)
@@ -209,10 +218,10 @@ class RolloutMachine(RuleBasedStateMachine):
         now = self.clock().timestamp()
         digest = report.appliedDigest
         if report.error is not None and report.error.digest is not None:
-            self.model.failed.setdefault(appliance, set()).add(report.error.digest)
+            self.model.failed.setdefault(appliance, []).append((report.error.digest, now))
         healthy = digest if report.health == "healthy" and digest and not report.error else None
         if report.health != "healthy" and digest is not None and report.error is None:
-            self.model.failed.setdefault(appliance, set()).add(digest)
+            self.model.failed.setdefault(appliance, []).append((digest, now))
         streak = self.model.streaks.get(appliance)
         if healthy is None:
             if streak is not None:
@@ -228,9 +237,14 @@ class RolloutMachine(RuleBasedStateMachine):
         self.newest = rel
         failing = self.halted()
         old = {n: self.model.site_state(n) for n in failing}
+        before = self.model.targets
         self.model.targets = {
             a: state.digest for s in rel.sites.values() for a, state in s.states.items()
         }
+        now = self.clock().timestamp()
+        for appliance, digest in self.model.targets.items():
+            if before.get(appliance) != digest:
+                self.model.target_since[appliance] = now
         lifts = bool(failing) and all(self.model.site_state(n) != old[n] for n in failing)
         self.model.changed = {n for n in BY_NAME if not self.model.site_proven(n)}
         self.model.promoted = -1

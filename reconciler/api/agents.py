@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.contract import DesiredState, StatusReport
 
-from ..rollout import AgentFacts
+from ..delivery import AgentFacts
 from .auth import agent_of, agent_token, bearer, bootstrap_token
 from .errors import ERRORS, NotFound
 from .services import Services

@@ -15,8 +15,11 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from ..rollout import Clock, DesiredDocuments, FleetViews, Registrations, RolloutService
+from ..clocks import Clock
+from ..delivery import DesiredDocuments, Registrations
+from ..rollout import RolloutService
 from ..store import Store, StoreError
+from ..views import FleetViews
 from .agents import agent_routes
 from .errors import install_handlers
 from .fleet import fleet_routes

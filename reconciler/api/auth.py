@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..rollout import Registrations
+from ..delivery import Registrations
 from .errors import Forbidden, Unauthorized
 from .operators import Operator, OperatorTokens, Role
 

@@ -23,7 +23,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ..rollout import InvalidToken, RolloutConflict
+from ..delivery import InvalidToken
+from ..rollout import RolloutConflict
 from ..store import StoreError
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..rollout import FleetView, RevisionsView, SiteView
-from ..rollout.views import RolloutView
+from ..views import FleetView, RevisionsView, RolloutView, SiteView
 from .auth import operator_access
 from .errors import ERRORS, NotFound
 from .operators import Operator

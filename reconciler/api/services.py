@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..rollout import DesiredDocuments, FleetViews, Notifier, Registrations, RolloutService
+from ..delivery import DesiredDocuments, Notifier, Registrations
+from ..rollout import RolloutService
 from ..store import Store
+from ..views import FleetViews
 from .operators import OperatorTokens
 from .pushes import PushEvent
 

@@ -25,7 +25,8 @@ from ruamel.yaml.error import YAMLError
 
 from ..api import create_app
 from ..api.operators import OperatorTokenError, OperatorTokens
-from ..rollout import RolloutService, system_clock
+from ..clocks import system_clock
+from ..rollout import RolloutService
 from ..service import Loop, Reconciler, open_source
 from ..sources import SourceError
 from ..store import Store, StoreError

@@ -23,8 +23,8 @@ from rich.table import Table
 from agent.contract import StatusReport
 
 from ..rollout import RolloutService
-from ..rollout.views import FleetView, SiteView
 from ..store import Store, StoreError
+from ..views import FleetView, SiteView
 from .client import ClientError, add_options, call
 
 

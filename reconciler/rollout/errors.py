@@ -4,7 +4,6 @@
     ├── InvalidRelease        permanent: the release handed over is inconsistent (a digest
     │                         that does not match its document, an appliance in two sites);
     │                         nothing of it is recorded, the same input will fail again
-    ├── InvalidToken          an agent or bootstrap token that does not authenticate
     └── RolloutConflict       an operator action that does not fit the rollout's state
 
 Store errors (``reconciler.store.StoreError`` and its temporary ``StoreUnavailable``) pass
@@ -20,10 +19,6 @@ class RolloutError(Exception):
 
 class InvalidRelease(RolloutError):
     """The release is inconsistent; it was not recorded."""
-
-
-class InvalidToken(RolloutError):
-    """A token that does not authenticate. The message never contains the token."""
 
 
 class RolloutConflict(RolloutError):

@@ -25,6 +25,8 @@ from dataclasses import replace
 
 from agent.contract import StatusReport
 
+from ..clocks import Clock, epoch, system_clock
+from ..delivery import Notifier
 from ..store import (
     EventRecord,
     ReportRecord,
@@ -34,10 +36,8 @@ from ..store import (
     Transaction,
 )
 from ..store.records import Level
-from .clocks import Clock, epoch, system_clock
 from .errors import InvalidRelease, RolloutConflict
 from .health import next_streak, ran_healthy
-from .notifications import Notifier
 from .progress import SETTLED, Progress, Snapshot, advance
 from .publishing import ReleasePlan, plan_release
 from .releases import Release

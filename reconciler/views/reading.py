@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 from agent.contract import ClusterStatus, StatusReport
 
+from ..clocks import Clock, epoch
+from ..rollout.health import parse_report
 from ..store import (
     AgentRecord,
     Assignment,
@@ -24,15 +26,7 @@ from ..store import (
     Store,
     Transaction,
 )
-from .clocks import Clock, epoch
-from .health import parse_report
-from .statuses import (
-    appliance_health,
-    appliance_status,
-    cluster_phase,
-    cluster_progress,
-)
-from .views import (
+from .documents import (
     ApplianceCounts,
     ApplianceView,
     ClusterSummary,
@@ -49,6 +43,12 @@ from .views import (
     SiteSummary,
     SiteView,
     TaskView,
+)
+from .statuses import (
+    appliance_health,
+    appliance_status,
+    cluster_phase,
+    cluster_progress,
 )
 
 

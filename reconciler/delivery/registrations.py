@@ -15,8 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..clocks import Clock, epoch
 from ..store import AgentRecord, EventRecord, Store
-from .clocks import Clock, epoch
 from .errors import InvalidToken
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+from agent.contract import MaintenanceWindow
 from tests.support.operators import ADMIN_TOKEN, VIEWER_TOKEN
 
 from .agents import Agent
@@ -201,3 +203,67 @@ def test_rollout_commands_name_what_is_wrong(server: Harness, tmp_path: Path) ->
     )  # fmt: skip
     assert answer.returncode == 1
     assert answer.stderr.strip() == f"edgefleet: --token-file {empty} is empty"
+
+
+def test_a_change_held_for_a_window_stays_held_across_an_unrelated_commit(
+    server: Harness,
+) -> None:
+    window = MaintenanceWindow(days=["sun"], start="03:00", duration="2h")
+    berlin = site("store-berlin", timezone="Europe/Berlin", windows=[window])
+    other = site("store-5")
+    agents = {a: server.agent(a) for s in (berlin, other) for a in s.appliances}
+    first = release(revision("w1"), [berlin, other])
+    server.rollout.record_release(first)
+    for agent in agents.values():
+        agent.apply()
+    server.rollout.tick()
+    # a new node image for Berlin (nodes are replaced): held for Sunday's window
+    held = release(revision("w2"), [berlin, other], images={"store-berlin": "k3s:next"})
+    server.rollout.record_release(held)
+    assert served(agents) == digests(first)
+    unrelated = release(
+        revision("w3"),
+        [berlin, other],
+        images={"store-berlin": "k3s:next"},
+        manifests={"store-5": "x"},
+    )
+    server.rollout.record_release(unrelated)
+    assert served(agents)["store-berlin-edge"] == digests(first)["store-berlin-edge"]
+    assert served(agents)["store-5-edge"] == digests(unrelated)["store-5-edge"]
+    assert "maintenance window" in server.site("store-berlin")["waiting"]
+    server.clock.set(datetime(2025, 3, 9, 2, 30, tzinfo=UTC))  # Sunday 03:30 in Berlin
+    server.rollout.tick()
+    assert served(agents) == digests(unrelated)
+
+
+def test_one_appliance_at_a_time_holds_across_an_unrelated_commit(server: Harness) -> None:
+    hospital = site("hospital-1", "h-a", "h-b", "h-c", control_plane=["h-b"])
+    other = site("store-5")
+    specs = [hospital, other]
+    agents = {a: server.agent(a) for s in specs for a in s.appliances}
+    first = release(revision("t1"), specs)
+    server.rollout.record_release(first)
+    for agent in agents.values():
+        agent.apply()
+    server.rollout.tick()
+    old = digests(first)
+    second = release(revision("t2"), specs, images={"hospital-1": "k3s:next"})
+    server.rollout.record_release(second)
+    new = digests(second)
+    assert served(agents) == {**old, "h-b": new["h-b"]}  # the control plane first
+    # a commit elsewhere, before h-b reported: h-a and h-c keep waiting for h-b
+    third = release(
+        revision("t3"), specs, images={"hospital-1": "k3s:next"}, manifests={"store-5": "x"}
+    )
+    server.rollout.record_release(third)
+    assert served(agents) == {
+        **old,
+        "h-b": new["h-b"],
+        "store-5-edge": digests(third)["store-5-edge"],
+    }
+    assert "waiting for h-b to report its nodes Running" in server.site("hospital-1")["waiting"]
+    agents["h-b"].apply()
+    assert served(agents)["h-a"] == new["h-a"]
+    assert served(agents)["h-c"] == old["h-c"]
+    agents["h-a"].apply()
+    assert served(agents) == digests(third)

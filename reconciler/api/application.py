@@ -47,6 +47,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     operators: OperatorTokens | None = None,
     metrics_public: bool = False,
+    leading: Callable[[], bool] | None = None,
 ) -> FastAPI:
     """The reconciler's API.
 
@@ -59,7 +60,9 @@ def create_app(
     services = Services(
         store=store,
         rollout=rollout,
-        registrations=Registrations(store=store, clock=clock, bootstrap_token=bootstrap_token),
+        registrations=Registrations(
+            store=store, clock=clock, bootstrap_token=bootstrap_token, notifier=rollout.notifier
+        ),
         documents=DesiredDocuments(store=store, notifier=rollout.notifier),
         views=FleetViews(store=store, clock=clock, heartbeat_timeout=rollout.heartbeat_timeout),
         notifier=rollout.notifier,
@@ -68,6 +71,7 @@ def create_app(
         max_wait=max_wait,
         operators=operators if operators is not None else OperatorTokens(),
         metrics_public=metrics_public,
+        leading=leading or (lambda: False),
     )
     registry = build_registry(views=services.views, notifier=services.notifier)
 

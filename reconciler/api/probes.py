@@ -15,6 +15,7 @@ from .services import Services
 class Health(BaseModel):
     status: str
     store: str
+    reconciling: bool  # this replica holds the leadership and runs the reconcile loop
 
 
 def probe_routes(services: Services, registry: CollectorRegistry) -> APIRouter:
@@ -27,7 +28,7 @@ def probe_routes(services: Services, registry: CollectorRegistry) -> APIRouter:
             services.store.ping()
         except StoreError as e:
             raise Unavailable("the store is unavailable") from e
-        return Health(status="ok", store=services.store.dialect)
+        return Health(status="ok", store=services.store.dialect, reconciling=services.leading())
 
     guard = (
         [] if services.metrics_public else [Depends(operator_access(services.operators, "viewer"))]

@@ -27,3 +27,4 @@ class Services:
     max_wait: float
     operators: OperatorTokens
     metrics_public: bool = False
+    leading: Callable[[], bool] = lambda: False  # noqa: E731 - runs the reconcile loop

@@ -26,8 +26,9 @@ from ruamel.yaml.error import YAMLError
 from ..api import create_app
 from ..api.operators import OperatorTokenError, OperatorTokens
 from ..clocks import system_clock
+from ..delivery import ChangeFeed
 from ..rollout import RolloutService
-from ..service import Loop, Reconciler, open_source
+from ..service import Loop, Reconciler, Replica, open_source
 from ..sources import SourceError
 from ..store import Store, StoreError
 from .common import builtin_packs, fail_usage
@@ -171,28 +172,45 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"edgefleet: cannot listen on {options['listen']}: {e.strerror}", file=sys.stderr)
         return 1
+    leadership = store.leadership()
+    if store.dialect == "sqlite" and not leadership.acquire():
+        listener.close()
+        print(
+            f"edgefleet: another edgefleet serve uses {options['db']}: one process serves a "
+            "SQLite database; run several replicas on PostgreSQL",
+            file=sys.stderr,
+        )
+        return 1
     if not len(operators):
         log.warning("no operator tokens: fleet status and rollout control answer 401")
     rollout = RolloutService(store=store, clock=system_clock)
-    reconciler = Reconciler(git=source.git, rollout=rollout, builtin=builtin_packs())
-    with store.read() as tx:
-        last_good = tx.revisions.latest("good")
-    if last_good is not None:
-        reconciler.seed(last_good.sha)
-    loop = Loop(source, reconciler.reconcile)
+
+    def make_loop() -> Loop:
+        """The reconcile loop of a replica that has just become the leader, carrying on
+        from the last good revision recorded."""
+        reconciler = Reconciler(git=source.git, rollout=rollout, builtin=builtin_packs())
+        with store.read() as tx:
+            last_good = tx.revisions.latest("good")
+        if last_good is not None:
+            reconciler.seed(last_good.sha)
+        return Loop(source, reconciler.reconcile)
+
+    replica = Replica(leadership=leadership, make_loop=make_loop)
     app = create_app(
         store=store,
         rollout=rollout,
         clock=system_clock,
         bootstrap_token=bootstrap,
         webhook_secret=webhook,
-        on_push=lambda _event: loop.poke.set(),
+        on_push=lambda _event: replica.poke(),
+        leading=lambda: replica.leading,
         tick_interval=tick,
         operators=operators,
         metrics_public=metrics_public,
     )
     signal.signal(signal.SIGHUP, lambda _sig, _frame: _reload(operators))
-    worker = threading.Thread(target=loop.run, name="reconcile-loop", daemon=True)
+    feed = ChangeFeed(store=store, notifier=rollout.notifier).start()
+    worker = threading.Thread(target=replica.run, name="replica", daemon=True)
     worker.start()
     config = uvicorn.Config(
         app,
@@ -207,8 +225,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         Server(config, on_exit=rollout.notifier.close).run(sockets=[listener])
     finally:
-        loop.stop.set()
-        loop.poke.set()
+        replica.stop.set()
+        worker.join(35)
+        feed.stop()
     return 0
 
 

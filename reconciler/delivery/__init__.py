@@ -9,11 +9,13 @@ served, and the :class:`Notifier` wakes a long-poll the moment that changes. Err
 
 from .documents import DesiredDocuments, Served
 from .errors import DeliveryError, InvalidToken
+from .feed import ChangeFeed
 from .notifications import Notifier
 from .registrations import AgentFacts, Registration, Registrations
 
 __all__ = [
     "AgentFacts",
+    "ChangeFeed",
     "DeliveryError",
     "DesiredDocuments",
     "InvalidToken",

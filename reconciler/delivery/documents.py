@@ -1,9 +1,10 @@
 """The document each appliance is served: the stored content with its revision and digest,
 as canonical JSON bytes. Documents never change for a (digest, revision) pair, so the bytes
-are cached. What an appliance is served is cached too, for ``ttl`` seconds: the notifier
-drops an appliance's entry the moment this process publishes something new for it, and the
-time limit bounds how long a change made by another replica goes unseen. An unchanged poll
-then costs no database read."""
+are cached. What each appliance is served is cached too: every change (made here or by
+another replica, see :mod:`.feed`) reaches :meth:`DesiredDocuments.take` before any waiting
+agent wakes, which loads the new documents in bulk, so a wave of thousands of agents costs
+no database read per agent. ``ttl`` bounds how long an entry lives without word of a change.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.contract import canonical_json
 
-from ..store import Store
+from ..store import ChangeRecord, Store
 from .notifications import Notifier
 
 
@@ -33,7 +35,7 @@ class DesiredDocuments:
         store: Store,
         cache_size: int = 2048,
         notifier: Notifier | None = None,
-        ttl: float = 2.0,
+        ttl: float = 30.0,
     ) -> None:
         self._store = store
         self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
@@ -43,7 +45,53 @@ class DesiredDocuments:
         self._served: dict[str, tuple[Served | None, float]] = {}
         self._generation: dict[str, int] = {}
         if notifier is not None:
-            notifier.listen(self.forget)
+            notifier.listen(self.take)
+            notifier.on_forget_all(self.forget_all)
+
+    def take(self, changes: Sequence[ChangeRecord]) -> None:
+        """Served states changed: remember the new ones (their documents read in one go),
+        forget those whose new state is not named."""
+        served = [c for c in changes if c.kind == "served"]
+        if not served:
+            return
+        known = [c for c in served if c.digest is not None and c.revision is not None]
+        self.forget({c.appliance for c in served})
+        if not known or not self._ttl:
+            return
+        missing = {
+            c.digest
+            for c in known
+            if c.digest is not None
+            and c.revision is not None
+            and self._cached(c.digest, c.revision) is None
+        }
+        contents: dict[str, str] = {}
+        if missing:
+            with self._store.read() as tx:
+                contents = tx.documents.get_many(missing)
+        until = time.monotonic() + self._ttl
+        with self._lock:
+            for change in known:
+                assert change.digest is not None and change.revision is not None
+                key = (change.digest, change.revision)
+                body = self._cache.get(key)
+                if body is None:
+                    content = contents.get(change.digest)
+                    if content is None:
+                        continue  # read on demand
+                    body = _body(content, change.digest, change.revision)
+                    self._cache[key] = body
+                self._served[change.appliance] = (
+                    Served(digest=change.digest, revision=change.revision, body=body),
+                    until,
+                )
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def forget_all(self) -> None:
+        with self._lock:
+            cached = set(self._served)
+        self.forget(cached)
 
     def forget(self, appliances: set[str]) -> None:
         with self._lock:
@@ -89,8 +137,7 @@ class DesiredDocuments:
                 content = tx.documents.get(digest)
                 if content is None:
                     return None
-                document = {**json.loads(content), "revision": revision, "digest": digest}
-                body = canonical_json(document)
+                body = _body(content, digest, revision)
                 self._remember(digest, revision, body)
         return Served(digest=digest, revision=revision, body=body)
 
@@ -106,3 +153,7 @@ class DesiredDocuments:
             self._cache[(digest, revision)] = body
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+
+
+def _body(content: str, digest: str, revision: str) -> bytes:
+    return canonical_json({**json.loads(content), "revision": revision, "digest": digest})

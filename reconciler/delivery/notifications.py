@@ -1,8 +1,10 @@
 """Waking long-polling agents the moment their appliance is served a new state.
 
 Each waiting request subscribes for its appliance and awaits an asyncio event; the rollout
-service calls :meth:`Notifier.notify` from whatever thread it runs on, and the event is set
-on the waiter's own loop. Nothing polls the database while waiting.
+service (for changes this process made) and the change feed (for those of other replicas)
+call :meth:`Notifier.publish` from whatever thread they run on, and the event is set on the
+waiter's own loop. Listeners (the caches of served states and tokens) see every change
+before any waiter wakes. Nothing polls the database while waiting.
 
 Subscribe before reading the current state, then wait: a notification that lands between
 the read and the wait is not lost, the event is already set.
@@ -12,9 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+from ..store import ChangeRecord
+
+Listener = Callable[[Sequence[ChangeRecord]], None]
 
 
 class Subscription:
@@ -39,7 +45,8 @@ class Notifier:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, set[Subscription]] = {}
-        self._listeners: list[Callable[[set[str]], None]] = []
+        self._listeners: list[Listener] = []
+        self._forgetters: list[Callable[[], None]] = []
         self.closed = False  # the server is stopping: nobody waits any more
 
     def close(self) -> None:
@@ -50,9 +57,9 @@ class Notifier:
             appliances = list(self._waiting)
         self.notify(appliances)
 
-    def listen(self, listener: Callable[[set[str]], None]) -> None:
-        """Call ``listener`` with the appliances of every notification, before any waiting
-        request wakes (caches of what appliances are served drop their entries there)."""
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener`` with every change, before any waiting request wakes (caches of
+        served states and tokens take the changes there)."""
         self._listeners.append(listener)
 
     @contextmanager
@@ -70,11 +77,32 @@ class Notifier:
                 if not subscribers:
                     self._waiting.pop(appliance, None)
 
-    def notify(self, appliances: Iterable[str]) -> None:
-        """Wake every request waiting for one of ``appliances``; safe from any thread."""
-        changed = set(appliances)
+    def publish(self, changes: Sequence[ChangeRecord]) -> None:
+        """Hand ``changes`` to the listeners, then wake every request waiting for an
+        appliance whose served state changed; safe from any thread."""
+        if not changes:
+            return
         for listener in self._listeners:
-            listener(changed)
+            listener(changes)
+        self._wake({c.appliance for c in changes if c.kind == "served"})
+
+    def notify(self, appliances: Iterable[str]) -> None:
+        """Wake every request waiting for one of ``appliances``, whose served state changed
+        in a way the caches must read again."""
+        self.publish([ChangeRecord("served", a, at=0.0) for a in set(appliances)])
+
+    def forget_all(self) -> None:
+        """Changes were missed: every listener drops what it cached, every waiter wakes."""
+        for listener in self._forgetters:
+            listener()
+        with self._lock:
+            appliances = set(self._waiting)
+        self._wake(appliances)
+
+    def on_forget_all(self, listener: Callable[[], None]) -> None:
+        self._forgetters.append(listener)
+
+    def _wake(self, changed: set[str]) -> None:
         with self._lock:
             woken = [s for a in changed for s in self._waiting.get(a, ())]
         for subscription in woken:

@@ -13,11 +13,13 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..clocks import Clock, epoch
-from ..store import AgentRecord, EventRecord, Store
+from ..store import AgentRecord, ChangeRecord, EventRecord, Store
 from .errors import InvalidToken
+from .notifications import Notifier
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,13 @@ def token_hash(token: str) -> str:
 
 class Registrations:
     def __init__(
-        self, *, store: Store, clock: Clock, bootstrap_token: str, token_ttl: float = 5.0
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        bootstrap_token: str,
+        token_ttl: float = 30.0,
+        notifier: Notifier | None = None,
     ) -> None:
         if len(bootstrap_token) < 16:
             raise ValueError("the bootstrap token must be at least 16 characters")
@@ -50,11 +58,26 @@ class Registrations:
         self._clock = clock
         self._bootstrap = bootstrap_token.encode()
         # token hash -> (appliance, expiry): an agent polling every few seconds is not looked
-        # up in the database each time; re-registering here drops the old token at once, and
-        # the short time limit bounds how long another replica's rotation goes unseen
+        # up in the database each time; a rotation here or on another replica (the change
+        # feed) drops the old token at once, and the time limit bounds the rest
         self._known: dict[str, tuple[str, float]] = {}
         self._known_lock = threading.Lock()
         self._ttl = token_ttl
+        self._notifier = notifier
+        if notifier is not None:
+            notifier.listen(self.take)
+            notifier.on_forget_all(self.forget_all)
+
+    def forget_all(self) -> None:
+        with self._known_lock:
+            self._known = {}
+
+    def take(self, changes: Sequence[ChangeRecord]) -> None:
+        """Tokens rotated: forget the old ones of those appliances."""
+        rotated = {c.appliance for c in changes if c.kind == "token"}
+        if rotated:
+            with self._known_lock:
+                self._known = {h: k for h, k in self._known.items() if k[0] not in rotated}
 
     def verify_bootstrap(self, token: str) -> None:
         """Raises InvalidToken unless ``token`` is the fleet's bootstrap token."""
@@ -86,6 +109,8 @@ class Registrations:
             declared = assignment is not None and assignment.declared
             verb = "re-registered (token rotated)" if before else "registered"
             where = "" if declared else "; not in the fleet repository: discovered"
+            rotation = ChangeRecord("token", facts.appliance, at=now)
+            tx.changes.add([rotation])
             tx.events.add(
                 [
                     EventRecord(
@@ -101,6 +126,8 @@ class Registrations:
                     )
                 ]
             )
+        if self._notifier is not None:
+            self._notifier.publish([rotation])
         return Registration(appliance=facts.appliance, token=token, declared=declared)
 
     def remembered(self, token: str) -> str | None:

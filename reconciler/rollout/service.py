@@ -28,6 +28,7 @@ from agent.contract import StatusReport
 from ..clocks import Clock, epoch, system_clock
 from ..delivery import Notifier
 from ..store import (
+    ChangeRecord,
     EventRecord,
     ReportRecord,
     RevisionRecord,
@@ -38,11 +39,12 @@ from ..store import (
 from ..store.records import Level
 from .errors import InvalidRelease, RolloutConflict
 from .health import next_streak, ran_healthy
-from .progress import SETTLED, Progress, Snapshot, advance
+from .progress import SETTLED, Snapshot, advance
 from .publishing import ReleasePlan, plan_release
 from .releases import Release
 
 PAUSED = "paused"
+CHANGES_KEPT = 600.0  # seconds the change log keeps rows for replicas that fall behind
 MAX_ERRORS = 200
 MAX_ERROR_CHARS = 1000
 
@@ -93,9 +95,12 @@ class RolloutService:
             # the documents, the rollout rows and the new targets
             self._store_plan(tx, plan, now=now)
             # the rollout's first step: the first wave, reverts, unchanged sites
-            progress = self._advance(tx, release.revision)
+            removed = [ChangeRecord("served", a, at=now) for a in plan.removed]
+            tx.changes.add(removed)
+            changes = removed + self._advance(tx, release.revision)
             tx.events.prune()
-        self.notifier.notify([*plan.removed, *(t.appliance for t in progress.released)])
+            tx.changes.prune(before=now - CHANGES_KEPT)
+        self.notifier.publish(changes)
         return True
 
     def record_failure(
@@ -122,11 +127,11 @@ class RolloutService:
         """Re-evaluate the gates of the running rollout (soak, windows, turns)."""
         with self._lock, self.store.write(exclusive=True) as tx:
             running = [r for r in tx.rollouts.open() if r.state == "running"]
-            released: list[str] = []
+            changes: list[ChangeRecord] = []
             for rollout in running:
-                released += [t.appliance for t in self._advance(tx, rollout.revision).released]
+                changes += self._advance(tx, rollout.revision)
             tx.events.prune()
-        self.notifier.notify(released)
+        self.notifier.publish(changes)
 
     # -- what an admin calls ------------------------------------------------------------
     def pause(self, *, by: str) -> bool:
@@ -163,8 +168,8 @@ class RolloutService:
             if halted:
                 message += f"; failures accepted: {', '.join(halted[-1].failing) or 'none'}"
             tx.events.add([self._event(now, "warning", "rollout-resumed", message)])
-            released = self._advance_open(tx)
-        self.notifier.notify(released)
+            changes = self._advance_open(tx)
+        self.notifier.publish(changes)
         return True
 
     def promote(self, wave: str, *, by: str) -> None:
@@ -190,8 +195,8 @@ class RolloutService:
             tx.events.add(
                 [self._event(now, "warning", "wave-promoted", message, revision=rollout.revision)]
             )
-            released = self._advance_open(tx)
-        self.notifier.notify(released)
+            changes = self._advance_open(tx)
+        self.notifier.publish(changes)
 
     def paused(self) -> bool:
         with self.store.read() as tx:
@@ -271,13 +276,15 @@ class RolloutService:
                 self._ticking = False
                 self._ticks.notify_all()
 
-    def _advance_open(self, tx: Transaction) -> list[str]:
-        released: list[str] = []
+    def _advance_open(self, tx: Transaction) -> list[ChangeRecord]:
+        changes: list[ChangeRecord] = []
         for rollout in tx.rollouts.open():
-            released += [t.appliance for t in self._advance(tx, rollout.revision).released]
-        return released
+            changes += self._advance(tx, rollout.revision)
+        return changes
 
-    def _advance(self, tx: Transaction, revision: str) -> Progress:
+    def _advance(self, tx: Transaction, revision: str) -> list[ChangeRecord]:
+        """One step of the rollout of ``revision``, written; returns the states it serves
+        anew (also logged for the other replicas)."""
         rollout = tx.rollouts.get(revision)
         assert rollout is not None
         targets = tx.rollouts.targets(revision)
@@ -299,6 +306,7 @@ class RolloutService:
         tx.rollouts.save_targets(progress.targets)
         tx.reports.put_streaks(progress.proven)
         current = tx.assignments.get_many(t.appliance for t in progress.released)
+        released = [t for t in progress.released if t.appliance in current]
         tx.assignments.put_many(
             [
                 replace(
@@ -308,12 +316,22 @@ class RolloutService:
                     served_at=now,
                     declared=target.digest is not None,
                 )
-                for target in progress.released
-                if target.appliance in current
+                for target in released
             ]
         )
         tx.events.add(progress.events)
-        return progress
+        changes = [
+            ChangeRecord(
+                "served",
+                t.appliance,
+                at=now,
+                digest=t.digest,
+                revision=t.revision if t.digest else None,
+            )
+            for t in released
+        ]
+        tx.changes.add(changes)
+        return changes
 
     def _record_good(
         self, tx: Transaction, sha: str, now: float, seconds: float | None

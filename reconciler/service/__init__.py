@@ -2,6 +2,7 @@
 commit into a release (:mod:`.reconciling`)."""
 
 from .reconciling import Outcome, Reason, Reconciler
+from .replicas import Replica
 from .watching import LocalSource, Loop, RemoteSource, Source, open_source
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Reason",
     "Reconciler",
     "RemoteSource",
+    "Replica",
     "Source",
     "open_source",
 ]

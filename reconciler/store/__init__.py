@@ -13,6 +13,7 @@ from .errors import StoreConflict, StoreError, StoreUnavailable
 from .records import (
     AgentRecord,
     Assignment,
+    ChangeRecord,
     Control,
     EventRecord,
     ReportRecord,
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_URL",
     "AgentRecord",
     "Assignment",
+    "ChangeRecord",
     "Control",
     "EventRecord",
     "ReportRecord",

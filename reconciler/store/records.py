@@ -111,6 +111,19 @@ class Control:
 
 
 @dataclass(frozen=True)
+class ChangeRecord:
+    """One change agents must see: a state served (``digest`` None: none) or a token
+    rotated, for one appliance."""
+
+    kind: Literal["served", "token"]
+    appliance: str
+    at: float
+    digest: str | None = None
+    revision: str | None = None
+    seq: int = 0  # assigned by the store
+
+
+@dataclass(frozen=True)
 class AgentRecord:
     appliance: str
     hostname: str

@@ -11,6 +11,8 @@ SQLite and PostgreSQL store and compare them the same way.
 ``streaks``          per appliance: the digest it runs healthy now, since when, and when that
                      run lasted the soak (proven)
 ``controls``         operator switches that outlive a revision (the rollout paused)
+``changes``          what changed for agents, in order: served states, rotated tokens; every
+                     replica follows it to wake its long-polls and drop its caches
 ``agents``           registrations: facts, token hash, registered and last-seen times
 ``reports``          the latest status report of each appliance
 ``events``           what happened, for operators (rollout steps, agent events)
@@ -151,6 +153,17 @@ controls = Table(
     Column("value", JSON, nullable=False),
     Column("set_by", String(ID), nullable=False),
     Column("set_at", Float, nullable=False),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),  # served | token
+    Column("appliance", String(ID), nullable=False),
+    Column("digest", String(DIGEST)),  # served: the digest now served (NULL: none)
+    Column("revision", String(SHA)),
+    Column("at", Float, nullable=False),
 )
 
 agents = Table(

@@ -21,11 +21,13 @@ from sqlalchemy import Connection, text
 
 from .agents import Agents
 from .assignments import Assignments
+from .changes import Changes
 from .controls import Controls
 from .documents import Documents
 from .engines import WRITE_OPTION, open_engine
 from .errors import translated
 from .events import Events
+from .replicas import ChangeSignal, Leadership
 from .reports import Reports
 from .revisions import Revisions
 from .rollouts import Rollouts
@@ -48,6 +50,7 @@ class Transaction:
         self.reports = Reports(conn)
         self.events = Events(conn)
         self.controls = Controls(conn)
+        self.changes = Changes(conn)
 
 
 class Store:
@@ -84,6 +87,14 @@ class Store:
                 if exclusive and self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROLLOUT_LOCK})
                 yield Transaction(conn)
+
+    def leadership(self) -> Leadership:
+        """The lock that makes one process of several the one that reconciles."""
+        return Leadership(self._engine)
+
+    def change_signal(self) -> ChangeSignal:
+        """Wakes on every change a writer logs, in any process (PostgreSQL)."""
+        return ChangeSignal(self._engine)
 
     def ping(self) -> None:
         """Raises StoreUnavailable when the database cannot be reached."""

@@ -235,7 +235,11 @@ def test_unknown_site_is_404(server: Harness, released: dict[str, str]) -> None:
 
 
 def test_healthz_and_openapi(server: Harness) -> None:
-    assert server.http.get("/healthz").json() == {"status": "ok", "store": "sqlite"}
+    assert server.http.get("/healthz").json() == {
+        "status": "ok",
+        "store": "sqlite",
+        "reconciling": False,  # the test server runs no reconcile loop
+    }
     paths = set(server.http.get("/openapi.json").json()["paths"])
     assert {
         "/v1/register",

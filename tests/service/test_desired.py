@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
 import httpx
 import pytest
 
 from agent.contract import DesiredState
+from reconciler.store import ChangeRecord
 
 from .conftest import Harness
 from .fleets import WAVES, digests, release, revision, site
@@ -76,13 +77,13 @@ def test_long_poll_returns_the_moment_a_release_is_recorded(
 
     # when the service notifies (after its commit), to tell the wake-up path apart
     notified: list[float] = []
-    notify = server.rollout.notifier.notify
+    publish = server.rollout.notifier.publish
 
-    def timed_notify(appliances: Iterable[str]) -> None:
+    def timed_publish(changes: Sequence[ChangeRecord]) -> None:
         notified.append(time.monotonic())
-        notify(appliances)
+        publish(changes)
 
-    monkeypatch.setattr(server.rollout.notifier, "notify", timed_notify)
+    monkeypatch.setattr(server.rollout.notifier, "publish", timed_publish)
     totals, wakeups = [], []
     for _ in range(3):
         answers: list[httpx.Response] = []

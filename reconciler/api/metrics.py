@@ -28,8 +28,7 @@ from prometheus_client.registry import Collector
 
 from ..delivery import Notifier
 from ..views import FleetViews
-
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+from ..views.reading import BUCKETS, Figures
 
 
 class StoreCollector(Collector):
@@ -38,7 +37,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         figures = self._views.figures()
-        yield _histogram(figures.reconcile_seconds)
+        yield _histogram(figures)
         revisions = CounterMetricFamily(
             "edgefleet_revisions", "Revisions recorded, by outcome", labels=["outcome"]
         )
@@ -64,22 +63,23 @@ class StoreCollector(Collector):
         )
         rollout = figures.rollout
         if rollout is not None:
-            wave.add_metric([rollout.short], rollout.waveIndex)
-            sites.add_metric([rollout.short, "changed"], rollout.sitesChanged)
-            sites.add_metric([rollout.short, "done"], rollout.sitesDone)
-            sites.add_metric([rollout.short, "failed"], rollout.sitesFailed)
+            wave.add_metric([rollout.short], rollout.wave)
+            sites.add_metric([rollout.short, "changed"], rollout.changed)
+            sites.add_metric([rollout.short, "done"], rollout.done)
+            sites.add_metric([rollout.short, "failed"], rollout.failed)
             progress.add_metric([rollout.short, rollout.state], rollout.progress)
         yield from (wave, sites, progress)
 
 
-def _histogram(durations: list[float]) -> HistogramMetricFamily:
-    buckets = [(str(le), float(sum(d <= le for d in durations))) for le in BUCKETS]
-    buckets.append(("+Inf", float(len(durations))))
+def _histogram(figures: Figures) -> HistogramMetricFamily:
+    counts = zip(BUCKETS, figures.reconcile_buckets, strict=True)
+    buckets = [(str(le), float(n)) for le, n in counts]
+    buckets.append(("+Inf", float(figures.reconcile_count)))
     return HistogramMetricFamily(
         "edgefleet_reconcile_duration_seconds",
         "Time from a commit to its recorded outcome",
         buckets=buckets,
-        sum_value=sum(durations),
+        sum_value=figures.reconcile_sum,
     )
 
 

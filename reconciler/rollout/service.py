@@ -219,6 +219,7 @@ class RolloutService:
                     applied_digest=report.appliedDigest,
                     healthy=healthy,
                     body=report.model_dump(mode="json"),
+                    in_use=any(c.phase != "Deleted" for c in report.clusters),
                 )
             )
             tx.agents.touch(appliance, at=now)

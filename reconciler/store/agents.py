@@ -5,6 +5,8 @@ Only hashes are stored; looking an agent up by a token means hashing the token f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import Connection, RowMapping, select, update
 
 from .records import AgentRecord
@@ -35,6 +37,16 @@ class Agents:
             select(*_COLUMNS, agents.c.token_hash).where(agents.c.token_hash == token_hash)
         ).first()
         return (_record(row._mapping), str(row._mapping["token_hash"])) if row else None
+
+    def get_many(self, appliances: Iterable[str]) -> dict[str, AgentRecord]:
+        wanted = sorted(set(appliances))
+        found: dict[str, AgentRecord] = {}
+        for start in range(0, len(wanted), 500):
+            rows = self._conn.execute(
+                select(*_COLUMNS).where(agents.c.appliance.in_(wanted[start : start + 500]))
+            )
+            found.update((row.appliance, _record(row._mapping)) for row in rows)
+        return found
 
     def all(self) -> list[AgentRecord]:
         rows = self._conn.execute(select(*_COLUMNS).order_by(agents.c.appliance))

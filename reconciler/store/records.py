@@ -141,6 +141,7 @@ class ReportRecord:
     applied_digest: str | None
     healthy: bool
     body: dict[str, Any] = field(default_factory=dict)
+    in_use: bool = False  # it runs a cluster that is not deleted
 
 
 @dataclass(frozen=True)

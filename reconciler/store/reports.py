@@ -85,4 +85,5 @@ def _record(m: RowMapping) -> ReportRecord:
         applied_digest=m["applied_digest"],
         healthy=bool(m["healthy"]),
         body=dict(m["body"]),
+        in_use=bool(m["in_use"]),
     )

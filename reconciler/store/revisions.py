@@ -58,13 +58,6 @@ class Revisions:
         )
         return {str(outcome): int(n) for outcome, n in rows}
 
-    def durations(self) -> list[float]:
-        """Reconcile durations of every recorded revision that has one."""
-        rows = self._conn.execute(
-            select(revisions.c.reconcile_seconds).where(revisions.c.reconcile_seconds.is_not(None))
-        )
-        return [float(seconds) for (seconds,) in rows]
-
 
 def _record(m: RowMapping) -> RevisionRecord:
     return RevisionRecord(

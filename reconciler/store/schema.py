@@ -186,6 +186,7 @@ reports = Table(
     Column("received_at", Float, nullable=False),
     Column("applied_digest", String(DIGEST)),
     Column("healthy", Boolean, nullable=False),
+    Column("in_use", Boolean, nullable=False, default=False),  # runs a cluster not deleted
     Column("body", JSON, nullable=False),
 )
 

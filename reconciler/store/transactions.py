@@ -27,6 +27,7 @@ from .documents import Documents
 from .engines import WRITE_OPTION, open_engine
 from .errors import translated
 from .events import Events
+from .figures import Figures
 from .replicas import ChangeSignal, Leadership
 from .reports import Reports
 from .revisions import Revisions
@@ -51,6 +52,7 @@ class Transaction:
         self.events = Events(conn)
         self.controls = Controls(conn)
         self.changes = Changes(conn)
+        self.figures = Figures(conn)
 
 
 class Store:

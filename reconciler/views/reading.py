@@ -49,17 +49,38 @@ from .statuses import (
     appliance_status,
     cluster_phase,
     cluster_progress,
+    health_of,
+    status_of,
 )
 
 
 @dataclass(frozen=True)
+class RolloutFigures:
+    short: str
+    state: str
+    wave: int
+    changed: int
+    done: int
+    failed: int
+
+    @property
+    def progress(self) -> float:
+        return (self.done + self.failed) / self.changed if self.changed else 1.0
+
+
+@dataclass(frozen=True)
 class Figures:
-    """What ``/metrics`` exports, read in one go."""
+    """What ``/metrics`` exports, read in one go from aggregates."""
 
     revisions: dict[str, int]
-    reconcile_seconds: list[float]
+    reconcile_buckets: list[int]  # cumulative counts at or under each of BUCKETS
+    reconcile_count: int
+    reconcile_sum: float
     appliances: dict[tuple[str, str], int]  # (status, health) -> count
-    rollout: RolloutView | None
+    rollout: RolloutFigures | None
+
+
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 class FleetViews:
@@ -91,7 +112,7 @@ class FleetViews:
 
     def site(self, name: str) -> SiteView | None:
         with self._store.read() as tx:
-            rows = _Rows.load(tx)
+            rows = _Rows.load(tx, site=name)
             events = tx.events.recent(site=name, limit=50)
         appliances = rows.site_appliances(name)
         if not appliances:
@@ -115,21 +136,40 @@ class FleetViews:
         )
 
     def figures(self) -> Figures:
-        with self._store.read() as tx:
-            rows = _Rows.load(tx)
-            revisions = tx.revisions.counts()
-            durations = tx.revisions.durations()
         now = epoch(self._clock)
+        with self._store.read() as tx:
+            census = tx.figures.census(seen_after=now - self._timeout)
+            revisions = tx.revisions.counts()
+            buckets, count, total = tx.figures.reconcile_histogram(BUCKETS)
+            rollout = tx.rollouts.latest()
+            states = tx.figures.site_states(rollout.revision) if rollout else {}
         counts: dict[tuple[str, str], int] = defaultdict(int)
-        names = set(rows.agents) | {a for a, x in rows.assignments.items() if x.declared}
-        for appliance in names:
-            view = self._appliance(appliance, rows, now)
-            counts[(view.status, view.health)] += 1
+        for group in census:
+            status = status_of(
+                declared=group.declared, registered=group.registered, in_use=bool(group.in_use)
+            )
+            health = health_of(
+                registered=group.registered, fresh=group.fresh, healthy=group.healthy
+            )
+            counts[(status, health)] += group.count
+        figures = None
+        if rollout is not None:
+            changed = {state: n for (c, state), n in states.items() if c}
+            figures = RolloutFigures(
+                short=rollout.revision[:7],
+                state=rollout.state,
+                wave=rollout.wave,
+                changed=sum(changed.values()),
+                done=changed.get("done", 0),
+                failed=changed.get("failed", 0),
+            )
         return Figures(
             revisions=revisions,
-            reconcile_seconds=durations,
+            reconcile_buckets=buckets,
+            reconcile_count=count,
+            reconcile_sum=total,
             appliances=dict(counts),
-            rollout=_rollout(rows) if rows.rollout else None,
+            rollout=figures,
         )
 
     def revisions(self, limit: int = 50) -> RevisionsView:
@@ -273,30 +313,40 @@ class _Rows:
     _parsed: dict[str, StatusReport | None] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, tx: Transaction) -> _Rows:
+    def load(cls, tx: Transaction, *, site: str | None = None) -> _Rows:
+        """Every row the fleet view shows, or with ``site`` only those of that site."""
         rollout = tx.rollouts.latest()
+        if site is None:
+            sites = tx.rollouts.sites(rollout.revision) if rollout else []
+            assignments = tx.assignments.all()
+            agents = tx.agents.all()
+            reports = tx.reports.all()
+        else:
+            row = tx.rollouts.site(rollout.revision, site) if rollout else None
+            sites = [row] if row is not None else []
+            assignments = tx.assignments.for_site(site)
+            appliances = [a.appliance for a in assignments]
+            agents = list(tx.agents.get_many(appliances).values())
+            reports = list(tx.reports.for_appliances(appliances).values())
+        targets = tx.rollouts.targets(rollout.revision, site=site) if rollout else []
         rows = cls(
             good=tx.revisions.latest("good"),
             failed=tx.revisions.latest("failed"),
             rollout=rollout,
-            sites={s.site: s for s in tx.rollouts.sites(rollout.revision)} if rollout else {},
-            targets=(
-                {t.appliance: t for t in tx.rollouts.targets(rollout.revision)} if rollout else {}
-            ),
-            assignments={a.appliance: a for a in tx.assignments.all()},
-            agents={a.appliance: a for a in tx.agents.all()},
-            reports={r.appliance: r for r in tx.reports.all()},
+            sites={s.site: s for s in sites},
+            targets={t.appliance: t for t in targets},
+            assignments={a.appliance: a for a in assignments},
+            agents={a.appliance: a for a in agents},
+            reports={r.appliance: r for r in reports},
             paused=tx.controls.get("paused"),
         )
-        for site in rows.sites.values():
-            if site.state != "failed":
-                continue
+        for failed in (s for s in rows.sites.values() if s.state == "failed"):
             found = {
                 tx.rollouts.introduced(t.appliance, t.digest)
                 for t in rows.targets.values()
-                if t.site == site.site and t.changed and t.digest is not None
+                if t.site == failed.site and t.changed and t.digest is not None
             }
-            rows.culprits[site.site] = sorted(c for c in found if c is not None)
+            rows.culprits[failed.site] = sorted(c for c in found if c is not None)
         return rows
 
     def site_appliances(self, site: str) -> list[str]:

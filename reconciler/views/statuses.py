@@ -23,23 +23,37 @@ Health = Literal["healthy", "unhealthy", "unknown"]
 def appliance_status(
     assignment: Assignment | None, agent: AgentRecord | None, report: StatusReport | None
 ) -> ApplianceStatus:
-    if assignment is None or not assignment.declared:
+    in_use = report is not None and any(c.phase != "Deleted" for c in report.clusters)
+    return status_of(
+        declared=assignment is not None and assignment.declared,
+        registered=agent is not None,
+        in_use=in_use,
+    )
+
+
+def status_of(*, declared: bool, registered: bool, in_use: bool) -> ApplianceStatus:
+    if not declared:
         return "Discovered"
-    if agent is None:
+    if not registered:
         return "Unpaired"
-    if report is not None and any(c.phase != "Deleted" for c in report.clusters):
-        return "In-Use"
-    return "Ready"
+    return "In-Use" if in_use else "Ready"
 
 
 def appliance_health(
     agent: AgentRecord | None, report: ReportRecord | None, *, now: float, timeout: float
 ) -> Health:
-    if agent is None:
+    return health_of(
+        registered=agent is not None,
+        fresh=agent is not None and now - agent.last_seen <= timeout,
+        healthy=report.healthy if report is not None else None,
+    )
+
+
+def health_of(*, registered: bool, fresh: bool, healthy: bool | None) -> Health:
+    """``healthy``: what the latest report says (None: no report yet)."""
+    if not registered:
         return "unknown"
-    if now - agent.last_seen > timeout:
-        return "unhealthy"
-    if report is not None and not report.healthy:
+    if not fresh or healthy is False:
         return "unhealthy"
     return "healthy"
 

@@ -48,7 +48,7 @@ def test_revisions_keep_their_order_outcome_and_errors(store: Store) -> None:
         assert tx.revisions.latest("good") == good
         assert tx.revisions.get("b" * 40) == bad
         assert tx.revisions.counts() == {"good": 1, "failed": 1}
-        assert tx.revisions.durations() == [0.5]
+        assert tx.figures.reconcile_histogram((0.25, 0.5, 1.0)) == ([0, 1, 1], 1, 0.5)
     with pytest.raises(StoreConflict), store.write() as tx:
         tx.revisions.add(RevisionRecord("a" * 40, "good", (), 12.0))
 

@@ -1,7 +1,7 @@
 """``edgefleet-agent``: the agent's command line (console script ``agent.cli:main``).
 
 A thin edge: parse the arguments, build the collaborators (Docker client, inventory, clock),
-call :func:`agent.applying.apply_state`, print the result and map it to an exit code::
+call :func:`agent.apply.applying.apply_state`, print the result and map it to an exit code::
 
     edgefleet-agent apply --state FILE --data-dir DIR [--docker-url URL] [--default-image IMAGE]
 
@@ -22,18 +22,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agent.admission import StateRefused, parse_state
-from agent.applying import apply_state
-from agent.bundles import BundleError
+from agent.apply.admission import StateRefused, parse_state
+from agent.apply.applying import apply_state
+from agent.apply.inventory import Inventory, InventoryError
+from agent.apply.passes import ApplyResult
 from agent.clocks import SystemClock
 from agent.config import DEFAULT_CONFIG, ConfigError, load_config
+from agent.daytwo.backups.restoring import RestoreError
+from agent.daytwo.operations import OperationError
 from agent.drivers import DriverError
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
-from agent.inventory import Inventory, InventoryError
-from agent.operations import OperationError
-from agent.restoring import RestoreError
-from agent.results import ApplyResult
-from agent.running import operations_for, run_offline, run_online, saved_state
+from agent.link.bundles import BundleError
+from agent.wiring import operations_for, run_offline, run_online, saved_state
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from .config import AgentConfig
-from .link import AgentLink, LinkError, LinkSettings
+from agent.config import AgentConfig
+from agent.link.client import AgentLink, LinkError, LinkSettings
 
 UNIT = """\
 [Unit]

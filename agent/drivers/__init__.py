@@ -3,24 +3,36 @@
 The planner reads an :class:`Observation` and builds :class:`NodeLaunch` values; the applier
 calls a :class:`Driver` step by step. Drivers (``docker`` here, ``libvirt`` later) map their
 own library's failures into a subclass of :class:`DriverError`, which says whether trying
-again later can help (``temporary``) and which :class:`~agent.results.Reason` to report.
+again later can help (``temporary``) and which :class:`~agent.apply.passes.Reason` to report.
 A driver that can tell before creating anything whether a cluster's new nodes fit the host
 also offers :class:`PlacementCheck`; the applier asks it once per cluster pass::
 
     DriverError                 reason, temporary (class attributes)
     ├── NodeDidNotStart         temporary: a node is not running by the applier's deadline
-    └── one tree per driver     e.g. agent.drivers.docker.DockerError
+    └── one tree per driver     e.g. agent.drivers.docker.driving.DockerError
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import ClassVar, Protocol, runtime_checkable
 
 from agent.contract import Mode, NodePlacement, NodeResources, Role
 from agent.naming import ManifestWrite
-from agent.results import Reason
+
+
+class Reason(StrEnum):
+    """Why a cluster is in Error: one value per failing boundary, never free text."""
+
+    ENGINE_UNREACHABLE = "EngineUnreachable"
+    IMAGE_MISSING = "ImageMissing"
+    CONFLICT = "Conflict"
+    NODE_NOT_RUNNING = "NodeNotRunning"
+    ENGINE_ERROR = "EngineError"
+    PLACEMENT_FAILED = "PlacementFailed"
+    NO_DRIVER = "NoDriver"
 
 
 class DriverError(Exception):
@@ -173,6 +185,7 @@ __all__ = [
     "NodeRemoval",
     "PlacementChange",
     "PlacementCheck",
+    "Reason",
     "Observation",
     "ObservedContainer",
     "ObservedVolume",

@@ -16,16 +16,16 @@ from typing import Any
 import docker
 from docker.models.containers import Container
 
-from agent.applying import apply_state
+from agent.apply.applying import apply_state
+from agent.apply.inventory import Inventory, Record
+from agent.apply.passes import ApplyResult, Progress
 from agent.clocks import SystemClock
 from agent.contract import DesiredState
-from agent.drivers.docker import (
+from agent.drivers.docker.driving import (
     APPLIANCE,
     DockerDriver,
     DockerSettings,
 )
-from agent.inventory import Inventory, Record
-from agent.results import ApplyResult, Progress
 
 RUN_LABEL = "edgefleet.test-run"
 MANIFESTS = "/var/lib/rancher/k3s/server/manifests"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from agent.apply.passes import EventKind, Phase
 from agent.contract import NodeResources
-from agent.results import EventKind, Phase
 from tests.agent.conftest import TestAgent
 from tests.agent.harness import MANIFESTS
 from tests.agent.states import cluster, manifests, state

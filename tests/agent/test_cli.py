@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from agent.apply.inventory import STATE_NAME, Inventory
 from agent.cli import build_parser, main
-from agent.inventory import STATE_NAME, Inventory
 from tests.agent.conftest import TestAgent
 from tests.agent.states import cluster, state
 

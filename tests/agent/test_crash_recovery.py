@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.inventory import Inventory
-from agent.results import EventKind, Phase
+from agent.apply.inventory import Inventory
+from agent.apply.passes import EventKind, Phase
 from tests.agent.conftest import TestAgent
 from tests.agent.states import cluster, state
 

@@ -3,7 +3,7 @@ reported."""
 
 from __future__ import annotations
 
-from agent.results import EventKind
+from agent.apply.passes import EventKind
 from tests.agent.conftest import TestAgent
 from tests.agent.harness import MANIFESTS
 from tests.agent.states import cluster, state

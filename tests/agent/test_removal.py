@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.results import EventKind, Phase
+from agent.apply.passes import EventKind, Phase
 from tests.agent.conftest import TestAgent
 from tests.agent.states import cluster, state
 

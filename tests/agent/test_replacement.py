@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agent.results import EventKind
+from agent.apply.passes import EventKind
 from tests.agent.conftest import TestAgent
 from tests.agent.states import cluster, state
 

@@ -27,11 +27,11 @@ import pytest
 
 from agent.clocks import SystemClock
 from agent.contract import ClusterState, DesiredState, MaintenanceWindow, Schedule
-from agent.nodes import DAYTWO, DockerNodes
-from agent.operations import DayTwoSettings, Operations
-from agent.patching import PatchSettings
-from agent.scans import ScanSettings, ScanTool, default_tools
-from agent.snapshots import DockerVolumes
+from agent.daytwo.operations import DayTwoSettings, Operations
+from agent.daytwo.patching import PatchSettings
+from agent.daytwo.scans.scanning import ScanSettings, ScanTool, default_tools
+from agent.drivers.docker.datavolumes import DockerVolumes
+from agent.drivers.docker.nodes import DAYTWO, DockerNodes
 from tests.agent.engine import Engine, EngineUnavailable
 from tests.agent.harness import RUN_LABEL, Agent, remove_labelled
 from tests.agent.states import cluster, state

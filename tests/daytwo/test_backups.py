@@ -22,8 +22,8 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.contract import Schedule
-from agent.outcomes import RunState
-from agent.restoring import BackupCorrupted, BackupNotFound, RestoreError
+from agent.daytwo.backups.restoring import BackupCorrupted, BackupNotFound, RestoreError
+from agent.daytwo.records import RunState
 from tests.daytwo.conftest import Site
 from tests.daytwo.s3server import S3Server
 from tests.daytwo.volumes import tree, write_data

@@ -5,7 +5,7 @@ the version in /etc/os-release, and asks for a reboot through /var/run/reboot-re
 from __future__ import annotations
 
 from agent.contract import Schedule
-from agent.outcomes import RunState, Trigger
+from agent.daytwo.records import RunState, Trigger
 from tests.daytwo.conftest import Site
 
 

@@ -7,9 +7,9 @@ the real tool's output format (``reports/``)."""
 from __future__ import annotations
 
 from agent.contract import Schedule
-from agent.nodes import DAYTWO
-from agent.outcomes import RunState, Trigger
-from agent.scans import ScanSettings, ScanTool
+from agent.daytwo.records import RunState, Trigger
+from agent.daytwo.scans.scanning import ScanSettings, ScanTool
+from agent.drivers.docker.nodes import DAYTWO
 from tests.daytwo.conftest import Site
 
 

@@ -11,10 +11,17 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from agent.contract import ClusterState, MaintenanceWindow, Node, Pool, Schedule, seal
-from agent.nodes import Exec, NodeRef
-from agent.operations import Operations
-from agent.outcomes import RunState
-from agent.scheduling import Fired, FiredState, Occurrence, Postponed, Scheduler, ScheduleSettings
+from agent.daytwo.operations import Operations
+from agent.daytwo.records import RunState
+from agent.daytwo.schedules.scheduler import (
+    Fired,
+    FiredState,
+    Occurrence,
+    Postponed,
+    Scheduler,
+    ScheduleSettings,
+)
+from agent.drivers.docker.nodes import Exec, NodeRef
 from tests.daytwo.clock import ControlledClock
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -228,8 +235,8 @@ class FakeHost:
 
 
 def patching(tmp_path: Path, clock: ControlledClock, host: FakeHost, state: object) -> Operations:
-    from agent.operations import DayTwoSettings
-    from agent.patching import PatchSettings
+    from agent.daytwo.operations import DayTwoSettings
+    from agent.daytwo.patching import PatchSettings
 
     return Operations(
         data_dir=tmp_path / "data", host=host, volumes=None, clock=clock, environ={},  # type: ignore[arg-type]

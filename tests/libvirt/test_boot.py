@@ -5,7 +5,7 @@ before the old one goes; deleting the cluster leaves no volume behind."""
 
 from __future__ import annotations
 
-from agent.results import EventKind, Phase
+from agent.apply.passes import EventKind, Phase
 from tests.libvirt.conftest import Guest
 from tests.libvirt.harness import LibvirtAgent, virsh, wait_for_console
 from tests.libvirt.hosts import RealHost

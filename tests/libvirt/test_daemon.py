@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from agent.apply.inventory import Inventory
+from agent.apply.passes import EventKind, Phase
 from agent.contract import ClusterState, ManifestFile
 from agent.drivers.libvirt.seeds import read_seed
-from agent.inventory import Inventory
-from agent.results import EventKind, Phase
 from tests.libvirt.conftest import Guest
 from tests.libvirt.harness import LibvirtAgent, virsh
 from tests.libvirt.hosts import RealHost

@@ -25,13 +25,13 @@ import pytest
 from agent.clocks import SystemClock
 from agent.config import AgentConfig
 from agent.contract import ClusterState, DesiredState, Schedule
+from agent.daytwo.operations import DayTwoSettings, Operations
+from agent.daytwo.patching import PatchSettings
+from agent.daytwo.records import RunState
+from agent.daytwo.scans.scanning import ScanSettings
 from agent.drivers.libvirt import StreamedContents
-from agent.drivers.libvirt.daytwo import GuestSettings, LibvirtNodes, LibvirtVolumes
 from agent.drivers.libvirt.guests import GuestAgent
-from agent.operations import DayTwoSettings, Operations
-from agent.outcomes import RunState
-from agent.patching import PatchSettings
-from agent.scans import ScanSettings
+from agent.drivers.libvirt.nodes import GuestSettings, LibvirtNodes, LibvirtVolumes
 from tests.libvirt.harness import LibvirtAgent
 from tests.libvirt.hosts import RealHost
 from tests.libvirt.states import state

@@ -21,8 +21,7 @@ from typing import ClassVar
 
 import libvirt
 
-from agent.drivers import DriverError
-from agent.results import Reason
+from agent.drivers import DriverError, Reason
 
 # codes that say the object asked for does not exist (any more)
 ABSENT = frozenset(

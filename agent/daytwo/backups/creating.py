@@ -1,0 +1,271 @@
+"""Backups: a consistent copy of a cluster's data volumes, kept at the schedule's location.
+
+Called by :mod:`agent.daytwo.operations` on schedule and on demand, with the backup schedule's
+parameters (``location``, ``prefix``, ``expiryHours``, ``namespaces``,
+``includeClusterResources``). One linear run:
+
+1. copy: every data volume of the cluster while its writes are held, gzip'd into a staging
+   folder in the agent's data folder, so the nodes are held only for a local copy;
+2. upload: each file to ``<prefix>/<backup id>/<volume>.tar.gz``;
+3. commit: ``manifest.json`` last, with each file's size and sha256, the cluster, the revision
+   and the schedule's parameters. A backup without its manifest does not exist for restore;
+4. prune: backups of this cluster under the prefix older than ``expiryHours``, only after a
+   backup succeeded, so a failing location never loses the last good backups.
+
+The backup ID is ``<cluster>-<UTC time as YYYYmmddTHHMMSSZ>``. A backup that fails at any step
+is recorded and returned as failed with a one-line reason, and what it uploaded is removed.
+Namespaces and ``includeClusterResources`` are recorded in the manifest: a volume copy holds
+every namespace and the whole datastore, so they say what the repository asked for.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from agent.clocks import Clock
+from agent.contract import ClusterState, DesiredState
+from agent.daytwo.backups.locations import Location, LocationError, open_location
+from agent.daytwo.history import History
+from agent.daytwo.records import BackupFile, BackupResult, RunState, Trigger, one_line
+from agent.drivers.docker.datavolumes import Volumes
+from agent.drivers.docker.nodes import NodeError
+
+MANIFEST = "manifest.json"
+FORMAT = "edgefleet.dev/backup-v1"
+_ID = re.compile(r"^(?P<cluster>[a-z0-9]([-a-z0-9]*[a-z0-9])?)-(?P<at>\d{8}T\d{6}Z)$")
+
+
+class BackupFailed(Exception):
+    """A backup that cannot be made for a reason of its own (no volumes, bad parameters)."""
+
+
+class Manifest(BaseModel):
+    """What a backup holds; written last, read first by a restore."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["edgefleet.dev/backup-v1"] = "edgefleet.dev/backup-v1"
+    id: str
+    appliance: str
+    site: str
+    cluster: str
+    mode: str
+    revision: str
+    createdAt: datetime
+    expiresAt: datetime | None
+    location: str
+    prefix: str
+    expiryHours: int | None
+    namespaces: list[str]
+    includeClusterResources: str
+    consistency: str
+    files: list[BackupFile]
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    compress_level: int = 3  # gzip: a fast level, node data compresses well anyway
+
+
+def backup_id(cluster: str, at: datetime) -> str:
+    return f"{cluster}-{at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def parse_id(text: str) -> tuple[str, datetime] | None:
+    """(cluster, time) of a backup ID, None for anything else."""
+    match = _ID.match(text)
+    if match is None:
+        return None
+    at = datetime.strptime(match.group("at"), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return match.group("cluster"), at
+
+
+def backup_cluster(
+    state: DesiredState,
+    cluster: ClusterState,
+    parameters: Mapping[str, Any],
+    *,
+    volumes: Volumes,
+    history: History,
+    clock: Clock,
+    environ: Mapping[str, str],
+    work_dir: Path,
+    trigger: Trigger,
+    settings: BackupSettings | None = None,
+) -> BackupResult:
+    settings = settings or BackupSettings()
+    started = clock.now()
+    identity = backup_id(cluster.name, started)
+    where = str(dict(parameters.get("location") or {}).get("name", "unnamed"))
+    prefix = str(parameters.get("prefix") or cluster.name).strip("/")
+    expiry = parameters.get("expiryHours")
+    staging = work_dir / "staging" / identity
+    location: Location | None = None
+    uploaded: list[str] = []
+    files: tuple[BackupFile, ...] = ()
+    pruned: tuple[str, ...] = ()
+    warning: str | None = None
+    try:
+        # Open the location first: bad credentials fail before any node is held
+        location = open_location(
+            dict(parameters.get("location") or {}), environ=environ, ca_dir=work_dir / "ca"
+        )
+        where = location.describe()
+
+        # Copy every volume while the cluster's writes are held
+        files, consistency = _copy(
+            cluster, volumes=volumes, staging=staging, level=settings.compress_level
+        )
+
+        # Upload the files, then commit with the manifest
+        for file in files:
+            key = f"{prefix}/{identity}/{file.name}"
+            location.put(key, staging / file.name)
+            uploaded.append(key)
+        manifest = Manifest(
+            id=identity,
+            appliance=state.appliance,
+            site=state.site,
+            cluster=cluster.name,
+            mode=cluster.mode,
+            revision=state.revision,
+            createdAt=started,
+            expiresAt=None if not expiry else started + timedelta(hours=int(expiry)),
+            location=location.name,
+            prefix=prefix,
+            expiryHours=None if expiry is None else int(expiry),
+            namespaces=[str(n) for n in parameters.get("namespaces") or []],
+            includeClusterResources=str(parameters.get("includeClusterResources", "auto")),
+            consistency=consistency,
+            files=list(files),
+        )
+        location.put_bytes(
+            f"{prefix}/{identity}/{MANIFEST}", manifest.model_dump_json(indent=2).encode()
+        )
+    except (BackupFailed, LocationError, NodeError, OSError) as e:
+        _discard(location, uploaded)
+        return _record(
+            history,
+            BackupResult(
+                id=identity,
+                cluster=cluster.name,
+                location=where,
+                trigger=trigger,
+                state=RunState.FAILED,
+                started_at=started,
+                finished_at=clock.now(),
+                error=one_line(e),
+            ),
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    # Prune what has expired, now that a newer backup exists
+    if expiry:
+        try:
+            pruned = prune(
+                location,
+                prefix=prefix,
+                cluster=cluster.name,
+                older_than=clock.now() - timedelta(hours=int(expiry)),
+                keep=identity,
+            )
+        except LocationError as e:
+            warning = f"pruning older backups failed: {one_line(e)}"
+    return _record(
+        history,
+        BackupResult(
+            id=identity,
+            cluster=cluster.name,
+            location=where,
+            trigger=trigger,
+            state=RunState.DONE,
+            started_at=started,
+            finished_at=clock.now(),
+            files=files,
+            pruned=pruned,
+            warning=warning,
+        ),
+    )
+
+
+def prune(
+    location: Location, *, prefix: str, cluster: str, older_than: datetime, keep: str
+) -> tuple[str, ...]:
+    """Remove this cluster's backups under ``prefix`` made before ``older_than``."""
+    by_backup: dict[str, list[str]] = {}
+    for key in location.list(prefix):
+        backup = key.removeprefix(prefix + "/").split("/", 1)[0]
+        by_backup.setdefault(backup, []).append(key)
+    pruned = []
+    for backup, keys in sorted(by_backup.items()):
+        parsed = parse_id(backup)
+        if backup == keep or parsed is None or parsed[0] != cluster or parsed[1] >= older_than:
+            continue
+        # the manifest goes first: a half-deleted backup must not look restorable
+        keys.sort(key=lambda k: not k.endswith("/" + MANIFEST))
+        location.delete(keys)
+        pruned.append(backup)
+    return tuple(pruned)
+
+
+def _copy(
+    cluster: ClusterState, *, volumes: Volumes, staging: Path, level: int
+) -> tuple[tuple[BackupFile, ...], str]:
+    found = volumes.node_volumes(cluster)
+    if not found:
+        raise BackupFailed(f"cluster {cluster.name} has no data volumes on this appliance")
+    staging.mkdir(parents=True, exist_ok=True)
+    with volumes.quiesced(cluster) as consistency:
+        for volume in found:
+            path = staging / f"{volume.volume}.tar.gz"
+            with gzip.GzipFile(path, mode="wb", compresslevel=level, mtime=0) as out:
+                volumes.export(volume, out)
+    files = []
+    for volume in found:
+        path = staging / f"{volume.volume}.tar.gz"
+        files.append(
+            BackupFile(
+                name=path.name,
+                node=volume.node,
+                pool=volume.pool,
+                role=volume.role,
+                volume=volume.volume,
+                path=volume.path,
+                size=path.stat().st_size,
+                sha256=file_sha256(path),
+            )
+        )
+    return tuple(files), consistency
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _discard(location: Location | None, keys: list[str]) -> None:
+    if location is None or not keys:
+        return
+    try:
+        location.delete(keys)
+    except LocationError:
+        pass  # no manifest was written: what is left is never taken for a backup
+
+
+def _record(history: History, result: BackupResult) -> BackupResult:
+    history.record_backup(result)
+    return result

@@ -1,0 +1,166 @@
+"""OS patching: a cluster's nodes upgraded one at a time, control plane first, rebooted if the
+upgrade asks for it, each node's new version and time kept and reported.
+
+Called by :mod:`agent.daytwo.operations` on schedule (inside the maintenance window), on boot
+and on demand. Per node, through :class:`~agent.drivers.docker.nodes.Nodes`: read the version,
+run the configured upgrade command, read the version again, and look for the reboot marker
+(``/var/run/reboot-required``, as Debian and Ubuntu write it). With ``rebootIfRequired`` the
+node is rebooted (a container node is restarted, which empties ``/var/run``) and waited for;
+without it the node is reported as needing a reboot. A node that fails stops the run there, so a
+bad upgrade never reaches the rest of the cluster. A run that honours the window checks it
+before each node and, once it has closed, leaves the remaining nodes for its next opening. """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from agent import windows as maintenance
+from agent.clocks import Clock
+from agent.contract import ClusterState
+from agent.daytwo.history import History
+from agent.daytwo.records import NodePatch, PatchResult, RunState, Trigger, one_line
+from agent.drivers.docker.nodes import NodeError, NodeRef, Nodes
+
+UPGRADE = (
+    "if command -v apk >/dev/null 2>&1; then apk upgrade --no-cache; "
+    "elif command -v apt-get >/dev/null 2>&1; then apt-get -q update && "
+    "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold "
+    "dist-upgrade; "
+    "else echo 'no package manager (apk, apt-get) found' >&2; exit 3; fi"
+)
+VERSION = '. /etc/os-release && echo "${VERSION_ID:-unknown}"'
+
+
+@dataclass(frozen=True)
+class PatchSettings:
+    command: tuple[str, ...] = ("sh", "-c", UPGRADE)
+    # the last line it prints is the node's version
+    version_command: tuple[str, ...] = ("sh", "-c", VERSION)
+    reboot_marker: str = "/var/run/reboot-required"
+    timeout: float = 1800  # seconds the upgrade of one node may take
+    reboot_timeout: float = 300  # seconds a rebooted node has to run again
+
+
+def patch_cluster(
+    cluster: ClusterState,
+    *,
+    nodes: Nodes,
+    history: History,
+    clock: Clock,
+    settings: PatchSettings,
+    trigger: Trigger,
+    reboot_if_required: bool,
+    within_window: bool,
+    resume_since: datetime | None = None,
+) -> PatchResult:
+    """Patch the cluster's nodes; ``resume_since`` (a postponed run) skips the nodes patched
+    since the run was first due."""
+    started = clock.now()
+    try:
+        refs = nodes.cluster_nodes(cluster)
+    except NodeError as e:
+        return _finish(history, clock, cluster, trigger, started, (), error=one_line(e), until=None)
+    done: list[NodePatch] = []
+    until: datetime | None = None
+    for ref in refs:
+        if resume_since and history.patched_since(cluster.name, ref.node, resume_since):
+            continue
+        now = clock.now()
+        windows, zone = cluster.maintenanceWindows, cluster.timezone
+        if within_window and not maintenance.is_open(windows, timezone=zone, at=now):
+            until = maintenance.next_opening(windows, timezone=zone, at=now)
+            break
+        patched = _patch_node(
+            cluster.name,
+            ref,
+            nodes=nodes,
+            clock=clock,
+            settings=settings,
+            reboot_if_required=reboot_if_required,
+        )
+        done.append(patched)
+        if patched.state is RunState.FAILED:
+            break
+    return _finish(history, clock, cluster, trigger, started, tuple(done), error=None, until=until)
+
+
+def _patch_node(
+    cluster: str,
+    ref: NodeRef,
+    *,
+    nodes: Nodes,
+    clock: Clock,
+    settings: PatchSettings,
+    reboot_if_required: bool,
+) -> NodePatch:
+    previous = _version(nodes, ref, settings)
+    try:
+        upgrade = nodes.run(ref, settings.command, timeout=settings.timeout)
+        if upgrade.code != 0:
+            lines = upgrade.output.strip().splitlines() or ["no output"]
+            raise NodeError(f"upgrade exited {upgrade.code}: {lines[-1][:200]}")
+        version = _version(nodes, ref, settings)
+        required = nodes.exists(ref, settings.reboot_marker)
+        rebooted = False
+        if required and reboot_if_required:
+            nodes.restart(ref, timeout=settings.reboot_timeout)
+            rebooted = True
+            required = nodes.exists(ref, settings.reboot_marker)
+    except NodeError as e:
+        return NodePatch(
+            cluster=cluster,
+            node=ref.node,
+            pool=ref.pool,
+            state=RunState.FAILED,
+            at=clock.now(),
+            previous=previous,
+            error=one_line(e),
+        )
+    return NodePatch(
+        cluster=cluster,
+        node=ref.node,
+        pool=ref.pool,
+        state=RunState.DONE,
+        at=clock.now(),
+        version=version,
+        previous=previous,
+        reboot_required=required,
+        rebooted=rebooted,
+    )
+
+
+def _version(nodes: Nodes, ref: NodeRef, settings: PatchSettings) -> str | None:
+    try:
+        found = nodes.run(ref, settings.version_command, timeout=60)
+    except NodeError:
+        return None
+    lines = found.output.strip().splitlines()
+    return lines[-1].strip()[:100] if found.code == 0 and lines else None
+
+
+def _finish(
+    history: History,
+    clock: Clock,
+    cluster: ClusterState,
+    trigger: Trigger,
+    started: datetime,
+    done: tuple[NodePatch, ...],
+    *,
+    error: str | None,
+    until: datetime | None,
+) -> PatchResult:
+    failed = error is not None or any(n.state is RunState.FAILED for n in done)
+    state = RunState.FAILED if failed else RunState.POSTPONED if until else RunState.DONE
+    result = PatchResult(
+        cluster=cluster.name,
+        trigger=trigger,
+        state=state,
+        started_at=started,
+        finished_at=clock.now(),
+        nodes=done,
+        postponed_until=until,
+        error=error,
+    )
+    history.record_patch(result)
+    return result

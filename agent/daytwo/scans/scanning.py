@@ -1,0 +1,209 @@
+"""Scans: configuration (kube-bench), penetration (kube-hunter) and conformance (sonobuoy), each
+run as a tool container next to the cluster's nodes, its report read into a summary.
+
+Called by :mod:`agent.daytwo.operations` on schedule and on demand. Each scan type has a
+:class:`ScanTool`: an image and an ``argv`` (both configurable) and a target:
+
+- ``each-node`` (kube-bench): one container per node, sharing the node's process namespace
+  and its volumes read-only, as kube-bench reads the node's processes and files;
+- ``network`` (kube-hunter): one container on the cluster's Docker network, hunting the nodes
+  by name from outside, as an attacker on the site's network would;
+- ``control-plane`` (sonobuoy): one container in the first control-plane node's network
+  namespace with its volumes read-only, so it reaches the API server with the admin
+  kubeconfig.
+
+In ``argv``, an item ``{nodes}`` becomes the nodes' names (their addresses where names do not
+resolve: virtual nodes; several items), and ``{node}`` and ``{kubeconfig}`` are replaced within
+an item. The summary (pass, warn, fail counts and the findings) is kept in
+:class:`~agent.daytwo.history.History` and returned; a scan that could not run or whose output
+is not its tool's report is kept and returned as failed. """
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from agent.clocks import Clock
+from agent.contract import ClusterState
+from agent.daytwo.history import History
+from agent.daytwo.records import RunState, ScanResult, ScanSummary, Trigger, one_line
+from agent.daytwo.scans import reports
+from agent.drivers.docker.nodes import NodeError, NodeRef, Tool, ToolRun
+
+Target = Literal["each-node", "network", "control-plane"]
+SCAN_TYPES = ("configuration", "penetration", "conformance")
+K3S_KUBECONFIG = "/var/lib/rancher/k3s/server/cred/admin.kubeconfig"
+
+
+class ScanError(Exception):
+    """A scan that cannot even start (unknown type); the message is one line."""
+
+
+@dataclass(frozen=True)
+class ScanTool:
+    tool: str
+    image: str
+    argv: tuple[str, ...]
+    target: Target
+
+
+def default_tools() -> dict[str, ScanTool]:
+    return {
+        "configuration": ScanTool(
+            tool="kube-bench",
+            image="docker.io/aquasec/kube-bench:v0.9.4",
+            argv=("kube-bench", "run", "--json", "--benchmark", "k3s-cis-1.7"),
+            target="each-node",
+        ),
+        "penetration": ScanTool(
+            tool="kube-hunter",
+            image="docker.io/aquasec/kube-hunter:0.6.8",
+            argv=("kube-hunter", "--remote", "{nodes}", "--report", "json", "--log", "none"),
+            target="network",
+        ),
+        "conformance": ScanTool(
+            tool="sonobuoy",
+            image="docker.io/sonobuoy/sonobuoy:v0.57.3",
+            argv=(
+                "sh",
+                "-c",
+                "sonobuoy run --kubeconfig {kubeconfig} --mode certified-conformance --wait >&2"
+                " && out=$(sonobuoy retrieve --kubeconfig {kubeconfig} /tmp)"
+                ' && sonobuoy results "$out"; code=$?;'
+                " sonobuoy delete --kubeconfig {kubeconfig} --wait >&2; exit $code",
+            ),
+            target="control-plane",
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    tools: Mapping[str, ScanTool] = field(default_factory=default_tools)
+    kubeconfig: str = K3S_KUBECONFIG  # inside the control-plane node's volumes
+    timeout: float = 4 * 3600  # seconds one tool container may run (conformance is slow)
+
+
+class ToolHost(Protocol):
+    def cluster_nodes(self, cluster: ClusterState) -> tuple[NodeRef, ...]: ...
+
+    def network(self, cluster: str) -> str: ...
+
+    def addressed(self, nodes: Sequence[NodeRef]) -> tuple[NodeRef, ...]: ...
+
+    def run_tool(self, tool: Tool, *, name: str, timeout: float) -> ToolRun: ...
+
+
+def run_scan(
+    cluster: ClusterState,
+    scan: str,
+    *,
+    host: ToolHost,
+    history: History,
+    clock: Clock,
+    settings: ScanSettings,
+    trigger: Trigger,
+) -> ScanResult:
+    """Run the scan of type ``scan`` against ``cluster`` and keep its result."""
+    tool = settings.tools.get(scan)
+    if tool is None:
+        raise ScanError(f"unknown scan type {scan!r} (known: {', '.join(settings.tools)})")
+    started = clock.now()
+    summary: ScanSummary | None = None
+    error: str | None = None
+    try:
+        summary = _scan(cluster, tool, host=host, settings=settings)
+    except (NodeError, reports.ReportUnreadable) as e:
+        error = one_line(e)
+    result = ScanResult(
+        cluster=cluster.name,
+        scan=scan,
+        tool=tool.tool,
+        image=tool.image,
+        trigger=trigger,
+        state=RunState.FAILED if error else RunState.DONE,
+        started_at=started,
+        finished_at=clock.now(),
+        summary=summary,
+        error=error,
+    )
+    history.record_scan(result)
+    return result
+
+
+def _scan(
+    cluster: ClusterState, tool: ScanTool, *, host: ToolHost, settings: ScanSettings
+) -> ScanSummary:
+    nodes = host.cluster_nodes(cluster)
+    name = f"edgefleet-{tool.tool}-{cluster.name}"[:50]
+    if tool.target == "each-node":
+        summaries = []
+        for node in nodes:
+            run = host.run_tool(
+                Tool(
+                    image=tool.image,
+                    argv=_argv(tool.argv, nodes, node=node.node, kubeconfig=settings.kubeconfig),
+                    network_mode="none",
+                    pid_mode=f"container:{node.container}",
+                    volumes_from=(f"{node.container}:ro",),
+                ),
+                name=name,
+                timeout=settings.timeout,
+            )
+            summaries.append(_read(tool, run, node=node.node))
+        return reports.merge(summaries)
+    if tool.target == "network":
+        run = host.run_tool(
+            Tool(
+                image=tool.image,
+                argv=_argv(
+                    tool.argv, host.addressed(nodes), node="", kubeconfig=settings.kubeconfig
+                ),
+                network=host.network(cluster.name),
+            ),
+            name=name,
+            timeout=settings.timeout,
+        )
+        return _read(tool, run, node="")
+    control = next((n for n in nodes if n.role == "control-plane"), None)
+    if control is None:
+        raise NodeError(f"cluster {cluster.name} has no control-plane node on this appliance")
+    run = host.run_tool(
+        Tool(
+            image=tool.image,
+            argv=_argv(tool.argv, nodes, node=control.node, kubeconfig=settings.kubeconfig),
+            network_mode=f"container:{control.container}",
+            volumes_from=(f"{control.container}:ro",),
+        ),
+        name=name,
+        timeout=settings.timeout,
+    )
+    return _read(tool, run, node=control.node)
+
+
+def _read(tool: ScanTool, run: ToolRun, *, node: str) -> ScanSummary:
+    try:
+        if tool.tool == "kube-bench":
+            return reports.kube_bench(run.stdout, node=node)
+        if tool.tool == "kube-hunter":
+            return reports.kube_hunter(run.stdout)
+        return reports.sonobuoy(run.stdout)
+    except reports.ReportUnreadable as e:
+        said = one_line(run.stderr.strip().splitlines()[-1]) if run.stderr.strip() else ""
+        where = f" on {node}" if node else ""
+        raise reports.ReportUnreadable(
+            f"{tool.tool}{where} exited {run.code}: {e}" + (f" ({said})" if said else "")
+        ) from e
+
+
+def _argv(
+    argv: Sequence[str], nodes: Sequence[NodeRef], *, node: str, kubeconfig: str
+) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in argv:
+        if item == "{nodes}":
+            out.extend(n.reachable_as for n in nodes)
+        else:
+            out.append(item.replace("{node}", node).replace("{kubeconfig}", kubeconfig))
+    return tuple(out)

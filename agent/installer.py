@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography import x509
 
 from agent.config import AgentConfig
+from agent.errors import AgentError
 from agent.link.client import AgentLink, LinkError, LinkSettings
 
 UNIT = """\
@@ -38,7 +39,7 @@ WantedBy=multi-user.target
 """
 
 
-class FlagError(Exception):
+class FlagError(AgentError):
     """A flag that is missing or wrong: the installer prints it and exits 2."""
 
 

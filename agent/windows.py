@@ -5,7 +5,7 @@ Pure functions over the contract's :class:`~agent.contract.MaintenanceWindow` li
 ``1h30m``). A window may run past midnight: ``mon 23:30 5h`` is open until Tuesday 04:30. A
 cluster that declares no window may be disrupted at any time. Called by
 :mod:`agent.daytwo.operations` before a scheduled patch run and by :mod:`agent.daytwo.patching`
-before each node, so a run that outlasts its window stops at the window's end. """
+before each node, so a run that outlasts its window stops at the window's end."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from agent.contract import MaintenanceWindow
+from agent.errors import AgentError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
-class WindowInvalid(ValueError):
+class WindowInvalid(AgentError, ValueError):
     """A window the reconciler should not have let through; the message is one line."""
 
 

@@ -23,14 +23,16 @@ from agent.apply.applying import apply_state
 from agent.apply.inventory import STATE_NAME, Inventory
 from agent.apply.passes import ApplyResult
 from agent.clocks import SystemClock
-from agent.config import AgentConfig
+from agent.config import AgentConfig, ConfigError
 from agent.contract import DesiredState
-from agent.daytwo.operations import Host, OperationError, Operations
+from agent.daytwo.operations import OperationError, Operations
 from agent.daytwo.schedules.scheduler import Scheduler
 from agent.drivers import Driver
+from agent.drivers.datavolumes import Volumes
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
-from agent.drivers.docker.datavolumes import DockerVolumes, Volumes
+from agent.drivers.docker.datavolumes import DockerVolumes
 from agent.drivers.docker.nodes import DockerNodes
+from agent.drivers.nodes import Host
 from agent.link.bundles import load_public_key, verify
 from agent.link.client import AgentLink, LinkSettings
 from agent.link.reports import status_report
@@ -122,7 +124,8 @@ def _docker_day_two(config: AgentConfig, client: docker.DockerClient) -> tuple[H
 
 
 def _libvirt_day_two(config: AgentConfig, connection: Any) -> tuple[Host, Volumes]:
-    from agent.drivers.libvirt.nodes import LibvirtNodes, LibvirtVolumes
+    from agent.drivers.libvirt.datavolumes import LibvirtVolumes
+    from agent.drivers.libvirt.nodes import LibvirtNodes
 
     nodes = LibvirtNodes(connection=connection, appliance=config.applianceId, clock=SystemClock())
     return nodes, LibvirtVolumes(nodes=nodes, spool_dir=Path(config.dataDir) / "daytwo" / "spool")
@@ -150,7 +153,10 @@ def run_online(config: AgentConfig, *, once: bool = False, wait: float = 30.0) -
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     token = os.environ.get("EDGEFLEET_REGISTRATION_TOKEN")
     if token is None and config.registrationTokenFile:
-        token = Path(config.registrationTokenFile).read_text().strip()
+        try:
+            token = Path(config.registrationTokenFile).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{config.registrationTokenFile}: {e.strerror}") from e
     with open_agent(config) as agent, AgentLink(LinkSettings.from_config(config)) as link:
         last_good = agent.inventory.last_good_state()
         current: list[DesiredState | None] = [last_good]

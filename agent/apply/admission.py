@@ -19,10 +19,11 @@ from collections.abc import Iterable
 from pydantic import ValidationError
 
 from agent.contract import DesiredState
+from agent.errors import AgentError
 from agent.naming import MAX_NODE_NAME, is_label, is_plain_file_name
 
 
-class StateRefused(Exception):
+class StateRefused(AgentError):
     """The desired state is refused; nothing was applied. ``digest`` is the digest the
     document claimed (its ETag), when known, so the refusal can be reported upstream."""
 

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from agent.apply import journal
 from agent.apply.journal import JournalEntry, StepStatus
 from agent.contract import DesiredState
+from agent.errors import AgentError
 
 DB_NAME = "inventory.sqlite3"
 STATE_NAME = "last-good-state.json"
@@ -64,16 +65,13 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-class InventoryError(Exception):
-    pass
+class InventoryError(AgentError): ...
 
 
-class InventoryBusy(InventoryError):
-    pass
+class InventoryBusy(InventoryError): ...
 
 
-class InventoryUnreadable(InventoryError):
-    pass
+class InventoryUnreadable(InventoryError): ...
 
 
 class ClusterStage(StrEnum):

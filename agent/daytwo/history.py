@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent.daytwo import DayTwoError
 from agent.daytwo.records import (
     BackupResult,
     DayTwoStatus,
@@ -47,8 +48,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class HistoryError(Exception):
-    pass
+class HistoryError(DayTwoError): ...
 
 
 class History:

@@ -15,11 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from agent import windows as maintenance
 from agent.clocks import Clock
 from agent.contract import ClusterState, DesiredState, Schedule
+from agent.daytwo import DayTwoError
 from agent.daytwo.backups.creating import BackupSettings, backup_cluster
 from agent.daytwo.backups.restoring import restore
 from agent.daytwo.history import History
@@ -32,10 +33,10 @@ from agent.daytwo.records import (
     ScanResult,
     Trigger,
 )
-from agent.daytwo.scans.scanning import SCAN_TYPES, ScanSettings, ToolHost, run_scan
+from agent.daytwo.scans.scanning import SCAN_TYPES, ScanSettings, run_scan
 from agent.daytwo.schedules.scheduler import Occurrence, Postponed
-from agent.drivers.docker.datavolumes import Volumes
-from agent.drivers.docker.nodes import Nodes
+from agent.drivers.datavolumes import Volumes
+from agent.drivers.nodes import Host
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 Kind = Literal["patch", "scan", "backup"]
@@ -44,21 +45,13 @@ Result = PatchResult | ScanResult | BackupResult
 log = logging.getLogger(__name__)
 
 
-class OperationError(Exception):
-    pass
+class OperationError(DayTwoError): ...
 
 
-class ClusterUnknown(OperationError):
-    pass
+class ClusterUnknown(OperationError): ...
 
 
-class PolicyMissing(OperationError):
-    pass
-
-
-class Host(Nodes, ToolHost, Protocol):
-    """Where the nodes run: commands, reboots and tool containers (:class:`DockerNodes`,
-    :class:`agent.drivers.libvirt.nodes.LibvirtNodes`)."""
+class PolicyMissing(OperationError): ...
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,13 @@
 upgrade asks for it, each node's new version and time kept and reported.
 
 Called by :mod:`agent.daytwo.operations` on schedule (inside the maintenance window), on boot
-and on demand. Per node, through :class:`~agent.drivers.docker.nodes.Nodes`: read the version,
+and on demand. Per node, through :class:`~agent.drivers.nodes.Nodes`: read the version,
 run the configured upgrade command, read the version again, and look for the reboot marker
 (``/var/run/reboot-required``, as Debian and Ubuntu write it). With ``rebootIfRequired`` the
 node is rebooted (a container node is restarted, which empties ``/var/run``) and waited for;
 without it the node is reported as needing a reboot. A node that fails stops the run there, so a
 bad upgrade never reaches the rest of the cluster. A run that honours the window checks it
-before each node and, once it has closed, leaves the remaining nodes for its next opening. """
+before each node and, once it has closed, leaves the remaining nodes for its next opening."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ from datetime import datetime
 from agent import windows as maintenance
 from agent.clocks import Clock
 from agent.contract import ClusterState
+from agent.daytwo import DayTwoError
 from agent.daytwo.history import History
-from agent.daytwo.records import NodePatch, PatchResult, RunState, Trigger, one_line
-from agent.drivers.docker.nodes import NodeError, NodeRef, Nodes
+from agent.daytwo.records import NodePatch, PatchResult, RunState, Trigger
+from agent.drivers import DriverError
+from agent.drivers.nodes import NodeRef, Nodes
+from agent.errors import one_line
 
 UPGRADE = (
     "if command -v apk >/dev/null 2>&1; then apk upgrade --no-cache; "
@@ -30,6 +33,9 @@ UPGRADE = (
     "else echo 'no package manager (apk, apt-get) found' >&2; exit 3; fi"
 )
 VERSION = '. /etc/os-release && echo "${VERSION_ID:-unknown}"'
+
+
+class UpgradeFailed(DayTwoError): ...
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ def patch_cluster(
     started = clock.now()
     try:
         refs = nodes.cluster_nodes(cluster)
-    except NodeError as e:
+    except DriverError as e:
         return _finish(history, clock, cluster, trigger, started, (), error=one_line(e), until=None)
     done: list[NodePatch] = []
     until: datetime | None = None
@@ -99,7 +105,7 @@ def _patch_node(
         upgrade = nodes.run(ref, settings.command, timeout=settings.timeout)
         if upgrade.code != 0:
             lines = upgrade.output.strip().splitlines() or ["no output"]
-            raise NodeError(f"upgrade exited {upgrade.code}: {lines[-1][:200]}")
+            raise UpgradeFailed(f"upgrade exited {upgrade.code}: {lines[-1][:200]}")
         version = _version(nodes, ref, settings)
         required = nodes.exists(ref, settings.reboot_marker)
         rebooted = False
@@ -107,7 +113,7 @@ def _patch_node(
             nodes.restart(ref, timeout=settings.reboot_timeout)
             rebooted = True
             required = nodes.exists(ref, settings.reboot_marker)
-    except NodeError as e:
+    except (DriverError, UpgradeFailed) as e:
         return NodePatch(
             cluster=cluster,
             node=ref.node,
@@ -133,7 +139,7 @@ def _patch_node(
 def _version(nodes: Nodes, ref: NodeRef, settings: PatchSettings) -> str | None:
     try:
         found = nodes.run(ref, settings.version_command, timeout=60)
-    except NodeError:
+    except DriverError:
         return None
     lines = found.output.strip().splitlines()
     return lines[-1].strip()[:100] if found.code == 0 and lines else None

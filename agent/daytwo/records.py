@@ -176,9 +176,3 @@ class DayTwoStatus(_Json):
 def clip(text: str, limit: int = TEXT_KEPT) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def one_line(error: BaseException | str) -> str:
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
-    return first[:300]

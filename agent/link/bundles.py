@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import ValidationError
 
 from agent.contract import DesiredState, canonical_json
+from agent.errors import AgentError
 
 FORMAT = "edgefleet-bundle/v1"
 
 
-class BundleError(Exception):
+class BundleError(AgentError):
     """A bundle that cannot be trusted or read; the message is one line."""
 
 

@@ -23,11 +23,12 @@ import httpx
 from agent.apply.admission import StateRefused, parse_state
 from agent.config import AgentConfig
 from agent.contract import DesiredState
+from agent.errors import AgentError
 
 AGENT_VERSION = "0.1.0"
 
 
-class LinkError(Exception):
+class LinkError(AgentError):
     """The reconciler could not be asked; the message is one line."""
 
 

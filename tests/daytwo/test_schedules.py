@@ -21,7 +21,7 @@ from agent.daytwo.schedules.scheduler import (
     Scheduler,
     ScheduleSettings,
 )
-from agent.drivers.docker.nodes import Exec, NodeRef
+from agent.drivers.nodes import Exec, NodeRef
 from tests.daytwo.clock import ControlledClock
 
 NEW_YORK = ZoneInfo("America/New_York")

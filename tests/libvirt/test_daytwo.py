@@ -30,8 +30,9 @@ from agent.daytwo.patching import PatchSettings
 from agent.daytwo.records import RunState
 from agent.daytwo.scans.scanning import ScanSettings
 from agent.drivers.libvirt import StreamedContents
+from agent.drivers.libvirt.datavolumes import LibvirtVolumes
 from agent.drivers.libvirt.guests import GuestAgent
-from agent.drivers.libvirt.nodes import GuestSettings, LibvirtNodes, LibvirtVolumes
+from agent.drivers.libvirt.nodes import GuestSettings, LibvirtNodes
 from tests.libvirt.harness import LibvirtAgent
 from tests.libvirt.hosts import RealHost
 from tests.libvirt.states import state

@@ -34,18 +34,20 @@ from pydantic import BaseModel, ConfigDict
 
 from agent.clocks import Clock
 from agent.contract import ClusterState, DesiredState
+from agent.daytwo import DayTwoError
 from agent.daytwo.backups.locations import Location, LocationError, open_location
 from agent.daytwo.history import History
-from agent.daytwo.records import BackupFile, BackupResult, RunState, Trigger, one_line
-from agent.drivers.docker.datavolumes import Volumes
-from agent.drivers.docker.nodes import NodeError
+from agent.daytwo.records import BackupFile, BackupResult, RunState, Trigger
+from agent.drivers import DriverError
+from agent.drivers.datavolumes import Volumes
+from agent.errors import one_line
 
 MANIFEST = "manifest.json"
 FORMAT = "edgefleet.dev/backup-v1"
 _ID = re.compile(r"^(?P<cluster>[a-z0-9]([-a-z0-9]*[a-z0-9])?)-(?P<at>\d{8}T\d{6}Z)$")
 
 
-class BackupFailed(Exception):
+class BackupFailed(DayTwoError):
     """A backup that cannot be made for a reason of its own (no volumes, bad parameters)."""
 
 
@@ -152,7 +154,7 @@ def backup_cluster(
         location.put_bytes(
             f"{prefix}/{identity}/{MANIFEST}", manifest.model_dump_json(indent=2).encode()
         )
-    except (BackupFailed, LocationError, NodeError, OSError) as e:
+    except (BackupFailed, LocationError, DriverError, OSError) as e:
         _discard(location, uploaded)
         return _record(
             history,

@@ -43,6 +43,8 @@ from botocore.exceptions import (
     SSLError,
 )
 
+from agent.daytwo import DayTwoError
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
@@ -52,28 +54,22 @@ DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", 
 MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
-class LocationError(Exception):
-    pass
+class LocationError(DayTwoError): ...
 
 
-class LocationInvalid(LocationError):
-    pass
+class LocationInvalid(LocationError): ...
 
 
-class LocationUnreachable(LocationError):
-    pass
+class LocationUnreachable(LocationError): ...
 
 
-class LocationDenied(LocationError):
-    pass
+class LocationDenied(LocationError): ...
 
 
-class LocationUnwritable(LocationError):
-    pass
+class LocationUnwritable(LocationError): ...
 
 
-class ObjectMissing(LocationError):
-    pass
+class ObjectMissing(LocationError): ...
 
 
 class Location(Protocol):

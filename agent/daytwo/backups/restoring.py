@@ -34,34 +34,31 @@ from pydantic import ValidationError
 
 from agent.clocks import Clock
 from agent.contract import ClusterState, DesiredState
+from agent.daytwo import DayTwoError
 from agent.daytwo.backups.creating import MANIFEST, Manifest, file_sha256, parse_id
 from agent.daytwo.backups.locations import Location, LocationError, ObjectMissing, open_location
 from agent.daytwo.history import History
-from agent.daytwo.records import BackupFile, RestoreResult, one_line
-from agent.drivers.docker.datavolumes import ROOT, NodeVolume, Volumes
-from agent.drivers.docker.nodes import NodeError
+from agent.daytwo.records import BackupFile, RestoreResult
+from agent.drivers import DriverError
+from agent.drivers.datavolumes import ROOT, NodeVolume, Volumes
+from agent.errors import one_line
 
 T = TypeVar("T")
 
 
-class RestoreError(Exception):
-    pass
+class RestoreError(DayTwoError): ...
 
 
-class BackupNotFound(RestoreError):
-    pass
+class BackupNotFound(RestoreError): ...
 
 
-class BackupCorrupted(RestoreError):
-    pass
+class BackupCorrupted(RestoreError): ...
 
 
-class TargetMismatch(RestoreError):
-    pass
+class TargetMismatch(RestoreError): ...
 
 
-class RestoreFailed(RestoreError):
-    pass
+class RestoreFailed(RestoreError): ...
 
 
 def restore(
@@ -87,7 +84,7 @@ def restore(
     target = _target(state, cluster or manifest.cluster)
     try:
         pairs = _pair(backup, manifest.files, volumes.node_volumes(target))
-    except NodeError as e:
+    except DriverError as e:
         raise TargetMismatch(f"cluster {target.name}: {one_line(e)}") from e
 
     staging = work_dir / "restore" / backup
@@ -102,7 +99,7 @@ def restore(
             with volumes.stopped(target):
                 for file, volume in pairs:
                     volumes.replace(volume, staging / file.name)
-        except NodeError as e:
+        except DriverError as e:
             raise RestoreFailed(
                 f"restoring {backup} into {target.name} failed: {one_line(e)}"
             ) from e

@@ -22,14 +22,14 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from agent.daytwo import DayTwoError
 from agent.daytwo.records import FINDINGS_KEPT, Finding, ScanSummary, clip
 
 SEVERE = {"high", "medium", "critical"}
 _SONOBUOY_COUNT = re.compile(r"^(Total|Passed|Failed|Skipped):\s*(\d+)\s*$")
 
 
-class ReportUnreadable(ValueError):
-    pass
+class ReportUnreadable(DayTwoError): ...
 
 
 def kube_bench(output: str, *, node: str = "") -> ScanSummary:

@@ -16,27 +16,30 @@ In ``argv``, an item ``{nodes}`` becomes the nodes' names (their addresses where
 resolve: virtual nodes; several items), and ``{node}`` and ``{kubeconfig}`` are replaced within
 an item. The summary (pass, warn, fail counts and the findings) is kept in
 :class:`~agent.daytwo.history.History` and returned; a scan that could not run or whose output
-is not its tool's report is kept and returned as failed. """
+is not its tool's report is kept and returned as failed."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 from agent.clocks import Clock
 from agent.contract import ClusterState
+from agent.daytwo import DayTwoError
 from agent.daytwo.history import History
-from agent.daytwo.records import RunState, ScanResult, ScanSummary, Trigger, one_line
+from agent.daytwo.records import RunState, ScanResult, ScanSummary, Trigger
 from agent.daytwo.scans import reports
-from agent.drivers.docker.nodes import NodeError, NodeRef, Tool, ToolRun
+from agent.drivers import DriverError, NodeMissing
+from agent.drivers.nodes import NodeRef, Tool, ToolHost, ToolRun
+from agent.errors import one_line
 
 Target = Literal["each-node", "network", "control-plane"]
 SCAN_TYPES = ("configuration", "penetration", "conformance")
 K3S_KUBECONFIG = "/var/lib/rancher/k3s/server/cred/admin.kubeconfig"
 
 
-class ScanError(Exception):
+class ScanError(DayTwoError):
     """A scan that cannot even start (unknown type); the message is one line."""
 
 
@@ -85,16 +88,6 @@ class ScanSettings:
     timeout: float = 4 * 3600  # seconds one tool container may run (conformance is slow)
 
 
-class ToolHost(Protocol):
-    def cluster_nodes(self, cluster: ClusterState) -> tuple[NodeRef, ...]: ...
-
-    def network(self, cluster: str) -> str: ...
-
-    def addressed(self, nodes: Sequence[NodeRef]) -> tuple[NodeRef, ...]: ...
-
-    def run_tool(self, tool: Tool, *, name: str, timeout: float) -> ToolRun: ...
-
-
 def run_scan(
     cluster: ClusterState,
     scan: str,
@@ -114,7 +107,7 @@ def run_scan(
     error: str | None = None
     try:
         summary = _scan(cluster, tool, host=host, settings=settings)
-    except (NodeError, reports.ReportUnreadable) as e:
+    except (DriverError, reports.ReportUnreadable) as e:
         error = one_line(e)
     result = ScanResult(
         cluster=cluster.name,
@@ -168,7 +161,7 @@ def _scan(
         return _read(tool, run, node="")
     control = next((n for n in nodes if n.role == "control-plane"), None)
     if control is None:
-        raise NodeError(f"cluster {cluster.name} has no control-plane node on this appliance")
+        raise NodeMissing(f"cluster {cluster.name} has no control-plane node on this appliance")
     run = host.run_tool(
         Tool(
             image=tool.image,

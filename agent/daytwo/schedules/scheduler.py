@@ -49,6 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent.clocks import Clock
 from agent.contract import DesiredState, Schedule
+from agent.daytwo import DayTwoError
 from agent.daytwo.schedules.triggers import LocalCron
 
 DB_NAME = "schedules.sqlite3"
@@ -58,12 +59,10 @@ MAX_CATCH_UP = 100_000  # run times counted for one job after a long absence
 log = logging.getLogger(__name__)
 
 
-class ScheduleError(Exception):
-    pass
+class ScheduleError(DayTwoError): ...
 
 
-class ScheduleStoreError(ScheduleError):
-    pass
+class ScheduleStoreError(ScheduleError): ...
 
 
 @dataclass(frozen=True)

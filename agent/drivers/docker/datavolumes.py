@@ -1,71 +1,30 @@
-"""Snapshots of a cluster's data volumes: read them out consistently, write them back.
+"""A containerized cluster's data volumes for backups and restores (:class:`DockerVolumes`, the
+Docker side of :mod:`agent.drivers.datavolumes`).
 
-:class:`Volumes` is what backups and restores (:mod:`agent.daytwo.backups`) need from a
-place where nodes run. :class:`DockerVolumes` serves containerized clusters: a node's named volumes
-hold its datastore and its persistent volumes (k3s: ``/var/lib/rancher/k3s``, local-path
-volumes included). A volume is read through a helper container that mounts it read-only at
-``/data`` and is never started (the engine archives a created container's mounts), while every
-node of the cluster is paused, so the copy is one crash-consistent instant of the whole
-cluster. It is written back by a helper that empties the volume, then the engine extracts the
-archive into it, while the nodes are stopped. The helper is the node's own image unless one
-is configured, so nothing has to be pulled. A virtualized cluster plugs in its own
-implementation against the same protocol (:class:`agent.drivers.libvirt.nodes.LibvirtVolumes`:
-the data disks in the libvirt data pool).
-
-Errors are :class:`~agent.drivers.docker.nodes.NodeError`, mapped by
-:func:`~agent.drivers.docker.nodes.mapped`.
+A volume is read through a helper container that mounts it read-only and is never started,
+while every node of the cluster is paused, so the copy is one crash-consistent instant; it is
+written back by a helper that empties it, while the nodes are stopped. The helper runs the
+node's own image unless one is configured, so nothing has to be pulled.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
 
-from agent.contract import ClusterState, Role
-from agent.drivers.docker.driving import absent_is_fine
-from agent.drivers.docker.nodes import DockerNodes, EngineRefused, NodeRef, mapped
+from agent.contract import ClusterState
+from agent.drivers.datavolumes import ROOT, NodeVolume, Sink
+from agent.drivers.docker.errors import EngineRefused, absent_is_fine, mapped
+from agent.drivers.docker.nodes import DockerNodes
+from agent.drivers.nodes import NodeRef
 
-ROOT = "data"  # the folder every archive holds the volume's content under
 CLEAN = (
     "set -e; cd /data; for f in * .[!.]* ..?*; do "
     'if [ -e "$f" ] || [ -L "$f" ]; then rm -rf -- "$f"; fi; done; '
     '[ -z "$(ls -A /data)" ]'
 )
-
-
-class Sink(Protocol):
-    def write(self, data: bytes, /) -> object: ...
-
-
-@dataclass(frozen=True)
-class NodeVolume:
-    node: str
-    pool: str
-    role: Role
-    volume: str
-    path: str  # where the node mounts it
-
-
-class Volumes(Protocol):
-    def node_volumes(self, cluster: ClusterState) -> tuple[NodeVolume, ...]:
-        """The cluster's data volumes on this appliance, control-plane nodes first."""
-
-    def quiesced(self, cluster: ClusterState) -> AbstractContextManager[str]:
-        """Writes to the cluster's volumes held while the block runs; yields how, for the
-        backup's manifest."""
-
-    def export(self, volume: NodeVolume, out: Sink) -> None:
-        """The volume's content as a tar stream, entries under ``data/``."""
-
-    def stopped(self, cluster: ClusterState) -> AbstractContextManager[None]:
-        """The cluster's nodes stopped while the block runs, then started and running."""
-
-    def replace(self, volume: NodeVolume, archive: Path) -> None:
-        """The volume's content replaced by a tar (plain or gzip), entries under ``data/``."""
 
 
 class DockerVolumes:

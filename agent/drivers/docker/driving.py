@@ -1,20 +1,8 @@
-"""The Docker driver: containerized clusters as containers on one bridge network per cluster.
+"""The Docker driver: a containerized cluster's nodes as containers on one bridge network.
 
-Built by the CLI (and later the sync loop) around a ``docker.DockerClient`` it is handed, and
-called by the applier step by step. Each node is one container named ``<node>-<generation>``
-with a named volume for its data (k3s: ``/var/lib/rancher/k3s``), its user data written to a
-file, and, on control-plane nodes, the cluster's manifests in the k3s auto-deploy folder.
-Everything carries ``edgefleet.*`` labels, and :meth:`DockerDriver.observe` finds what exists
-by them. Docker's and requests' errors are mapped here, with ``raise ... from e``::
-
-    DockerError (agent.drivers.DriverError)
-    ├── EngineUnreachable    temporary   the engine does not answer
-    ├── ImageMissing         permanent   the node image is not on the engine and cannot be pulled
-    ├── Conflict             temporary   the engine's state changed under us (name in use, gone)
-    ├── NameTaken            permanent   a network of that name exists and is not the agent's
-    ├── NodeNotRunning       temporary   a node must be running for this and is not
-    ├── EngineFailed         temporary   the engine answered with a server error
-    └── EngineRefused        permanent   the engine refused the request (bad value, limits)
+A node is a container ``<node>-<generation>`` with a named data volume, its user data in a file
+and, on control-plane nodes, the cluster's manifests in the k3s auto-deploy folder. Everything
+carries ``edgefleet.*`` labels, and :meth:`DockerDriver.observe` finds what exists by them.
 """
 
 from __future__ import annotations
@@ -24,10 +12,9 @@ import io
 import posixpath
 import tarfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, Literal, cast
 
 import docker
 import requests
@@ -35,13 +22,17 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils import parse_repository_tag
 
 from agent.contract import Mode
-from agent.drivers import (
-    DriverError,
-    NodeLaunch,
-    Observation,
-    ObservedContainer,
-    ObservedVolume,
-    Reason,
+from agent.drivers import NodeLaunch, NodeNotRunning, Observation, ObservedContainer, ObservedVolume
+from agent.drivers.docker.errors import (
+    Conflict,
+    EngineFailed,
+    EngineRefused,
+    EngineUnreachable,
+    ImageMissing,
+    NameTaken,
+    absent_is_fine,
+    explain,
+    mapped,
 )
 from agent.naming import ManifestWrite
 
@@ -56,41 +47,6 @@ REVISION = "edgefleet.revision"
 DIGEST = "edgefleet.digest"
 SPEC = "edgefleet.spec"
 CONTAINER = "edgefleet.container"
-
-
-class DockerError(DriverError):
-    pass
-
-
-class EngineUnreachable(DockerError):
-    reason: ClassVar[Reason] = Reason.ENGINE_UNREACHABLE
-    temporary: ClassVar[bool] = True
-
-
-class ImageMissing(DockerError):
-    reason: ClassVar[Reason] = Reason.IMAGE_MISSING
-
-
-class Conflict(DockerError):
-    reason: ClassVar[Reason] = Reason.CONFLICT
-    temporary: ClassVar[bool] = True
-
-
-class NameTaken(DockerError):
-    reason: ClassVar[Reason] = Reason.CONFLICT
-
-
-class NodeNotRunning(DockerError):
-    reason: ClassVar[Reason] = Reason.NODE_NOT_RUNNING
-    temporary: ClassVar[bool] = True
-
-
-class EngineFailed(DockerError):
-    temporary: ClassVar[bool] = True
-
-
-class EngineRefused(DockerError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -136,7 +92,7 @@ class DockerDriver:
 
     def observe(self, *, appliance: str) -> Observation:
         selector: dict[str, str | list[str] | bool] = {"label": [f"{APPLIANCE}={appliance}"]}
-        with _mapped("observe"):
+        with mapped("observe"):
             listed = self._client.containers.list(all=True, sparse=True, filters=selector)
             networks = self._client.networks.list(filters=selector)
             volumes = self._client.volumes.list(filters=selector)
@@ -176,7 +132,7 @@ class DockerDriver:
         )
 
     def node_state(self, container: str) -> str | None:
-        with _mapped(f"inspect {container}"):
+        with mapped(f"inspect {container}"):
             try:
                 return str(self._client.api.inspect_container(container)["State"]["Status"])
             except NotFound:
@@ -185,7 +141,7 @@ class DockerDriver:
     # -- networks --------------------------------------------------------------------------
 
     def ensure_network(self, *, name: str, cluster: str, appliance: str) -> None:
-        with _mapped(f"create network {name}"):
+        with mapped(f"create network {name}"):
             try:
                 found = self._client.networks.get(name)
             except NotFound:
@@ -201,7 +157,7 @@ class DockerDriver:
             raise NameTaken(f"network {name} exists and was not made for cluster {cluster}")
 
     def remove_network(self, name: str) -> None:
-        with _mapped(f"remove network {name}"), absent_is_fine():
+        with mapped(f"remove network {name}"), absent_is_fine():
             self._client.api.remove_network(name)
 
     # -- nodes -----------------------------------------------------------------------------
@@ -233,7 +189,7 @@ class DockerDriver:
         for manifest in launch.manifests:
             path = posixpath.join(settings.manifests_path, manifest.filename)
             files[path] = manifest.content.encode()
-        with _mapped(f"create node {launch.node}"):
+        with mapped(f"create node {launch.node}"):
             self._client.volumes.create(
                 name=launch.volume,
                 labels={
@@ -282,16 +238,16 @@ class DockerDriver:
             self._client.api.put_archive(launch.container, "/", _archive(files))
 
     def start_node(self, container: str) -> None:
-        with _mapped(f"start {container}"):
+        with mapped(f"start {container}"):
             self._client.api.start(container)
 
     def remove_node(self, *, container: str, volume: str) -> None:
-        with _mapped(f"remove {container}"), absent_is_fine():
+        with mapped(f"remove {container}"), absent_is_fine():
             self._client.api.remove_container(container, force=True)
         self.remove_volume(volume)
 
     def remove_volume(self, name: str) -> None:
-        with _mapped(f"remove volume {name}"), absent_is_fine():
+        with mapped(f"remove volume {name}"), absent_is_fine():
             self._client.api.remove_volume(name, force=True)
 
     # -- manifests -------------------------------------------------------------------------
@@ -303,14 +259,14 @@ class DockerDriver:
                 for f in files
             }
         )
-        with _mapped(f"write manifests to {container}"):
+        with mapped(f"write manifests to {container}"):
             self._client.api.put_archive(container, "/", archive)
 
     def remove_manifests(self, container: str, filenames: Sequence[str]) -> None:
         paths = [posixpath.join(self._settings.manifests_path, name) for name in filenames]
         if self.node_state(container) != "running":
             raise NodeNotRunning(f"cannot remove manifests from {container}: not running")
-        with _mapped(f"remove manifests from {container}"):
+        with mapped(f"remove manifests from {container}"):
             exec_id = str(self._client.api.exec_create(container, ["rm", "-f", "--", *paths])["Id"])
             output = self._client.api.exec_start(exec_id)
             code = self._client.api.exec_inspect(exec_id)["ExitCode"]
@@ -321,7 +277,7 @@ class DockerDriver:
     # -- internals -------------------------------------------------------------------------
 
     def _ensure_image(self, image: str) -> None:
-        with _mapped(f"look up image {image}"):
+        with mapped(f"look up image {image}"):
             try:
                 self._client.images.get(image)
                 return
@@ -335,15 +291,15 @@ class DockerDriver:
             self._client.api.pull(repository, tag=tag or "latest")
         except APIError as e:
             if e.is_server_error():  # the registry did not answer: try again later
-                raise EngineFailed(f"pull image {image}: {_explain(e)}") from e
-            raise ImageMissing(f"image {image} cannot be pulled: {_explain(e)}") from e
+                raise EngineFailed(f"pull image {image}: {explain(e)}") from e
+            raise ImageMissing(f"image {image} cannot be pulled: {explain(e)}") from e
         except (requests.RequestException, DockerException) as e:
             raise EngineUnreachable(f"pull image {image}: docker engine unreachable: {e}") from e
 
     def _read_manifests(self, container: str) -> dict[str, str]:
         """File name -> sha256 of the files directly in the auto-deploy folder."""
         try:
-            with _mapped(f"read manifests of {container}"), absent_is_fine():
+            with mapped(f"read manifests of {container}"), absent_is_fine():
                 stream, _ = self._client.api.get_archive(container, self._settings.manifests_path)
                 data = b"".join(stream)
                 found: dict[str, str] = {}
@@ -370,35 +326,3 @@ def _archive(files: Mapping[str, bytes]) -> bytes:
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-@contextmanager
-def absent_is_fine() -> Iterator[None]:
-    """Ignore an object already gone (but not a missing image: that is a real error)."""
-    try:
-        yield
-    except NotFound as e:
-        if isinstance(e, ImageNotFound):
-            raise
-
-
-@contextmanager
-def _mapped(what: str) -> Iterator[None]:
-    try:
-        yield
-    except DriverError:
-        raise
-    except ImageNotFound as e:
-        raise ImageMissing(f"{what}: {_explain(e)}") from e
-    except APIError as e:
-        if e.status_code in (404, 409):
-            raise Conflict(f"{what}: {_explain(e)}") from e
-        if e.is_server_error():
-            raise EngineFailed(f"{what}: {_explain(e)}") from e
-        raise EngineRefused(f"{what}: {_explain(e)}") from e
-    except (requests.RequestException, DockerException) as e:
-        raise EngineUnreachable(f"{what}: docker engine unreachable: {e}") from e
-
-
-def _explain(error: APIError) -> str:
-    return (error.explanation or str(error)).strip().splitlines()[0][:300]

@@ -1,23 +1,9 @@
-"""A cluster's nodes as day-2 work sees them: commands run in them, restarts, pauses, and tool
-containers started next to them.
+"""Day-2 access to a containerized cluster's nodes: commands by ``exec``, restarts, pauses, and
+tool containers started beside them (:class:`DockerNodes`, the Docker side of
+:mod:`agent.drivers.nodes`).
 
-:class:`Nodes` is what patching, scans and backups need from a place where nodes run;
-:class:`DockerNodes` is its Docker side, for containerized clusters, built by the CLI around
-the same ``docker.DockerClient`` the driver gets. It finds node containers by the driver's
-labels (it reads them, it never changes the driver) and gives the containers it starts itself
-(tools, helpers) the label ``edgefleet.daytwo`` and not the driver's, so the applier never
-takes them for nodes. A virtualized cluster gets its own implementation against the same protocol
-(:class:`agent.drivers.libvirt.nodes.LibvirtNodes`: commands through the QEMU guest agent,
-reboots through libvirt). Docker's and requests' errors are mapped
-here, with ``raise ... from e``::
-
-    NodeError
-    ├── EngineUnreachable    the engine does not answer
-    ├── NodeMissing          a node of the desired state has no container on this appliance
-    ├── NodeNotRunning       the node must be running for this and is not
-    ├── TimedOut             a command or a tool outlived its time
-    ├── GuestAgentSilent     a virtual node's guest agent does not answer
-    └── EngineRefused        the engine refused or failed the request (image missing, ...)
+Node containers are found by the driver's labels; the containers it starts itself carry
+``edgefleet.daytwo`` instead, so the applier never takes them for nodes.
 """
 
 from __future__ import annotations
@@ -25,109 +11,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import docker
 import requests
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import NotFound
 
 from agent.clocks import Clock
-from agent.contract import ClusterState, Node, Role
-from agent.drivers.docker.driving import APPLIANCE, CLUSTER, NODE, absent_is_fine
+from agent.contract import ClusterState
+from agent.drivers import NodeMissing, NodeNotRunning, TimedOut
+from agent.drivers.docker.driving import APPLIANCE, CLUSTER, NODE
+from agent.drivers.docker.errors import absent_is_fine, mapped
+from agent.drivers.nodes import OUTPUT_LIMIT, Exec, Mount, NodeRef, Tool, ToolRun, nodes_here
 from agent.naming import network_name
 
 DAYTWO = "edgefleet.daytwo"
-OUTPUT_LIMIT = 256 * 1024  # bytes of a command's output kept; the tail, where errors are
 POLL_SECONDS = 0.2
-
-
-class NodeError(Exception):
-    """A node could not be reached or used; the message is one line for an operator."""
-
-
-class EngineUnreachable(NodeError):
-    pass
-
-
-class NodeMissing(NodeError):
-    pass
-
-
-class NodeNotRunning(NodeError):
-    pass
-
-
-class TimedOut(NodeError):
-    pass
-
-
-class GuestAgentSilent(NodeError):
-    pass
-
-
-class EngineRefused(NodeError):
-    pass
-
-
-@dataclass(frozen=True)
-class Mount:
-    volume: str
-    path: str  # where the node sees it
-
-
-@dataclass(frozen=True)
-class NodeRef:
-    """One node of a cluster on this appliance and the container it runs in."""
-
-    node: str
-    pool: str
-    role: Role
-    container: str
-    image: str
-    mounts: tuple[Mount, ...] = ()
-    address: str = ""  # how other nodes reach it, when not by its name
-
-    @property
-    def reachable_as(self) -> str:
-        return self.address or self.node
-
-
-@dataclass(frozen=True)
-class Exec:
-    code: int
-    output: str
-
-
-@dataclass(frozen=True)
-class ToolRun:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@dataclass(frozen=True)
-class Tool:
-    """A tool container: ``argv`` replaces the image's entrypoint and command."""
-
-    image: str
-    argv: tuple[str, ...]
-    network: str | None = None  # a network to join
-    network_mode: str | None = None  # e.g. container:<node>, to share a node's network
-    pid_mode: str | None = None  # e.g. container:<node>, to see a node's processes
-    volumes_from: tuple[str, ...] = ()  # e.g. <node>:ro, to read a node's volumes
-    environment: Mapping[str, str] = field(default_factory=dict)
-
-
-class Nodes(Protocol):
-    def cluster_nodes(self, cluster: ClusterState) -> tuple[NodeRef, ...]:
-        """The cluster's nodes on this appliance in pool order, control plane first."""
-
-    def run(self, node: NodeRef, command: Sequence[str], *, timeout: float) -> Exec: ...
-
-    def exists(self, node: NodeRef, path: str) -> bool: ...
-
-    def restart(self, node: NodeRef, *, timeout: float) -> None: ...
 
 
 class DockerNodes:
@@ -321,34 +220,5 @@ class DockerNodes:
             raise NodeNotRunning(f"node {node.node} is {state or 'gone'}, not running")
 
 
-def nodes_here(cluster: ClusterState, appliance: str) -> list[Node]:
-    """The cluster's nodes on ``appliance`` in pool order, control-plane pools first."""
-    pools = sorted(cluster.pools, key=lambda pool: not pool.controlPlane)
-    order = {pool.name: i for i, pool in enumerate(pools)}
-    here = (n for n in cluster.nodes if n.appliance == appliance)
-    return sorted(here, key=lambda n: order.get(n.pool, len(order)))
-
-
 def _tail(data: bytes) -> bytes:
     return data[-OUTPUT_LIMIT:]
-
-
-@contextmanager
-def mapped(what: str) -> Iterator[None]:
-    """Docker's and requests' errors as :class:`NodeError`, with the action in the message."""
-    try:
-        yield
-    except NodeError:
-        raise
-    except ImageNotFound as e:
-        raise EngineRefused(f"{what}: image not found: {explain(e)}") from e
-    except NotFound as e:
-        raise NodeMissing(f"{what}: {explain(e)}") from e
-    except APIError as e:
-        raise EngineRefused(f"{what}: {explain(e)}") from e
-    except (requests.RequestException, DockerException) as e:
-        raise EngineUnreachable(f"{what}: docker engine unreachable: {e}") from e
-
-
-def explain(error: APIError) -> str:
-    return (error.explanation or str(error)).strip().splitlines()[0][:300]

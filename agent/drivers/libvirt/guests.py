@@ -27,6 +27,7 @@ import libvirt
 import libvirt_qemu
 
 from agent.clocks import Clock
+from agent.drivers import TimedOut
 
 CHANNEL = "org.qemu.guest_agent.0"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -43,7 +44,7 @@ SILENT = frozenset(
 )
 
 
-class ExecTimedOut(Exception):
+class ExecTimedOut(TimedOut):
     """The program outlived its time (it keeps running in the guest)."""
 
 

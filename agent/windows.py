@@ -1,16 +1,15 @@
-"""Maintenance windows: when a site allows disruptive work such as patching and rebooting nodes.
+"""Maintenance windows and durations: the one owner of both rules, for the reconciler's
+validation and rollout gates and for the agent's patch runs.
 
-Pure functions over the contract's :class:`~agent.contract.MaintenanceWindow` list of a cluster
-(``days`` on which a window opens, ``start`` HH:MM local time, ``duration`` such as ``5h`` or
-``1h30m``). A window may run past midnight: ``mon 23:30 5h`` is open until Tuesday 04:30. A
-cluster that declares no window may be disrupted at any time. Called by
-:mod:`agent.daytwo.operations` before a scheduled patch run and by :mod:`agent.daytwo.patching`
-before each node, so a run that outlasts its window stops at the window's end."""
+A window opens on each of its ``days`` at ``start`` (HH:MM, the site's local time) and stays
+open for ``duration`` (``5h``, ``1h30m``), past midnight if need be; durations are absolute, so
+a window that spans a DST change lasts what it says.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -23,39 +22,61 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 class WindowInvalid(AgentError, ValueError):
-    """A window the reconciler should not have let through; the message is one line."""
+    """A duration, time of day or weekday that does not parse; the message is one line."""
 
 
 def parse_duration(text: str) -> timedelta:
+    """``1h30m``-style durations: days, hours, minutes and seconds, in that order."""
     match = _DURATION.match(text)
     if not text or match is None:
-        raise WindowInvalid(f"'{text}' is not a duration like 30m, 2h or 1d")
+        raise WindowInvalid(f"'{text}' is not a duration like 30s, 15m, 2h or 1d")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
-def is_open(windows: Sequence[MaintenanceWindow], *, timezone: str, at: datetime) -> bool:
-    return not windows or closes_at(windows, timezone=timezone, at=at) is not None
+def parse_time_of_day(text: str) -> time:
+    match = _HHMM.match(text)
+    if match is None:
+        raise WindowInvalid(f"'{text}' is not a time of day HH:MM")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def window_open(windows: Iterable[MaintenanceWindow], timezone: str, at: datetime) -> bool:
+    """Whether one of ``windows`` is open at ``at`` (never, when there are none)."""
+    return closes_at(windows, timezone, at) is not None
 
 
 def closes_at(
-    windows: Sequence[MaintenanceWindow], *, timezone: str, at: datetime
+    windows: Iterable[MaintenanceWindow], timezone: str, at: datetime
 ) -> datetime | None:
     """When the window open at ``at`` closes (the latest end if several overlap), else None."""
     ends = [start + length for start, length in _spans(windows, timezone, at) if start <= at]
-    ends = [end for end in ends if end > at]
-    return max(ends) if ends else None
+    return max((end for end in ends if end > at), default=None)
 
 
-def next_opening(windows: Sequence[MaintenanceWindow], *, timezone: str, at: datetime) -> datetime:
-    """``at`` itself when a window is open then, else the next time one opens (UTC)."""
-    if is_open(windows, timezone=timezone, at=at):
-        return at
-    return min(start for start, _ in _spans(windows, timezone, at) if start > at)
+def next_opening(
+    windows: Iterable[MaintenanceWindow], timezone: str, at: datetime
+) -> datetime | None:
+    """When one of ``windows`` next opens after ``at`` (None when there are none)."""
+    return min((start for start, _ in _spans(windows, timezone, at) if start > at), default=None)
+
+
+def is_open(windows: Iterable[MaintenanceWindow], timezone: str, at: datetime) -> bool:
+    """Whether disruptive work may run at ``at``: inside a window, or at any time for a cluster
+    that declares none."""
+    declared = list(windows)
+    return not declared or window_open(declared, timezone, at)
+
+
+def when_open(windows: Iterable[MaintenanceWindow], timezone: str, at: datetime) -> datetime:
+    """``at`` itself when :func:`is_open`, else when the next window opens."""
+    declared = list(windows)
+    opening = None if is_open(declared, timezone, at) else next_opening(declared, timezone, at)
+    return opening or at
 
 
 def _spans(
-    windows: Sequence[MaintenanceWindow], timezone: str, at: datetime
+    windows: Iterable[MaintenanceWindow], timezone: str, at: datetime
 ) -> Iterator[tuple[datetime, timedelta]]:
     """(start, duration) of every window opening near ``at``: from as far back as the longest
     window can reach, to a week ahead."""
@@ -63,7 +84,7 @@ def _spans(
     local = at.astimezone(zone).date()
     for window in windows:
         length = parse_duration(window.duration)
-        clock = _start(window.start)
+        clock = parse_time_of_day(window.start)
         days = {_weekday(day) for day in window.days}
         for offset in range(-(length.days + 1), 8):
             day = local + timedelta(days=offset)
@@ -74,13 +95,6 @@ def _spans(
 def _instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
     # a start in the hour clocks skip maps to the hour after it (fold=0 keeps the old offset)
     return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
-
-
-def _start(text: str) -> time:
-    match = _HHMM.match(text)
-    if match is None:
-        raise WindowInvalid(f"'{text}' is not a time of day HH:MM")
-    return time(int(match.group(1)), int(match.group(2)))
 
 
 def _weekday(name: str) -> int:

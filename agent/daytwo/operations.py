@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from agent import windows as maintenance
 from agent.clocks import Clock
 from agent.contract import ClusterState, DesiredState, Schedule
 from agent.daytwo import DayTwoError
@@ -37,6 +36,7 @@ from agent.daytwo.scans.scanning import SCAN_TYPES, ScanSettings, run_scan
 from agent.daytwo.schedules.scheduler import Occurrence, Postponed
 from agent.drivers.datavolumes import Volumes
 from agent.drivers.nodes import Host
+from agent.windows import is_open, when_open
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 Kind = Literal["patch", "scan", "backup"]
@@ -95,9 +95,8 @@ class Operations:
         if schedule.kind == "patch":
             now = self._clock.now()
             windows, zone = cluster.maintenanceWindows, cluster.timezone
-            if not maintenance.is_open(windows, timezone=zone, at=now):
-                opening = maintenance.next_opening(windows, timezone=zone, at=now)
-                return Postponed(opening, "the maintenance window is closed")
+            if not is_open(windows, zone, now):
+                return Postponed(when_open(windows, zone, now), "the maintenance window is closed")
             result = self._patch(
                 cluster,
                 schedule,

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent import windows as maintenance
 from agent.clocks import Clock
 from agent.contract import ClusterState
 from agent.daytwo import DayTwoError
@@ -24,6 +23,7 @@ from agent.daytwo.records import NodePatch, PatchResult, RunState, Trigger
 from agent.drivers import DriverError
 from agent.drivers.nodes import NodeRef, Nodes
 from agent.errors import one_line
+from agent.windows import is_open, when_open
 
 UPGRADE = (
     "if command -v apk >/dev/null 2>&1; then apk upgrade --no-cache; "
@@ -74,8 +74,8 @@ def patch_cluster(
             continue
         now = clock.now()
         windows, zone = cluster.maintenanceWindows, cluster.timezone
-        if within_window and not maintenance.is_open(windows, timezone=zone, at=now):
-            until = maintenance.next_opening(windows, timezone=zone, at=now)
+        if within_window and not is_open(windows, zone, now):
+            until = when_open(windows, zone, now)
             break
         patched = _patch_node(
             cluster.name,

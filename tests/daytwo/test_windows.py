@@ -1,5 +1,6 @@
-"""Maintenance windows: open or closed at a local time, across midnight and a DST change,
-and when the next one opens."""
+"""Maintenance windows as the agent reads them (:mod:`agent.windows`, shared with the
+reconciler): open or closed at a local time, across midnight and a DST change, and when work
+held for one may run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent import windows as maintenance
+from agent import windows
 from agent.contract import MaintenanceWindow
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -24,7 +25,7 @@ def local(*parts: int) -> datetime:
 
 
 @pytest.mark.parametrize(
-    ("at", "open_", "next_opening"),
+    ("at", "open_", "runs_at"),
     [
         (local(2025, 6, 2, 23, 30), True, local(2025, 6, 2, 23, 30)),  # Monday, as it opens
         (local(2025, 6, 3, 4, 29), True, local(2025, 6, 3, 4, 29)),  # past midnight
@@ -39,13 +40,14 @@ def local(*parts: int) -> datetime:
         (local(2025, 3, 9, 9, 0), False, local(2025, 3, 10, 23, 30)),
     ],
 )
-def test_windows_at_local_times(at: datetime, open_: bool, next_opening: datetime) -> None:
-    assert maintenance.is_open(GROCERY, timezone="America/New_York", at=at) is open_
-    assert maintenance.next_opening(GROCERY, timezone="America/New_York", at=at) == next_opening
+def test_windows_at_local_times(at: datetime, open_: bool, runs_at: datetime) -> None:
+    assert windows.is_open(GROCERY, "America/New_York", at) is open_
+    assert windows.when_open(GROCERY, "America/New_York", at) == runs_at
 
 
 def test_no_window_means_always_open() -> None:
-    assert maintenance.is_open([], timezone="UTC", at=local(2025, 6, 3, 12, 0))
+    assert windows.is_open([], "UTC", local(2025, 6, 3, 12, 0))
+    assert windows.when_open([], "UTC", local(2025, 6, 3, 12, 0)) == local(2025, 6, 3, 12, 0)
 
 
 @pytest.mark.parametrize(
@@ -57,5 +59,5 @@ def test_no_window_means_always_open() -> None:
     ],
 )
 def test_a_window_that_does_not_parse_is_refused(window: MaintenanceWindow, message: str) -> None:
-    with pytest.raises(maintenance.WindowInvalid, match=message):
-        maintenance.is_open([window], timezone="UTC", at=local(2025, 6, 3, 12, 0))
+    with pytest.raises(windows.WindowInvalid, match=message):
+        windows.is_open([window], "UTC", local(2025, 6, 3, 12, 0))

@@ -23,6 +23,7 @@ from agent.apply.inventory import Inventory
 from agent.apply.passes import ApplyResult
 from agent.clocks import SystemClock
 from agent.config import DEFAULT_CONFIG, load_config
+from agent.contract import SCAN_TOOLS
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from agent.errors import AgentError, one_line
 from agent.link.bundles import BundleError
@@ -108,7 +109,7 @@ def _add_day_two(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     now.add_argument("kind", choices=("patch", "scan", "backup"))
     now.add_argument("--cluster", required=True)
-    now.add_argument("--scan", choices=("configuration", "penetration", "conformance"))
+    now.add_argument("--scan", choices=tuple(SCAN_TOOLS))
     now.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml")
     now.set_defaults(handler=_run_now)
     restore = commands.add_parser(

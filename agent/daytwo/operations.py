@@ -15,10 +15,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from agent.clocks import Clock
-from agent.contract import ClusterState, DesiredState, Schedule
+from agent.contract import (
+    SCAN_TOOLS,
+    BackupParameters,
+    BackupSchedule,
+    ClusterState,
+    DesiredState,
+    PatchSchedule,
+    ScheduleBase,
+)
 from agent.daytwo import DayTwoError
 from agent.daytwo.backups.creating import BackupSettings, backup_cluster
 from agent.daytwo.backups.restoring import restore
@@ -32,7 +40,7 @@ from agent.daytwo.records import (
     ScanResult,
     Trigger,
 )
-from agent.daytwo.scans.scanning import SCAN_TYPES, ScanSettings, run_scan
+from agent.daytwo.scans.scanning import ScanSettings, run_scan
 from agent.daytwo.schedules.scheduler import Occurrence, Postponed
 from agent.drivers.datavolumes import Volumes
 from agent.drivers.nodes import Host
@@ -41,6 +49,7 @@ from agent.windows import is_open, when_open
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 Kind = Literal["patch", "scan", "backup"]
 Result = PatchResult | ScanResult | BackupResult
+S = TypeVar("S", bound=ScheduleBase)
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +116,9 @@ class Operations:
             if result.postponed_until is not None:
                 return Postponed(result.postponed_until, "the maintenance window closed")
         elif schedule.kind == "scan":
-            self._scan(cluster, str(schedule.parameters.get("scan")), Trigger.SCHEDULE)
+            self._scan(cluster, schedule.parameters.scan, Trigger.SCHEDULE)
         else:
-            self._backup(state, cluster, schedule, Trigger.SCHEDULE)
+            self._backup(state, cluster, schedule.parameters, Trigger.SCHEDULE)
         return None
 
     def on_boot(
@@ -120,8 +129,8 @@ class Operations:
             return ()
         results = []
         for cluster in state.clusters:
-            schedule = _policy(cluster, "patch")
-            if cluster.phase == "present" and schedule and schedule.parameters.get("onBoot"):
+            schedule = _policy(cluster, PatchSchedule)
+            if cluster.phase == "present" and schedule and schedule.parameters.onBoot:
                 results.append(self._patch(cluster, schedule, Trigger.BOOT, within_window=False))
         return tuple(results)
 
@@ -134,16 +143,16 @@ class Operations:
         found = _cluster(state, cluster, strict=True)
         assert found is not None
         if kind == "patch":
-            policy = _policy(found, "patch")
+            policy = _policy(found, PatchSchedule)
             return (self._patch(found, policy, Trigger.ON_DEMAND, within_window=False),)
         if kind == "scan":
-            declared = [str(s.parameters.get("scan")) for s in found.schedules if s.kind == "scan"]
-            types = [scan] if scan else declared or list(SCAN_TYPES)
+            declared: list[str] = [s.parameters.scan for s in found.schedules if s.kind == "scan"]
+            types = [scan] if scan else declared or [*SCAN_TOOLS]
             return tuple(self._scan(found, name, Trigger.ON_DEMAND) for name in types)
-        policy = _policy(found, "backup")
-        if policy is None:
+        backup = _policy(found, BackupSchedule)
+        if backup is None:
             raise PolicyMissing(f"cluster {cluster} has no backup policy (no location to use)")
-        return (self._backup(state, found, policy, Trigger.ON_DEMAND),)
+        return (self._backup(state, found, backup.parameters, Trigger.ON_DEMAND),)
 
     def restore(
         self, backup: str, *, state: DesiredState, cluster: str | None = None
@@ -169,13 +178,13 @@ class Operations:
     def _patch(
         self,
         cluster: ClusterState,
-        policy: Schedule | None,
+        policy: PatchSchedule | None,
         trigger: Trigger,
         *,
         within_window: bool,
         resume_since: datetime | None = None,
     ) -> PatchResult:
-        reboot = bool(policy and policy.parameters.get("rebootIfRequired"))
+        reboot = policy is not None and policy.parameters.rebootIfRequired
         return patch_cluster(
             cluster,
             nodes=self._host,
@@ -200,12 +209,16 @@ class Operations:
         )
 
     def _backup(
-        self, state: DesiredState, cluster: ClusterState, policy: Schedule, trigger: Trigger
+        self,
+        state: DesiredState,
+        cluster: ClusterState,
+        parameters: BackupParameters,
+        trigger: Trigger,
     ) -> BackupResult:
         return backup_cluster(
             state,
             cluster,
-            policy.parameters,
+            parameters,
             volumes=self._volumes,
             history=self.history,
             clock=self._clock,
@@ -234,5 +247,5 @@ def _cluster(state: DesiredState, name: str, *, strict: bool) -> ClusterState | 
     return None
 
 
-def _policy(cluster: ClusterState, kind: str) -> Schedule | None:
-    return next((s for s in cluster.schedules if s.kind == kind), None)
+def _policy(cluster: ClusterState, kind: type[S]) -> S | None:
+    return next((s for s in cluster.schedules if isinstance(s, kind)), None)

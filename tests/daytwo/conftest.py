@@ -26,7 +26,7 @@ import docker
 import pytest
 
 from agent.clocks import SystemClock
-from agent.contract import ClusterState, DesiredState, MaintenanceWindow, Schedule
+from agent.contract import SCAN_TOOLS, ClusterState, DesiredState, MaintenanceWindow, Schedule
 from agent.daytwo.operations import DayTwoSettings, Operations
 from agent.daytwo.patching import PatchSettings
 from agent.daytwo.scans.scanning import ScanSettings, ScanTool, default_tools
@@ -52,11 +52,7 @@ def images_built(docker_client: docker.DockerClient, run_id: str) -> Iterator[Im
     try:
         tags.append(images.node_image(docker_client, f"edgefleet-daytwo-node:{run_id}", {}))
         tools = {}
-        for scan, tool in (
-            ("configuration", "kube-bench"),
-            ("penetration", "kube-hunter"),
-            ("conformance", "sonobuoy"),
-        ):
+        for scan, tool in SCAN_TOOLS.items():
             tools[scan] = images.tool_image(docker_client, tool, f"daytwo-{tool}:{run_id}", {})
             tags.append(tools[scan])
     except EngineUnavailable as e:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from agent.config import AgentConfig
-from agent.contract import Schedule
+from agent.contract import BackupSchedule, Schedule
 from agent.daytwo.backups.restoring import BackupCorrupted, BackupNotFound, RestoreError
 from agent.daytwo.records import RunState
 from tests.daytwo.conftest import Site
@@ -30,8 +30,7 @@ from tests.daytwo.volumes import tree, write_data
 
 
 def backup_policy(location: dict[str, Any], *, prefix: str, expiry: int = 24) -> Schedule:
-    return Schedule(
-        kind="backup",
+    return BackupSchedule(
         name="backup",
         cron="0 23 * * *",
         timezone="UTC",

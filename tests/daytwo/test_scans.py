@@ -6,7 +6,7 @@ the real tool's output format (``reports/``)."""
 
 from __future__ import annotations
 
-from agent.contract import Schedule
+from agent.contract import ScanParameters, ScanSchedule, Schedule
 from agent.daytwo.records import RunState, Trigger
 from agent.daytwo.scans.scanning import ScanSettings, ScanTool
 from agent.drivers.docker.nodes import DAYTWO
@@ -14,9 +14,9 @@ from tests.daytwo.conftest import Site
 
 
 def scan(name: str, tool: str, cron: str = "0 4 * * mon") -> Schedule:
-    return Schedule(
-        kind="scan", name=f"scan-{name}", cron=cron, timezone="UTC",
-        parameters={"scan": name, "tool": tool},
+    return ScanSchedule(
+        name=f"scan-{name}", cron=cron, timezone="UTC",
+        parameters=ScanParameters(scan=name, tool=tool),
     )  # fmt: skip
 
 

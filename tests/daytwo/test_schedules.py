@@ -10,7 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from agent.contract import ClusterState, MaintenanceWindow, Node, Pool, Schedule, seal
+from agent.contract import (
+    ClusterState,
+    MaintenanceWindow,
+    Node,
+    Pool,
+    Schedule,
+    schedule_from,
+    seal,
+)
 from agent.daytwo.operations import Operations
 from agent.daytwo.records import RunState
 from agent.daytwo.schedules.scheduler import (
@@ -28,9 +36,18 @@ NEW_YORK = ZoneInfo("America/New_York")
 CHICAGO = ZoneInfo("America/Chicago")
 
 
+# what each kind of schedule needs at the least; the runner here never reads it
+PARAMETERS: dict[str, dict[str, object]] = {
+    "backup": {"location": {"name": "nas", "provider": "file", "path": "/srv/backups"}},
+    "scan": {"scan": "configuration", "tool": "kube-bench"},
+    "patch": {},
+}
+
+
 def schedule(cron: str, *, name: str = "backup", kind: str = "backup", tz: str = "America/New_York",
              **parameters: object) -> Schedule:  # fmt: skip
-    return Schedule(kind=kind, name=name, cron=cron, timezone=tz, parameters=parameters)
+    return schedule_from({"kind": kind, "name": name, "cron": cron, "timezone": tz,
+                          "parameters": {**PARAMETERS[kind], **parameters}})  # fmt: skip
 
 
 def cluster(name: str, *schedules: Schedule, windows: Sequence[MaintenanceWindow] = (),

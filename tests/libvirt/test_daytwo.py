@@ -24,7 +24,14 @@ import pytest
 
 from agent.clocks import SystemClock
 from agent.config import AgentConfig
-from agent.contract import ClusterState, DesiredState, Schedule
+from agent.contract import (
+    BackupSchedule,
+    ClusterState,
+    DesiredState,
+    PatchParameters,
+    PatchSchedule,
+    Schedule,
+)
 from agent.daytwo.operations import DayTwoSettings, Operations
 from agent.daytwo.patching import PatchSettings
 from agent.daytwo.records import RunState
@@ -114,12 +121,11 @@ def boot(site: VirtualSite, *clusters: ClusterState) -> DesiredState:
 
 
 def patch_policy() -> Schedule:
-    return Schedule(
-        kind="patch",
+    return PatchSchedule(
         name="patch",
         cron="0 3 * * sun",
         timezone="UTC",
-        parameters={"rebootIfRequired": True, "onBoot": False},
+        parameters=PatchParameters(rebootIfRequired=True, onBoot=False),
     )
 
 
@@ -195,8 +201,7 @@ def test_scans_run_in_a_virtual_nodes_container_runtime(site: VirtualSite) -> No
 
 
 def backup_policy(folder: Path, prefix: str) -> Schedule:
-    return Schedule(
-        kind="backup",
+    return BackupSchedule(
         name="backup",
         cron="0 23 * * *",
         timezone="UTC",

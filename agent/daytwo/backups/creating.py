@@ -25,15 +25,15 @@ import hashlib
 import re
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from agent.clocks import Clock
-from agent.contract import ClusterState, DesiredState
+from agent.contract import BackupParameters, ClusterState, DesiredState
 from agent.daytwo import DayTwoError
 from agent.daytwo.backups.locations import Location, LocationError, open_location
 from agent.daytwo.history import History
@@ -92,10 +92,15 @@ def parse_id(text: str) -> tuple[str, datetime] | None:
     return match.group("cluster"), at
 
 
+def prefix_of(parameters: BackupParameters, cluster: ClusterState) -> str:
+    """Where a cluster's backups are kept in their location: its prefix, else its name."""
+    return (parameters.prefix or cluster.name).strip("/")
+
+
 def backup_cluster(
     state: DesiredState,
     cluster: ClusterState,
-    parameters: Mapping[str, Any],
+    parameters: BackupParameters,
     *,
     volumes: Volumes,
     history: History,
@@ -108,21 +113,24 @@ def backup_cluster(
     settings = settings or BackupSettings()
     started = clock.now()
     identity = backup_id(cluster.name, started)
-    where = str(dict(parameters.get("location") or {}).get("name", "unnamed"))
-    prefix = str(parameters.get("prefix") or cluster.name).strip("/")
-    expiry = parameters.get("expiryHours")
+    prefix = prefix_of(parameters, cluster)
+    expiry = parameters.expiryHours
     staging = work_dir / "staging" / identity
     location: Location | None = None
     uploaded: list[str] = []
-    files: tuple[BackupFile, ...] = ()
-    pruned: tuple[str, ...] = ()
-    warning: str | None = None
+    result = BackupResult(
+        id=identity,
+        cluster=cluster.name,
+        location=parameters.location.name,
+        trigger=trigger,
+        state=RunState.FAILED,
+        started_at=started,
+        finished_at=started,
+    )
     try:
         # Open the location first: bad credentials fail before any node is held
-        location = open_location(
-            dict(parameters.get("location") or {}), environ=environ, ca_dir=work_dir / "ca"
-        )
-        where = location.describe()
+        location = open_location(parameters.location, environ=environ, ca_dir=work_dir / "ca")
+        result = replace(result, location=location.describe())
 
         # Copy every volume while the cluster's writes are held
         files, consistency = _copy(
@@ -142,12 +150,12 @@ def backup_cluster(
             mode=cluster.mode,
             revision=state.revision,
             createdAt=started,
-            expiresAt=None if not expiry else started + timedelta(hours=int(expiry)),
+            expiresAt=None if not expiry else started + timedelta(hours=expiry),
             location=location.name,
             prefix=prefix,
-            expiryHours=None if expiry is None else int(expiry),
-            namespaces=[str(n) for n in parameters.get("namespaces") or []],
-            includeClusterResources=str(parameters.get("includeClusterResources", "auto")),
+            expiryHours=expiry,
+            namespaces=list(parameters.namespaces),
+            includeClusterResources=parameters.includeClusterResources,
             consistency=consistency,
             files=list(files),
         )
@@ -156,21 +164,10 @@ def backup_cluster(
         )
     except (BackupFailed, LocationError, DriverError, OSError) as e:
         _discard(location, uploaded)
-        return _record(
-            history,
-            BackupResult(
-                id=identity,
-                cluster=cluster.name,
-                location=where,
-                trigger=trigger,
-                state=RunState.FAILED,
-                started_at=started,
-                finished_at=clock.now(),
-                error=one_line(e),
-            ),
-        )
+        return _record(history, replace(result, finished_at=clock.now(), error=one_line(e)))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    result = replace(result, state=RunState.DONE, files=files)
 
     # Prune what has expired, now that a newer backup exists
     if expiry:
@@ -179,26 +176,13 @@ def backup_cluster(
                 location,
                 prefix=prefix,
                 cluster=cluster.name,
-                older_than=clock.now() - timedelta(hours=int(expiry)),
+                older_than=clock.now() - timedelta(hours=expiry),
                 keep=identity,
             )
+            result = replace(result, pruned=pruned)
         except LocationError as e:
-            warning = f"pruning older backups failed: {one_line(e)}"
-    return _record(
-        history,
-        BackupResult(
-            id=identity,
-            cluster=cluster.name,
-            location=where,
-            trigger=trigger,
-            state=RunState.DONE,
-            started_at=started,
-            finished_at=clock.now(),
-            files=files,
-            pruned=pruned,
-            warning=warning,
-        ),
-    )
+            result = replace(result, warning=f"pruning older backups failed: {one_line(e)}")
+    return _record(history, replace(result, finished_at=clock.now()))
 
 
 def prune(

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -43,6 +43,7 @@ from botocore.exceptions import (
     SSLError,
 )
 
+from agent.contract import BackupLocation
 from agent.daytwo import DayTwoError
 
 if TYPE_CHECKING:
@@ -92,18 +93,14 @@ class Location(Protocol):
 
 
 def open_location(
-    params: Mapping[str, Any], *, environ: Mapping[str, str], ca_dir: Path
+    location: BackupLocation, *, environ: Mapping[str, str], ca_dir: Path
 ) -> Location:
-    """The location ``params`` describe; ``ca_dir`` keeps the PEM files of custom CAs."""
-    name = str(params.get("name", "unnamed"))
-    provider = params.get("provider")
-    if provider == "file":
-        if not params.get("path"):
-            raise LocationInvalid(f"backup location {name}: no path")
-        return DirectoryLocation(name=name, root=Path(str(params["path"])))
-    if provider == "s3":
-        return _s3(name, params, environ=environ, ca_dir=ca_dir)
-    raise LocationInvalid(f"backup location {name}: unknown provider {provider!r}")
+    """The location a backup schedule names; ``ca_dir`` keeps the PEM files of custom CAs."""
+    if location.provider == "s3":
+        return _s3(location, environ=environ, ca_dir=ca_dir)
+    if not location.path:
+        raise LocationInvalid(f"backup location {location.name}: no path")
+    return DirectoryLocation(name=location.name, root=Path(location.path))
 
 
 class DirectoryLocation:
@@ -261,12 +258,11 @@ class S3Location:
 
 
 def _s3(
-    name: str, params: Mapping[str, Any], *, environ: Mapping[str, str], ca_dir: Path
+    location: BackupLocation, *, environ: Mapping[str, str], ca_dir: Path
 ) -> S3Location:
-    bucket = params.get("bucket")
+    name, bucket, ref = location.name, location.bucket, location.credentialsRef
     if not bucket:
         raise LocationInvalid(f"backup location {name}: no bucket")
-    ref = params.get("credentialsRef")
     if not ref:
         raise LocationInvalid(f"backup location {name}: no credentialsRef")
     key_id = environ.get(f"{ref}_ACCESS_KEY_ID")
@@ -275,13 +271,13 @@ def _s3(
         if not value:
             raise LocationInvalid(f"backup location {name}: {variable} is not set")
     verify: str | bool = True
-    if params.get("caCert"):
-        verify = str(_ca_file(str(params["caCert"]), ca_dir))
-    endpoint = str(params.get("endpoint") or "https://s3.amazonaws.com")
+    if location.caCert:
+        verify = str(_ca_file(location.caCert, ca_dir))
+    endpoint = location.endpoint or "https://s3.amazonaws.com"
     session = boto3.session.Session(
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
-        region_name=str(params.get("region") or "us-east-1"),
+        region_name=location.region or "us-east-1",
     )
     config = Config(
         s3={"addressing_style": "path"},
@@ -293,7 +289,7 @@ def _s3(
         response_checksum_validation="when_required",
     )
     client = session.client("s3", endpoint_url=endpoint, config=config, verify=verify)
-    return S3Location(name=name, client=client, bucket=str(bucket), endpoint=endpoint)
+    return S3Location(name=name, client=client, bucket=bucket, endpoint=endpoint)
 
 
 def _ca_file(pem: str, folder: Path) -> Path:

@@ -33,9 +33,9 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from agent.clocks import Clock
-from agent.contract import ClusterState, DesiredState
+from agent.contract import BackupLocation, ClusterState, DesiredState
 from agent.daytwo import DayTwoError
-from agent.daytwo.backups.creating import MANIFEST, Manifest, file_sha256, parse_id
+from agent.daytwo.backups.creating import MANIFEST, Manifest, file_sha256, parse_id, prefix_of
 from agent.daytwo.backups.locations import Location, LocationError, ObjectMissing, open_location
 from agent.daytwo.history import History
 from agent.daytwo.records import BackupFile, RestoreResult
@@ -126,14 +126,13 @@ def find_backup(
     if parsed is None:
         raise BackupNotFound(f"{backup!r} is not a backup ID (<cluster>-<YYYYmmddTHHMMSSZ>)")
     source = parsed[0]
-    candidates: list[tuple[dict[str, object], str]] = []
+    candidates: list[tuple[BackupLocation, str]] = []
     for cluster in sorted(state.clusters, key=lambda c: c.name != source):
         for schedule in cluster.schedules:
             if schedule.kind == "backup":
-                params = dict(schedule.parameters.get("location") or {})
-                prefix = str(schedule.parameters.get("prefix") or cluster.name).strip("/")
-                if (params, prefix) not in candidates:
-                    candidates.append((params, prefix))
+                where = (schedule.parameters.location, prefix_of(schedule.parameters, cluster))
+                if where not in candidates:
+                    candidates.append(where)
     if not candidates:
         raise BackupNotFound(f"backup {backup}: the desired state names no backup location")
     looked: list[str] = []
@@ -142,10 +141,10 @@ def find_backup(
             location = open_location(params, environ=environ, ca_dir=ca_dir)
             raw = location.get_bytes(f"{prefix}/{backup}/{MANIFEST}")
         except ObjectMissing:
-            looked.append(f"{params.get('name')}:{prefix}")
+            looked.append(f"{params.name}:{prefix}")
             continue
         except LocationError as e:
-            looked.append(f"{params.get('name')}:{prefix} ({one_line(e)})")
+            looked.append(f"{params.name}:{prefix} ({one_line(e)})")
             continue
         try:
             manifest = Manifest.model_validate_json(raw)

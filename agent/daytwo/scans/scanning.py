@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agent.clocks import Clock
-from agent.contract import ClusterState
+from agent.contract import SCAN_TOOLS, ClusterState, ScanToolName
 from agent.daytwo import DayTwoError
 from agent.daytwo.history import History
 from agent.daytwo.records import RunState, ScanResult, ScanSummary, Trigger
@@ -35,7 +35,6 @@ from agent.drivers.nodes import NodeRef, Tool, ToolHost, ToolRun
 from agent.errors import one_line
 
 Target = Literal["each-node", "network", "control-plane"]
-SCAN_TYPES = ("configuration", "penetration", "conformance")
 K3S_KUBECONFIG = "/var/lib/rancher/k3s/server/cred/admin.kubeconfig"
 
 
@@ -45,40 +44,45 @@ class ScanError(DayTwoError):
 
 @dataclass(frozen=True)
 class ScanTool:
-    tool: str
+    tool: ScanToolName
     image: str
     argv: tuple[str, ...]
     target: Target
 
 
+# how each tool runs; which tool runs which scan is the contract's SCAN_TOOLS
+TOOLS: dict[ScanToolName, ScanTool] = {
+    "kube-bench": ScanTool(
+        tool="kube-bench",
+        image="docker.io/aquasec/kube-bench:v0.9.4",
+        argv=("kube-bench", "run", "--json", "--benchmark", "k3s-cis-1.7"),
+        target="each-node",
+    ),
+    "kube-hunter": ScanTool(
+        tool="kube-hunter",
+        image="docker.io/aquasec/kube-hunter:0.6.8",
+        argv=("kube-hunter", "--remote", "{nodes}", "--report", "json", "--log", "none"),
+        target="network",
+    ),
+    "sonobuoy": ScanTool(
+        tool="sonobuoy",
+        image="docker.io/sonobuoy/sonobuoy:v0.57.3",
+        argv=(
+            "sh",
+            "-c",
+            "sonobuoy run --kubeconfig {kubeconfig} --mode certified-conformance --wait >&2"
+            " && out=$(sonobuoy retrieve --kubeconfig {kubeconfig} /tmp)"
+            ' && sonobuoy results "$out"; code=$?;'
+            " sonobuoy delete --kubeconfig {kubeconfig} --wait >&2; exit $code",
+        ),
+        target="control-plane",
+    ),
+}
+
+
 def default_tools() -> dict[str, ScanTool]:
-    return {
-        "configuration": ScanTool(
-            tool="kube-bench",
-            image="docker.io/aquasec/kube-bench:v0.9.4",
-            argv=("kube-bench", "run", "--json", "--benchmark", "k3s-cis-1.7"),
-            target="each-node",
-        ),
-        "penetration": ScanTool(
-            tool="kube-hunter",
-            image="docker.io/aquasec/kube-hunter:0.6.8",
-            argv=("kube-hunter", "--remote", "{nodes}", "--report", "json", "--log", "none"),
-            target="network",
-        ),
-        "conformance": ScanTool(
-            tool="sonobuoy",
-            image="docker.io/sonobuoy/sonobuoy:v0.57.3",
-            argv=(
-                "sh",
-                "-c",
-                "sonobuoy run --kubeconfig {kubeconfig} --mode certified-conformance --wait >&2"
-                " && out=$(sonobuoy retrieve --kubeconfig {kubeconfig} /tmp)"
-                ' && sonobuoy results "$out"; code=$?;'
-                " sonobuoy delete --kubeconfig {kubeconfig} --wait >&2; exit $code",
-            ),
-            target="control-plane",
-        ),
-    }
+    """Scan type -> the tool that runs it."""
+    return {scan: TOOLS[tool] for scan, tool in SCAN_TOOLS.items()}
 
 
 @dataclass(frozen=True)

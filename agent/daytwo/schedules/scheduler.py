@@ -48,7 +48,7 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.clocks import Clock
-from agent.contract import DesiredState, Schedule
+from agent.contract import DesiredState, Schedule, schedule_from
 from agent.daytwo import DayTwoError
 from agent.daytwo.schedules.triggers import LocalCron
 
@@ -343,7 +343,7 @@ def _run_times(job: Job, now: datetime) -> list[datetime]:
 
 
 def _occurrence(job: Job, at: datetime, *, missed: int) -> Occurrence:
-    schedule = Schedule.model_validate(job.kwargs["schedule"])
+    schedule = schedule_from(job.kwargs["schedule"])
     return Occurrence(
         job=job.id,
         cluster=job.kwargs["cluster"],

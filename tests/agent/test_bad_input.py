@@ -19,8 +19,8 @@ from agent.apply.admission import (
 from agent.apply.inventory import STATE_NAME
 from agent.cli import main
 from agent.contract import ClusterState, DesiredState
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, manifests, state
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, manifests, state
 
 
 def with_manifest_name(name: str) -> Callable[[ClusterState], ClusterState]:

@@ -13,8 +13,8 @@ import pytest
 from agent.apply.inventory import STATE_NAME, Inventory
 from agent.cli import build_parser, main
 from agent.config import AgentConfig
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, state
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, state
 
 
 def run(agent: TestAgent, *extra: str) -> int:

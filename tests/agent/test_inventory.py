@@ -10,7 +10,7 @@ import pytest
 
 from agent.apply.inventory import STATE_NAME, ClusterStage, Inventory, InventoryBusy, Record
 from agent.apply.journal import StepStatus
-from tests.agent.states import cluster, state
+from tests.support.states import cluster, state
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from agent.apply.steps import CreateNode, StartNode, Step
 from agent.contract import ClusterState, DesiredState
 from agent.drivers import Observation, ObservedContainer, ObservedVolume
 from agent.naming import container_name, manifest_files, network_name, spec_digest, volume_name
-from tests.agent.states import cluster, state
+from tests.support.states import cluster, state
 
 IMAGE = "example/node:1"
 

@@ -20,8 +20,8 @@ import pytest
 
 from agent.link.client import AgentLink, LinkSettings
 from agent.link.syncing import Backoff, SyncLoop, SyncSettings
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, state
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, state
 
 
 def closed_port() -> int:

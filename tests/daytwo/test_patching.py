@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from agent.contract import PatchParameters, PatchSchedule, Schedule
 from agent.daytwo.records import RunState, Trigger
-from tests.daytwo.conftest import Site
+from tests.support.daytwo import Site
 
 
 def patch_policy(*, reboot: bool, on_boot: bool = False) -> Schedule:

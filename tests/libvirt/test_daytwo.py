@@ -41,9 +41,9 @@ from agent.drivers.libvirt.datavolumes import LibvirtVolumes
 from agent.drivers.libvirt.guests import GuestAgent
 from agent.drivers.libvirt.nodes import GuestSettings, LibvirtNodes
 from tests.libvirt.harness import LibvirtAgent
-from tests.libvirt.hosts import RealHost
 from tests.libvirt.states import state
 from tests.libvirt.test_daemon import real_cluster
+from tests.support.hosts import RealHost
 
 CRED = "/var/lib/rancher/k3s/server/cred"
 PATCH = PatchSettings(command=("pkg",), timeout=60, reboot_timeout=240)

@@ -1,10 +1,12 @@
-"""Nodes of a containerized cluster find each other: the first control-plane node starts the
-cluster, the others join it by its network alias with a token only this agent knows."""
+"""The k3s environment each node of a containerized cluster gets: the first control-plane node
+is told to start the cluster, the others where to join it (its network alias) and with which
+token, one only this agent knows. The stand-in node image runs no k3s, so whether they then
+form one cluster is not checked here."""
 
 from __future__ import annotations
 
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, state
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, state
 
 
 def env(agent: TestAgent, node: str) -> dict[str, str]:
@@ -14,7 +16,9 @@ def env(agent: TestAgent, node: str) -> dict[str, str]:
     return {k: v for k, v in pairs}
 
 
-def test_first_server_starts_the_cluster_and_the_others_join_it(agent: TestAgent) -> None:
+def test_the_first_server_is_told_to_start_the_cluster_the_others_where_to_join(
+    agent: TestAgent,
+) -> None:
     name = agent.name("pos")
     desired = state(agent.appliance, cluster(name, appliance=agent.appliance, workers=2))
     assert agent.apply(desired).ok

@@ -177,6 +177,16 @@ class Agent:
         remove_labelled(self.client, f"{APPLIANCE}={self.appliance}")
 
 
+class TestAgent(Agent):
+    """An appliance of one test: cluster names are its own (``agent.name("pos")``)."""
+
+    __test__ = False
+
+    def name(self, suffix: str) -> str:
+        """A cluster name unique to this test."""
+        return f"{self.appliance}-{suffix}"
+
+
 def remove_labelled(client: docker.DockerClient, label: str) -> None:
     for container in client.containers.list(all=True, filters={"label": [label]}):
         container.remove(force=True)

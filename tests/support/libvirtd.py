@@ -1,13 +1,7 @@
-"""A libvirt daemon with the qemu driver for the integration tests, made on this machine.
-
-Used by ``tests/libvirt/conftest.py``. When a system libvirtd answers on the default socket,
-it is used as it is. Otherwise ``virtlogd`` and ``libvirtd`` (Debian's libvirt-daemon-system
-and qemu-system-x86) are started for the session with their own socket folder, pid files and
-log files, and stopped at its end; as root, libvirtd keeps its state in /run/libvirt and
-/var/lib/libvirt, where the tests remove everything they made.
-
-Nested virtualization varies: :func:`guest_accelerator` boots the test guest once with KVM
-and falls back to TCG (``domain type='qemu'``) when KVM starts no guest kernel here.
+"""The libvirtd (qemu driver) the tests use, made on this machine: the system one when it
+answers, else ``virtlogd`` and ``libvirtd`` started for the session with their own socket, pid
+and log files. :func:`guest_accelerator` boots the test guest once with KVM and falls back to
+TCG where nested KVM starts no guest kernel.
 """
 
 from __future__ import annotations
@@ -23,12 +17,14 @@ from pathlib import Path
 
 import libvirt
 
+from agent.drivers.libvirt import DirectBoot
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_SOCKET = Path("/var/run/libvirt/libvirt-sock")
 
 
 class DaemonUnavailable(Exception):
-    """No libvirtd answers and none could be started: the tests skip with this reason."""
+    """No libvirtd answers and none could be started; the message says why."""
 
 
 @dataclass
@@ -39,6 +35,15 @@ class Daemon:
 
     def connect(self) -> libvirt.virConnect:
         return libvirt.open(self.uri)
+
+
+@dataclass(frozen=True)
+class Guest:
+    """The test guest's kernel and initrd, and the accelerator that boots it."""
+
+    boot: DirectBoot
+    domain_type: str
+    why: str
 
 
 def find_or_start_daemon() -> Daemon:

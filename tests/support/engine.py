@@ -1,10 +1,8 @@
-"""A Docker engine and a node image for the agent tests, made on this machine.
+"""The Docker engine the tests use, and their node image, made on this machine.
 
-Used by ``tests/agent/conftest.py``. When no engine answers, one is started from Debian's
-``docker.io`` with its own socket, data and state folders, no default bridge and no iptables
-rules, so it touches nothing outside them and its containers reach no other host. Its output
-goes to a log file. The node image is imported from a tarball holding Debian's static
-busybox: it stands in for the k3s image, because no image can be pulled here.
+When no engine answers, one is started from Debian's ``docker.io`` with its own folders, no
+default bridge and no iptables rules, so it touches nothing outside them. The node image holds
+Debian's static busybox: it stands in for k3s, because no image can be pulled here.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ BUSYBOX_APPLETS = ("sh", "cat", "ls", "rm", "mkdir", "sleep", "echo")
 
 
 class EngineUnavailable(Exception):
-    """No engine answers and none could be started: the tests skip with this reason."""
+    """No engine answers and none could be started; the message says why."""
 
 
 @dataclass
@@ -104,7 +102,7 @@ def stop_engine(engine: Engine) -> None:
 
 
 def build_node_image(client: docker.DockerClient, tag: str) -> str:
-    busybox = _static_busybox()
+    busybox = static_busybox()
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
         tar.add(busybox, arcname="bin/busybox")
@@ -123,7 +121,7 @@ def build_node_image(client: docker.DockerClient, tag: str) -> str:
     return tag
 
 
-def _static_busybox() -> str:
+def static_busybox() -> str:
     """Debian's busybox-static: a dynamically linked busybox would not run in the image."""
     listed = subprocess.run(
         ["dpkg", "-L", "busybox-static"], capture_output=True, text=True, check=False

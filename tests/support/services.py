@@ -1,0 +1,20 @@
+"""A service the suite starts itself (Docker, libvirtd, PostgreSQL, tinyproxy) that cannot run
+here: the tests that need it skip with the reason, or fail with it when ``CI`` is set, so a CI
+run is never green with part of the suite left out."""
+
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str) -> NoReturn:
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: a service the suite needs must run)", pytrace=False)
+    pytest.skip(reason)

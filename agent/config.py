@@ -1,5 +1,5 @@
-"""The agent's configuration file (``/etc/edgefleet/agent.yaml``), written by ``edge-installer``
-and read by ``edgefleet-agent run``."""
+"""The agent's configuration file (``/etc/edgefleet/agent.yaml``), written by
+``edge-installer``."""
 
 from __future__ import annotations
 

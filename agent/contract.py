@@ -1,10 +1,6 @@
-"""The documents the reconciler and the agent exchange: DesiredState and StatusReport.
-
-Both sides import these models, and nothing else of each other. A DesiredState is one
-appliance's whole desired state at one revision; its ``digest`` is the sha256 of the canonical
-JSON of everything but ``revision`` and ``digest``, so an untouched site keeps its digest across
-commits and an agent can check that what it received is what was rendered.
-"""
+"""The documents the reconciler and the agent exchange: DesiredState and StatusReport. A
+state's digest is the sha256 of its canonical JSON, revision left out, so an untouched site
+keeps its digest across commits."""
 
 from __future__ import annotations
 

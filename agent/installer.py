@@ -1,10 +1,6 @@
-"""``edge-installer``: set up the edgefleet agent on an appliance.
-
-Checks every flag (files exist, CIDRs parse, URLs are URLs; one-line errors, exit 2), writes
-the agent configuration and a systemd unit under ``--target``, and in online mode registers the
-appliance with the reconciler, keeping the per-agent token it answers with. Exit codes: 0 done,
-1 registration failed, 2 a flag is wrong.
-"""
+"""``edge-installer``: checks its flags, writes the agent's configuration and systemd unit, and
+registers the appliance in online mode. Exit codes: 0 done, 1 registration failed, 2 a flag is
+wrong."""
 
 from __future__ import annotations
 

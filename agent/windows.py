@@ -46,9 +46,7 @@ def window_open(windows: Iterable[MaintenanceWindow], timezone: str, at: datetim
     return closes_at(windows, timezone, at) is not None
 
 
-def closes_at(
-    windows: Iterable[MaintenanceWindow], timezone: str, at: datetime
-) -> datetime | None:
+def closes_at(windows: Iterable[MaintenanceWindow], timezone: str, at: datetime) -> datetime | None:
     """When the window open at ``at`` closes (the latest end if several overlap), else None."""
     ends = [start + length for start, length in _spans(windows, timezone, at) if start <= at]
     return max((end for end in ends if end > at), default=None)

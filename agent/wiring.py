@@ -1,6 +1,5 @@
-"""``edgefleet-agent run``: build the agent's collaborators from its configuration and run
-it online (the sync loop against the reconciler) or offline (one signed bundle, status to a
-file for ``edgefleet status import``)."""
+"""The agent's collaborators built from its configuration (driver, inventory, day-2 runner,
+link), and ``edgefleet-agent run`` online or offline."""
 
 from __future__ import annotations
 

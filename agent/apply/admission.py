@@ -1,10 +1,7 @@
-"""The door: a DesiredState is parsed and checked here before anything is applied.
+"""The door: a DesiredState is parsed and checked here before anything is applied; a refused
+state changes nothing on the appliance. Errors are one line, naming the field::
 
-Called by :func:`agent.apply.applying.apply_state` (every state, however it arrived) and by the CLI
-and the sync loop to parse what they read. A refused state changes nothing on the appliance:
-no container, no inventory row, no saved state. Errors are one line, naming the field::
-
-    StateRefused                 the state is not applied; report it upstream
+    StateRefused (AgentError)    the state is not applied; report it upstream
     ├── MalformedState           not JSON, an unknown field, a wrong type
     ├── DigestMismatch           the digest does not match the content
     ├── UnsafeName               a name that would escape its folder or break a container name

@@ -1,13 +1,6 @@
-"""Applying: one pass from a DesiredState to what runs on this appliance, and its result.
-
-:func:`apply_state` is the agent's entry point for a state, whether it came from a file (the
-``apply`` command), a bundle or the reconciler (the sync loop). One linear pass: admit →
-keep → observe → recover → plan → execute cluster by cluster (a driver that can check
-placement is asked first whether the cluster's new nodes fit) → record. Every step is
-journaled before it runs and settled after, together with the inventory, so a pass cut
-short anywhere is finished or undone by the next one (:mod:`agent.apply.recovery`). A cluster whose
-step fails stops there and reports Error; the other clusters go on.
-"""
+"""One apply pass from a DesiredState to what runs on this appliance (:func:`apply_state`):
+admit, keep, observe, recover, plan, execute cluster by cluster, record. Every step is journaled
+before it runs, so a pass cut short is finished or undone by the next."""
 
 from __future__ import annotations
 

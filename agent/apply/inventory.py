@@ -1,15 +1,7 @@
-"""The agent's memory on disk: what it created, the digests it applied, and its journal.
+"""The agent's memory on disk: what it created, the digests it applied, the step journal and
+the last good DesiredState, in a SQLite database only one agent at a time may hold::
 
-One SQLite database (WAL, synchronous=FULL: appliances lose power) in the agent's data
-folder, next to the last good DesiredState as JSON, so the site keeps running from that file
-when the reconciler is unreachable. A lock file makes sure one agent at a time uses a data
-folder; the kernel drops the lock when the process dies, even by ``kill -9``.
-
-Opened by the CLI (and later the sync loop) and passed to :func:`agent.apply.applying.apply_state`.
-Inventory, then prune: what is recorded here and no longer desired is removed; what fails to
-be removed stays recorded::
-
-    InventoryError
+    InventoryError (agent.errors.AgentError)
     ├── InventoryBusy            another agent holds the data folder
     └── InventoryUnreadable      the database or the saved state cannot be read
 """

@@ -1,10 +1,5 @@
-"""The step journal: every apply step is written down before it runs and settled after.
-
-Used by :class:`agent.apply.inventory.Inventory`, which owns the SQLite connection and wraps these
-statements in its transactions; read back by :mod:`agent.apply.recovery` after a crash. A step
-whose entry is still an ``intent`` when the agent starts was interrupted: recovery finishes
-or undoes it before anything new is planned.
-"""
+"""The step journal: each apply step written down before it runs and settled after, in the
+inventory's database; an entry still an ``intent`` at start-up was cut short."""
 
 from __future__ import annotations
 

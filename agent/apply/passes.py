@@ -1,9 +1,5 @@
-"""What one apply pass did, as data: per-cluster phase, tasks with progress, and events.
-
-Written once, by :mod:`agent.apply.applying`, at the end of a pass; read by the CLI (a table or
-JSON) and later by the sync loop, which maps it to the contract's StatusReport. Progress
-updates during a pass are :class:`Progress` values handed to the caller's callback.
-"""
+"""What one apply pass did, as data: each cluster's phase, tasks and events, and the progress
+reported while it runs."""
 
 from __future__ import annotations
 

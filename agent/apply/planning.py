@@ -1,18 +1,6 @@
 """Planning: a DesiredState, the inventory and what exists become ordered steps per cluster.
-
-Called by :func:`agent.apply.applying.apply_state` after observing and recovering; pure (no driver,
-no database), so the same inputs always give the same plan. What exists comes from the
-driver's :class:`~agent.drivers.Observation` (found by label); the inventory's records say
-what the agent made, which tells drift (made, then removed by hand) from a first creation and
-which manifest files in a node's folder are the agent's to remove.
-
-Per cluster, in this order: the network (containerized clusters only: virtualized nodes join
-the operator's networks named in their placement); then each pool, the control-plane pool
-first, node by node (create, start, replace by the pool's strategy), then that pool's surplus
-nodes; the manifest files of control-plane nodes; volumes nobody uses. A cluster absent from
-the state (or marked absent) is removed, workers first: deleted when it ever ran, aborted when
-it was still provisioning.
-"""
+Pure, so the same inputs always give the same plan; what the inventory records tells drift
+(made, then removed by hand) from a first creation."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""Recovery: settle the steps an interrupted pass left open, before anything is planned.
-
-Called by :func:`agent.apply.applying.apply_state` right after the first observation. A step still
-journaled as an ``intent`` was cut short (``kill -9``, power loss). A node creation is
-undone: its container and volume may exist half made (not started, files missing), so they
-are removed and the plan creates the node afresh. Every other step is idempotent: the
-inventory is brought in line with what exists (recorded if it is there, forgotten if not)
-and the plan, made from that, finishes the work. Either way no node is doubled and nothing
-the interrupted step made is left unrecorded.
-"""
+"""Recovery: the steps an interrupted pass left open, settled before anything is planned. A
+half-made node is removed; any other step's records are brought in line with what exists."""
 
 from __future__ import annotations
 

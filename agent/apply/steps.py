@@ -1,11 +1,5 @@
-"""The steps of a plan: what the applier asks a driver to do, one journal entry each.
-
-Made by :mod:`agent.apply.planning`, run by :mod:`agent.apply.applying`, read back by
-:mod:`agent.apply.recovery`. Each step has a ``title`` (the task an operator sees), an ``action``
-(its kind in the journal), ``removes`` (whether success drops its records from the inventory
-or adds them) and ``records()``: the inventory rows it makes or removes, journaled with its
-intent so an interrupted step can be settled.
-"""
+"""The steps of a plan: what the applier asks a driver to do, one journal entry each, with
+the inventory records each one makes or removes."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""The record of day-2 runs: every node patch, scan, backup and restore, in SQLite.
+"""The record of day-2 runs (every patch, scan, backup and restore) and of the last boot seen,
+in ``daytwo.sqlite3`` in the agent's data folder::
 
-One database, ``daytwo.sqlite3`` in the agent's data folder, next to the inventory. Written by
-patching, scans, backups and restores at the end of each run, read by :meth:`History.status` for
-the status report. Each call opens its own short connection, so the scheduler's thread and the
-command line can use it at once. It also remembers the boot it last saw, so patch-on-boot runs
-once per boot::
-
-    HistoryError          the database cannot be opened, read or written
+    HistoryError (agent.daytwo.DayTwoError)   the database cannot be opened, read or written
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""Day-2 operations of one appliance: the runs its schedules ask for, and the same on demand.
+"""Day-2 operations of one appliance: the runs its schedules ask for, and the same on demand
+(``edgefleet-agent run-now`` and ``restore``)::
 
-Used by the scheduler (:meth:`Operations.scheduled`), at boot (:meth:`Operations.on_boot`), and
-by ``edgefleet-agent run-now`` and ``restore``::
-
-    OperationError
+    OperationError (agent.daytwo.DayTwoError)
     ├── ClusterUnknown     the cluster is not in the appliance's desired state
     └── PolicyMissing      the cluster declares no policy of that kind (backup location)
 """

@@ -1,14 +1,6 @@
-"""OS patching: a cluster's nodes upgraded one at a time, control plane first, rebooted if the
-upgrade asks for it, each node's new version and time kept and reported.
-
-Called by :mod:`agent.daytwo.operations` on schedule (inside the maintenance window), on boot
-and on demand. Per node, through :class:`~agent.drivers.nodes.Nodes`: read the version,
-run the configured upgrade command, read the version again, and look for the reboot marker
-(``/var/run/reboot-required``, as Debian and Ubuntu write it). With ``rebootIfRequired`` the
-node is rebooted (a container node is restarted, which empties ``/var/run``) and waited for;
-without it the node is reported as needing a reboot. A node that fails stops the run there, so a
-bad upgrade never reaches the rest of the cluster. A run that honours the window checks it
-before each node and, once it has closed, leaves the remaining nodes for its next opening."""
+"""OS patching: a cluster's nodes upgraded one at a time, control plane first, rebooted when
+the upgrade asks for it and the policy allows. A failing node stops the run; a run held to the
+maintenance window leaves the rest for its next opening."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""What day-2 runs did, as data: patched nodes, scan summaries, backups and restores.
-
-Made by :mod:`~agent.daytwo.patching`, :mod:`~agent.daytwo.scans.scanning`,
-:mod:`~agent.daytwo.backups.creating` and :mod:`~agent.daytwo.backups.restoring`, kept by
-:mod:`~agent.daytwo.history`, and read by the status report through
-:class:`DayTwoStatus`. Each is a frozen dataclass with ``to_json`` (camelCase, as the
-contract's documents) and ``from_json``; a run that failed says so in ``state`` and ``error``
-(one line, never a secret), never by its absence.
-"""
+"""What day-2 runs did, as data: patches, scans, backups and restores, with the JSON the
+history keeps and the status report reads. A run that failed says so in ``state`` and
+``error``."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Offline bundles: a DesiredState signed with the reconciler's Ed25519 key.
-
-A bundle is JSON ``{"format", "keyId", "state", "signature"}``; the signature covers the
-canonical JSON of ``state``. The reconciler writes them (``edgefleet bundle``); the agent
-verifies one against the public key it was installed with before applying anything.
-"""
+"""Offline bundles: a DesiredState signed with the reconciler's Ed25519 key (``edgefleet
+bundle``), verified by the agent against the key it was installed with."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""The agent's link to the reconciler: register, long-poll the desired state, report status.
+"""The HTTP client of the reconciler's agent API (register, long-poll the desired state,
+report status), through the configured proxy and CA::
 
-HTTP through httpx, through the configured proxy and trusting the configured CA. Errors::
-
-    LinkError
+    LinkError (agent.errors.AgentError)
     ├── Unreachable   (network, timeouts, 5xx: temporary, retry with backoff)
     └── Rejected      (401/403/4xx: the token or the request is wrong; retrying will not help)
 """

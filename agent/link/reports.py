@@ -1,5 +1,4 @@
-"""An apply pass as the contract's StatusReport: per-cluster phase, tasks with progress,
-events (drift, replacements), health. Called by the sync loop after every pass."""
+"""An apply pass and the clusters' last day-2 runs as the contract's StatusReport."""
 
 from __future__ import annotations
 

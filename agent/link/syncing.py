@@ -1,11 +1,6 @@
-"""The sync loop of ``edgefleet-agent run``: register, long-poll the desired state, apply it,
-report status, and keep the site as it is when the reconciler cannot be reached.
-
-Every pass applies the current state again (applying is idempotent), which is how drift — a
-node stopped or removed by hand — is noticed and undone. Temporary failures (reconciler
-unreachable, engine busy) back off with jitter; a refused state is reported and the last good
-state keeps running.
-"""
+"""The sync loop of ``edgefleet-agent run``: register, long-poll the desired state, apply it on
+every pass (which repairs drift) and report. Temporary failures back off; a refused state is
+reported and the last good one keeps running."""
 
 from __future__ import annotations
 

@@ -1,22 +1,6 @@
-"""Backups: a consistent copy of a cluster's data volumes, kept at the schedule's location.
-
-Called by :mod:`agent.daytwo.operations` on schedule and on demand, with the backup schedule's
-parameters (``location``, ``prefix``, ``expiryHours``, ``namespaces``,
-``includeClusterResources``). One linear run:
-
-1. copy: every data volume of the cluster while its writes are held, gzip'd into a staging
-   folder in the agent's data folder, so the nodes are held only for a local copy;
-2. upload: each file to ``<prefix>/<backup id>/<volume>.tar.gz``;
-3. commit: ``manifest.json`` last, with each file's size and sha256, the cluster, the revision
-   and the schedule's parameters. A backup without its manifest does not exist for restore;
-4. prune: backups of this cluster under the prefix older than ``expiryHours``, only after a
-   backup succeeded, so a failing location never loses the last good backups.
-
-The backup ID is ``<cluster>-<UTC time as YYYYmmddTHHMMSSZ>``. A backup that fails at any step
-is recorded and returned as failed with a one-line reason, and what it uploaded is removed.
-Namespaces and ``includeClusterResources`` are recorded in the manifest: a volume copy holds
-every namespace and the whole datastore, so they say what the repository asked for.
-"""
+"""Creating a backup: the cluster's data volumes copied while its writes are held, uploaded to
+the schedule's location, committed by a manifest of checksums written last; older backups are
+pruned only after one succeeded. A failed backup is recorded, and leaves nothing behind."""
 
 from __future__ import annotations
 

@@ -1,17 +1,8 @@
-"""Backup locations: where backups are kept, a directory (``file``) or an S3 bucket (``s3``).
+"""Backup locations: a folder (``file``) or any S3-compatible bucket (``s3``, credentials
+from ``<credentialsRef>_ACCESS_KEY_ID`` and ``_SECRET_ACCESS_KEY``). boto3's and the file
+system's errors are mapped here::
 
-:func:`open_location` builds one from a backup schedule's resolved ``location`` parameters
-(``name``, ``provider``, ``path`` or ``bucket``, ``endpoint``, ``region``, ``credentialsRef``,
-``caCert``); called by :mod:`~agent.daytwo.backups.creating` and
-:mod:`~agent.daytwo.backups.restoring`. Keys are relative,
-``/``-separated (``<prefix>/<backup id>/<file>``). S3 works with any S3-compatible endpoint:
-path-style addressing, checksums only where the API requires them, the PEM of ``caCert``
-trusted for TLS, and the credentials read from the environment variables
-``<credentialsRef>_ACCESS_KEY_ID`` and ``<credentialsRef>_SECRET_ACCESS_KEY`` (never from
-Git, never from the host's other AWS settings). Secrets never reach a message. boto3's,
-botocore's and the file system's errors are mapped here, with ``raise ... from e``::
-
-    LocationError
+    LocationError (agent.daytwo.DayTwoError)
     ├── LocationInvalid        the parameters name no usable location (no path, unset credentials)
     ├── LocationUnreachable    the endpoint does not answer or its TLS certificate is not trusted
     ├── LocationDenied         the credentials are refused or lack permission
@@ -257,9 +248,7 @@ class S3Location:
             raise LocationUnreachable(f"{where}: {_first_line(e)}") from e
 
 
-def _s3(
-    location: BackupLocation, *, environ: Mapping[str, str], ca_dir: Path
-) -> S3Location:
+def _s3(location: BackupLocation, *, environ: Mapping[str, str], ca_dir: Path) -> S3Location:
     name, bucket, ref = location.name, location.bucket, location.credentialsRef
     if not bucket:
         raise LocationInvalid(f"backup location {name}: no bucket")

@@ -1,21 +1,8 @@
-"""Restoring a backup into the cluster it was taken of, or into another one.
+"""Restoring a backup into the cluster it was taken of, or another: find its manifest, fit its
+files to the target's volumes, verify every file, then stop the nodes, write the volumes and
+start them. Nothing changes until every check has passed::
 
-Called by ``edgefleet-agent restore --backup ID [--cluster NAME]`` through
-:func:`agent.daytwo.operations.Operations.restore`. One linear run, in which nothing on the
-appliance changes until every check has passed:
-
-1. find: the backup's ``manifest.json`` at the backup locations of the appliance's desired
-   state (the source cluster's own schedule first, then every other backup schedule);
-2. fit: the target cluster's volumes on this appliance pair with the backup's files, control
-   plane with control plane, worker with worker, in pool order, mount path with mount path;
-3. verify: every file downloaded, its size and sha256 as the manifest says, and its archive
-   readable with every entry inside ``data/``;
-4. restore: the target's nodes stopped (workers first), each volume's content replaced, the
-   nodes started (control plane first) and running again.
-
-Every failure is one line, and says whether anything was changed::
-
-    RestoreError
+    RestoreError (agent.daytwo.DayTwoError)
     ├── BackupNotFound     no location holds the backup (nothing changed)
     ├── BackupCorrupted    a checksum, size, manifest or archive is wrong (nothing changed)
     ├── TargetMismatch     the target cluster is unknown or its nodes do not fit (nothing changed)

@@ -1,19 +1,5 @@
-"""Reading the scan tools' reports into a :class:`~agent.daytwo.records.ScanSummary`.
-
-Pure functions, called by :mod:`agent.daytwo.scans.scanning` on a tool container's standard output:
-
-- kube-bench ``--json``: ``{"Controls": [...], "Totals": {...}}`` (older releases print one
-  control object per line, or a list); every result has a ``status`` of PASS, FAIL, WARN or
-  INFO. Failed and warned results become findings.
-- kube-hunter ``--report json``: ``{"nodes", "services", "vulnerabilities"}``, possibly after
-  log lines. A high or medium vulnerability counts as failed, any other as warned; a service
-  found without any vulnerability counts as passed.
-- sonobuoy ``results``: blocks of ``Plugin:``, ``Status:``, ``Total:``, ``Passed:``,
-  ``Failed:``, ``Skipped:``, then ``Failed tests:`` listing one test per line. Skipped tests
-  count as info (a conformance run skips the tests outside the conformance suite).
-
-    ReportUnreadable      the output is not the tool's report format
-"""
+"""The scan tools' reports read into a :class:`~agent.daytwo.records.ScanSummary`: kube-bench
+``--json``, kube-hunter ``--report json`` and sonobuoy's results summary. Pure functions."""
 
 from __future__ import annotations
 

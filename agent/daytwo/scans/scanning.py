@@ -1,22 +1,5 @@
-"""Scans: configuration (kube-bench), penetration (kube-hunter) and conformance (sonobuoy), each
-run as a tool container next to the cluster's nodes, its report read into a summary.
-
-Called by :mod:`agent.daytwo.operations` on schedule and on demand. Each scan type has a
-:class:`ScanTool`: an image and an ``argv`` (both configurable) and a target:
-
-- ``each-node`` (kube-bench): one container per node, sharing the node's process namespace
-  and its volumes read-only, as kube-bench reads the node's processes and files;
-- ``network`` (kube-hunter): one container on the cluster's Docker network, hunting the nodes
-  by name from outside, as an attacker on the site's network would;
-- ``control-plane`` (sonobuoy): one container in the first control-plane node's network
-  namespace with its volumes read-only, so it reaches the API server with the admin
-  kubeconfig.
-
-In ``argv``, an item ``{nodes}`` becomes the nodes' names (their addresses where names do not
-resolve: virtual nodes; several items), and ``{node}`` and ``{kubeconfig}`` are replaced within
-an item. The summary (pass, warn, fail counts and the findings) is kept in
-:class:`~agent.daytwo.history.History` and returned; a scan that could not run or whose output
-is not its tool's report is kept and returned as failed."""
+"""Scans: the tool of a scan type run beside the cluster's nodes (one per node, one on the
+cluster's network, or one with the control plane), its report read into a summary and kept."""
 
 from __future__ import annotations
 

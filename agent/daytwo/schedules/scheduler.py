@@ -1,29 +1,8 @@
-"""Scheduling: the DesiredState's schedules as APScheduler jobs, run on time in the site's zone.
+"""The DesiredState's schedules as APScheduler jobs in the site's timezone, kept in
+``schedules.sqlite3`` so a run missed while the agent was down runs once when it starts; runs
+go one at a time, and a runner may postpone one::
 
-Built by ``edgefleet-agent run`` around the agent's data folder, a clock and a runner (an
-:class:`agent.daytwo.operations.Operations`), and told of every new DesiredState through
-:meth:`Scheduler.sync`. One job per cluster and schedule, id ``<cluster>/<schedule>``, with a
-cron trigger in the schedule's timezone. A job whose cron or timezone changed gets a new
-trigger; one whose parameters alone changed keeps its next run time; one no longer desired is
-removed.
-
-Jobs live in an SQLAlchemyJobStore on ``schedules.sqlite3`` in the data folder, so their next
-run times survive a restart: a run missed while the agent was down is due when it starts and
-runs once (``coalesce``), however many were missed, unless it is older than the misfire grace
-time, in which case it is reported as missed and the job waits for its next time.
-
-APScheduler 3 reads the wall clock itself (``datetime.now``) when it looks for due jobs and
-in its executors. The agent's clock is a collaborator, so that one pass,
-:meth:`Scheduler.run_due`, is ours: it reads the same job store, honours each job's
-``coalesce`` and ``misfire_grace_time``, and runs due jobs one at a time in the scheduler's
-thread, so a backup never overlaps a patch run. APScheduler's background thread calls it and
-sleeps until the next run time. Cron times come from
-:class:`~agent.daytwo.schedules.triggers.LocalCron`.
-
-A runner that answers :class:`Postponed` (a patch run outside the maintenance window) gets the
-same occurrence again at that time, from a one-off job ``<cluster>/<schedule>@postponed``::
-
-    ScheduleError
+    ScheduleError (agent.daytwo.DayTwoError)
     └── ScheduleStoreError     the job store cannot be opened, read or written
 """
 
@@ -243,6 +222,9 @@ class Scheduler:
         )
 
     # -- running ---------------------------------------------------------------------------
+    # APScheduler 3 reads the wall clock itself when it looks for due jobs; the agent's clock is
+    # a collaborator, so that pass is ours. It honours each job's coalesce and misfire grace
+    # time, and APScheduler's background thread calls it (_wake), then sleeps until the next.
 
     def run_due(self) -> tuple[Fired, ...]:
         """Run every job due at the clock's now, each once, one after the other."""

@@ -1,10 +1,5 @@
-"""Cron triggers in a site's local time, for :mod:`agent.daytwo.schedules.scheduler`.
-
-APScheduler's ``CronTrigger`` in a zone with daylight-saving time fires a local time twice
-when clocks go back (01:30 EDT, then 01:30 EST) and, for a local time that clocks skip, an
-hour after it. :class:`LocalCron` fires each local time once, and a skipped one at the moment
-clocks skip it, as cron does.
-"""
+"""Cron triggers that keep to a site's local wall clock across daylight-saving changes: each
+local time fires once, and one that clocks skip fires as they skip it, as cron does."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ maintenance window leaves the rest for its next opening."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from agent.clocks import Clock
@@ -93,6 +93,14 @@ def _patch_node(
     reboot_if_required: bool,
 ) -> NodePatch:
     previous = _version(nodes, ref, settings)
+    patched = NodePatch(
+        cluster=cluster,
+        node=ref.node,
+        pool=ref.pool,
+        state=RunState.FAILED,
+        at=clock.now(),
+        previous=previous,
+    )
     try:
         upgrade = nodes.run(ref, settings.command, timeout=settings.timeout)
         if upgrade.code != 0:
@@ -106,23 +114,12 @@ def _patch_node(
             rebooted = True
             required = nodes.exists(ref, settings.reboot_marker)
     except (DriverError, UpgradeFailed) as e:
-        return NodePatch(
-            cluster=cluster,
-            node=ref.node,
-            pool=ref.pool,
-            state=RunState.FAILED,
-            at=clock.now(),
-            previous=previous,
-            error=one_line(e),
-        )
-    return NodePatch(
-        cluster=cluster,
-        node=ref.node,
-        pool=ref.pool,
+        return replace(patched, at=clock.now(), error=one_line(e))
+    return replace(
+        patched,
         state=RunState.DONE,
         at=clock.now(),
         version=version,
-        previous=previous,
         reboot_required=required,
         rebooted=rebooted,
     )

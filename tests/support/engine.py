@@ -21,7 +21,8 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.services import install_missing_packages
+
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 NODE_COMMAND = "mkdir -p /var/lib/rancher/k3s/server/manifests; exec sleep 1000000"
 BUSYBOX_APPLETS = ("sh", "cat", "ls", "rm", "mkdir", "sleep", "echo")
@@ -46,7 +47,7 @@ def find_or_start_engine() -> Engine:
     for base_url in filter(None, (os.environ.get("DOCKER_HOST"), DEFAULT_SOCKET)):
         if _answers(base_url):
             return Engine(base_url)
-    _install_missing_packages()
+    install_missing_packages("dockerd", timeout=600)
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         raise EngineUnavailable("no Docker engine answers and dockerd is not installed")
@@ -131,18 +132,6 @@ def static_busybox() -> str:
             return line
     raise EngineUnavailable("the Debian package busybox-static is not installed")
 
-
-def _install_missing_packages() -> None:
-    """As root, install what debian-packages.txt lists and is missing (docker.io among them)."""
-    if os.geteuid() != 0 or shutil.which("dockerd"):
-        return
-    subprocess.run(
-        [str(REPO_ROOT / "scripts" / "install-debian-packages")],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-        timeout=600,
-    )
 
 
 def _answers(base_url: str) -> bool:

@@ -18,8 +18,8 @@ from pathlib import Path
 import libvirt
 
 from agent.drivers.libvirt import DirectBoot
+from tests.support.services import install_missing_packages
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_SOCKET = Path("/var/run/libvirt/libvirt-sock")
 
 
@@ -50,7 +50,7 @@ def find_or_start_daemon() -> Daemon:
     libvirt.registerErrorHandler(lambda context, error: None, None)
     if SYSTEM_SOCKET.exists() and _answers("qemu:///system"):
         return Daemon("qemu:///system")
-    _install_missing_packages()
+    install_missing_packages("libvirtd", timeout=900)
     libvirtd, virtlogd = shutil.which("libvirtd"), shutil.which("virtlogd")
     if libvirtd is None or virtlogd is None:
         raise DaemonUnavailable("no libvirtd answers and libvirt-daemon-system is not installed")
@@ -150,16 +150,3 @@ def _tail(path: Path) -> list[str]:
     if not path.exists():
         return []
     return path.read_text(errors="replace").strip().splitlines()[-2:]
-
-
-def _install_missing_packages() -> None:
-    """As root, install what debian-packages.txt lists and is missing (libvirt among them)."""
-    if os.geteuid() != 0 or shutil.which("libvirtd"):
-        return
-    subprocess.run(
-        [str(REPO_ROOT / "scripts" / "install-debian-packages")],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        check=False,
-        timeout=900,
-    )

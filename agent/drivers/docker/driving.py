@@ -75,6 +75,15 @@ def connect(base_url: str | None = None, *, timeout: int = 60) -> docker.DockerC
         raise EngineUnreachable(f"docker engine at {base_url or 'default'}: {e}") from e
 
 
+def container_state(client: docker.DockerClient, container: str) -> str | None:
+    """The engine's word for a container's state, None when it does not exist."""
+    with mapped(f"inspect {container}"):
+        try:
+            return str(client.api.inspect_container(container)["State"]["Status"])
+        except NotFound:
+            return None
+
+
 class DockerDriver:
     def __init__(self, *, client: docker.DockerClient, settings: DockerSettings) -> None:
         self._client = client
@@ -132,11 +141,7 @@ class DockerDriver:
         )
 
     def node_state(self, container: str) -> str | None:
-        with mapped(f"inspect {container}"):
-            try:
-                return str(self._client.api.inspect_container(container)["State"]["Status"])
-            except NotFound:
-                return None
+        return container_state(self._client, container)
 
     # -- networks --------------------------------------------------------------------------
 

@@ -15,12 +15,11 @@ from typing import Any
 
 import docker
 import requests
-from docker.errors import NotFound
 
 from agent.clocks import Clock
 from agent.contract import ClusterState
 from agent.drivers import NodeMissing, NodeNotRunning, TimedOut
-from agent.drivers.docker.driving import APPLIANCE, CLUSTER, NODE
+from agent.drivers.docker.driving import APPLIANCE, CLUSTER, NODE, container_state
 from agent.drivers.docker.errors import absent_is_fine, mapped
 from agent.drivers.nodes import OUTPUT_LIMIT, Exec, Mount, NodeRef, Tool, ToolRun, nodes_here
 from agent.naming import network_name
@@ -88,11 +87,7 @@ class DockerNodes:
         return tuple(nodes)
 
     def state(self, container: str) -> str | None:
-        with mapped(f"inspect {container}"):
-            try:
-                return str(self.client.api.inspect_container(container)["State"]["Status"])
-            except NotFound:
-                return None
+        return container_state(self.client, container)
 
     # -- commands --------------------------------------------------------------------------
 

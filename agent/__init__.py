@@ -1,4 +1,4 @@
-"""edgefleet agent: runs on each appliance, pulls its desired state and applies it locally.
+"""edgefleet's agent: runs on each appliance, applies its desired state and its day-2 work.
 
-The agent shares only :mod:`agent.contract` with the reconciler and never imports it.
-"""
+The reconciler imports the agent's shared modules (``contract``, ``windows``,
+``link.bundles``); the agent never imports the reconciler."""

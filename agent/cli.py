@@ -1,13 +1,8 @@
 """``edgefleet-agent``: the agent's command line (console script ``agent.cli:main``).
 
-A thin edge: parse the arguments, build the collaborators (Docker client, inventory, clock),
-call :func:`agent.applying.apply_state`, print the result and map it to an exit code::
-
-    edgefleet-agent apply --state FILE --data-dir DIR [--docker-url URL] [--default-image IMAGE]
-
-Exit codes: 0 every cluster got where the state says, 1 the state was refused or a cluster
-failed, 2 usage. Errors are one line on standard error. ``run`` (the sync loop) joins
-``apply`` as another subcommand of :func:`build_parser`.
+A thin edge: parse the arguments, build the collaborators, call the core, print the result.
+Exit codes: 0 done, 1 a failure (one line on standard error: every
+:class:`~agent.errors.AgentError` is caught here), 2 usage.
 """
 
 from __future__ import annotations
@@ -22,18 +17,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from agent.admission import StateRefused, parse_state
-from agent.applying import apply_state
-from agent.bundles import BundleError
+from agent.apply.admission import StateRefused, parse_state
+from agent.apply.applying import apply_state
+from agent.apply.inventory import Inventory
+from agent.apply.passes import ApplyResult
 from agent.clocks import SystemClock
-from agent.config import DEFAULT_CONFIG, ConfigError, load_config
-from agent.drivers import DriverError
+from agent.config import DEFAULT_CONFIG, load_config
+from agent.contract import SCAN_TOOLS
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
-from agent.inventory import Inventory, InventoryError
-from agent.operations import OperationError
-from agent.restoring import RestoreError
-from agent.results import ApplyResult
-from agent.running import operations_for, run_offline, run_online, saved_state
+from agent.errors import AgentError, one_line
+from agent.link.bundles import BundleError
+from agent.wiring import operations_for, run_offline, run_online, saved_state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +109,7 @@ def _add_day_two(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     now.add_argument("kind", choices=("patch", "scan", "backup"))
     now.add_argument("--cluster", required=True)
-    now.add_argument("--scan", choices=("configuration", "penetration", "conformance"))
+    now.add_argument("--scan", choices=tuple(SCAN_TOOLS))
     now.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml")
     now.set_defaults(handler=_run_now)
     restore = commands.add_parser(
@@ -128,60 +122,53 @@ def _add_day_two(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _run_now(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-        with operations_for(config) as operations:
-            state = saved_state(config)
-            results = operations.run_now(
-                args.kind, state=state, cluster=args.cluster, scan=args.scan
-            )
-    except (ConfigError, OperationError, DriverError) as e:
-        return _fail(str(e))
+    config = load_config(args.config)
+    with operations_for(config) as operations:
+        state = saved_state(config)
+        results = operations.run_now(args.kind, state=state, cluster=args.cluster, scan=args.scan)
     print(json.dumps([r.to_json() for r in results], indent=2, default=str))
     return 0 if all(str(r.state) == "done" for r in results) else 1
 
 
 def _restore(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-        with operations_for(config) as operations:
-            result = operations.restore(
-                args.backup, state=saved_state(config), cluster=args.cluster
-            )
-    except (ConfigError, OperationError, RestoreError, DriverError) as e:
-        return _fail(str(e))
+    config = load_config(args.config)
+    with operations_for(config) as operations:
+        result = operations.restore(args.backup, state=saved_state(config), cluster=args.cluster)
     print(json.dumps(result.to_json(), indent=2, default=str))
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        return _fail(str(e))
-    mode = args.mode or config.mode
-    try:
-        if mode == "offline":
-            if args.bundle is None:
-                return _fail("--bundle is required in offline mode")
-            key = args.bundle_key or (Path(config.bundleKey) if config.bundleKey else None)
-            if key is None:
-                return _fail("no public key: pass --bundle-key or set bundleKey in the config")
-            status = args.status_out or Path(config.dataDir) / "status.json"
-            return run_offline(config, bundle=args.bundle, status_out=status, key=key)
-        if not config.apiUrl:
-            return _fail(f"{args.config}: apiUrl is required in online mode")
-        return run_online(config, once=args.once, wait=args.wait)
-    except BundleError as e:
-        return _fail(f"bundle refused: {e}")
-    except (DriverError, InventoryError, StateRefused) as e:
-        return _fail(str(e))
+    config = load_config(args.config)
+    if (args.mode or config.mode) == "offline":
+        if args.bundle is None:
+            return _fail("--bundle is required in offline mode")
+        key = args.bundle_key or (Path(config.bundleKey) if config.bundleKey else None)
+        if key is None:
+            return _fail("no public key: pass --bundle-key or set bundleKey in the config")
+        status = args.status_out or Path(config.dataDir) / "status.json"
+        return run_offline(config, bundle=args.bundle, status_out=status, key=key)
+    if not config.apiUrl:
+        return _fail(f"{args.config}: apiUrl is required in online mode")
+    return run_online(config, once=args.once, wait=args.wait)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except AgentError as e:
+        return _fail(_said(e))
     return code
+
+
+def _said(error: AgentError) -> str:
+    """The error as one line; a refused state or bundle says so first."""
+    if isinstance(error, BundleError):
+        return f"bundle refused: {one_line(error, limit=2000)}"
+    if isinstance(error, StateRefused):
+        return f"refused: {one_line(error, limit=2000)}"
+    return one_line(error, limit=2000)
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -189,8 +176,6 @@ def _apply(args: argparse.Namespace) -> int:
         state = parse_state(args.state.read_bytes())
     except OSError as e:
         return _fail(f"{args.state}: {e.strerror}")
-    except StateRefused as e:
-        return _fail(f"refused: {e}")
     settings = DockerSettings(
         default_image=args.default_image,
         server_command=_command(args.server_command),
@@ -198,10 +183,7 @@ def _apply(args: argparse.Namespace) -> int:
         privileged=args.privileged,
         pull=args.pull,
     )
-    try:
-        client = connect(args.docker_url)
-    except DriverError as e:
-        return _fail(str(e))
+    client = connect(args.docker_url)
     try:
         with Inventory.open(args.data_dir) as inventory:
             result = apply_state(
@@ -211,10 +193,6 @@ def _apply(args: argparse.Namespace) -> int:
                 clock=SystemClock(),
                 start_timeout=args.start_timeout,
             )
-    except InventoryError as e:
-        return _fail(str(e))
-    except StateRefused as e:
-        return _fail(f"refused: {e}")
     finally:
         client.close()
     if args.format == "json":

@@ -1,7 +1,5 @@
-"""Time as a collaborator: the applier stamps events and waits for nodes through a clock.
-
-Passed in by the CLI and the sync loop (:class:`SystemClock`); tests may pass their own.
-"""
+"""Time as a collaborator: passed to what stamps or waits (the applier, day-2 runs, the
+scheduler), so tests can hand in their own."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The agent's configuration file (``/etc/edgefleet/agent.yaml``), written by ``edge-installer``
-and read by ``edgefleet-agent run``."""
+"""The agent's configuration file (``/etc/edgefleet/agent.yaml``), written by
+``edge-installer``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from agent.errors import AgentError
+
 DEFAULT_CONFIG = Path("/etc/edgefleet/agent.yaml")
 
 
-class ConfigError(Exception):
+class ConfigError(AgentError):
     """The configuration file is missing or wrong; the message is one line."""
 
 

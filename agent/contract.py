@@ -1,19 +1,24 @@
-"""The documents the reconciler and the agent exchange: DesiredState and StatusReport.
-
-Both sides import these models, and nothing else of each other. A DesiredState is one
-appliance's whole desired state at one revision; its ``digest`` is the sha256 of the canonical
-JSON of everything but ``revision`` and ``digest``, so an untouched site keeps its digest across
-commits and an agent can check that what it received is what was rendered.
-"""
+"""The documents the reconciler and the agent exchange: DesiredState and StatusReport. A
+state's digest is the sha256 of its canonical JSON, revision left out, so an untouched site
+keeps its digest across commits."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+)
 
 Mode = Literal["virtualized", "containerized"]
 Role = Literal["control-plane", "worker"]
@@ -73,12 +78,76 @@ class ManifestFile(Contract):
     content: str
 
 
-class Schedule(Contract):
-    kind: Literal["patch", "scan", "backup"]
+# -- schedules: one parameters model per kind ---------------------------------------------
+
+ScanType = Literal["configuration", "penetration", "conformance"]
+ScanToolName = Literal["kube-bench", "kube-hunter", "sonobuoy"]
+# which tool runs which scan: the reconciler names it in each scan schedule, the agent runs it
+SCAN_TOOLS: Final[Mapping[ScanType, ScanToolName]] = MappingProxyType(
+    {"configuration": "kube-bench", "penetration": "kube-hunter", "conformance": "sonobuoy"}
+)
+
+
+class PatchParameters(Contract):
+    onBoot: bool = False
+    rebootIfRequired: bool = False
+
+
+class ScanParameters(Contract):
+    scan: ScanType
+    tool: ScanToolName
+
+
+class BackupLocation(Contract):
+    """A folder (``file``) or an S3 bucket (``s3``); fields not set are left out of the JSON,
+    as the reconciler renders them."""
+
+    name: str
+    provider: Literal["file", "s3"]
+    path: str | None = None
+    bucket: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    credentialsRef: str | None = None  # EDGEFLEET_-prefixed environment variables, never a secret
+    caCert: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, serialize: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = serialize(self)
+        return {key: value for key, value in dumped.items() if value is not None}
+
+
+class BackupParameters(Contract):
+    location: BackupLocation
+    prefix: str = ""  # empty: the cluster's name
+    expiryHours: int | None = None  # None: kept until removed by hand
+    namespaces: list[str] = []
+    includeClusterResources: Literal["always", "never", "auto"] = "auto"
+
+
+class ScheduleBase(Contract):
+    kind: str
     name: str
     cron: str
     timezone: str
-    parameters: dict[str, Any] = {}
+
+
+class PatchSchedule(ScheduleBase):
+    kind: Literal["patch"] = "patch"
+    parameters: PatchParameters = PatchParameters()
+
+
+class ScanSchedule(ScheduleBase):
+    kind: Literal["scan"] = "scan"
+    parameters: ScanParameters
+
+
+class BackupSchedule(ScheduleBase):
+    kind: Literal["backup"] = "backup"
+    parameters: BackupParameters
+
+
+Schedule = Annotated[PatchSchedule | ScanSchedule | BackupSchedule, Field(discriminator="kind")]
 
 
 class MaintenanceWindow(Contract):
@@ -117,6 +186,14 @@ class DesiredState(Contract):
 
     def canonical_json(self) -> bytes:
         return canonical_json(self.model_dump(mode="json"))
+
+
+def schedule_from(value: Any) -> Schedule:
+    """A schedule read back from its JSON (``model_dump(mode="json")``)."""
+    return _SCHEDULE.validate_python(value)
+
+
+_SCHEDULE: TypeAdapter[Schedule] = TypeAdapter(Schedule)
 
 
 def canonical_json(value: Any) -> bytes:

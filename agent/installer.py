@@ -1,10 +1,6 @@
-"""``edge-installer``: set up the edgefleet agent on an appliance.
-
-Checks every flag (files exist, CIDRs parse, URLs are URLs; one-line errors, exit 2), writes
-the agent configuration and a systemd unit under ``--target``, and in online mode registers the
-appliance with the reconciler, keeping the per-agent token it answers with. Exit codes: 0 done,
-1 registration failed, 2 a flag is wrong.
-"""
+"""``edge-installer``: checks its flags, writes the agent's configuration and systemd unit, and
+registers the appliance in online mode. Exit codes: 0 done, 1 registration failed, 2 a flag is
+wrong."""
 
 from __future__ import annotations
 
@@ -19,8 +15,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from .config import AgentConfig
-from .link import AgentLink, LinkError, LinkSettings
+from agent.config import AgentConfig
+from agent.errors import AgentError
+from agent.link.client import AgentLink, LinkError, LinkSettings
 
 UNIT = """\
 [Unit]
@@ -38,7 +35,7 @@ WantedBy=multi-user.target
 """
 
 
-class FlagError(Exception):
+class FlagError(AgentError):
     """A flag that is missing or wrong: the installer prints it and exits 2."""
 
 

@@ -1,15 +1,5 @@
-"""Names the agent gives to what it creates, and the spec digest that decides a replacement.
-
-Called by the planner (which container a node should run in, which files a control-plane node
-should hold) and by admission (which names are safe to use at all). Pure functions: the same
-node always gets the same names, so a rerun after a crash looks for exactly what the
-interrupted run created.
-
-A node's *spec* is everything in the contract's ``Node`` except its name, with the image
-resolved to the agent's default when the document leaves it out. Its digest changes exactly
-when the node must be replaced. The first eight hex digits of it are the container's
-generation suffix, so the old and the new container of one node coexist under expand-first.
-"""
+"""The names the agent gives what it creates, and a node's spec digest, which changes exactly
+when the node must be replaced. Pure: the same node always gets the same names."""
 
 from __future__ import annotations
 

@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.config import AgentConfig  # noqa: E402
-from tests.agent.engine import build_node_image, find_or_start_engine, stop_engine  # noqa: E402
-from tests.agent.harness import remove_labelled  # noqa: E402
+from tests.support.appliances import remove_labelled  # noqa: E402
+from tests.support.engine import build_node_image, find_or_start_engine, stop_engine  # noqa: E402
 
 IMAGE = "edgefleet-demo-node:latest"
 LABEL = "edgefleet.demo=1"

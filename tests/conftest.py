@@ -1,18 +1,7 @@
-"""Shared fixtures for every tier.
-
-Tiers, each with its own conftest:
-- ``unit/``: pure functions and models, no files outside ``tmp_path``;
-- ``component/``: whole commands over fleet repositories written to ``tmp_path``;
-- ``integration/``: real dependencies (git repositories made with pygit2 and the ``git``
-  command); ``agent/``, ``e2e/`` and the other folders of real services say what they use.
-
-Session fixtures for every folder that needs Docker: ``engine`` (the engine that answers at
-DOCKER_HOST or the default socket, or else one started for the session from Debian's
-``docker.io`` and stopped at its end; tests skip with the reason when neither is possible),
-``docker_client`` and ``node_image`` (a busybox image built locally that stands in for k3s,
-because no image can be pulled). Everything a session creates carries the label
-``edgefleet.test-run=<run_id>`` and is removed at the end.
-"""
+"""Fixtures for every tier: a small fleet and the example one, and, once per session, the Docker
+engine (``engine``, ``docker_client``, ``node_image``) and libvirtd (``daemon``,
+``libvirt_host``) that the heavier tiers share, all removed at the end. A service that cannot
+run here skips its tests with the reason, or fails them when ``CI`` is set."""
 
 from __future__ import annotations
 
@@ -24,15 +13,16 @@ from typing import Any
 import docker
 import pytest
 
-from tests.agent.engine import (
+from tests.support.appliances import RUN_LABEL, remove_labelled
+from tests.support.engine import (
     Engine,
     EngineUnavailable,
     build_node_image,
     find_or_start_engine,
     stop_engine,
 )
-from tests.agent.harness import RUN_LABEL, remove_labelled
 from tests.support.fleet import FleetFiles, write_base_fleet
+from tests.support.services import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +50,7 @@ def engine() -> Iterator[Engine]:
     try:
         found = find_or_start_engine()
     except EngineUnavailable as e:
-        pytest.skip(f"no Docker engine: {e}")
+        unavailable(f"no Docker engine: {e}")
     try:
         yield found
     finally:
@@ -82,7 +72,7 @@ def node_image(docker_client: docker.DockerClient, run_id: str) -> Iterator[str]
     try:
         tag = build_node_image(docker_client, f"edgefleet-test-node:{run_id}")
     except EngineUnavailable as e:
-        pytest.skip(str(e))
+        unavailable(str(e))
     try:
         yield tag
     finally:
@@ -96,13 +86,13 @@ def daemon() -> Iterator[Any]:
     own socket and logs) and stopped at its end. One per session: two would fight over
     libvirt's fixed state folders. Skips with the reason when libvirt cannot run here."""
     try:
-        from tests.libvirt.daemon import DaemonUnavailable, find_or_start_daemon, stop_daemon
+        from tests.support.libvirtd import DaemonUnavailable, find_or_start_daemon, stop_daemon
     except ImportError as e:
-        pytest.skip(f"libvirt-python is not installed: {e}")
+        unavailable(f"libvirt-python is not installed: {e}")
     try:
         found = find_or_start_daemon()
     except DaemonUnavailable as e:
-        pytest.skip(f"no libvirtd: {e}")
+        unavailable(f"no libvirtd: {e}")
     try:
         yield found
     finally:
@@ -111,9 +101,9 @@ def daemon() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def libvirt_host(daemon: Any, run_id: str) -> Iterator[object]:
-    """Storage pools, an isolated network and an image (tests/libvirt/hosts.py) on the
+    """Storage pools, an isolated network and an image (tests/support/hosts.py) on the
     session's libvirtd, removed at the end."""
-    from tests.libvirt.hosts import RealHost
+    from tests.support.hosts import RealHost
 
     connection = daemon.connect()
     host = RealHost.make(connection, daemon.uri, run_id)

@@ -1,40 +1,67 @@
-"""What every node driver offers the agent: observe, then create and remove.
+"""What a node driver offers the agent: observe, create and remove nodes (:class:`Driver`),
+and, in :mod:`agent.drivers.nodes` and :mod:`agent.drivers.datavolumes`, reach into them for
+day-2 work. Each driver maps its library's errors into its own tree below :class:`DriverError`::
 
-The planner reads an :class:`Observation` and builds :class:`NodeLaunch` values; the applier
-calls a :class:`Driver` step by step. Drivers (``docker`` here, ``libvirt`` later) map their
-own library's failures into a subclass of :class:`DriverError`, which says whether trying
-again later can help (``temporary``) and which :class:`~agent.results.Reason` to report.
-A driver that can tell before creating anything whether a cluster's new nodes fit the host
-also offers :class:`PlacementCheck`; the applier asks it once per cluster pass::
-
-    DriverError                 reason, temporary (class attributes)
-    ├── NodeDidNotStart         temporary: a node is not running by the applier's deadline
-    └── one tree per driver     e.g. agent.drivers.docker.DockerError
+    DriverError            reason and temporary (may trying again later help?) for the pass
+    ├── NodeDidNotStart    temporary   a node is not running by the applier's deadline
+    ├── NodeNotRunning     temporary   a node must be running for this and is not
+    ├── NodeMissing                    a node of the desired state has nothing on this appliance
+    ├── TimedOut                       a command or a tool in a node outlived its time
+    ├── DockerError        agent.drivers.docker.errors
+    └── LibvirtError       agent.drivers.libvirt.errors
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, runtime_checkable
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from agent.contract import Mode, NodePlacement, NodeResources, Role
+from agent.errors import AgentError
 from agent.naming import ManifestWrite
-from agent.results import Reason
 
 
-class DriverError(Exception):
-    """A driver could not do what it was asked; the message is one line for an operator."""
+class Reason(StrEnum):
+    """Why a cluster is in Error: one value per failing boundary, never free text."""
+
+    ENGINE_UNREACHABLE = "EngineUnreachable"
+    IMAGE_MISSING = "ImageMissing"
+    CONFLICT = "Conflict"
+    NODE_NOT_RUNNING = "NodeNotRunning"
+    ENGINE_ERROR = "EngineError"
+    PLACEMENT_FAILED = "PlacementFailed"
+    NO_DRIVER = "NoDriver"
+
+
+class DriverError(AgentError):
+    """A driver could not do what it was asked. A subclass names its ``reason`` and whether
+    it is ``temporary`` as class keywords: ``class Gone(DriverError, temporary=True)``."""
 
     reason: ClassVar[Reason] = Reason.ENGINE_ERROR
     temporary: ClassVar[bool] = False
 
+    def __init_subclass__(
+        cls, *, reason: Reason | None = None, temporary: bool | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if reason is not None:
+            cls.reason = reason
+        if temporary is not None:
+            cls.temporary = temporary
 
-class NodeDidNotStart(DriverError):
-    """A node's container did not reach the running state in time."""
 
-    reason: ClassVar[Reason] = Reason.NODE_NOT_RUNNING
-    temporary: ClassVar[bool] = True
+class NodeDidNotStart(DriverError, reason=Reason.NODE_NOT_RUNNING, temporary=True): ...
+
+
+class NodeNotRunning(DriverError, reason=Reason.NODE_NOT_RUNNING, temporary=True): ...
+
+
+class NodeMissing(DriverError): ...
+
+
+class TimedOut(DriverError): ...
 
 
 @dataclass(frozen=True)
@@ -169,10 +196,14 @@ __all__ = [
     "Driver",
     "DriverError",
     "NodeDidNotStart",
+    "NodeMissing",
+    "NodeNotRunning",
+    "TimedOut",
     "NodeLaunch",
     "NodeRemoval",
     "PlacementChange",
     "PlacementCheck",
+    "Reason",
     "Observation",
     "ObservedContainer",
     "ObservedVolume",

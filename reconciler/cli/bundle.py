@@ -14,7 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.bundles import key_id, sign
+from agent.link.bundles import key_id, sign
 
 from ..errors import FleetError
 from ..rendering import render_repository

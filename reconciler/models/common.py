@@ -1,5 +1,7 @@
 """Building blocks shared by every fleet kind: strict base model, names, durations, cron.
 
+Durations and times of day parse as the agent parses them (:mod:`agent.windows`).
+
 Every model forbids unknown fields and coerces nothing, so a typo or a wrong type in the
 repository is an error rather than something silently ignored.
 """
@@ -8,18 +10,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from agent.windows import parse_duration as parse_duration  # re-exported for the reconciler
+from agent.windows import parse_time_of_day
+
 API_VERSION = "edgefleet.dev/v1"
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _PLAIN_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
@@ -35,15 +37,6 @@ def _name(value: str) -> str:
             f"'{value}' is not a valid name (lowercase letters, digits and '-', at most 63)"
         )
     return value
-
-
-def parse_duration(value: str) -> timedelta:
-    """Parse ``1h30m``-style durations (days, hours, minutes, seconds)."""
-    match = _DURATION.match(value)
-    if not value or not match:
-        raise ValueError(f"'{value}' is not a duration like 30s, 15m, 2h or 1d")
-    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def _duration(value: str) -> str:
@@ -101,8 +94,7 @@ def _ipv4(value: str) -> str:
 
 
 def _hhmm(value: str) -> str:
-    if not _HHMM.match(value):
-        raise ValueError(f"'{value}' is not a time of day HH:MM")
+    parse_time_of_day(value)
     return value
 
 

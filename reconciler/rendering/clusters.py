@@ -9,13 +9,21 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from agent.contract import (
+    SCAN_TOOLS,
+    BackupLocation,
+    BackupParameters,
+    BackupSchedule,
     MaintenanceWindow,
     ManifestFile,
     Node,
     NodePlacement,
     NodeResources,
     PackRef,
+    PatchParameters,
+    PatchSchedule,
     Pool,
+    ScanParameters,
+    ScanSchedule,
     Schedule,
 )
 
@@ -350,30 +358,25 @@ class ClusterRenderer:
         if policies.osPatch is not None:
             patch = policies.osPatch
             out.append(
-                Schedule(
-                    kind="patch",
+                PatchSchedule(
                     name="os-patch",
                     cron=patch.schedule,
                     timezone=timezone,
-                    parameters={"onBoot": patch.onBoot, "rebootIfRequired": patch.rebootIfRequired},
+                    parameters=PatchParameters(
+                        onBoot=patch.onBoot, rebootIfRequired=patch.rebootIfRequired
+                    ),
                 )
             )
         if policies.scans is not None:
-            tools = {
-                "configuration": "kube-bench",
-                "penetration": "kube-hunter",
-                "conformance": "sonobuoy",
-            }
-            for scan, tool in tools.items():
+            for scan, tool in SCAN_TOOLS.items():
                 cron = getattr(policies.scans, scan)
                 if cron is not None:
                     out.append(
-                        Schedule(
-                            kind="scan",
+                        ScanSchedule(
                             name=f"scan-{scan}",
                             cron=cron,
                             timezone=timezone,
-                            parameters={"scan": scan, "tool": tool},
+                            parameters=ScanParameters(scan=scan, tool=tool),
                         )
                     )
         if policies.backup is not None:
@@ -388,18 +391,17 @@ class ClusterRenderer:
                 if p.strip("/")
             )
             out.append(
-                Schedule(
-                    kind="backup",
+                BackupSchedule(
                     name="backup",
                     cron=backup.schedule,
                     timezone=timezone,
-                    parameters={
-                        "location": location.model_dump(exclude_none=True, exclude={"prefix"}),
-                        "prefix": prefix,
-                        "expiryHours": backup.expiryHours,
-                        "namespaces": list(backup.namespaces),
-                        "includeClusterResources": backup.includeClusterResources,
-                    },
+                    parameters=BackupParameters(
+                        location=BackupLocation(**location.model_dump(exclude={"prefix"})),
+                        prefix=prefix,
+                        expiryHours=backup.expiryHours,
+                        namespaces=list(backup.namespaces),
+                        includeClusterResources=backup.includeClusterResources,
+                    ),
                 )
             )
         return out

@@ -1,5 +1,4 @@
-"""The template context: exactly the names DESIGN.md gives templates, nothing more.
-
+"""What templates see of the site, the cluster and (in user data) the node, and nothing more.
 Nothing that changes on every commit (the revision, timestamps) is here, so a site whose
 inputs did not change renders to the same bytes.
 """

@@ -1,7 +1,5 @@
-"""Cross-document rules of DESIGN.md ("Rules validation enforces").
-
-:func:`validate` runs every rule over a loaded repository and returns every problem, sorted by
-file and line. A repository with no diagnostics is safe to render.
+"""The cross-document rules of a fleet repository: :func:`validate` runs every rule and returns
+every problem, sorted by file and line. A repository with no diagnostics is safe to render.
 """
 
 from __future__ import annotations

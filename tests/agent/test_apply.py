@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from agent.apply.passes import EventKind, Phase
 from agent.contract import NodeResources
-from agent.results import EventKind, Phase
-from tests.agent.conftest import TestAgent
-from tests.agent.harness import MANIFESTS
-from tests.agent.states import cluster, manifests, state
+from tests.support.appliances import MANIFESTS, TestAgent
+from tests.support.states import cluster, manifests, state
 
 
 def test_first_apply_creates_the_network_the_nodes_and_their_files(agent: TestAgent) -> None:

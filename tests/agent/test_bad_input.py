@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.admission import (
+from agent.apply.admission import (
     DigestMismatch,
     InconsistentState,
     MalformedState,
@@ -16,11 +16,11 @@ from agent.admission import (
     UnsafeName,
     parse_state,
 )
+from agent.apply.inventory import STATE_NAME
 from agent.cli import main
 from agent.contract import ClusterState, DesiredState
-from agent.inventory import STATE_NAME
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, manifests, state
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, manifests, state
 
 
 def with_manifest_name(name: str) -> Callable[[ClusterState], ClusterState]:

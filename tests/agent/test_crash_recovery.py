@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.inventory import Inventory
-from agent.results import EventKind, Phase
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, state
+from agent.apply.inventory import Inventory
+from agent.apply.passes import EventKind, Phase
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, state
 
 
 def assert_converged(agent: TestAgent, name: str, nodes: int) -> None:

@@ -3,10 +3,9 @@ reported."""
 
 from __future__ import annotations
 
-from agent.results import EventKind
-from tests.agent.conftest import TestAgent
-from tests.agent.harness import MANIFESTS
-from tests.agent.states import cluster, state
+from agent.apply.passes import EventKind
+from tests.support.appliances import MANIFESTS, TestAgent
+from tests.support.states import cluster, state
 
 
 def test_a_node_stopped_by_hand_is_started_again_and_reported(agent: TestAgent) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.inventory import STATE_NAME, ClusterStage, Inventory, InventoryBusy, Record
-from agent.journal import StepStatus
-from tests.agent.states import cluster, state
+from agent.apply.inventory import STATE_NAME, ClusterStage, Inventory, InventoryBusy, Record
+from agent.apply.journal import StepStatus
+from tests.support.states import cluster, state
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import docker
 
-from agent.applying import apply_state
+from agent.apply.applying import apply_state
+from agent.apply.inventory import Inventory
+from agent.apply.passes import Phase, TaskState
 from agent.clocks import SystemClock
+from agent.drivers import Reason
 from agent.drivers.docker import DockerDriver, DockerSettings
-from agent.inventory import Inventory
-from agent.results import Phase, Reason, TaskState
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, state
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, state
 
 
 def test_a_cluster_whose_image_is_missing_fails_alone(agent: TestAgent) -> None:

@@ -3,13 +3,13 @@ and in which order."""
 
 from __future__ import annotations
 
+from agent.apply.inventory import ClusterStage, Record
+from agent.apply.planning import Plan, plan_state
+from agent.apply.steps import CreateNode, StartNode, Step
 from agent.contract import ClusterState, DesiredState
 from agent.drivers import Observation, ObservedContainer, ObservedVolume
-from agent.inventory import ClusterStage, Record
 from agent.naming import container_name, manifest_files, network_name, spec_digest, volume_name
-from agent.planning import Plan, plan_state
-from agent.steps import CreateNode, StartNode, Step
-from tests.agent.states import cluster, state
+from tests.support.states import cluster, state
 
 IMAGE = "example/node:1"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.results import EventKind, Phase
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, state
+from agent.apply.passes import EventKind, Phase
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, state
 
 
 @pytest.mark.parametrize("how", ["file-deleted", "marked-absent"])

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agent.results import EventKind
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, state
+from agent.apply.passes import EventKind
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, state
 
 
 def test_a_spec_change_replaces_each_node_by_its_pools_strategy(agent: TestAgent) -> None:

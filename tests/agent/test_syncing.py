@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from agent.link import AgentLink, LinkSettings
-from agent.syncing import Backoff, SyncLoop, SyncSettings
-from tests.agent.conftest import TestAgent
-from tests.agent.states import cluster, state
+from agent.link.client import AgentLink, LinkSettings
+from agent.link.syncing import Backoff, SyncLoop, SyncSettings
+from tests.support.appliances import TestAgent
+from tests.support.states import cluster, state
 
 
 def closed_port() -> int:

@@ -1,23 +1,14 @@
 """Component tier: whole ``edgefleet`` commands run in-process over repositories on disk.
-
-Provides ``run_cli``: runs ``edgefleet ARGS`` and returns the exit code with its output.
-"""
+Provides ``run_cli``: ``edgefleet ARGS``, its exit code and output."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
 from reconciler.cli import main
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
+from tests.support.commands import CliResult
 
 
 @pytest.fixture

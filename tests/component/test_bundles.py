@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.bundles import BundleError, load_public_key, verify
 from agent.contract import DesiredState
+from agent.link.bundles import BundleError, load_public_key, verify
 
 
 @pytest.fixture

@@ -1,16 +1,7 @@
-"""Day-2 tier: schedules, patching, scans, backups and restore of the agent.
-
-Uses the session's Docker engine (tests/conftest.py). Provides, once per session:
-``images`` (a node image with a stand-in package manager and one
-image per scan tool that prints the real tool's report format, all built here from busybox,
-see ``images.py``) and ``s3`` (moto's S3 server on 127.0.0.1 over TLS with checked
-signatures, see ``s3server.py``). Per test: ``site``, an appliance with its own ID and data
-folder, applying states through the real Docker driver (``tests.agent.harness.Agent``) and
-handing out the day-2 collaborators (``DockerNodes``, ``DockerVolumes``, ``Operations``).
-Everything a test creates is removed at its end (containers, volumes, networks by label; the
-data folder with ``tmp_path``); the images and the server at the end of the session. The
-schedule, window and report tests need none of this and use a controlled clock only.
-"""
+"""Day-2 tier: schedules, patching, scans, backups and restores against the session's Docker
+engine. Provides, once per session, ``images_built`` (a node image with a stand-in package
+manager, one stand-in image per scan tool) and ``s3`` (moto's S3 server over TLS); per test,
+``site``, one appliance with its day-2 collaborators, cleaned up when the test ends."""
 
 from __future__ import annotations
 
@@ -18,32 +9,17 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 
-from agent.clocks import SystemClock
-from agent.contract import ClusterState, DesiredState, MaintenanceWindow, Schedule
-from agent.nodes import DAYTWO, DockerNodes
-from agent.operations import DayTwoSettings, Operations
-from agent.patching import PatchSettings
-from agent.scans import ScanSettings, ScanTool, default_tools
-from agent.snapshots import DockerVolumes
-from tests.agent.engine import Engine, EngineUnavailable
-from tests.agent.harness import RUN_LABEL, Agent, remove_labelled
-from tests.agent.states import cluster, state
+from agent.contract import SCAN_TOOLS
 from tests.daytwo import images, s3server
-
-PATCH = PatchSettings(command=("/usr/sbin/pkg", "upgrade"), timeout=30, reboot_timeout=30)
-
-
-@dataclass(frozen=True)
-class Images:
-    node: str
-    tools: dict[str, str]  # scan type -> image
+from tests.support.appliances import RUN_LABEL, Agent, remove_labelled
+from tests.support.daytwo import Images, Site
+from tests.support.engine import Engine, EngineUnavailable
+from tests.support.services import unavailable
 
 
 @pytest.fixture(scope="session")
@@ -52,15 +28,11 @@ def images_built(docker_client: docker.DockerClient, run_id: str) -> Iterator[Im
     try:
         tags.append(images.node_image(docker_client, f"edgefleet-daytwo-node:{run_id}", {}))
         tools = {}
-        for scan, tool in (
-            ("configuration", "kube-bench"),
-            ("penetration", "kube-hunter"),
-            ("conformance", "sonobuoy"),
-        ):
+        for scan, tool in SCAN_TOOLS.items():
             tools[scan] = images.tool_image(docker_client, tool, f"daytwo-{tool}:{run_id}", {})
             tags.append(tools[scan])
     except EngineUnavailable as e:
-        pytest.skip(str(e))
+        unavailable(str(e))
     try:
         yield Images(tags[0], tools)
     finally:
@@ -78,85 +50,6 @@ def s3() -> Iterator[s3server.S3Server]:
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@dataclass
-class Site:
-    """One appliance: its agent (apply), its day-2 collaborators, and states to apply."""
-
-    agent: Agent
-    images: Images
-    environ: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def appliance(self) -> str:
-        return self.agent.appliance
-
-    def name(self, suffix: str) -> str:
-        return f"{self.appliance}-{suffix}"
-
-    def cluster(
-        self,
-        suffix: str,
-        *,
-        workers: int = 1,
-        schedules: list[Schedule] | None = None,
-        windows: list[MaintenanceWindow] | None = None,
-        timezone: str = "UTC",
-    ) -> ClusterState:
-        base = cluster(self.name(suffix), appliance=self.appliance, workers=workers)
-        return base.model_copy(
-            update={
-                "schedules": schedules or [],
-                "maintenanceWindows": windows or [],
-                "timezone": timezone,
-            }
-        )
-
-    def state(self, *clusters: ClusterState) -> DesiredState:
-        return state(self.appliance, *clusters)
-
-    def apply(self, desired: DesiredState) -> None:
-        result = self.agent.apply(desired)
-        assert result.ok, result
-
-    def nodes(self) -> DockerNodes:
-        return DockerNodes(
-            client=self.agent.client,
-            appliance=self.appliance,
-            clock=SystemClock(),
-            labels={RUN_LABEL: self.agent.run_id},
-        )
-
-    def operations(self, **changes: Any) -> Operations:
-        nodes = self.nodes()
-        tools = {
-            scan: ScanTool(tool.tool, self.images.tools[scan], tool.argv, tool.target)
-            for scan, tool in default_tools().items()
-        }
-        settings = DayTwoSettings(
-            patch=changes.pop("patch", PATCH),
-            scans=changes.pop("scans", ScanSettings(tools=tools, timeout=60)),
-        )
-        return Operations(
-            data_dir=self.agent.data_dir,
-            host=nodes,
-            volumes=DockerVolumes(nodes=nodes, start_timeout=30),
-            clock=changes.pop("clock", SystemClock()),
-            environ=self.environ,
-            settings=settings,
-            **changes,
-        )
-
-    def exec(self, node: str, *command: str) -> str:
-        result = self.agent.node_container(node).exec_run(list(command))
-        assert result.exit_code == 0, result.output
-        assert isinstance(result.output, bytes)
-        return result.output.decode()
-
-    def remove_everything(self) -> None:
-        self.agent.remove_everything()
-        remove_labelled(self.agent.client, f"{DAYTWO}={self.appliance}")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import docker
 
-from tests.agent.engine import _static_busybox
+from tests.support.engine import static_busybox
 
 HERE = Path(__file__).parent
 APPLETS = (
@@ -39,7 +39,7 @@ def build(
 ) -> str:
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
-        tar.add(_static_busybox(), arcname="bin/busybox")
+        tar.add(static_busybox(), arcname="bin/busybox")
         for applet in APPLETS:
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type = tarfile.SYMTYPE

@@ -21,17 +21,16 @@ from typing import Any
 import pytest
 
 from agent.config import AgentConfig
-from agent.contract import Schedule
-from agent.outcomes import RunState
-from agent.restoring import BackupCorrupted, BackupNotFound, RestoreError
-from tests.daytwo.conftest import Site
+from agent.contract import BackupSchedule, Schedule
+from agent.daytwo.backups.restoring import BackupCorrupted, BackupNotFound, RestoreError
+from agent.daytwo.records import RunState
 from tests.daytwo.s3server import S3Server
 from tests.daytwo.volumes import tree, write_data
+from tests.support.daytwo import Site
 
 
 def backup_policy(location: dict[str, Any], *, prefix: str, expiry: int = 24) -> Schedule:
-    return Schedule(
-        kind="backup",
+    return BackupSchedule(
         name="backup",
         cron="0 23 * * *",
         timezone="UTC",

@@ -4,18 +4,17 @@ the version in /etc/os-release, and asks for a reboot through /var/run/reboot-re
 
 from __future__ import annotations
 
-from agent.contract import Schedule
-from agent.outcomes import RunState, Trigger
-from tests.daytwo.conftest import Site
+from agent.contract import PatchParameters, PatchSchedule, Schedule
+from agent.daytwo.records import RunState, Trigger
+from tests.support.daytwo import Site
 
 
 def patch_policy(*, reboot: bool, on_boot: bool = False) -> Schedule:
-    return Schedule(
-        kind="patch",
+    return PatchSchedule(
         name="os-patch",
         cron="0 2 * * sun",
         timezone="UTC",
-        parameters={"onBoot": on_boot, "rebootIfRequired": reboot},
+        parameters=PatchParameters(onBoot=on_boot, rebootIfRequired=reboot),
     )
 
 

@@ -1,22 +1,25 @@
-"""Scans against the real Docker driver. Each tool's image here is a stand-in built from
-busybox (``tools/``): it checks what the real tool needs from the agent (kube-bench: the
-node's processes and k3s folder; kube-hunter: the nodes found by name on the cluster's
-network; sonobuoy: the admin kubeconfig from the control-plane node) and prints a report in
-the real tool's output format (``reports/``)."""
+"""Scans against the real Docker driver. Each tool's image is a stand-in built from busybox
+(``tools/``) that checks what the real tool needs from the agent (kube-bench: the node's
+processes and k3s folder; kube-hunter: the nodes by name on the cluster's network; sonobuoy:
+the admin kubeconfig, and the results it retrieved) and prints the real tool's report format
+(``reports/``)."""
 
 from __future__ import annotations
 
-from agent.contract import Schedule
-from agent.nodes import DAYTWO
-from agent.outcomes import RunState, Trigger
-from agent.scans import ScanSettings, ScanTool
-from tests.daytwo.conftest import Site
+import subprocess
+from pathlib import Path
+
+from agent.contract import ScanParameters, ScanSchedule, Schedule
+from agent.daytwo.records import RunState, Trigger
+from agent.daytwo.scans.scanning import ScanSettings, ScanTool
+from agent.drivers.docker.nodes import DAYTWO
+from tests.support.daytwo import Site
 
 
 def scan(name: str, tool: str, cron: str = "0 4 * * mon") -> Schedule:
-    return Schedule(
-        kind="scan", name=f"scan-{name}", cron=cron, timezone="UTC",
-        parameters={"scan": name, "tool": tool},
+    return ScanSchedule(
+        name=f"scan-{name}", cron=cron, timezone="UTC",
+        parameters=ScanParameters(scan=name, tool=tool),
     )  # fmt: skip
 
 
@@ -97,7 +100,7 @@ def test_a_scan_whose_output_is_not_its_tools_report_is_kept_as_failed(site: Sit
     wrong = ScanTool(
         tool="kube-bench",
         image=site.images.tools["conformance"],
-        argv=("/usr/local/bin/sonobuoy", "results", "/tmp/results.tar.gz"),
+        argv=("/usr/local/bin/sonobuoy", "results", "/reports/sonobuoy.txt"),
         target="each-node",
     )
     operations = site.operations(scans=ScanSettings(tools={"configuration": wrong}, timeout=60))
@@ -113,3 +116,24 @@ def test_a_scan_whose_output_is_not_its_tools_report_is_kept_as_failed(site: Sit
     (kept,) = operations.history.status(cluster.name).scans
     assert (kept.state, kept.error) == (RunState.FAILED, result.error)
     assert leftovers(site) == []
+
+
+def test_the_sonobuoy_stand_in_needs_the_results_its_retrieve_wrote(tmp_path: Path) -> None:
+    tool = ["sh", str(Path(__file__).parent / "tools" / "sonobuoy")]
+    kubeconfig = tmp_path / "admin.kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\n")
+
+    missing = subprocess.run(
+        [*tool, "results", str(tmp_path / "none.tar.gz")], capture_output=True, text=True
+    )
+    retrieved = subprocess.run(
+        [*tool, "retrieve", "--kubeconfig", str(kubeconfig), str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert "no results tarball" in missing.stderr
+    assert retrieved.returncode == 0, retrieved.stderr
+    assert Path(retrieved.stdout.strip()).parent == tmp_path
+    assert Path(retrieved.stdout.strip()).is_file()

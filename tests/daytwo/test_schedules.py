@@ -10,20 +10,44 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from agent.contract import ClusterState, MaintenanceWindow, Node, Pool, Schedule, seal
-from agent.nodes import Exec, NodeRef
-from agent.operations import Operations
-from agent.outcomes import RunState
-from agent.scheduling import Fired, FiredState, Occurrence, Postponed, Scheduler, ScheduleSettings
+from agent.contract import (
+    ClusterState,
+    MaintenanceWindow,
+    Node,
+    Pool,
+    Schedule,
+    schedule_from,
+    seal,
+)
+from agent.daytwo.operations import Operations
+from agent.daytwo.records import RunState
+from agent.daytwo.schedules.scheduler import (
+    Fired,
+    FiredState,
+    Occurrence,
+    Postponed,
+    Scheduler,
+    ScheduleSettings,
+)
+from agent.drivers.nodes import Exec, NodeRef
 from tests.daytwo.clock import ControlledClock
 
 NEW_YORK = ZoneInfo("America/New_York")
 CHICAGO = ZoneInfo("America/Chicago")
 
 
+# what each kind of schedule needs at the least; the runner here never reads it
+PARAMETERS: dict[str, dict[str, object]] = {
+    "backup": {"location": {"name": "nas", "provider": "file", "path": "/srv/backups"}},
+    "scan": {"scan": "configuration", "tool": "kube-bench"},
+    "patch": {},
+}
+
+
 def schedule(cron: str, *, name: str = "backup", kind: str = "backup", tz: str = "America/New_York",
              **parameters: object) -> Schedule:  # fmt: skip
-    return Schedule(kind=kind, name=name, cron=cron, timezone=tz, parameters=parameters)
+    return schedule_from({"kind": kind, "name": name, "cron": cron, "timezone": tz,
+                          "parameters": {**PARAMETERS[kind], **parameters}})  # fmt: skip
 
 
 def cluster(name: str, *schedules: Schedule, windows: Sequence[MaintenanceWindow] = (),
@@ -228,8 +252,8 @@ class FakeHost:
 
 
 def patching(tmp_path: Path, clock: ControlledClock, host: FakeHost, state: object) -> Operations:
-    from agent.operations import DayTwoSettings
-    from agent.patching import PatchSettings
+    from agent.daytwo.operations import DayTwoSettings
+    from agent.daytwo.patching import PatchSettings
 
     return Operations(
         data_dir=tmp_path / "data", host=host, volumes=None, clock=clock, environ={},  # type: ignore[arg-type]

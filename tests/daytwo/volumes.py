@@ -8,7 +8,7 @@ import hashlib
 import io
 import tarfile
 
-from tests.daytwo.conftest import Site
+from tests.support.daytwo import Site
 
 DATA = "/var/lib/rancher/k3s"
 # what k3s keeps in its data folder, and a persistent volume of the local-path provisioner

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.conftest import Loop, plan_json, wait_for
+from tests.support.gitops import Loop, plan_json, wait_for
 
 CANARY, CANARY_ID = "store-1", "store-1-a"  # rollout wave "canary"
 LATER, LATER_ID = "restaurant-7", "restaurant-7-a"  # wave "everyone"

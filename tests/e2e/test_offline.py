@@ -13,8 +13,8 @@ import pytest
 
 from agent.config import AgentConfig
 from reconciler.store import Store
-from tests.agent.engine import Engine
-from tests.agent.harness import RUN_LABEL, remove_labelled
+from tests.support.appliances import RUN_LABEL, remove_labelled
+from tests.support.engine import Engine
 from tests.support.fleet import FleetFiles, write_base_fleet
 
 APPLIANCE = "store-1-a"

@@ -8,7 +8,7 @@ from typing import Any
 
 import libvirt
 
-from tests.e2e.conftest import Loop, wait_for
+from tests.support.gitops import Loop, wait_for
 
 CLUSTER = "sites/hospital-1/clusters/imaging.yaml"
 

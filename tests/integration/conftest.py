@@ -1,29 +1,11 @@
-"""Integration tier: real dependencies. Here: git repositories made by the tests with the
-``git`` command and with pygit2."""
+"""Integration tier: real git. Provides ``fleet_repo``, the small fleet committed on ``main``."""
 
 from __future__ import annotations
-
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.support.fleet import FleetFiles
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        "GIT_AUTHOR_NAME": "Test",
-        "GIT_AUTHOR_EMAIL": "test@example.test",
-        "GIT_COMMITTER_NAME": "Test",
-        "GIT_COMMITTER_EMAIL": "test@example.test",
-        "HOME": str(repo),
-        "PATH": "/usr/bin:/bin",
-    }
-    done = subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip()
+from tests.support.git import git
 
 
 @pytest.fixture

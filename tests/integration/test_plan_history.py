@@ -12,8 +12,8 @@ from reconciler.planning import Plan, make_plan
 from reconciler.rendering import render_repository
 from reconciler.sources import GitRepository
 from reconciler.validation import check_repository
-from tests.integration.conftest import git
 from tests.support.fleet import FleetFiles
+from tests.support.git import git
 
 STORE_SITES = ["restaurant-7", "store-1"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pygit2
 
 from reconciler.cli import main
-from tests.integration.conftest import git
 from tests.support.fleet import FleetFiles
+from tests.support.git import git
 
 CLUSTER = "sites/hospital-1/clusters/imaging.yaml"
 

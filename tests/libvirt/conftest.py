@@ -1,16 +1,8 @@
-"""Libvirt tier: the agent's libvirt driver against libvirt itself.
-
-Provides, per test: ``fast_agent``, an appliance on libvirt's built-in ``test:///default``
-driver (no daemon; this process only), with the pools, network, bridge and image of
-``tests/libvirt/hosts.py`` and the seed volumes' bytes kept in memory (the test driver has no
-streams). Once per session, for the integration tests: ``daemon`` (the system libvirtd, or
-virtlogd and libvirtd started for the session with their own socket and logs, stopped at its
-end; the tests skip with the reason when neither is possible), ``real_host`` (storage pools in
-a folder of their own, an isolated network, an image: removed at the end) and ``guest`` (a
-Debian kernel and a busybox initramfs built here, and the accelerator that boots it: KVM, or
-TCG where nested KVM boots no guest). Per test: ``real_agent``, an appliance on that daemon
-whose domains and volumes are removed at the end of the test.
-"""
+"""Libvirt tier: the agent's libvirt driver against libvirt itself. Provides ``fast_agent``, an
+appliance on libvirt's in-process ``test:///default`` driver, and, on the session's libvirtd,
+``real_host`` (pools, a network, an image), ``guest`` (a kernel and initramfs built here, and
+the accelerator that boots them) and ``real_agent``, whose domains and volumes are removed
+when the test ends."""
 
 from __future__ import annotations
 
@@ -18,7 +10,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +17,11 @@ import libvirt
 import pytest
 
 from agent.drivers.libvirt import DirectBoot, LibvirtSettings, StreamedContents
-from tests.libvirt.daemon import (
-    Daemon,
-    guest_accelerator,
-)
 from tests.libvirt.guest import MARKER, GuestUnavailable, build_initrd, find_kernel
 from tests.libvirt.harness import LibvirtAgent, MemoryContents
-from tests.libvirt.hosts import RealHost, prepare_test_host
-
-
-@dataclass(frozen=True)
-class Guest:
-    boot: DirectBoot
-    domain_type: str
-    why: str
+from tests.support.hosts import RealHost, prepare_test_host
+from tests.support.libvirtd import Daemon, Guest, guest_accelerator
+from tests.support.services import unavailable
 
 
 @pytest.fixture
@@ -97,7 +79,7 @@ def guest() -> Iterator[Guest]:
             kernel, version = find_kernel()
             initrd = build_initrd(version, folder / "initrd.img")
         except GuestUnavailable as e:
-            pytest.skip(str(e))
+            unavailable(str(e))
         domain_type, why = guest_accelerator(kernel, initrd, marker=MARKER)
         yield Guest(DirectBoot(str(kernel), str(initrd), "console=ttyS0 quiet"), domain_type, why)
     finally:

@@ -15,15 +15,15 @@ from typing import Any
 
 import libvirt
 
-from agent.applying import apply_state
+from agent.apply.applying import apply_state
+from agent.apply.inventory import Inventory, Record
+from agent.apply.passes import ApplyResult, Progress
 from agent.clocks import SystemClock
 from agent.contract import DesiredState
 from agent.drivers.libvirt import LibvirtDriver, LibvirtSettings, VolumeContents
 from agent.drivers.libvirt.observing import FoundDomain, agent_domains
 from agent.drivers.libvirt.seeds import Seed, read_seed
 from agent.drivers.libvirt.volumes import agent_volumes
-from agent.inventory import Inventory, Record
-from agent.results import ApplyResult, Progress
 
 NAMESPACE = {"ef": "https://edgefleet.dev/libvirt/1"}
 

@@ -11,12 +11,12 @@ import argparse
 import time
 from pathlib import Path
 
-from agent.admission import parse_state
-from agent.applying import apply_state
+from agent.apply.admission import parse_state
+from agent.apply.applying import apply_state
+from agent.apply.inventory import Inventory
+from agent.apply.passes import Progress
 from agent.clocks import SystemClock
 from agent.drivers.libvirt import LibvirtDriver, LibvirtSettings, connect
-from agent.inventory import Inventory
-from agent.results import Progress
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from agent.contract import ClusterState, ManifestFile, Node, NodePlacement, NodeResources, Pool
-from tests.agent.states import Strategy, manifests, state
+from tests.support.states import Strategy, manifests, state
 
 __all__ = ["manifests", "placement", "resources", "state", "vm_cluster"]
 

@@ -5,12 +5,12 @@ before the old one goes; deleting the cluster leaves no volume behind."""
 
 from __future__ import annotations
 
-from agent.results import EventKind, Phase
-from tests.libvirt.conftest import Guest
+from agent.apply.passes import EventKind, Phase
 from tests.libvirt.harness import LibvirtAgent, virsh, wait_for_console
-from tests.libvirt.hosts import RealHost
 from tests.libvirt.states import manifests, state
 from tests.libvirt.test_daemon import ours, real_cluster
+from tests.support.hosts import RealHost
+from tests.support.libvirtd import Guest
 
 
 def test_a_tiny_vm_boots_follows_its_seed_is_replaced_and_deleted(

@@ -11,14 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+from agent.apply.inventory import Inventory
+from agent.apply.passes import EventKind, Phase
 from agent.contract import ClusterState, ManifestFile
 from agent.drivers.libvirt.seeds import read_seed
-from agent.inventory import Inventory
-from agent.results import EventKind, Phase
-from tests.libvirt.conftest import Guest
 from tests.libvirt.harness import LibvirtAgent, virsh
-from tests.libvirt.hosts import RealHost
 from tests.libvirt.states import manifests, placement, resources, state, vm_cluster
+from tests.support.hosts import RealHost
+from tests.support.libvirtd import Guest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

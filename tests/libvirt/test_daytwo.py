@@ -24,18 +24,26 @@ import pytest
 
 from agent.clocks import SystemClock
 from agent.config import AgentConfig
-from agent.contract import ClusterState, DesiredState, Schedule
+from agent.contract import (
+    BackupSchedule,
+    ClusterState,
+    DesiredState,
+    PatchParameters,
+    PatchSchedule,
+    Schedule,
+)
+from agent.daytwo.operations import DayTwoSettings, Operations
+from agent.daytwo.patching import PatchSettings
+from agent.daytwo.records import RunState
+from agent.daytwo.scans.scanning import ScanSettings
 from agent.drivers.libvirt import StreamedContents
-from agent.drivers.libvirt.daytwo import GuestSettings, LibvirtNodes, LibvirtVolumes
+from agent.drivers.libvirt.datavolumes import LibvirtVolumes
 from agent.drivers.libvirt.guests import GuestAgent
-from agent.operations import DayTwoSettings, Operations
-from agent.outcomes import RunState
-from agent.patching import PatchSettings
-from agent.scans import ScanSettings
+from agent.drivers.libvirt.nodes import GuestSettings, LibvirtNodes
 from tests.libvirt.harness import LibvirtAgent
-from tests.libvirt.hosts import RealHost
 from tests.libvirt.states import state
 from tests.libvirt.test_daemon import real_cluster
+from tests.support.hosts import RealHost
 
 CRED = "/var/lib/rancher/k3s/server/cred"
 PATCH = PatchSettings(command=("pkg",), timeout=60, reboot_timeout=240)
@@ -113,12 +121,11 @@ def boot(site: VirtualSite, *clusters: ClusterState) -> DesiredState:
 
 
 def patch_policy() -> Schedule:
-    return Schedule(
-        kind="patch",
+    return PatchSchedule(
         name="patch",
         cron="0 3 * * sun",
         timezone="UTC",
-        parameters={"rebootIfRequired": True, "onBoot": False},
+        parameters=PatchParameters(rebootIfRequired=True, onBoot=False),
     )
 
 
@@ -194,8 +201,7 @@ def test_scans_run_in_a_virtual_nodes_container_runtime(site: VirtualSite) -> No
 
 
 def backup_policy(folder: Path, prefix: str) -> Schedule:
-    return Schedule(
-        kind="backup",
+    return BackupSchedule(
         name="backup",
         cron="0 23 * * *",
         timezone="UTC",

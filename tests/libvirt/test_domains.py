@@ -3,7 +3,7 @@ metadata and seeds it yields, and that applying it again changes nothing."""
 
 from __future__ import annotations
 
-from agent.results import Phase
+from agent.apply.passes import Phase
 from tests.libvirt.harness import NAMESPACE, LibvirtAgent
 from tests.libvirt.states import manifests, state, vm_cluster
 

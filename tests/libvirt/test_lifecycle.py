@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.inventory import Inventory
-from agent.results import EventKind, Phase, Progress
+from agent.apply.inventory import Inventory
+from agent.apply.passes import EventKind, Phase, Progress
 from tests.libvirt.harness import LibvirtAgent
 from tests.libvirt.states import state, vm_cluster
 

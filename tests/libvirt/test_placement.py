@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent.results import Phase, Reason
+from agent.apply.passes import Phase
+from agent.drivers import Reason
 from tests.libvirt.harness import LibvirtAgent
 from tests.libvirt.states import placement, resources, state, vm_cluster
 

@@ -9,75 +9,33 @@ Provides:
   agents and ``rollout`` to hand over releases as the reconcile loop does;
 - ``postgres``: a throwaway PostgreSQL server started for the session (Debian's
   ``postgresql``, run as a non-root user on a unix socket); ``store_url`` runs a test
-  against SQLite and against it. Tests skip with the reason when PostgreSQL cannot start;
+  against SQLite and against it (without PostgreSQL: skipped, or failed when ``CI`` is set);
 - the restart tests run the server as a subprocess (:mod:`.harness`) to kill it with -9.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from reconciler.api import PushEvent, create_app
 from reconciler.rollout import RolloutService
 from reconciler.store import Store
-from tests.support.operators import ADMIN, VIEWER, operator_tokens
+from tests.support.operators import operator_tokens
+from tests.support.service import WEBHOOK_SECRET, Harness
+from tests.support.services import unavailable
 
-from .agents import BOOTSTRAP, Agent
+from .agents import BOOTSTRAP
 from .clocks import ManualClock
 from .postgres import PostgresServer, PostgresUnavailable, start_postgres
 from .servers import ServerThread
-
-WEBHOOK_SECRET = "webhook-secret-for-tests"
 
 
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
-
-
-@dataclass
-class Harness:
-    """A running server and what the tests do to it."""
-
-    base_url: str
-    store: Store
-    rollout: RolloutService
-    clock: ManualClock
-    pushes: list[PushEvent] = field(default_factory=list)
-    agents: list[Agent] = field(default_factory=list)
-    http: httpx.Client = field(init=False)  # a viewer's client
-    admin: httpx.Client = field(init=False)  # an admin's client
-
-    def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.base_url, timeout=30, headers=VIEWER)
-        self.admin = httpx.Client(base_url=self.base_url, timeout=30, headers=ADMIN)
-
-    def agent(self, appliance: str, *, register: bool = True) -> Agent:
-        agent = Agent(self.base_url, appliance)
-        self.agents.append(agent)
-        if register:
-            agent.register().raise_for_status()
-        return agent
-
-    def fleet(self) -> dict[str, Any]:
-        fleet: dict[str, Any] = self.http.get("/v1/fleet").raise_for_status().json()
-        return fleet
-
-    def site(self, name: str) -> dict[str, Any]:
-        site: dict[str, Any] = self.http.get(f"/v1/sites/{name}").raise_for_status().json()
-        return site
-
-    def close(self) -> None:
-        for agent in self.agents:
-            agent.close()
-        self.http.close()
-        self.admin.close()
 
 
 @pytest.fixture
@@ -110,7 +68,7 @@ def postgres() -> Iterator[PostgresServer | None]:
     try:
         server = start_postgres()
     except PostgresUnavailable as e:
-        pytest.skip(str(e))
+        unavailable(str(e))
     try:
         yield server
     finally:

@@ -15,8 +15,8 @@ from agent.contract import (
     ManifestFile,
     Node,
     PackRef,
+    PatchSchedule,
     Pool,
-    Schedule,
     seal,
 )
 from reconciler.rollout import Release, SiteRelease, Wave
@@ -97,7 +97,7 @@ def states(spec: SiteSpec, rev: str, *, manifest: str, image: str) -> dict[str, 
                 else []
             ),
             schedules=[
-                Schedule(kind="patch", name="os", cron="0 3 * * sun", timezone=spec.timezone)
+                PatchSchedule(name="os", cron="0 3 * * sun", timezone=spec.timezone)
             ],
             maintenanceWindows=list(spec.windows),
             timezone=spec.timezone,

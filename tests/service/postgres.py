@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 class PostgresUnavailable(Exception):
-    """Why the tests cannot start PostgreSQL here (the reason becomes the skip message)."""
+    """Why the tests cannot start PostgreSQL here."""
 
 
 def _binaries() -> Path:

@@ -20,10 +20,10 @@ from reconciler.api.operators import OperatorTokenError, OperatorTokens, parse_t
 from reconciler.rollout import RolloutService
 from reconciler.store import Store
 from tests.support.operators import ADMIN, ADMIN_TOKEN, VIEWER, VIEWER_TOKEN
+from tests.support.service import Harness
 
 from .agents import BOOTSTRAP
 from .clocks import ManualClock
-from .conftest import Harness
 from .fleets import release, revision, site
 from .servers import ServerThread
 from .test_serve import Served, args, served  # noqa: F401

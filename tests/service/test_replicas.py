@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import git
 from tests.support.fleet import FleetFiles, _store, write_base_fleet
+from tests.support.git import git
 from tests.support.operators import ADMIN, VIEWER, write_token_file
 
 from .agents import BOOTSTRAP, Agent

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from agent.contract import MaintenanceWindow
 from tests.support.operators import ADMIN_TOKEN, VIEWER_TOKEN
+from tests.support.service import Harness
 
 from .agents import Agent
-from .conftest import Harness
 from .fleets import digests, release, revision, site
 
 CANARY = site("grocery-1", ring="canary")

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import git
 from tests.support.fleet import FleetFiles, write_base_fleet
+from tests.support.git import git
 from tests.support.operators import VIEWER, VIEWER_TOKEN, write_token_file
 
 from .agents import BOOTSTRAP, Agent

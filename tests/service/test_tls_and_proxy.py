@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from agent.installer import main as install
 from tests.service.test_serve import Served, free_port, served  # noqa: F401 (fixture)
+from tests.support.services import unavailable
 
 
 def _name(common: str) -> x509.Name:
@@ -64,7 +65,7 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
 def proxy(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     binary = shutil.which("tinyproxy")
     if binary is None:
-        pytest.skip("Debian's tinyproxy is not installed (make test installs it as root)")
+        unavailable("Debian's tinyproxy is not installed (make test installs it as root)")
     port = free_port()
     # tinyproxy drops to the user nobody, who cannot reach pytest's private tmp_path
     folder = Path(tempfile.mkdtemp(prefix="edgefleet-proxy-"))

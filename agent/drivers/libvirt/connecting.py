@@ -1,12 +1,5 @@
-"""Where libvirt is: the connection URI from the agent's configuration, and the connection.
-
-Called by the CLI (and the sync loop) before it builds a
-:class:`~agent.drivers.libvirt.driving.LibvirtDriver`. Three ways in, as ``edge-installer``
-records them: an explicit URI (any libvirt URI, e.g. ``test:///default``); qemu+ssh to the
-appliance with the installer's ``-s`` key and ``-u`` user; or the local socket (``-x``), the
-default one being plain ``qemu:///system``. A connection that fails is one line
-(:class:`~agent.drivers.libvirt.errors.Unreachable`).
-"""
+"""Where libvirt is: the connection URI from the agent's configuration (any URI, qemu+ssh
+with the installer's key and user, or the local socket), and the connection."""
 
 from __future__ import annotations
 

@@ -1,15 +1,6 @@
-"""The libvirt driver: virtualized clusters as KVM domains, one per node.
-
-Built by the CLI (and the sync loop) around a libvirt connection it opened
-(:func:`agent.drivers.libvirt.connecting.connect`), and called by the applier step by step,
-through the same planner, inventory and journal as the Docker driver. A node is a domain
-named ``<node>-<generation>``, defined from ``templates/nodes/libvirt-domain.xml.j2``, with
-its root disk cloned from the image pool into the target pool, an optional data disk in the
-data pool, its seed on a CD-ROM (cloud-init user data; the cluster's manifests on
-control-plane nodes) and NICs on the placement's networks. Its ``<edgefleet:node>``
-metadata says whose it is; volumes say it by name (:mod:`agent.drivers.libvirt.volumes`).
-Domains autostart with the host; one stopped by hand stays stopped until the agent notices.
-"""
+"""The libvirt driver: a virtualized cluster's nodes as KVM domains, each with its root disk
+cloned from the image pool, an optional data disk, a seed CD-ROM (user data, manifests) and
+NICs on its placement's networks."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The libvirt boundary's errors: libvirt-python's one ``libvirtError`` mapped to what the
-agent can act on, with ``raise ... from e``::
+"""The libvirt boundary's errors: libvirt-python's one ``libvirtError`` mapped to what the agent
+can act on, with ``raise ... from e``, for the driver and for day-2 work alike::
 
     LibvirtError (agent.drivers.DriverError)
     ├── Unreachable         temporary   libvirt does not answer (no socket, daemon down, ssh)
@@ -7,22 +7,19 @@ agent can act on, with ``raise ... from e``::
     │                                   missing on the host; the message names the pool
     ├── Conflict            temporary   libvirt's state changed under us (a name taken, gone)
     ├── HypervisorFailed    temporary   libvirt or qemu failed at an operation
+    ├── GuestAgentSilent    permanent   a node's QEMU guest agent does not answer
     └── Refused             permanent   libvirt refused the request (bad XML, unsupported)
-
-Used by every module of :mod:`agent.drivers.libvirt`: :func:`mapped` wraps each call into
-libvirt, :func:`absent_is_fine` makes removing what is gone a success.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import Any
 
 import libvirt
 
-from agent.drivers import DriverError
-from agent.results import Reason
+from agent.drivers import DriverError, Reason
 
 # codes that say the object asked for does not exist (any more)
 ABSENT = frozenset(
@@ -43,6 +40,7 @@ _CONFLICT = ABSENT | {
     libvirt.VIR_ERR_DOM_EXIST,
     libvirt.VIR_ERR_STORAGE_VOL_EXIST,
 }
+_AGENT_SILENT = frozenset({libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_ERR_AGENT_UNSYNCED})
 _FAILED = frozenset(
     {
         libvirt.VIR_ERR_INTERNAL_ERROR,
@@ -53,30 +51,25 @@ _FAILED = frozenset(
 )
 
 
-class LibvirtError(DriverError):
-    pass
+class LibvirtError(DriverError): ...
 
 
-class Unreachable(LibvirtError):
-    reason: ClassVar[Reason] = Reason.ENGINE_UNREACHABLE
-    temporary: ClassVar[bool] = True
+class Unreachable(LibvirtError, reason=Reason.ENGINE_UNREACHABLE, temporary=True): ...
 
 
-class PlacementFailed(LibvirtError):
-    reason: ClassVar[Reason] = Reason.PLACEMENT_FAILED
+class PlacementFailed(LibvirtError, reason=Reason.PLACEMENT_FAILED): ...
 
 
-class Conflict(LibvirtError):
-    reason: ClassVar[Reason] = Reason.CONFLICT
-    temporary: ClassVar[bool] = True
+class Conflict(LibvirtError, reason=Reason.CONFLICT, temporary=True): ...
 
 
-class HypervisorFailed(LibvirtError):
-    temporary: ClassVar[bool] = True
+class HypervisorFailed(LibvirtError, temporary=True): ...
 
 
-class Refused(LibvirtError):
-    pass
+class GuestAgentSilent(LibvirtError): ...
+
+
+class Refused(LibvirtError): ...
 
 
 def explain(error: libvirt.libvirtError) -> str:
@@ -98,11 +91,24 @@ def classify(error: libvirt.libvirtError, what: str) -> LibvirtError:
 
 
 @contextmanager
-def mapped(what: str) -> Iterator[None]:
+def mapped(what: str, *, node: str | None = None, stream: Any = None) -> Iterator[None]:
+    """libvirt's errors as :class:`LibvirtError`, with the action in the message; a failed
+    ``stream`` is aborted."""
     try:
         yield
     except libvirt.libvirtError as e:
+        if stream is not None:
+            _abort(stream)
+        if e.get_error_code() in _AGENT_SILENT:
+            raise GuestAgentSilent(
+                f"{what}: the guest agent of {node or 'the node'} does not answer"
+                " (is qemu-guest-agent running in the node?)"
+            ) from e
         raise classify(e, what) from e
+    except BaseException:
+        if stream is not None:
+            _abort(stream)
+        raise
 
 
 @contextmanager
@@ -117,3 +123,10 @@ def absent_is_fine() -> Iterator[None]:
 
 def is_absent(error: libvirt.libvirtError) -> bool:
     return error.get_error_code() in ABSENT
+
+
+def _abort(stream: Any) -> None:
+    try:
+        stream.abort()
+    except libvirt.libvirtError:
+        pass  # broken already: the original error says why

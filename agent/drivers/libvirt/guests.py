@@ -1,19 +1,5 @@
-"""Inside a virtual node: commands through the QEMU guest agent, over libvirt.
-
-Every domain the driver defines has the guest agent's virtio channel
-(``org.qemu.guest_agent.0``); a node image runs ``qemu-guest-agent`` on it, as cloud images
-do. So day-2 work reaches into a node with nothing but the libvirt connection the driver
-already has (no SSH key, no route to the node's network, the same over the local socket
-and over qemu+ssh):
-
-- :meth:`GuestAgent.execute` runs a program with ``guest-exec`` and polls
-  ``guest-exec-status`` for its exit code and its output (``out-data``/``err-data``, base64);
-- :meth:`GuestAgent.boot_id` reads the guest kernel's boot ID, which changes exactly when the
-  node has restarted;
-- :meth:`GuestAgent.addresses` reads the node's IPv4 addresses as the guest reports them.
-
-libvirt's errors come out as they are (``libvirt.libvirtError``); the caller maps them.
-"""
+"""The QEMU guest agent of a domain: programs run with ``guest-exec``, the boot ID, the
+addresses the guest reports. libvirt's errors come out as they are; the caller maps them."""
 
 from __future__ import annotations
 
@@ -27,6 +13,7 @@ import libvirt
 import libvirt_qemu
 
 from agent.clocks import Clock
+from agent.drivers import TimedOut
 
 CHANNEL = "org.qemu.guest_agent.0"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -43,7 +30,7 @@ SILENT = frozenset(
 )
 
 
-class ExecTimedOut(Exception):
+class ExecTimedOut(TimedOut):
     """The program outlived its time (it keeps running in the guest)."""
 
 

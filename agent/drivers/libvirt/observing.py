@@ -1,13 +1,5 @@
-"""What exists on the host, as the planner sees it: the agent's domains (found by their
-``<edgefleet:node>`` metadata, not by memory) and volumes (found by name).
-
-Called by :meth:`agent.drivers.libvirt.driving.LibvirtDriver.observe` and by its placement
-check. A node's volumes (root, data, seed) are one logical volume to the planner, named
-:func:`agent.naming.volume_name` of the node's container, as the Docker driver's one data
-volume is. A control-plane node holds the manifests its metadata lists only while its
-CD-ROM holds the seed the metadata names; a seed swapped or ejected by hand holds none, so
-the planner writes them again.
-"""
+"""What exists on the host as the planner sees it: the agent's domains, found by their
+``<edgefleet:node>`` metadata, and their volumes, found by name."""
 
 from __future__ import annotations
 

@@ -1,17 +1,5 @@
-"""Placement: whether a cluster pass's new nodes fit this host, checked before anything is
-created.
-
-Called by :meth:`agent.drivers.libvirt.driving.LibvirtDriver.check_placement` with the
-pass's node creations and removals in the order they run. Per new node: its storage pools
-(image, target, data) exist and are active, its image is a volume of the image pool, its
-networks exist (a libvirt network for ``networkType: default``, a host bridge for
-``bridge``), its cpuset names only CPUs the host has online. Then the pass is played
-through: a removal frees the node's vCPUs and memory, a creation takes them, and at no
-point may the running domains (the agent's and anybody else's) hold more than the host's
-online CPUs times ``cpu_ratio`` or its memory times ``memory_ratio``. The first failure is
-raised as :class:`~agent.drivers.libvirt.errors.PlacementFailed`, naming the pool and what
-is missing.
-"""
+"""Placement: whether a pass's new nodes fit this host (pools, image, networks, cpuset, then
+CPUs and memory as its removals and creations play out), checked before anything is made."""
 
 from __future__ import annotations
 

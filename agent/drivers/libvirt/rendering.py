@@ -1,11 +1,5 @@
-"""The node-level documents, rendered from the templates in ``templates/nodes/``.
-
-Called by :mod:`agent.drivers.libvirt.driving`: the domain XML, the metadata element alone
-(when a node's seed changes), the seed CD-ROM device (for a media change), volume XML, and
-the seed's cloud-init ``meta-data`` and ``vendor-data``. The templates are the project's own,
-so a plain Environment serves; autoescaping is on for the XML ones, so every value lands
-escaped, and StrictUndefined turns a missing value into an error instead of an empty string.
-"""
+"""The node-level documents, rendered from ``templates/nodes/``: domain, metadata and volume
+XML, and the seed's cloud-init files."""
 
 from __future__ import annotations
 

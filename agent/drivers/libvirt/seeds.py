@@ -1,14 +1,5 @@
-"""A node's seed: the cloud-init NoCloud CD (volume label ``cidata``) the driver writes into
-the target pool and attaches as the node's CD-ROM.
-
-It holds ``user-data`` (the node's user data exactly as the reconciler rendered it),
-``meta-data`` (instance ID and host name), ``vendor-data`` (the platform's additions) and, on
-control-plane nodes, ``manifests/<file>``: the cluster's manifests, which the node copies
-into the k3s auto-deploy folder (``templates/nodes/manifests-sync.sh``). Built with pycdlib
-(ISO 9660 with Rock Ridge names, which Linux reads in preference to the 8.3 names), and read
-back the same way when the manifests change. Called by
-:mod:`agent.drivers.libvirt.driving`.
-"""
+"""A node's seed: the cloud-init NoCloud CD (user data, meta-data, vendor-data and, on
+control-plane nodes, the cluster's manifests), built and read back with pycdlib."""
 
 from __future__ import annotations
 

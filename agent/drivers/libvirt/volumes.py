@@ -1,17 +1,5 @@
-"""The storage volumes of the agent's nodes: their names, finding them, writing them.
-
-Called by :mod:`agent.drivers.libvirt.driving` and :mod:`agent.drivers.libvirt.observing`.
-Volumes carry no labels in libvirt, so the name says whose a volume is:
-``<appliance>.<cluster>.<container>.<kind>`` where ``<container>`` is the node's generation
-name (also its domain name) and ``<kind>`` is ``root.qcow2`` (cloned from the image),
-``data.qcow2`` or ``seed-<digest>.iso``. Appliance, cluster and node names are DNS labels, so
-the dots split them unambiguously, and a volume left behind by a domain undefined by hand
-is still known as this appliance's, this cluster's, this node's.
-
-A volume's bytes are written and read through a :class:`VolumeContents`: libvirt streams
-(:class:`StreamedContents`) unless the caller hands in another (libvirt's test driver has no
-streams).
-"""
+"""The storage volumes of the agent's nodes, named ``<appliance>.<cluster>.<container>.<kind>``
+(libvirt volumes carry no labels): finding them, writing their bytes."""
 
 from __future__ import annotations
 

@@ -1,0 +1,2 @@
+"""Applying a DesiredState: admission, planning, steps, the pass itself, recovery, inventory and
+journal."""

@@ -1,0 +1,101 @@
+"""The door: a DesiredState is parsed and checked here before anything is applied; a refused
+state changes nothing on the appliance. Errors are one line, naming the field::
+
+    StateRefused (AgentError)    the state is not applied; report it upstream
+    ├── MalformedState           not JSON, an unknown field, a wrong type
+    ├── DigestMismatch           the digest does not match the content
+    ├── UnsafeName               a name that would escape its folder or break a container name
+    └── InconsistentState        duplicate names, a node in an unknown pool, another appliance
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from pydantic import ValidationError
+
+from agent.contract import DesiredState
+from agent.errors import AgentError
+from agent.naming import MAX_NODE_NAME, is_label, is_plain_file_name
+
+
+class StateRefused(AgentError):
+    """The desired state is refused; nothing was applied. ``digest`` is the digest the
+    document claimed (its ETag), when known, so the refusal can be reported upstream."""
+
+    digest: str | None = None
+
+
+class MalformedState(StateRefused):
+    pass
+
+
+class DigestMismatch(StateRefused):
+    pass
+
+
+class UnsafeName(StateRefused):
+    pass
+
+
+class InconsistentState(StateRefused):
+    pass
+
+
+def parse_state(raw: str | bytes) -> DesiredState:
+    try:
+        return DesiredState.model_validate_json(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "document"
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise MalformedState(f"desired state: {where}: {first['msg']}{more}") from e
+
+
+def admit(state: DesiredState, *, appliance: str | None = None) -> DesiredState:
+    """Return ``state`` if it may be applied on ``appliance`` (None: not yet known)."""
+    computed = state.computed_digest()
+    if state.digest != computed:
+        raise DigestMismatch(
+            f"desired state: digest {state.digest!r} does not match its content ({computed})"
+        )
+    if appliance is not None and state.appliance != appliance:
+        raise InconsistentState(
+            f"desired state is for appliance {state.appliance!r}, this agent is {appliance!r}"
+        )
+    _refuse_duplicates("cluster", (c.name for c in state.clusters))
+    for cluster in state.clusters:
+        where = f"cluster {cluster.name!r}"
+        _require_label(cluster.name, "cluster name", "desired state")
+        _refuse_duplicates(f"{where}: pool", (p.name for p in cluster.pools))
+        _refuse_duplicates(f"{where}: node", (n.name for n in cluster.nodes))
+        pools = {pool.name for pool in cluster.pools}
+        for pool in cluster.pools:
+            _require_label(pool.name, "pool name", where)
+        for node in cluster.nodes:
+            _require_label(node.name, "node name", where, longest=MAX_NODE_NAME)
+            if node.pool not in pools:
+                raise InconsistentState(f"{where}: node {node.name!r}: unknown pool {node.pool!r}")
+        for manifest in cluster.manifests:
+            for value, what in ((manifest.name, "manifest name"), (manifest.pack, "pack name")):
+                if not is_plain_file_name(value):
+                    raise UnsafeName(
+                        f"{where}: {what} {value!r} is not a plain file name "
+                        "(no path separators, no leading dot)"
+                    )
+    return state
+
+
+def _require_label(name: str, what: str, where: str, *, longest: int = 63) -> None:
+    if not is_label(name) or len(name) > longest:
+        raise UnsafeName(
+            f"{where}: {what} {name!r} must be lower-case letters, digits and '-' "
+            f"(at most {longest})"
+        )
+
+
+def _refuse_duplicates(what: str, names: Iterable[str]) -> None:
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise InconsistentState(f"{what} {repeated[0]!r} appears more than once")

@@ -1,0 +1,1 @@
+"""Backups of a cluster's data volumes, their locations, and restoring them."""

@@ -1,0 +1,1 @@
+"""Scans: the scan tools run next to a cluster's nodes, and their reports read."""

@@ -1,0 +1,1 @@
+"""The DesiredState's schedules as jobs, run on time in the site's local time."""

@@ -11,7 +11,7 @@ from typing import Any
 from agent.contract import DesiredState
 
 from ..errors import FleetError
-from ..rendering import render_repository
+from ..rendering import Renderer, render_sites
 from ..validation import check_repository
 from .common import UsageError, builtin_packs, fail_usage, open_tree, print_problems, revision_of
 
@@ -47,8 +47,12 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             return fail_usage(f"no such site: {', '.join(unknown)}")
     try:
-        rendered = render_repository(
-            checked.repo, checked.registry, revision=revision_of(tree), sites=sites
+        rendered = render_sites(
+            checked.repo,
+            checked.registry,
+            revision=revision_of(tree),
+            sites=sites or sorted(checked.repo.sites),
+            renderer=Renderer(),
         )
     except FleetError as e:
         print_problems(e.diagnostics)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from agent.contract import DesiredState
 
 from ..errors import FleetError
-from ..rendering import Renderer, render_repository
+from ..rendering import Renderer, render_sites
 from ..sources import GitRepository, GitTree, Tree, changed_paths
 from ..validation import Checked, build_index, check_repository, sensitive_values
 from .changes import (
@@ -125,6 +125,6 @@ def _render(
     checked: Checked, tree: GitTree, sites: list[str], renderer: Renderer
 ) -> dict[str, dict[str, DesiredState]]:
     present = [s for s in sites if s in checked.repo.sites]
-    return render_repository(
+    return render_sites(
         checked.repo, checked.registry, revision=tree.commit, sites=present, renderer=renderer
     )

@@ -20,7 +20,7 @@ from ..errors import Diagnostic, FleetError
 from ..loading import ParseCache
 from ..models import parse_duration
 from ..planning.impact import candidate_sites, input_digest
-from ..rendering import Renderer, render_repository
+from ..rendering import Renderer, render_sites
 from ..rollout import Release, RolloutService, SiteRelease, Wave
 from ..sources import GitRepository, GitTree, SourceError, Tree, changed_paths
 from ..validation import Checked, build_index, check_repository
@@ -140,7 +140,7 @@ class Reconciler:
                 if good is None or digests.get(site) != digest or site not in good.states:
                     todo.append(site)
                 digests[site] = digest
-        rendered = render_repository(
+        rendered = render_sites(
             checked.repo,
             checked.registry,
             revision=tree.commit,

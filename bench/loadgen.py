@@ -10,8 +10,10 @@ bodies) to be cheap at 10,000 connections, and reports as JSON lines on stdout::
 
 ``hold`` learns every agent's digest on short connections, prints ``{"phase": "fetched"}``
 and waits for a ``hold`` line on stdin; then it opens one long-poll per agent and keeps it
-open (a 304 is polled again at once, a 200 is recorded and polled again with the new ETag),
-until a ``stop`` line on stdin or ``--max-seconds``. Every loop here is bounded in time.
+open (a 304 is polled again at once, a 200 is recorded and polled again with the new ETag;
+with ``--report`` the agent first posts a healthy status for the new state, as an agent
+that applied it would), until a ``stop`` line on stdin or ``--max-seconds``. Every loop here
+is bounded in time.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ class HoldState:
     open_polls: int = 0
     max_open: int = 0
     repolls: int = 0
-    woken: list[float] = field(default_factory=list)  # wall-clock time of each long-poll's 200
+    woken: list[tuple[str, float]] = field(default_factory=list)  # (agent, wall-clock) per 200
     errors: Counter[str] = field(default_factory=Counter)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -233,7 +235,14 @@ async def fetch_etags(
 
 
 async def long_poll_agent(
-    port: int, token: str, etag: str, wait: float, state: HoldState, connects: asyncio.Semaphore
+    port: int,
+    name: str,
+    token: str,
+    etag: str,
+    wait: float,
+    state: HoldState,
+    connects: asyncio.Semaphore,
+    report: bool,
 ) -> None:
     """One agent: a connection held open by back-to-back long-polls until told to stop."""
     async with connects:
@@ -260,8 +269,16 @@ async def long_poll_agent(
                 return
             answer = receiving.result()
             if answer.status == 200:
-                state.woken.append(time.time())
+                state.woken.append((name, time.time()))
                 etag = answer.headers["etag"]
+                if report:
+                    status = {"appliedDigest": etag.strip('"'), "health": "healthy"}
+                    headers = {**agent_headers(token), "Content-Type": "application/json"}
+                    posted = await conn.request(
+                        "POST", "/v1/status", headers, json.dumps(status).encode()
+                    )
+                    if posted.status != 202:
+                        state.errors[f"status HTTP {posted.status}"] += 1
             elif answer.status == 304:
                 state.repolls += 1
             else:
@@ -298,7 +315,9 @@ async def hold(args: argparse.Namespace) -> None:
     start = time.monotonic()
     agents = [
         asyncio.ensure_future(
-            long_poll_agent(args.port, tokens[name], etag, args.wait, state, connects)
+            long_poll_agent(
+                args.port, name, tokens[name], etag, args.wait, state, connects, args.report
+            )
         )
         for name, etag in state.etags.items()
     ]
@@ -407,6 +426,7 @@ def main() -> None:
     held.add_argument("--wait", type=float, default=60)
     held.add_argument("--fetch-concurrency", type=int, default=32)
     held.add_argument("--connect-concurrency", type=int, default=256)
+    held.add_argument("--report", action="store_true", help="report each new state healthy")
     ratep = commands.add_parser("rate")
     ratep.add_argument("--tokens", required=True)
     ratep.add_argument("--clients", type=int, default=100)

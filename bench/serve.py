@@ -6,11 +6,14 @@
 1. latency: ``edgefleet serve`` follows a git work tree (fleet-example, copied) with its local
    watcher; one agent long-polls (``wait=30``); a ``git commit`` changes that agent's site.
    Time from the commit command's return to the long-poll's 200, ``--rounds`` times.
-2. hold: a synthetic fleet (bench/synthetic.py, ``--sites``, one rollout wave) served by one
-   process; ``--agents`` agents register, then each holds a ``wait=60`` long-poll (the load
-   generator, bench/loadgen.py, is a process of its own). Server RSS before and with them
-   open; then a commit that changes every site's profile, and the time until every agent
-   got its 200.
+2. hold: a synthetic fleet (bench/synthetic.py, ``--sites``; a canary wave of 1% of the
+   sites, then everyone; no soak) served by one process; ``--agents`` agents register (every
+   canary among them), ``/metrics`` and a site's page are timed, then each agent holds a
+   ``wait=60`` long-poll (the load generator, bench/loadgen.py, is a process of its own).
+   Server RSS before and with them open; then a commit that changes every site's profile:
+   the time from the commit until every canary agent got its 200, and, once the canaries
+   reported it healthy (each agent does, as it would after applying), from the wave opening
+   (its first 200) until every held agent of it got its 200.
 3. rate: ``--rate-clients`` keep-alive clients poll ``GET /v1/desired`` with a matching
    ``If-None-Match`` and no wait for ``--rate-seconds``: requests/s and p50/p99 latency, from
    the load generator and, when installed, from wrk. Below the target the server is sampled
@@ -56,6 +59,9 @@ LOADGEN = ROOT / "bench" / "loadgen.py"
 BOOTSTRAP = "bench-bootstrap-token-0123456789"
 OPERATOR = "bench-operator-token-0123456789abcdef"  # a viewer: /metrics, /v1/sites
 LATENCY_TARGET = 1.0  # seconds, merge to notify with the local watcher
+CANARY_TARGET = 20.0  # seconds, a fleet-wide commit to the canary wave's agents answered
+WAVE_TARGET = 5.0  # seconds, a wave opening to all of its held agents answered
+PAGE_TARGET = 0.05  # seconds, /metrics and /v1/sites/{site}
 RATE_TARGET = 2000.0  # unchanged polls per second
 IDLE_SECONDS = 15.0  # one rollout tick interval
 POLLING = (("Fleet", 15.0), ("Flux", 60.0), ("Argo CD", 180.0))  # default intervals, seconds
@@ -76,7 +82,7 @@ def free_port() -> int:
 class Server:
     """``edgefleet serve`` as a child process on 127.0.0.1, its log in the work folder."""
 
-    def __init__(self, repo: Path, workdir: Path, name: str) -> None:
+    def __init__(self, repo: Path, workdir: Path, name: str, db: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{name}.log"
@@ -87,7 +93,7 @@ class Server:
         command = [
             sys.executable, "-m", "reconciler", "serve", str(repo),
             "--listen", f"127.0.0.1:{self.port}",
-            "--db", f"sqlite:///{workdir / (name + '.sqlite')}",
+            "--db", db or f"sqlite:///{workdir / (name + '.sqlite')}",
             "--bootstrap-token-file", str(token_file),
             "--operator-token-file", str(operators),
             "--cache-dir", str(workdir / "cache"),
@@ -342,14 +348,47 @@ def latency(args: argparse.Namespace, workdir: Path) -> bool:
 # -- 2. long-polls held, and 3. the 304 rate ----------------------------------------------
 
 
-def single_wave(fleet: str) -> str:
-    """The synthetic fleet.yaml with one wave: a release reaches every site at once."""
-    waves = (
-        "    waves:\n      - name: canary\n        selector:\n          labels:\n"
-        "            ring: canary\n      - name: everyone\n"
-    )
-    assert waves in fleet
-    return fleet.replace(waves, "    waves:\n      - name: everyone\n")
+def no_soak(fleet: str) -> str:
+    """The synthetic fleet.yaml without a soak: the next wave opens once the canaries have
+    reported the new state healthy."""
+    assert "    soak: 30m\n" in fleet
+    return fleet.replace("    soak: 30m\n", "    soak: 0s\n")
+
+
+def canaries(files: dict[str, str]) -> set[str]:
+    """The appliances of the sites in the canary wave."""
+    sites = {
+        path.split("/")[1]
+        for path, text in files.items()
+        if path.endswith("/site.yaml") and "ring: canary" in text
+    }
+    return {Path(p).stem for p in files if "/appliances/" in p and p.split("/")[1] in sites}
+
+
+def release_first_state(url: str, tokens: dict[str, str], canary: set[str]) -> None:
+    """Each canary agent reports its first state applied and healthy, so the wave after it
+    opens and every agent is served (the first release follows the waves like any other)."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for name in sorted(canary & set(tokens)):
+            headers = bearer(tokens[name])
+            state = http.get("/v1/desired", headers=headers)
+            state.raise_for_status()
+            status = {"appliedDigest": state.json()["digest"], "health": "healthy"}
+            http.post("/v1/status", json=status, headers=headers).raise_for_status()
+
+
+def time_pages(http: httpx.Client, site: str, rounds: int = 20) -> dict[str, float]:
+    """Median seconds of ``GET /metrics`` and ``GET /v1/sites/{site}`` (warm)."""
+    out = {}
+    for path in ("/metrics", f"/v1/sites/{site}"):
+        http.get(path).raise_for_status()
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            http.get(path).raise_for_status()
+            times.append(time.perf_counter() - start)
+        out[path] = statistics.median(times)
+    return out
 
 
 def everyone_changes(files: dict[str, str]) -> dict[str, str]:
@@ -370,15 +409,17 @@ def everyone_changes(files: dict[str, str]) -> dict[str, str]:
 def fleet(args: argparse.Namespace, workdir: Path) -> dict[str, bool]:
     path = workdir / "fleet.git"
     files = fleet_files(args.sites)
-    files["fleet.yaml"] = single_wave(FLEET)
+    files["fleet.yaml"] = no_soak(FLEET)
     repo = pygit2.init_repository(str(path), bare=True, initial_head="main")
     commit(repo, files, f"{args.sites} sites")
-    appliances = [Path(p).stem for p in files if "/appliances/" in p][: args.agents]
+    first = sorted(canaries(files))
+    rest = [Path(p).stem for p in files if "/appliances/" in p and Path(p).stem not in first]
+    appliances = (first + rest)[: args.agents]
     (workdir / "appliances.json").write_text(json.dumps(appliances))
     tokens = workdir / "tokens.json"
     print(
-        f"2. {args.sites} synthetic sites ({sum('/appliances/' in p for p in files)} appliances,"
-        f" one rollout wave), {len(appliances)} agents"
+        f"2. {args.sites} synthetic sites ({sum('/appliances/' in p for p in files)} appliances;"
+        f" waves: canary ({len(first)} appliances), everyone; no soak), {len(appliances)} agents"
     )
     met: dict[str, bool] = {}
     with (
@@ -410,10 +451,19 @@ def fleet(args: argparse.Namespace, workdir: Path) -> dict[str, bool]:
             f"({done['registered'] / done['seconds']:.0f}/s, 32 at a time)"
             + (f"; failures {done['failures']}" if done["failures"] else "")
         )
+        release_first_state(server.url, tokens_of(tokens), set(first))
+        wait_published(http, f"site-{args.sites - 1:05d}", args.max_seconds)
+        pages = time_pages(http, f"site-{args.sites // 2:05d}")
+        print(
+            "   with every agent registered: "
+            + ", ".join(f"GET {p} {t * 1000:.1f} ms" for p, t in pages.items())
+            + f" (median of 20; target < {PAGE_TARGET * 1000:.0f} ms)"
+        )
+        met[f"/metrics and a site's page < {PAGE_TARGET * 1000:.0f} ms"] = all(
+            t < PAGE_TARGET for t in pages.values()
+        )
         if "hold" in args.only:
-            met[f"{args.agents} long-polls held and woken"] = hold(
-                args, server, http, tokens, path, files
-            )
+            met.update(hold(args, server, http, tokens, path, files, set(first)))
         if "rate" in args.only:
             met[f"304s >= {RATE_TARGET:.0f}/s"] = rate(args, server, tokens, workdir)
     return met
@@ -426,10 +476,11 @@ def hold(
     tokens: Path,
     path: Path,
     files: dict[str, str],
-) -> bool:
+    canary: set[str],
+) -> dict[str, bool]:
     gen = Loadgen(
         "hold", "--port", str(server.port), "--tokens", str(tokens), "--agents",
-        str(args.agents), "--wait", "60", "--max-seconds", str(args.max_seconds),
+        str(args.agents), "--wait", "60", "--max-seconds", str(args.max_seconds), "--report",
     )  # fmt: skip
     try:
         fetched = gen.expect("fetched", args.max_seconds)
@@ -482,24 +533,34 @@ def hold(
     orphans = longpolls_open(http)
     wait_until(lambda: longpolls_open(http) == 0, 90, step=1)
     orphaned = time.monotonic() - left
-    woken = sorted(t - committed for t in done["woken"])
+    woken = sorted(t - committed for _, t in done["woken"])
+    first_wave = sorted(t - committed for name, t in done["woken"] if name in canary)
+    second_wave = sorted(t - committed for name, t in done["woken"] if name not in canary)
     publish = [p for p in server.published() if p[0] >= committed - 1]
     print(f"   a commit changing every site's profile, then (load generator CPU {cpu:.0f} s):")
-    if woken:
+    if first_wave:
         print(
-            f"     {len(woken)} of {agents} held agents got their 200: first "
-            f"{woken[0]:.1f} s, half {woken[len(woken) // 2]:.1f} s, last {woken[-1]:.1f} s "
-            f"after the commit; from the first 200 to the last: {woken[-1] - woken[0]:.1f} s"
+            f"     the canary wave: {len(first_wave)} of {len(canary & set(tokens_of(tokens)))}"
+            f" held agents got their 200 {first_wave[0]:.1f} s to {first_wave[-1]:.1f} s after "
+            f"the commit (target <= {CANARY_TARGET:.0f} s)"
         )
         if publish:
             at, _, sites, seconds = publish[0]
             print(
                 f"     of which: {sites} sites re-rendered in {seconds:.1f} s (the reconcile time "
                 f"the log gives); recording the release in the store and notifying until the "
-                f"first 200: {woken[0] - seconds:.1f} s (the log line came {at - committed:.1f} s "
-                f"after the commit)"
+                f"first 200: {first_wave[0] - seconds:.1f} s (the log line came "
+                f"{at - committed:.1f} s after the commit)"
             )
-    else:
+    if second_wave:
+        spread = second_wave[-1] - second_wave[0]
+        print(
+            f"     the next wave, opened once every canary reported healthy: {len(second_wave)} "
+            f"held agents got their 200 from {second_wave[0]:.1f} s to {second_wave[-1]:.1f} s "
+            f"after the commit: {spread:.1f} s from the wave opening to its last agent "
+            f"(target <= {WAVE_TARGET:.0f} s)"
+        )
+    if not woken:
         print(f"     no agent got a 200 within {args.max_seconds:.0f} s")
     print(
         f"     long-polls re-sent after a 304 (wait=60 expired): {done['repolls']}; "
@@ -510,7 +571,19 @@ def hold(
         f"   once the agents had disconnected the server counted {orphans} long-polls open; "
         f"none {orphaned:.0f} s later"
     )
-    return held >= agents and len(woken) >= agents
+    every = held >= agents and len(woken) >= agents
+    return {
+        f"{args.agents} long-polls held and woken": every,
+        f"canary wave answered <= {CANARY_TARGET:.0f} s": bool(first_wave)
+        and first_wave[-1] <= CANARY_TARGET,
+        f"a wave opening to its {len(second_wave)} agents <= {WAVE_TARGET:.0f} s": bool(second_wave)
+        and second_wave[-1] - second_wave[0] <= WAVE_TARGET,
+    }
+
+
+def tokens_of(path: Path) -> dict[str, str]:
+    found: dict[str, str] = json.loads(path.read_text())
+    return found
 
 
 def run_rate(

@@ -7,6 +7,7 @@ Called by the service inside the transaction that records the release; pure over
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping
@@ -35,6 +36,22 @@ class ReleasePlan:
     events: list[EventRecord] = field(default_factory=list)
 
 
+def new_documents(release: Release, known: set[str]) -> tuple[dict[str, str], list[str]]:
+    """The canonical JSON of every state whose digest is not stored yet (``known``), each
+    serialized once, and the states whose digest does not match their content."""
+    documents: dict[str, str] = {}
+    forged: list[str] = []
+    for appliance, state in sorted(release.states().items()):
+        if state.digest in known or state.digest in documents:
+            continue
+        content = canonical_json(state.content())
+        if "sha256:" + hashlib.sha256(content).hexdigest() != state.digest:
+            forged.append(f"{state.site}/{appliance}: digest does not match the document")
+            continue
+        documents[state.digest] = content.decode()
+    return documents, forged
+
+
 def plan_release(
     release: Release,
     *,
@@ -43,11 +60,13 @@ def plan_release(
     served_content: Mapping[str, str],
     healthy: set[tuple[str, str]],
     streaks: Mapping[str, Streak],
+    documents: dict[str, str],
     now: float,
 ) -> ReleasePlan:
     """``current``: every appliance's assignment; ``served_content``: the documents they are
     served, by digest; ``healthy``: (appliance, digest) pairs that once ran healthy;
-    ``streaks``: what each appliance runs healthy now, proven or not."""
+    ``streaks``: what each appliance runs healthy now, proven or not; ``documents``: the
+    canonical JSON of the states not stored yet, by digest."""
     waves = [{"name": w.name, "labels": dict(w.labels)} for w in release.waves]
     rollout = RolloutRecord(
         revision=release.revision,
@@ -61,7 +80,7 @@ def plan_release(
         started_at=now,
         updated_at=now,
     )
-    plan = ReleasePlan(rollout=rollout)
+    plan = ReleasePlan(rollout=rollout, documents=documents)
     declared: set[str] = set()
     for name, site in sorted(release.sites.items()):
         targets = _targets(release.revision, site, current, served_content, healthy, streaks, now)
@@ -83,7 +102,6 @@ def plan_release(
         )
         plan.targets.extend(targets)
         for appliance, state in site.states.items():
-            plan.documents[state.digest] = canonical_json(state.content()).decode()
             before = current.get(appliance)
             unchanged = before is not None and before.served_digest == state.digest
             plan.assignments.append(

@@ -40,7 +40,7 @@ from ..store.records import Level
 from .errors import InvalidRelease, RolloutConflict
 from .health import next_streak, ran_healthy
 from .progress import SETTLED, Snapshot, advance
-from .publishing import ReleasePlan, plan_release
+from .publishing import ReleasePlan, new_documents, plan_release
 from .releases import Release
 
 PAUSED = "paused"
@@ -419,6 +419,10 @@ class RolloutService:
             and before.served_digest != digest
         }
         contents = tx.documents.get_many(served)
+        # each new document serialized once, and checked against its digest
+        documents, forged = new_documents(release, tx.documents.known({d for _, d in wanted}))
+        if forged:
+            raise InvalidRelease("; ".join(forged[:10]))
         return plan_release(
             release,
             seq=seq,
@@ -426,6 +430,7 @@ class RolloutService:
             served_content=contents,
             healthy=tx.reports.healthy_pairs(wanted),
             streaks=tx.reports.streaks(appliance for appliance, _ in wanted),
+            documents=documents,
             now=now,
         )
 

@@ -17,7 +17,7 @@ in its executors. The agent's clock is a collaborator, so that one pass,
 :meth:`Scheduler.run_due`, is ours: it reads the same job store, honours each job's
 ``coalesce`` and ``misfire_grace_time``, and runs due jobs one at a time in the scheduler's
 thread, so a backup never overlaps a patch run. APScheduler's background thread calls it and
-sleeps until the next run time. Cron times come from :class:`agent.triggers.LocalCron`.
+sleeps until the next run time. Cron times come from :func:`agent.triggers.crontab_trigger`.
 
 A runner that answers :class:`Postponed` (a patch run outside the maintenance window) gets the
 same occurrence again at that time, from a one-off job ``<cluster>/<schedule>@postponed``::
@@ -48,7 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent.clocks import Clock
 from agent.contract import DesiredState, Schedule
-from agent.triggers import LocalCron
+from agent.triggers import crontab_trigger
 
 DB_NAME = "schedules.sqlite3"
 POSTPONED = "@postponed"
@@ -197,19 +197,18 @@ class Scheduler:
                 job = existing.get(job_id)
                 if job is not None and job.kwargs["schedule"] == spec:
                     continue
-                if job is not None:
-                    old = job.kwargs["schedule"]
-                    if (old["cron"], old["timezone"]) == (schedule.cron, schedule.timezone):
-                        job.modify(kwargs=kwargs)
-                        changed.append(job_id)
-                        continue
                 try:
-                    trigger = LocalCron.from_crontab(
-                        schedule.cron, timezone=ZoneInfo(schedule.timezone)
-                    )
+                    trigger = crontab_trigger(schedule.cron, ZoneInfo(schedule.timezone))
                 except (ValueError, KeyError) as e:
                     invalid.append(f"{job_id}: {e}")
                     continue
+                # the same times in the same zone keep their next run (a trigger an older
+                # agent built from the same text may fire on other times: it is replaced)
+                if job is not None and job.kwargs["schedule"]["timezone"] == schedule.timezone:
+                    if str(job.trigger) == str(trigger):
+                        job.modify(kwargs=kwargs)
+                        changed.append(job_id)
+                        continue
                 first = trigger.get_next_fire_time(None, now)
                 self._engine.add_job(
                     fire,

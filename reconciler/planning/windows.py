@@ -1,5 +1,8 @@
 """Maintenance windows: is one open now, in the site's time zone, and when does the next open.
 
+The rollout holds disruptive changes with these rules and plan shows the window that will
+hold them, so they live here, below both.
+
 A window opens on each of its ``days`` at ``start`` local time and stays open for
 ``duration``, which may run past midnight. Durations are absolute, so a window that spans a
 DST change still lasts what it says.

@@ -30,6 +30,7 @@ from ..rollout import RolloutService
 from ..service import Loop, Reconciler, open_source
 from ..sources import SourceError
 from ..store import Store, StoreError
+from . import reporting
 from .common import builtin_packs, fail_usage
 
 log = logging.getLogger("edgefleet.serve")
@@ -46,6 +47,7 @@ OPTIONS = {  # name: (default, help)
     "tick-interval": ("15", "seconds between re-evaluations of rollout gates (soak, windows)"),
     "tls-cert": (None, "TLS certificate (PEM) to serve HTTPS"),
     "tls-key": (None, "TLS private key (PEM)"),
+    **reporting.OPTIONS,
 }
 
 
@@ -161,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             interval=interval,
         )
         store = Store(str(options["db"]))
+        reporter = reporting.reporter(options, store=store)
     except OperatorTokenError as e:
         print(f"edgefleet: {e}", file=sys.stderr)
         return 1
@@ -173,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not len(operators):
         log.warning("no operator tokens: fleet status and rollout control answer 401")
-    rollout = RolloutService(store=store, clock=system_clock)
+    rollout = RolloutService(store=store, clock=system_clock, on_events=reporter)
     reconciler = Reconciler(git=source.git, rollout=rollout, builtin=builtin_packs())
     with store.read() as tx:
         last_good = tx.revisions.latest("good")
@@ -209,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         loop.stop.set()
         loop.poke.set()
+        if reporter is not None:
+            reporter.outbox.close()
     return 0
 
 

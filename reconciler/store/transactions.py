@@ -22,6 +22,7 @@ from sqlalchemy import Connection, text
 from .agents import Agents
 from .assignments import Assignments
 from .controls import Controls
+from .deliveries import Deliveries
 from .documents import Documents
 from .engines import WRITE_OPTION, open_engine
 from .errors import translated
@@ -48,6 +49,7 @@ class Transaction:
         self.reports = Reports(conn)
         self.events = Events(conn)
         self.controls = Controls(conn)
+        self.deliveries = Deliveries(conn)
 
 
 class Store:

@@ -122,12 +122,16 @@ class Outbox:
             return self._idle.wait_for(lambda: self._busy == 0, timeout=timeout)
 
     def close(self, timeout: float = 5.0) -> None:
+        """Stop the workers, waiting at most ``timeout`` seconds in all for a delivery on
+        its way (one stalled for good is left to end with the process)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         with self._lock:
             workers = list(self._workers)
         for worker in workers:
-            worker.join(timeout)
-        self._client.close()
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if not any(worker.is_alive() for worker in workers):
+            self._client.close()
 
     # -- the workers, one a destination ---------------------------------------------------
     def _lane(self, destination: str) -> queue.Queue[_Due]:

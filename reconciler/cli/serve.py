@@ -31,6 +31,7 @@ from ..rollout import RolloutService
 from ..service import Loop, Reconciler, Replica, open_source
 from ..sources import SourceError
 from ..store import Store, StoreError
+from . import reporting
 from .common import builtin_packs, fail_usage
 
 log = logging.getLogger("edgefleet.serve")
@@ -47,6 +48,7 @@ OPTIONS = {  # name: (default, help)
     "tick-interval": ("15", "seconds between re-evaluations of rollout gates (soak, windows)"),
     "tls-cert": (None, "TLS certificate (PEM) to serve HTTPS"),
     "tls-key": (None, "TLS private key (PEM)"),
+    **reporting.OPTIONS,
 }
 
 
@@ -162,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
             interval=interval,
         )
         store = Store(str(options["db"]))
+        reporter = reporting.reporter(options, store=store)
     except OperatorTokenError as e:
         print(f"edgefleet: {e}", file=sys.stderr)
         return 1
@@ -183,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not len(operators):
         log.warning("no operator tokens: fleet status and rollout control answer 401")
-    rollout = RolloutService(store=store, clock=system_clock)
+    rollout = RolloutService(store=store, clock=system_clock, on_events=reporter)
 
     def make_loop() -> Loop:
         """The reconcile loop of a replica that has just become the leader, carrying on
@@ -228,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
         replica.stop.set()
         worker.join(35)
         feed.stop()
+        if reporter is not None:
+            reporter.outbox.close()
     return 0
 
 

@@ -125,6 +125,16 @@ def print_fleet(console: Console, fleet: FleetView) -> None:
         )
         for error in f.errors[:10]:
             console.print(f"  {error}")
+    if fleet.reporting is not None:
+        tally = ", ".join(f"{n} {state}" for state, n in sorted(fleet.reporting.counts.items()))
+        console.print(f"reporting     {tally}")
+        for d in fleet.reporting.recent[:5]:
+            sha = f" {d.revision[:7]}" if d.revision else ""
+            tries = f", {d.attempts} attempts" if d.attempts > 1 else ""
+            console.print(
+                f"  {d.updatedAt:%Y-%m-%d %H:%M:%S}  {d.destination}: {d.event}{sha} "
+                f"{d.state}{tries}" + (f" ({d.detail})" if d.detail else "")
+            )
     table = Table(show_lines=False)
     for column in ("site", "wave", "state", "revision", "appliances", "clusters", "health"):
         table.add_column(column)

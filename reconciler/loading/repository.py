@@ -45,6 +45,9 @@ class FleetRepo:
     # (kind, name) of documents that were found but did not load; rules skip references to
     # them so one mistake is reported once, not again at every use.
     broken: set[tuple[str, str]] = field(default_factory=set)
+    # the extra pack folders fleet.yaml declares, read from its text when the document did
+    # not load; None when even that failed (packs may then be missing for that reason)
+    pack_registries: list[str] | None = field(default_factory=list)
 
 
 # A cache of parsed files by content id (git blob id), shared across revisions by a caller
@@ -141,6 +144,10 @@ def load_repository(
     # fleet.yaml: exactly one, at the top
     if tree.exists("fleet.yaml"):
         repo.fleet = reader.load("fleet.yaml", "Fleet")
+        if repo.fleet is not None:
+            repo.pack_registries = list(repo.fleet.model.spec.packRegistries)
+        else:
+            repo.pack_registries = _declared_registries(tree)
     else:
         reader.diagnostics.append(
             Diagnostic("fleet.yaml", 1, "missing: the repository needs a fleet.yaml (kind Fleet)")
@@ -169,6 +176,22 @@ def load_repository(
     return repo
 
 
+def _declared_registries(tree: Tree) -> list[str] | None:
+    """``spec.packRegistries`` of a fleet.yaml that did not load, when it reads as a list of
+    folder names (so a typo elsewhere in fleet.yaml does not lose the packs they hold)."""
+    if tree.size("fleet.yaml") > MAX_FILE_BYTES:
+        return None
+    parsed = parse_file("fleet.yaml", tree.read("fleet.yaml"))
+    data = parsed.data if isinstance(parsed, Parsed) else None
+    spec = data.get("spec") if isinstance(data, dict) else None
+    if not isinstance(spec, dict) or "packRegistries" not in spec:
+        return [] if isinstance(spec, dict) else None
+    folders = spec["packRegistries"]
+    if isinstance(folders, list) and all(isinstance(f, str) and f for f in folders):
+        return list(folders)
+    return None
+
+
 def _load_profiles(reader: _Reader, folder: str) -> list[Doc[ClusterProfile]]:
     profiles: list[Doc[ClusterProfile]] = []
     for path in reader.tree.files(folder):
@@ -181,6 +204,12 @@ def _load_profiles(reader: _Reader, folder: str) -> list[Doc[ClusterProfile]]:
             continue
         doc = reader.load(path, "ClusterProfile")
         if doc is None:
+            # named <name>-<version>: references to any name it may hold follow from it
+            stem = path.rsplit("/", 1)[1].rsplit(".", 1)[0]
+            parts = stem.split("-")
+            for i in range(1, len(parts)):
+                if parts[i][:1].isdigit():
+                    reader.broken.add(("ClusterProfile", "-".join(parts[:i])))
             continue
         meta = doc.model.metadata
         stem = path.rsplit("/", 1)[1].rsplit(".", 1)[0]
@@ -227,8 +256,11 @@ def _load_site(reader: _Reader, name: str, files: SiteFiles) -> None:
         if not path.endswith(YAML_SUFFIXES) or rest == ["site.yaml"]:
             continue
         if len(rest) == 2 and rest[0] in _SITE_FOLDERS:
-            doc = _named_after_file(reader, reader.load(path, _SITE_FOLDERS[rest[0]]))
-            if doc is not None:
+            kind = _SITE_FOLDERS[rest[0]]
+            doc = _named_after_file(reader, reader.load(path, kind))
+            if doc is None:  # named after its file: references to that name follow from it
+                reader.broken.add((kind, rest[1].rsplit(".", 1)[0]))
+            else:
                 target = files.appliances if rest[0] == "appliances" else files.clusters
                 target.append(doc)
         elif not (len(rest) == 2 and rest[0] == "profiles"):

@@ -13,9 +13,9 @@ import re
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from agent import crontab
 from agent.windows import parse_duration as parse_duration  # re-exported for the reconciler
 from agent.windows import parse_time_of_day
 
@@ -44,29 +44,14 @@ def _duration(value: str) -> str:
     return value
 
 
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_WEEKDAY_NUMBER = re.compile(r"(?<![/\d])([0-7])(?!\d)")
-
-
-def normalize_cron(value: str) -> str:
-    """Crontab text with numeric weekdays written as names.
-
-    In crontab 0 (and 7) is Sunday; APScheduler, which the agent schedules with, reads 0 as
-    Monday. Names mean the same to both, so schedules carry names.
-    """
-    fields = value.split()
-    if len(fields) == 5:
-        fields[4] = _WEEKDAY_NUMBER.sub(lambda m: _WEEKDAYS[int(m.group(1))], fields[4])
-    return " ".join(fields)
-
-
 def _cron(value: str) -> str:
-    normalized = normalize_cron(value)
+    """Crontab text as crontab(5) reads it (:mod:`agent.crontab` is the one reading, shared
+    with the agent that fires it); kept as written, with runs of blanks made one space."""
     try:
-        CronTrigger.from_crontab(normalized, timezone="UTC")
-    except ValueError as e:
+        crontab.parse(value)
+    except crontab.CrontabError as e:
         raise ValueError(f"cron expression '{value}' does not parse: {e}") from None
-    return normalized
+    return " ".join(value.split())
 
 
 def _timezone(value: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from cryptography import x509
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from .common import (
     Cidr,
@@ -21,7 +21,15 @@ from .common import (
     Url,
 )
 
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+def _lowercase(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+# day names in any case (Mon, MON, mon); kept lowercase, as the agent and the rollout read them
+Weekday = Annotated[
+    Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], BeforeValidator(_lowercase)
+]
 
 
 def _pem(value: str) -> str:
@@ -40,7 +48,7 @@ class Network(Strict):
     cidrs: list[Cidr] = []
     httpProxy: Url | None = None
     httpsProxy: Url | None = None
-    noProxy: str | None = None
+    noProxy: str | list[NonEmptyStr] | None = None  # "a,b" or [a, b]
     ntpServers: list[NonEmptyStr] = []
     dnsServers: list[IPv4] = []
 

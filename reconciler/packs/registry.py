@@ -53,9 +53,23 @@ class PackVersion:
 
 
 class PackRegistry:
-    """All pack versions by name, newest last."""
+    """All pack versions by name, newest last.
 
-    def __init__(self, versions: Iterable[PackVersion]) -> None:
+    ``broken`` names the ``(pack, version)`` folders that did not load, and ``partial`` says
+    that some pack folders could not be read at all (a fleet.yaml whose ``packRegistries``
+    did not load): a reference one of them may satisfy is not reported again where it is
+    used, since its cause is reported where it lies.
+    """
+
+    def __init__(
+        self,
+        versions: Iterable[PackVersion],
+        *,
+        broken: Iterable[tuple[str, str]] = (),
+        partial: bool = False,
+    ) -> None:
+        self.broken = frozenset(broken)
+        self.partial = partial
         by_name: dict[str, dict[str, PackVersion]] = {}
         for pv in versions:  # later roots override earlier ones
             by_name.setdefault(pv.name, {})[str(pv.key)] = pv
@@ -78,6 +92,13 @@ class PackRegistry:
         if is_train(spec):
             found = [pv for pv in found if not pv.key.is_prerelease]
         return found[-1] if found else None
+
+    def may_hold(self, name: str, spec: str) -> bool:
+        """Whether a pack version that did not load (or a folder not read) may be the one
+        ``spec`` names: then a failed reference follows from that, and is not its own error."""
+        return self.partial or any(
+            pack == name and version_matches(spec, version) for pack, version in self.broken
+        )
 
 
 def version_matches(spec: str, version: str) -> bool:
@@ -150,15 +171,20 @@ def _duplicate_presets(doc: Doc[PresetsFile]) -> list[Diagnostic]:
     return problems
 
 
-def load_registry(roots: Iterable[tuple[Tree, str]]) -> tuple[PackRegistry, list[Diagnostic]]:
-    """Index every pack under each ``(tree, folder)`` root; later roots win on equal versions."""
+def load_registry(
+    roots: Iterable[tuple[Tree, str]], *, partial: bool = False
+) -> tuple[PackRegistry, list[Diagnostic]]:
+    """Index every pack under each ``(tree, folder)`` root; later roots win on equal versions.
+    ``partial``: some roots are missing (see :class:`PackRegistry`)."""
     versions: list[PackVersion] = []
+    broken: list[tuple[str, str]] = []
     problems: list[Diagnostic] = []
     for tree, root in roots:
         for pack, version, folder in _pack_folders(tree, root):
             loaded = _load_version(tree, pack, version, folder)
             if isinstance(loaded, list):
                 problems.extend(loaded)
+                broken.append((pack, version))
             else:
                 versions.append(loaded)
-    return PackRegistry(versions), problems
+    return PackRegistry(versions, broken=broken, partial=partial), problems

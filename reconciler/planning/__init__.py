@@ -1,16 +1,22 @@
-"""Plan: exactly what a change between two commits does to each site.
+"""Plan: exactly what a change between two commits does to each site, and how the rollout
+will take it.
 
 Only the sites a change can touch are read and rendered (:mod:`.impact`), so the cost follows
-the size of the change, not of the fleet; the renderings are compared in :mod:`.changes`.
+the size of the change, not of the fleet; the renderings are compared in :mod:`.changes`,
+sites with the same change are grouped (:mod:`.groups`), and :mod:`.outlook` tells the waves,
+the maintenance windows and the warnings with the rollout's own rules (:mod:`.waves`,
+:mod:`.windows`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from agent.contract import DesiredState
+from agent.contract import DesiredState, MaintenanceWindow
 
-from ..errors import FleetError
+from ..errors import Diagnostic, FleetError
+from ..loading import ParseCache
 from ..rendering import Renderer, render_sites
 from ..sources import GitRepository, GitTree, Tree, changed_paths
 from ..validation import Checked, build_index, check_repository, sensitive_values
@@ -22,23 +28,45 @@ from .changes import (
     compare_site,
     disruptive,
 )
+from .groups import ChangeGroup, group_changes
 from .impact import candidate_sites, input_digest, site_names
+from .outlook import Outlook, SitePlace, WaveChange, WindowHold, outlook
+from .waves import Wave
 
 __all__ = [
+    "ANCESTORS",
     "ApplianceChange",
     "BaseInvalid",
+    "BaseSubstitute",
+    "ChangeGroup",
     "ClusterChange",
     "NodeChange",
     "Plan",
     "SiteChange",
+    "WaveChange",
+    "WindowHold",
     "compare_site",
     "disruptive",
     "make_plan",
 ]
 
+ANCESTORS = 20  # how far back plan looks for a base that validates
+
 
 class BaseInvalid(FleetError):
-    """The revision a plan compares against does not validate."""
+    """The revision a plan compares against does not validate, nor do its nearest
+    ancestors."""
+
+
+@dataclass(frozen=True)
+class BaseSubstitute:
+    """The base asked for did not validate; the plan compares with its nearest ancestor
+    that does."""
+
+    requested: str  # the commit asked for
+    problems: tuple[str, ...]  # why it does not validate (the first few)
+    count: int  # how many problems in all
+    skipped: int  # commits passed over, the requested one included
 
 
 @dataclass(frozen=True)
@@ -48,6 +76,9 @@ class Plan:
     total_sites: int
     sites: tuple[SiteChange, ...]
     rendered_sites: int  # how many sites had to be rendered to find this out
+    groups: tuple[ChangeGroup, ...] = ()
+    outlook: Outlook = field(default_factory=lambda: Outlook((), (), (), ()))
+    substitute: BaseSubstitute | None = None
 
     @property
     def summary(self) -> str:
@@ -78,15 +109,19 @@ def make_plan(
     *,
     builtin: tuple[Tree, str],
     renderer: Renderer | None = None,
+    at: datetime | None = None,
 ) -> Plan:
-    """Compare two revisions; raises FleetError when the head (or base) does not validate or
-    render, and SourceError when a revision does not resolve."""
-    base, head = git.tree(base_rev), git.tree(head_rev)
+    """Compare two revisions; raises FleetError when the head does not validate or render,
+    BaseInvalid when neither the base nor its nearest ancestors validate, and SourceError
+    when a revision does not resolve. ``at``: when maintenance windows are judged from
+    (now by default)."""
+    head = git.tree(head_rev)
     renderer = renderer or Renderer()
-    candidates = candidate_sites(changed_paths(base, head), [base, head])
-    before = _checked(base, builtin, candidates, "base")
-    after = _checked(head, builtin, candidates, "head")
-    changed = sorted(site for site in candidates if _digest(before, site) != _digest(after, site))
+    cache: ParseCache = {}  # a file unchanged between the commits is parsed once
+    base, before, candidates, substitute = _valid_base(git, base_rev, head, builtin, cache)
+    after = _checked(head, builtin, candidates, cache)
+    digests = _digests(before, candidates), _digests(after, candidates)
+    changed = sorted(site for site in candidates if digests[0].get(site) != digests[1].get(site))
     old = _render(before, base, changed, renderer)
     new = _render(after, head, changed, renderer)
     secrets = _secrets(before, changed) | _secrets(after, changed)
@@ -95,14 +130,82 @@ def make_plan(
         change = compare_site(site, old.get(site, {}), new.get(site, {}), mask=secrets)
         if change is not None:
             sites.append(change)
-    return Plan(base.commit, head.commit, len(site_names(head)), tuple(sites), len(changed))
+    places = {s.name: _place(after, s.name) or _place(before, s.name) for s in sites}
+    return Plan(
+        base=base.commit,
+        head=head.commit,
+        total_sites=len(site_names(head)),
+        sites=tuple(sites),
+        rendered_sites=len(changed),
+        groups=group_changes(sites),
+        outlook=outlook(
+            sites,
+            {name: place for name, place in places.items() if place is not None},
+            _waves(after),
+            at=at or datetime.now(UTC),
+        ),
+        substitute=substitute,
+    )
 
 
-def _checked(tree: GitTree, builtin: tuple[Tree, str], sites: set[str], side: str) -> Checked:
-    checked = check_repository(tree, builtin=builtin, sites=sites)
+def _valid_base(
+    git: GitRepository,
+    base_rev: str,
+    head: GitTree,
+    builtin: tuple[Tree, str],
+    cache: ParseCache,
+) -> tuple[GitTree, Checked, set[str], BaseSubstitute | None]:
+    """The base asked for, or its nearest first-parent ancestor that validates (a pull
+    request that fixes a broken main still gets a plan)."""
+    commit = git.resolve(base_rev)
+    first: list[Diagnostic] | None = None
+    for skipped in range(ANCESTORS + 1):
+        tree = git.tree(str(commit.id))
+        candidates = candidate_sites(changed_paths(tree, head), [tree, head])
+        checked = check_repository(tree, builtin=builtin, sites=candidates, cache=cache)
+        if not checked.diagnostics:
+            substitute = None
+            if first is not None:
+                shown = tuple(str(d) for d in sorted(first)[:5])
+                requested = str(git.resolve(base_rev).id)
+                substitute = BaseSubstitute(requested, shown, len(first), skipped)
+            return tree, checked, candidates, substitute
+        if first is None:
+            first = checked.diagnostics
+        if not commit.parents:
+            break
+        commit = commit.parents[0]
+    raise BaseInvalid(first or [])
+
+
+def _checked(
+    tree: GitTree, builtin: tuple[Tree, str], sites: set[str], cache: ParseCache
+) -> Checked:
+    checked = check_repository(tree, builtin=builtin, sites=sites, cache=cache)
     if checked.diagnostics:
-        raise (BaseInvalid if side == "base" else FleetError)(checked.diagnostics)
+        raise FleetError(checked.diagnostics)
     return checked
+
+
+def _waves(checked: Checked) -> list[Wave]:
+    assert checked.repo.fleet is not None  # a repository that validates has one
+    waves = checked.repo.fleet.model.spec.rollout.waves
+    return [Wave(w.name, dict(w.selector.labels)) for w in waves]
+
+
+def _place(checked: Checked, site: str) -> SitePlace | None:
+    files = checked.repo.sites.get(site)
+    if files is None or files.site is None:
+        return None
+    spec = files.site.model.spec
+    return SitePlace(
+        labels=dict(files.site.model.metadata.labels),
+        timezone=spec.timezone,
+        windows=tuple(
+            MaintenanceWindow(days=list(w.days), start=w.start, duration=w.duration)
+            for w in spec.maintenanceWindows
+        ),
+    )
 
 
 def _secrets(checked: Checked, sites: list[str]) -> set[str]:
@@ -114,11 +217,13 @@ def _secrets(checked: Checked, sites: list[str]) -> set[str]:
     return found
 
 
-def _digest(checked: Checked, site: str) -> str | None:
-    if site not in checked.repo.sites:
-        return None
-    index = build_index(checked.repo)
-    return input_digest(checked.repo, site, index, checked.registry)
+def _digests(checked: Checked, sites: set[str]) -> dict[str, str]:
+    index = build_index(checked.repo)  # once: it reads every site loaded
+    return {
+        site: input_digest(checked.repo, site, index, checked.registry)
+        for site in sites
+        if site in checked.repo.sites
+    }
 
 
 def _render(

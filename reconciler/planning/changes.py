@@ -4,9 +4,14 @@ the manifests, as data that plan prints and the rollout uses to spot disruptive 
 from __future__ import annotations
 
 import difflib
+import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import LiteralScalarString
 
 from agent.contract import ClusterState, DesiredState, ManifestFile, Node
 
@@ -243,11 +248,39 @@ def _manifest_diff(
         if a.get(key) == b.get(key):
             continue
         lines += difflib.unified_diff(
-            a.get(key, "").splitlines(keepends=True),
-            b.get(key, "").splitlines(keepends=True),
+            _readable(a.get(key, "")).splitlines(keepends=True),
+            _readable(b.get(key, "")).splitlines(keepends=True),
             fromfile=f"a/{site}/{cluster}/{key}" if key in a else "/dev/null",
             tofile=f"b/{site}/{cluster}/{key}" if key in b else "/dev/null",
         )
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
     return lines
+
+
+def _readable(content: str) -> str:
+    """A manifest as a person reads its diff: a HelmChart's ``valuesContent`` (YAML held in
+    one string, which a dump writes as one escaped line) becomes a block of YAML lines."""
+    if "HelmChart" not in content or "valuesContent" not in content:
+        return content
+    yaml = YAML()
+    yaml.width = 4096
+    try:
+        documents = list(yaml.load_all(content))
+    except YAMLError:
+        return content
+    found = False
+    for document in documents:
+        if not isinstance(document, dict) or document.get("kind") != "HelmChart":
+            continue
+        spec = document.get("spec")
+        if isinstance(spec, dict):
+            values = spec.get("valuesContent")
+            if isinstance(values, str) and values.strip():
+                spec["valuesContent"] = LiteralScalarString(values)
+                found = True
+    if not found:
+        return content
+    out = io.StringIO()
+    yaml.dump_all(documents, out)
+    return out.getvalue()

@@ -10,8 +10,9 @@ one at a time, and admins pause, resume and promote it. Errors (:mod:`.errors`):
     └── RolloutConflict  (an operator action that does not fit the rollout's state)
 """
 
+from ..planning.waves import Wave
 from .errors import InvalidRelease, RolloutConflict, RolloutError
-from .releases import Release, SiteRelease, Wave
+from .releases import Release, SiteRelease
 from .service import RolloutService
 
 __all__ = [

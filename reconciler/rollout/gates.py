@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from agent.contract import MaintenanceWindow
 
-from .windows import next_opening, window_open
+from ..planning.windows import next_opening, window_open
 
 Unit = TypeVar("Unit")
 

@@ -34,10 +34,10 @@ from typing import Literal
 
 from agent.contract import MaintenanceWindow
 
+from ..planning.waves import allowance
 from ..store import EventRecord, ReportRecord, RolloutRecord, RolloutSite, RolloutTarget, Streak
 from .gates import Hold, first_hold, turn_gate, window_gate
 from .health import Observation, observe, proof
-from .waves import allowance
 
 SiteState = Literal["unchanged", "pending", "rolling", "soaking", "done", "failed"]
 SETTLED: tuple[str, ...] = ("done", "failed")

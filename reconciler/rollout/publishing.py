@@ -18,9 +18,9 @@ from pydantic import TypeAdapter
 from agent.contract import ClusterState, DesiredState, canonical_json
 
 from ..planning import disruptive
+from ..planning.waves import wave_of
 from ..store import Assignment, EventRecord, RolloutRecord, RolloutSite, RolloutTarget, Streak
 from .releases import Release, SiteRelease
-from .waves import wave_of
 
 _CLUSTERS = TypeAdapter(list[ClusterState])
 

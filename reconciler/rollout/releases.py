@@ -7,20 +7,11 @@ can tell what changed against what each appliance runs and is served now.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.contract import DesiredState, MaintenanceWindow
 
-
-@dataclass(frozen=True)
-class Wave:
-    """One rollout wave: the sites whose labels include every selector label."""
-
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-    def selects(self, labels: Mapping[str, str]) -> bool:
-        return all(labels.get(k) == v for k, v in self.labels.items())
+from ..planning.waves import Wave
 
 
 @dataclass(frozen=True)

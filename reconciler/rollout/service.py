@@ -14,13 +14,17 @@ admin resumes); a pause outlives them until an admin resumes.
 
 Every decision is taken inside one exclusive store transaction and written there, so a
 restart (or a second replica on PostgreSQL) continues from the stored state. Appliances
-whose served state changed are notified after the commit, waking their long-polls.
+whose served state changed are notified after the commit, waking their long-polls, and the
+events the decision recorded go to ``on_events`` (the results reported to the forge and to
+webhooks), which must return at once.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 from agent.contract import StatusReport
@@ -43,6 +47,7 @@ from .progress import SETTLED, Snapshot, advance
 from .publishing import ReleasePlan, new_documents, plan_release
 from .releases import Release
 
+log = logging.getLogger(__name__)
 PAUSED = "paused"
 CHANGES_KEPT = 600.0  # seconds the change log keeps rows for replicas that fall behind
 MAX_ERRORS = 200
@@ -57,10 +62,12 @@ class RolloutService:
         clock: Clock = system_clock,
         notifier: Notifier | None = None,
         heartbeat_timeout: float = 90.0,
+        on_events: Callable[[list[EventRecord]], None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.notifier = notifier or Notifier()
+        self.on_events = on_events
         self.heartbeat_timeout = heartbeat_timeout
         self._lock = threading.Lock()  # one decision at a time in this process
         # Ticks asked for by status reports are coalesced: while one runs, later requests
@@ -80,7 +87,7 @@ class RolloutService:
         problems = release.problems()
         if problems:
             raise InvalidRelease("; ".join(problems[:10]))
-        with self._lock, self.store.write(exclusive=True) as tx:
+        with self._decision() as tx:
             now = epoch(self.clock)
             # the revision, recorded once
             record = self._record_good(tx, release.revision, now, reconcile_seconds)
@@ -111,7 +118,7 @@ class RolloutService:
         kept = tuple(e[:MAX_ERROR_CHARS] for e in errors[:MAX_ERRORS])
         if len(errors) > MAX_ERRORS:
             kept += (f"... and {len(errors) - MAX_ERRORS} more",)
-        with self._lock, self.store.write(exclusive=True) as tx:
+        with self._decision() as tx:
             if tx.revisions.get(revision) is not None:
                 return False
             now = epoch(self.clock)
@@ -125,7 +132,7 @@ class RolloutService:
 
     def tick(self) -> None:
         """Re-evaluate the gates of the running rollout (soak, windows, turns)."""
-        with self._lock, self.store.write(exclusive=True) as tx:
+        with self._decision() as tx:
             running = [r for r in tx.rollouts.open() if r.state == "running"]
             changes: list[ChangeRecord] = []
             for rollout in running:
@@ -137,7 +144,7 @@ class RolloutService:
     def pause(self, *, by: str) -> bool:
         """Release nothing new (reverts still go) until :meth:`resume`; survives newer
         revisions and restarts. False when it was paused already."""
-        with self._lock, self.store.write(exclusive=True) as tx:
+        with self._decision() as tx:
             now = epoch(self.clock)
             if self._paused(tx):
                 return False
@@ -150,7 +157,7 @@ class RolloutService:
     def resume(self, *, by: str) -> bool:
         """Lift a pause and a halt: the failures that halted the rollout are accepted and
         the waves go on. False when there was neither."""
-        with self._lock, self.store.write(exclusive=True) as tx:
+        with self._decision() as tx:
             now = epoch(self.clock)
             paused = self._paused(tx)
             halted = [r for r in tx.rollouts.open() if r.state == "halted"]
@@ -167,7 +174,10 @@ class RolloutService:
             message = f"rollout resumed by {by} (lifts the {lifted})"
             if halted:
                 message += f"; failures accepted: {', '.join(halted[-1].failing) or 'none'}"
-            tx.events.add([self._event(now, "warning", "rollout-resumed", message)])
+            revision = halted[-1].revision if halted else None  # rolling again
+            tx.events.add(
+                [self._event(now, "warning", "rollout-resumed", message, revision=revision)]
+            )
             changes = self._advance_open(tx)
         self.notifier.publish(changes)
         return True
@@ -176,7 +186,7 @@ class RolloutService:
         """Open ``wave`` (and those before it) now, skipping the soak of the wave before.
         Raises RolloutConflict when no rollout runs, it is halted, or there is no such
         wave or it is open already."""
-        with self._lock, self.store.write(exclusive=True) as tx:
+        with self._decision() as tx:
             now = epoch(self.clock)
             running = tx.rollouts.open()
             if not running:
@@ -248,6 +258,18 @@ class RolloutService:
             self._tick_covering()
 
     # -- internals ----------------------------------------------------------------------
+    @contextmanager
+    def _decision(self) -> Iterator[Transaction]:
+        """One decision: under the lock, in one exclusive transaction; once it committed,
+        the events it recorded go to ``on_events``."""
+        with self._lock, self.store.write(exclusive=True) as tx:
+            yield tx
+        if self.on_events is not None and tx.events.added:
+            try:
+                self.on_events(list(tx.events.added))
+            except Exception:  # reporting results must never stop the rollout
+                log.exception("reporting %d events failed", len(tx.events.added))
+
     def _tick_covering(self) -> None:
         """Return once a tick that started after this call has finished.
 

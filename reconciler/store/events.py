@@ -17,10 +17,13 @@ KEEP = 20_000  # events kept; older ones are pruned
 class Events:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self.added: list[EventRecord] = []  # by this transaction, for what follows its commit
 
     def add(self, records: Iterable[EventRecord]) -> None:
         """Append events in order; one an agent already sent (same appliance and key) is
         skipped."""
+        records = list(records)
+        self.added += records
         for keyed, run in groupby(records, key=lambda r: r.key is not None):
             rows = [{k: v for k, v in r.__dict__.items() if k != "id"} for r in run]
             if keyed:

@@ -155,3 +155,19 @@ class EventRecord:
     revision: str | None = None
     key: str | None = None
     id: int = 0  # assigned by the store
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One result reported out (a commit status, a webhook) and how its delivery went."""
+
+    destination: str
+    kind: str  # commit-status | webhook
+    event: str
+    revision: str | None
+    state: str  # sending | retrying | delivered | failed | superseded | dropped
+    attempts: int
+    detail: str
+    created_at: float
+    updated_at: float
+    id: int = 0  # assigned by the store

@@ -16,6 +16,7 @@ SQLite and PostgreSQL store and compare them the same way.
 ``agents``           registrations: facts, token hash, registered and last-seen times
 ``reports``          the latest status report of each appliance
 ``events``           what happened, for operators (rollout steps, agent events)
+``deliveries``       results reported out: commit statuses and webhooks, their attempts
 """
 
 from __future__ import annotations
@@ -205,3 +206,18 @@ events = Table(
     UniqueConstraint("appliance", "key", name="events_once_per_key"),
 )
 Index("events_by_site", events.c.site, events.c.id)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination", String(255), nullable=False),  # "github acme/fleet", a webhook URL
+    Column("kind", String(16), nullable=False),  # commit-status | webhook
+    Column("event", String(32), nullable=False),  # success, rollout.halted, ...
+    Column("revision", String(SHA)),
+    Column("state", String(12), nullable=False),  # see reporting.outbox.DeliveryState
+    Column("attempts", Integer, nullable=False),
+    Column("detail", Text, nullable=False),  # the last answer or error, short
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

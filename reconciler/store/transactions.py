@@ -23,6 +23,7 @@ from .agents import Agents
 from .assignments import Assignments
 from .changes import Changes
 from .controls import Controls
+from .deliveries import Deliveries
 from .documents import Documents
 from .engines import WRITE_OPTION, open_engine
 from .errors import translated
@@ -53,6 +54,7 @@ class Transaction:
         self.controls = Controls(conn)
         self.changes = Changes(conn)
         self.figures = Figures(conn)
+        self.deliveries = Deliveries(conn)
 
 
 class Store:

@@ -79,8 +79,7 @@ def validate(
 def registry_roots(repo: FleetRepo, builtin: tuple[Tree, str]) -> list[tuple[Tree, str]]:
     """Where a repository's packs come from: built-ins first, so the repository's own win."""
     roots: list[tuple[Tree, str]] = [builtin, (repo.tree, "packs")]
-    if repo.fleet is not None:
-        roots += [(repo.tree, folder.strip("/")) for folder in repo.fleet.model.spec.packRegistries]
+    roots += [(repo.tree, folder.strip("/")) for folder in repo.pack_registries or ()]
     return roots
 
 
@@ -103,6 +102,8 @@ def check_repository(
     """Load ``tree``, index its packs, and run every rule; with ``sites``, only those sites are
     read and checked (fleet-wide rules then see only them)."""
     repo = load_repository(tree, cache=cache, sites=sites)
-    registry, pack_problems = load_registry(registry_roots(repo, builtin))
+    registry, pack_problems = load_registry(
+        registry_roots(repo, builtin), partial=repo.pack_registries is None
+    )
     diagnostics = validate(repo, registry)
     return Checked(repo, registry, sorted(set(diagnostics + pack_problems)))

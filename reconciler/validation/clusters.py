@@ -213,6 +213,10 @@ def _check_overrides(doc: Doc[Cluster], resolved: ResolvedCluster) -> Iterator[D
 def _check_dependencies(doc: Doc[Cluster], resolved: ResolvedCluster) -> Iterator[Diagnostic]:
     """Each pack's dependencies are installed in the same cluster, at a matching version."""
     installed = resolved.packs
+    # a layer whose pack did not resolve is reported on its profile, not as a missing pack
+    unresolved = {
+        rl.layer.pack for rl in resolved.layers if isinstance(rl.layer, PackLayer) and not rl.pack
+    }
     for i, ref in enumerate(doc.model.spec.profiles):
         for rl in resolved.layers:
             if rl.pack is None or rl.profile.model.metadata.name != ref.name:
@@ -220,6 +224,8 @@ def _check_dependencies(doc: Doc[Cluster], resolved: ResolvedCluster) -> Iterato
             for dependency in rl.pack.meta.dependencies:
                 have = installed.get(dependency.pack)
                 wanted = dependency.version
+                if have is None and dependency.pack in unresolved:
+                    continue
                 if have is not None and (wanted is None or version_matches(wanted, have.version)):
                     continue
                 needs = f"{dependency.pack} {wanted}" if wanted else dependency.pack

@@ -14,11 +14,14 @@ from .variables import format_problem
 
 
 def resolve_pack(registry: PackRegistry, layer: PackLayer) -> tuple[PackVersion | None, str | None]:
-    """The pack version a layer names, or the reason it names none."""
+    """The pack version a layer names, or the reason it names none (None as well when the
+    reason is reported elsewhere: a pack version or a pack folder that did not load)."""
+    found = registry.resolve(layer.pack, layer.version)
+    if found is None and registry.may_hold(layer.pack, layer.version):
+        return None, None
     if layer.pack not in registry:
         known = ", ".join(registry.names())
         return None, f"unknown pack '{layer.pack}' (known: {known})"
-    found = registry.resolve(layer.pack, layer.version)
     if found is None:
         have = ", ".join(pv.version for pv in registry.versions(layer.pack))
         what = "train" if is_train(layer.version) else "version"
@@ -69,6 +72,12 @@ def check_profile(doc: Doc[ClusterProfile], registry: PackRegistry) -> Iterator[
                     (*loc, "layer"),
                     f"an add-on profile cannot have a core '{layer.layer}' layer",
                 )
+        elif spec.type == "infra":
+            yield doc.at(
+                (*loc, "layer"),
+                "an infra profile holds only its os, k8s, cni and csi layers; put add-on "
+                "layers in an add-on profile",
+            )
         if isinstance(layer, PackLayer):
             if layer.pack in packs_seen:
                 yield doc.at(
@@ -78,7 +87,9 @@ def check_profile(doc: Doc[ClusterProfile], registry: PackRegistry) -> Iterator[
             packs_seen[layer.pack] = i
             pack, problem = resolve_pack(registry, layer)
             if pack is None:
-                yield doc.at((*loc, "version" if layer.pack in registry else "pack"), str(problem))
+                if problem is not None:
+                    where = "version" if layer.pack in registry else "pack"
+                    yield doc.at((*loc, where), problem)
                 continue
             if pack.layer != layer.layer:
                 yield doc.at(

@@ -131,6 +131,26 @@ class EventView(View):
     revision: str | None = None
 
 
+class DeliveryView(View):
+    """A result reported out: a commit status or a webhook notification."""
+
+    destination: str
+    kind: str  # commit-status | webhook
+    event: str
+    revision: str | None = None
+    state: str  # sending | retrying | delivered | failed | superseded | dropped
+    attempts: int
+    detail: str
+    updatedAt: datetime
+
+
+class ReportingView(View):
+    """How results reported out are going: the newest deliveries, and counts by state."""
+
+    counts: dict[str, int]
+    recent: list[DeliveryView]
+
+
 class SiteView(View):
     name: str
     wave: str | None
@@ -165,3 +185,4 @@ class FleetView(View):
     sites: list[SiteSummary]
     discovered: list[ApplianceView]
     events: list[EventView] = []  # the newest fleet-wide ones: rollout steps, operators' actions
+    reporting: ReportingView | None = None  # None: nothing was ever reported out

@@ -17,6 +17,7 @@ from ..store import (
     AgentRecord,
     Assignment,
     Control,
+    DeliveryRecord,
     EventRecord,
     ReportRecord,
     RevisionRecord,
@@ -31,10 +32,12 @@ from .documents import (
     ApplianceView,
     ClusterSummary,
     ClusterView,
+    DeliveryView,
     EventView,
     FailureView,
     FleetView,
     NodeView,
+    ReportingView,
     RevisionSummary,
     RevisionsView,
     RevisionView,
@@ -93,6 +96,8 @@ class FleetViews:
         with self._store.read() as tx:
             rows = _Rows.load(tx)
             events = tx.events.recent(fleet=True, limit=20)
+            deliveries = tx.deliveries.recent(limit=10)
+            delivery_counts = tx.deliveries.counts() if deliveries else {}
         now = epoch(self._clock)
         sites = sorted({a.site for a in rows.assignments.values() if a.declared})
         good, failed = rows.good, rows.failed
@@ -108,6 +113,11 @@ class FleetViews:
                 if not _declared(rows.assignments.get(agent.appliance))
             ],
             events=[_event(e) for e in events],
+            reporting=(
+                ReportingView(counts=delivery_counts, recent=[_delivery(d) for d in deliveries])
+                if deliveries
+                else None
+            ),
         )
 
     def site(self, name: str) -> SiteView | None:
@@ -450,4 +460,17 @@ def _event(event: EventRecord) -> EventView:
         message=event.message,
         appliance=event.appliance,
         revision=event.revision,
+    )
+
+
+def _delivery(record: DeliveryRecord) -> DeliveryView:
+    return DeliveryView(
+        destination=record.destination,
+        kind=record.kind,
+        event=record.event,
+        revision=record.revision,
+        state=record.state,
+        attempts=record.attempts,
+        detail=record.detail,
+        updatedAt=_time(record.updated_at),
     )

@@ -101,6 +101,15 @@ def _missing_dependency(f: FleetFiles) -> None:
     )
 
 
+def _infra_with_add_on(f: FleetFiles) -> None:
+    f.edit("profiles/hospital-1.0.0.yaml", "type: full", "type: infra")
+    f.edit(
+        "profiles/hospital-1.0.0.yaml",
+        "      version: 0.0.30\n",
+        "      version: 0.0.30\n    - layer: addon\n      pack: monitoring\n      version: 1.x\n",
+    )
+
+
 CASES = [
     Case("data-disk-without-pool", edit(HOSPITAL, "networks: [default]\n        imageStoragePool: images\n        targetStoragePool: vms\n        dataStoragePool: data\n", "networks: [default]\n        imageStoragePool: images\n        targetStoragePool: vms\n"),
          HOSPITAL, lambda f: f.line_of(HOSPITAL, "networks: [default]") - 1,
@@ -558,6 +567,18 @@ CASES = [
         "- |",
         "spec.caCerts[0]: the CA certificate does not parse as an X.509 PEM certificate",
     ),
+    Case("cron-backwards-weekday-range", edit(STORE, '"30 2 * * *"', '"30 2 * * fri-sun"'), STORE, "schedule:",
+         "cron expression '30 2 * * fri-sun' does not parse: day of week field 'fri-sun': the range fri-sun runs backwards"),
+    Case("cron-reboot-macro", edit(STORE, '"30 2 * * *"', '"@reboot"'), STORE, "schedule:",
+         "cron expression '@reboot' does not parse: @reboot is not a schedule"),
+    Case("cron-quartz-extension", edit(STORE, '"30 2 * * *"', '"30 2 L * *"'), STORE, "schedule:",
+         "cron expression '30 2 L * *' does not parse: day of month field 'L': 'l' is not a number"),
+    Case("cron-never-runs", edit(STORE, '"30 2 * * *"', '"30 2 30 feb *"'), STORE, "schedule:",
+         "day 30 of month feb never comes, so the schedule never runs"),
+    Case("maintenance-day-unknown", edit("sites/hospital-1/site.yaml", "days: [sat, sun]", "days: [Sat, Sunday]"),
+         "sites/hospital-1/site.yaml", "days:", "spec.maintenanceWindows[0].days[1] must be one of"),
+    Case("infra-profile-with-add-on", _infra_with_add_on, "profiles/hospital-1.0.0.yaml", "- layer: addon",
+         "an infra profile holds only its os, k8s, cni and csi layers"),
     Case(
         "unexpected-file",
         lambda f: f.write("sites/store-1/cluster/pos.yaml", f.read(STORE)),
@@ -594,3 +615,93 @@ def test_base_fleet_is_valid(fleet: FleetFiles, run_cli) -> None:
     result = run_cli("validate", str(fleet.root))
     assert result.code == 0, result.out
     assert result.out.strip() == "valid (3 sites, 5 appliances, 3 clusters)"
+
+
+# -- accepted forms: each edit of the valid base fleet still validates ----------------------
+
+ACCEPTED = [
+    ("cron-weekday-range-with-sunday-first", edit(STORE, '"30 2 * * *"', '"0 4 * * 0-6"')),
+    ("cron-weekday-step", edit(STORE, '"30 2 * * *"', '"0 4 * * */2"')),
+    ("cron-sunday-as-7", edit(STORE, '"30 2 * * *"', '"0 4 * * 5-7"')),
+    ("cron-macro", edit(STORE, '"30 2 * * *"', '"@daily"')),
+    ("cron-names-in-any-case", edit(STORE, '"30 2 * * *"', '"0 4 1,15 Jan-Jun/2 MON"')),
+    ("maintenance-days-capitalized", edit("sites/hospital-1/site.yaml", "days: [sat, sun]", "days: [Sat, SUN]")),
+    ("no-proxy-as-a-list", edit("sites/hospital-1/site.yaml", "noProxy: .hospital.test,172.16.10.0/24",
+                                "noProxy:\n              - .hospital.test\n              - 172.16.10.0/24")),
+]
+
+
+@pytest.mark.parametrize(("mutate"), [m for _, m in ACCEPTED], ids=[i for i, _ in ACCEPTED])
+def test_accepted_forms(fleet: FleetFiles, run_cli, mutate: Callable[[FleetFiles], None]) -> None:
+    mutate(fleet)
+    result = run_cli("validate", str(fleet.root))
+    assert result.code == 0, result.out
+
+
+# -- one error per root cause: what only follows from a broken document is not reported ---
+
+VENDOR_PACK = {
+    "vendor/pos/1.0.0/pack.yaml": "name: pos\nversion: 1.0.0\nlayer: addon\n",
+    "vendor/pos/1.0.0/values.yaml": "replicas: 1\n",
+}
+
+
+def _with_vendor_pack(f: FleetFiles) -> None:
+    """A pack from an extra registry folder, used by the extras profile (every site)."""
+    for path, text in VENDOR_PACK.items():
+        f.write(path, text)
+    f.edit("fleet.yaml", "  backupLocations:", "  packRegistries: [vendor]\n  backupLocations:")
+    f.edit(EXTRAS, "    - layer: addon\n      chart:", "    - layer: addon\n      pack: pos\n      version: 1.0.0\n    - layer: addon\n      chart:")
+
+
+def _broken_fleet_with_registry(f: FleetFiles) -> None:
+    _with_vendor_pack(f)
+    f.edit("fleet.yaml", "maxFailures: 10%", "maxFailures: ten")
+
+
+def _unparsable_fleet_with_registry(f: FleetFiles) -> None:
+    _with_vendor_pack(f)
+    f.edit("fleet.yaml", "maxFailures: 10%", "maxFailures: [10%")
+
+
+def _broken_pack_in_use(f: FleetFiles) -> None:
+    _with_vendor_pack(f)
+    f.write("vendor/pos/1.0.0/pack.yaml", "name: pos\nversion: 1.0.0\nlayer: add-on\n")
+
+
+def _dependency_on_broken_pack(f: FleetFiles) -> None:
+    _with_vendor_pack(f)
+    f.write("vendor/pos/1.0.0/pack.yaml", "name: pos\nversion: 1.0.0\nlayer: addon\ndependencies:\n  - {pack: queue, version: 1.0.0}\n")
+    f.write("vendor/queue/1.0.0/pack.yaml", "name: queue\nversion: 1.0.0\nlayer: addn\n")
+    f.edit(EXTRAS, "      pack: pos\n", "      pack: queue\n      version: 1.0.0\n    - layer: addon\n      pack: pos\n")
+
+
+CASCADES = [
+    ("broken-fleet-yaml-keeps-its-pack-folders", _broken_fleet_with_registry, "fleet.yaml", "maxFailures 'ten' must be"),
+    ("unparsable-fleet-yaml-hides-pack-references", _unparsable_fleet_with_registry, "fleet.yaml", "YAML syntax error"),
+    ("broken-pack-is-not-unknown-where-used", _broken_pack_in_use, "vendor/pos/1.0.0/pack.yaml", "layer"),
+    ("dependency-on-a-broken-pack", _dependency_on_broken_pack, "vendor/queue/1.0.0/pack.yaml", "layer"),
+    ("broken-profile-is-not-unknown-where-used", edit(STORE_PROFILE, "type: full", "type: fulll"), STORE_PROFILE, "spec.type"),
+    ("unparsable-profile-is-not-unknown-where-used", edit(STORE_PROFILE, "type: full", "type: [full"), STORE_PROFILE, "YAML syntax error"),
+    ("unparsable-appliance-is-not-undeclared-where-used", edit("sites/store-1/appliances/store-1-a.yaml", "type: bare-metal", "type: [bare"),
+     "sites/store-1/appliances/store-1-a.yaml", "YAML syntax error"),
+    ("broken-appliance-is-not-undeclared-where-used", edit("sites/store-1/appliances/store-1-a.yaml", "type: bare-metal", "type: metal"),
+     "sites/store-1/appliances/store-1-a.yaml", "spec.type"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "path", "reason"), [c[1:] for c in CASCADES], ids=[c[0] for c in CASCADES])
+def test_one_error_per_root_cause(fleet: FleetFiles, run_cli, mutate: Callable[[FleetFiles], None], path: str, reason: str) -> None:
+    mutate(fleet)
+    result = run_cli("validate", str(fleet.root), "--format", "json")
+    assert result.code == 1, result.out
+    errors = json.loads(result.out)["errors"]
+    shown = "\n".join(f"{e['file']}:{e['line']}: {e['message']}" for e in errors)
+    assert len(errors) == 1, shown
+    assert errors[0]["file"] == path and reason in errors[0]["message"], shown
+
+
+def test_the_vendor_pack_fleet_is_valid(fleet: FleetFiles, run_cli) -> None:
+    _with_vendor_pack(fleet)
+    result = run_cli("validate", str(fleet.root))
+    assert result.code == 0, result.out

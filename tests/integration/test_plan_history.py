@@ -129,7 +129,8 @@ def test_plan_cli_formats(fleet_repo: FleetFiles, capsys) -> None:
     )
     markdown = capsys.readouterr().out
     assert markdown.startswith("### edgefleet plan\n")
-    assert "| `store-1` | changed | 1 |" in markdown
+    summary = "<summary>1. 1 site (<code>store-1</code>): changed — cluster pos changed</summary>"
+    assert summary in markdown
 
 
 def test_plan_of_a_broken_head_fails_with_the_errors(fleet_repo: FleetFiles, capsys) -> None:

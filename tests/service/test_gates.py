@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from agent.contract import MaintenanceWindow
+from reconciler.planning.waves import allowance
+from reconciler.planning.windows import next_opening, window_open
 from reconciler.rollout import InvalidRelease
-from reconciler.rollout.waves import allowance
-from reconciler.rollout.windows import next_opening, window_open
 
 from .conftest import Harness
 from .fleets import digests, release, revision, site

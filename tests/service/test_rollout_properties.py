@@ -35,9 +35,9 @@ from hypothesis.stateful import (
 )
 
 from agent.contract import StatusReport
+from reconciler.planning.waves import allowance
 from reconciler.rollout import Release, RolloutService, Wave
 from reconciler.rollout.errors import RolloutConflict
-from reconciler.rollout.waves import allowance
 from reconciler.store import Store
 
 from .clocks import ManualClock

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from agent.clocks import Clock
 from agent.contract import DesiredState, Schedule, schedule_from
 from agent.daytwo import DayTwoError
-from agent.daytwo.schedules.triggers import LocalCron
+from agent.daytwo.schedules.triggers import crontab_trigger
 
 DB_NAME = "schedules.sqlite3"
 POSTPONED = "@postponed"
@@ -176,19 +176,18 @@ class Scheduler:
                 job = existing.get(job_id)
                 if job is not None and job.kwargs["schedule"] == spec:
                     continue
-                if job is not None:
-                    old = job.kwargs["schedule"]
-                    if (old["cron"], old["timezone"]) == (schedule.cron, schedule.timezone):
-                        job.modify(kwargs=kwargs)
-                        changed.append(job_id)
-                        continue
                 try:
-                    trigger = LocalCron.from_crontab(
-                        schedule.cron, timezone=ZoneInfo(schedule.timezone)
-                    )
+                    trigger = crontab_trigger(schedule.cron, ZoneInfo(schedule.timezone))
                 except (ValueError, KeyError) as e:
                     invalid.append(f"{job_id}: {e}")
                     continue
+                # the same times in the same zone keep their next run (a trigger an older
+                # agent built from the same text may fire on other times: it is replaced)
+                if job is not None and job.kwargs["schedule"]["timezone"] == schedule.timezone:
+                    if str(job.trigger) == str(trigger):
+                        job.modify(kwargs=kwargs)
+                        changed.append(job_id)
+                        continue
                 first = trigger.get_next_fire_time(None, now)
                 self._engine.add_job(
                     fire,

@@ -1,12 +1,18 @@
-"""Cron triggers that keep to a site's local wall clock across daylight-saving changes: each
-local time fires once, and one that clocks skip fires as they skip it, as cron does."""
+"""Cron triggers in a site's local time: :func:`crontab_trigger` turns a schedule's crontab
+text (read by :mod:`agent.crontab`, as validation reads it) into triggers that fire exactly
+when crontab would, each local time once across daylight-saving changes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
+
+from agent import crontab
 
 
 class LocalCron(CronTrigger):  # type: ignore[misc]
@@ -25,6 +31,33 @@ class LocalCron(CronTrigger):  # type: ignore[misc]
         ):
             candidate = super().get_next_fire_time(candidate, max(_utc(now), _utc(candidate)))
         return None if candidate is None else _existing(candidate, zone)
+
+
+def crontab_trigger(text: str, timezone: tzinfo) -> BaseTrigger:
+    """The trigger that fires when crontab would run ``text`` in ``timezone``; raises
+    :class:`agent.crontab.CrontabError` (a ValueError) for text that is not a schedule."""
+    schedule = crontab.parse(text)
+
+    def cron(days: str, weekdays: str) -> LocalCron:
+        return LocalCron(
+            minute=_listed(schedule.minutes),
+            hour=_listed(schedule.hours),
+            day=days,
+            month=_listed(schedule.months),
+            day_of_week=weekdays,
+            timezone=timezone,
+        )
+
+    days = _listed(schedule.days)
+    # by name: APScheduler numbers weekdays from Monday
+    weekdays = ",".join(crontab.WEEKDAYS[d] for d in sorted(schedule.weekdays))
+    if schedule.day_or_weekday:  # a day matching either field runs
+        return OrTrigger([cron(days, "*"), cron("*", weekdays)])
+    return cron(days, weekdays)
+
+
+def _listed(values: Iterable[int]) -> str:
+    return ",".join(str(v) for v in sorted(values))
 
 
 def _wall(moment: datetime, zone: Any) -> datetime:

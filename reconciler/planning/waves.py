@@ -1,11 +1,25 @@
-"""Which wave a site belongs to, and how many of a wave's sites may fail."""
+"""Rollout waves: which wave a site belongs to, and how many of a wave's sites may fail.
+
+The rollout decides with these rules and plan shows what they will decide, so they live
+here, below both.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from .releases import Wave
+
+@dataclass(frozen=True)
+class Wave:
+    """One rollout wave: the sites whose labels include every selector label."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.labels.items())
 
 
 def wave_of(labels: Mapping[str, str], waves: Sequence[Wave]) -> int:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from agent.errors import AgentError
+
 MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -35,7 +37,7 @@ _LONGEST = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # days of each m
 _ITEM = re.compile(r"^(?:(\*)|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9]+))?$")
 
 
-class CrontabError(ValueError):
+class CrontabError(AgentError, ValueError):
     """The text is not a crontab schedule; the message says which part and why."""
 
 

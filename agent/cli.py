@@ -30,6 +30,7 @@ from agent.config import DEFAULT_CONFIG, ConfigError, load_config
 from agent.drivers import DriverError
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from agent.inventory import Inventory, InventoryError
+from agent.link import AGENT_VERSION
 from agent.operations import OperationError
 from agent.restoring import RestoreError
 from agent.results import ApplyResult
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgefleet-agent", description="The edgefleet agent of one appliance."
     )
+    parser.add_argument("--version", action="version", version=f"edgefleet-agent {AGENT_VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     apply = commands.add_parser(
         "apply",

@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography import x509
 
 from .config import AgentConfig
-from .link import AgentLink, LinkError, LinkSettings
+from .link import AGENT_VERSION, AgentLink, LinkError, LinkSettings
 
 UNIT = """\
 [Unit]
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=34),
     )
     add = parser.add_argument
+    add("--version", action="version", version=f"edge-installer {AGENT_VERSION}")
     add("-i", "--ip", required=True, help="IP address of this appliance (required)")
     add("-a", "--apiurl", help="reconciler URL, e.g. https://fleet.example.com (online mode)")
     add("-d", "--deviceid", help="appliance ID (default: the machine ID, /etc/machine-id)")

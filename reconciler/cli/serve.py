@@ -210,11 +210,11 @@ def run(args: argparse.Namespace) -> int:
             credentials=_credentials(options),
         )
         store = Store(str(options["db"]))
-    except ValueError as e:
-        return fail_usage(str(e))
     except (ConfigError, OperatorTokenError, SourceError, StoreError) as e:
         print(f"edgefleet: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:
+        return fail_usage(str(e))
     try:
         listener = _bind(host.strip("[]"), int(port))
     except OSError as e:

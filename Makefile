@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint system-deps
 
 # system-deps first: libvirt-python builds against Debian's libvirt-dev
-$(STAMP): pyproject.toml | system-deps
+$(STAMP): pyproject.toml setup.py | system-deps
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,libvirt]'
 	touch $@

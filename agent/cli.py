@@ -27,6 +27,7 @@ from agent.contract import SCAN_TOOLS
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from agent.errors import AgentError, one_line
 from agent.link.bundles import BundleError
+from agent.link.client import AGENT_VERSION
 from agent.wiring import operations_for, run_offline, run_online, saved_state
 
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgefleet-agent", description="The edgefleet agent of one appliance."
     )
+    parser.add_argument("--version", action="version", version=f"edgefleet-agent {AGENT_VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     apply = commands.add_parser(
         "apply",

@@ -5,6 +5,7 @@ wrong."""
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import ipaddress
 import os
 import re
@@ -17,22 +18,10 @@ from cryptography import x509
 
 from agent.config import AgentConfig
 from agent.errors import AgentError
-from agent.link.client import AgentLink, LinkError, LinkSettings
+from agent.link.client import AGENT_VERSION, AgentLink, LinkError, LinkSettings
 
-UNIT = """\
-[Unit]
-Description=edgefleet agent: applies this appliance's desired state
-Wants=network-online.target
-After=network-online.target docker.service libvirtd.service
-
-[Service]
-ExecStart={executable} run --config {config}
-Restart=always
-RestartSec=5
-{environment}
-[Install]
-WantedBy=multi-user.target
-"""
+UNIT = "edgefleet-agent.service"  # deploy/ of the project, the data package edgefleet_deploy
+DEFAULT_EXECUTABLE = "/usr/local/bin/edgefleet-agent"
 
 
 class FlagError(AgentError):
@@ -46,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=34),
     )
     add = parser.add_argument
+    add("--version", action="version", version=f"edge-installer {AGENT_VERSION}")
     add("-i", "--ip", required=True, help="IP address of this appliance (required)")
     add("-a", "--apiurl", help="reconciler URL, e.g. https://fleet.example.com (online mode)")
     add("-d", "--deviceid", help="appliance ID (default: the machine ID, /etc/machine-id)")
@@ -182,6 +172,25 @@ def install(config: AgentConfig, ca: Path | None, target: Path) -> Path:
         ca_path = _inside(target, config.caCert)
         ca_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ca, ca_path)
+    unit = _inside(target, "/etc/systemd/system/edgefleet-agent.service")
+    unit.parent.mkdir(parents=True, exist_ok=True)
+    unit.write_text(agent_unit(config, _agent_executable()))
+    _inside(target, config.dataDir).mkdir(parents=True, exist_ok=True)
+    return config_path
+
+
+def _agent_executable() -> str:
+    """The edgefleet-agent installed beside this installer (a virtual environment's bin/
+    need not be on PATH), else the one on PATH."""
+    beside = Path(sys.executable).with_name("edgefleet-agent")
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("edgefleet-agent") or DEFAULT_EXECUTABLE
+
+
+def agent_unit(config: AgentConfig, executable: str) -> str:
+    """The shipped unit with this agent's executable and proxy variables."""
+    text = importlib.resources.files("edgefleet_deploy").joinpath(UNIT).read_text()
     environment = "".join(
         f"Environment={name}={value}\n"
         for name, value in (
@@ -191,16 +200,8 @@ def install(config: AgentConfig, ca: Path | None, target: Path) -> Path:
         )
         if value
     )
-    unit = _inside(target, "/etc/systemd/system/edgefleet-agent.service")
-    unit.parent.mkdir(parents=True, exist_ok=True)
-    executable = shutil.which("edgefleet-agent") or "/usr/local/bin/edgefleet-agent"
-    unit.write_text(
-        UNIT.format(
-            executable=executable, config="/etc/edgefleet/agent.yaml", environment=environment
-        )
-    )
-    _inside(target, config.dataDir).mkdir(parents=True, exist_ok=True)
-    return config_path
+    text = text.replace(f"ExecStart={DEFAULT_EXECUTABLE} ", f"ExecStart={executable} ", 1)
+    return text.replace("[Service]\n", f"[Service]\n{environment}", 1)
 
 
 def register(config: AgentConfig, token: str, target: Path) -> None:

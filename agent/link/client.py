@@ -12,6 +12,7 @@ import ipaddress
 import platform
 import ssl
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,7 +25,15 @@ from agent.config import AgentConfig
 from agent.contract import DesiredState
 from agent.errors import AgentError
 
-AGENT_VERSION = "0.1.0"
+
+def _installed_version() -> str:
+    try:
+        return metadata.version("edgefleet")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
+AGENT_VERSION = _installed_version()
 
 
 class LinkError(AgentError):

@@ -19,7 +19,7 @@ from ..clocks import Clock
 from ..delivery import DesiredDocuments, Registrations
 from ..rollout import RolloutService
 from ..store import Store, StoreError
-from ..views import FleetViews
+from ..views import FleetViews, SourceView
 from .agents import agent_routes
 from .errors import install_handlers
 from .fleet import fleet_routes
@@ -48,6 +48,7 @@ def create_app(
     operators: OperatorTokens | None = None,
     metrics_public: bool = False,
     leading: Callable[[], bool] | None = None,
+    source: Callable[[], SourceView | None] = lambda: None,
 ) -> FastAPI:
     """The reconciler's API.
 
@@ -56,6 +57,7 @@ def create_app(
     ``on_push`` is called (in a worker thread) for every verified push webhook;
     ``tick_interval`` runs ``rollout.tick()`` that often (None: the caller ticks);
     ``max_wait`` bounds ``GET /v1/desired?wait=N``; bodies over ``max_body_bytes`` get 413.
+    ``source`` tells how the last fetch of a remote repository went (fleet status).
     """
     services = Services(
         store=store,
@@ -64,7 +66,9 @@ def create_app(
             store=store, clock=clock, bootstrap_token=bootstrap_token, notifier=rollout.notifier
         ),
         documents=DesiredDocuments(store=store, notifier=rollout.notifier),
-        views=FleetViews(store=store, clock=clock, heartbeat_timeout=rollout.heartbeat_timeout),
+        views=FleetViews(
+            store=store, clock=clock, heartbeat_timeout=rollout.heartbeat_timeout, source=source
+        ),
         notifier=rollout.notifier,
         on_push=on_push,
         webhook_secret=webhook_secret.encode() if webhook_secret else None,

@@ -8,16 +8,27 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-
-from . import bundle, plan, render, rollout, serve, status, validate
+from importlib import metadata
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
+def version() -> str:
+    try:
+        return metadata.version("edgefleet")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # imported here: without the `server` extra (an appliance's install) the command still
+    # starts, and says what is missing in one line
+    from . import bundle, database, plan, render, rollout, serve, status, validate
+
     parser = argparse.ArgumentParser(
         prog="edgefleet", description="GitOps for Kubernetes clusters on edge appliances."
     )
+    parser.add_argument("--version", action="version", version=f"edgefleet {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     validate.register(commands)
     render.register(commands)
@@ -26,11 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands)
     status.register(commands)
     rollout.register(commands)
+    database.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as e:
+        print(
+            f"edgefleet: {e.name} is not installed; the reconciler's commands need "
+            "pip install 'edgefleet[server]'",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

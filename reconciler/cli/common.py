@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import Diagnostic
-from ..packs import BUILTIN_FOLDER, PROJECT_ROOT
+from ..packs import BUILTIN_FOLDER, BUILTIN_ROOT
 from ..sources import DirectoryTree, GitRepository, GitTree, SourceError, Tree
 
 
@@ -30,7 +30,7 @@ def open_tree(repo: str, rev: str | None) -> Tree:
 
 
 def builtin_packs() -> tuple[Tree, str]:
-    return DirectoryTree(PROJECT_ROOT), BUILTIN_FOLDER
+    return DirectoryTree(BUILTIN_ROOT), BUILTIN_FOLDER
 
 
 def fail_usage(message: str) -> int:

@@ -2,7 +2,9 @@
 
 Options come from flags, then ``EDGEFLEET_<OPTION>`` environment variables, then a YAML
 ``--config`` file with the same names (``listen: 127.0.0.1:8080``), then defaults. It binds
-to 127.0.0.1 unless told otherwise.
+to 127.0.0.1 unless told otherwise. A private remote repository is reached over SSH with
+--git-ssh-key-file and --git-known-hosts-file, or over HTTPS with --git-password-file (and
+--git-username). A configuration error is one line and exit 1, before anything starts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,8 +31,8 @@ from ..api.operators import OperatorTokenError, OperatorTokens
 from ..clocks import system_clock
 from ..delivery import ChangeFeed
 from ..rollout import RolloutService
-from ..service import Loop, Reconciler, Replica, open_source
-from ..sources import SourceError
+from ..service import Loop, Reconciler, RemoteSource, Replica, open_source
+from ..sources import Credentials, FetchFailed, SourceError
 from ..store import Store, StoreError
 from . import reporting
 from .common import builtin_packs, fail_usage
@@ -48,8 +51,17 @@ OPTIONS = {  # name: (default, help)
     "tick-interval": ("15", "seconds between re-evaluations of rollout gates (soak, windows)"),
     "tls-cert": (None, "TLS certificate (PEM) to serve HTTPS"),
     "tls-key": (None, "TLS private key (PEM)"),
+    "git-ssh-key-file": (None, "private key for an ssh:// or git@host: repository"),
+    "git-known-hosts-file": (None, "known_hosts file with the SSH server's host key"),
+    "git-username": (None, "user for an https:// repository (default: the URL's, or git)"),
+    "git-password-file": (None, "file holding the https:// repository's token or password"),
     **reporting.OPTIONS,
 }
+MIN_BOOTSTRAP_TOKEN = 16
+
+
+class ConfigError(Exception):
+    """A file or setting serve cannot run with: one line, exit 1."""
 
 
 def register(commands: Any) -> None:
@@ -93,20 +105,50 @@ def settings(args: argparse.Namespace) -> dict[str, str | None]:
     return out
 
 
-def _read_secret(path: str | None, what: str) -> str | None:
+def _read_secret(path: str | None, what: str, *, min_length: int = 1) -> str | None:
     if path is None:
         return None
     try:
         secret = Path(path).read_text().strip()
     except OSError as e:
-        raise ValueError(f"{what} {path}: {e.strerror}") from None
+        raise ConfigError(f"{what} {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path}: not text") from None
     if not secret:
-        raise ValueError(f"{what} {path} is empty")
+        raise ConfigError(f"{what} {path} is empty")
+    if len(secret) < min_length:
+        raise ConfigError(
+            f"{what} {path}: the token must have at least {min_length} characters "
+            f"(it has {len(secret)})"
+        )
     return secret
+
+
+def _credentials(options: dict[str, str | None]) -> Credentials:
+    def path(name: str) -> Path | None:
+        value = options[name]
+        return Path(value) if value else None
+
+    return Credentials(
+        ssh_key=path("git-ssh-key-file"),
+        known_hosts=path("git-known-hosts-file"),
+        username=options["git-username"],
+        password_file=path("git-password-file"),
+    )
 
 
 def _operators(path: str | None) -> OperatorTokens:
     return OperatorTokens() if path is None else OperatorTokens.from_file(Path(path))
+
+
+def _seconds(value: str | None, name: str) -> float:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        raise ValueError(f"--{name} must be a number of seconds (got {value})") from None
+    if not seconds > 0:
+        raise ValueError(f"--{name} must be more than 0 seconds (got {value})")
+    return seconds
 
 
 def _flag(value: str | None, name: str) -> bool:
@@ -142,33 +184,40 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a new store's set-up steps
     try:
         options = settings(args)
         if not options["repo"]:
             raise ValueError("a repository path or URL is required")
-        bootstrap = _read_secret(options["bootstrap-token-file"], "bootstrap token file")
-        if bootstrap is None:
+        if options["bootstrap-token-file"] is None:
             raise ValueError("--bootstrap-token-file is required")
+        bootstrap = _read_secret(
+            options["bootstrap-token-file"],
+            "bootstrap token file",
+            min_length=MIN_BOOTSTRAP_TOKEN,
+        )
+        assert bootstrap is not None
         webhook = _read_secret(options["webhook-secret-file"], "webhook secret file")
         operators = _operators(options["operator-token-file"])
         metrics_public = _flag(options["metrics-public"], "metrics-public")
         host, _, port = str(options["listen"]).rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"--listen must be address:port (got {options['listen']})")
-        interval = float(str(options["fetch-interval"]))
-        tick = float(str(options["tick-interval"]))
+        interval = _seconds(options["fetch-interval"], "fetch-interval")
+        tick = _seconds(options["tick-interval"], "tick-interval")
         source = open_source(
             str(options["repo"]),
             branch=str(options["branch"]),
             cache=Path(str(options["cache-dir"])),
             interval=interval,
+            credentials=_credentials(options),
         )
         store = Store(str(options["db"]))
         reporter = reporting.reporter(options, store=store)
-    except OperatorTokenError as e:
+    except (ConfigError, OperatorTokenError, SourceError, StoreError) as e:
         print(f"edgefleet: {e}", file=sys.stderr)
         return 1
-    except (ValueError, SourceError, StoreError) as e:
+    except ValueError as e:
         return fail_usage(str(e))
     try:
         listener = _bind(host.strip("[]"), int(port))
@@ -186,6 +235,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not len(operators):
         log.warning("no operator tokens: fleet status and rollout control answer 401")
+    if isinstance(source, RemoteSource):
+        with suppress(FetchFailed):  # logged and shown in the fleet status; retried
+            source.fetch()
     rollout = RolloutService(store=store, clock=system_clock, on_events=reporter)
 
     def make_loop() -> Loop:
@@ -210,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
         tick_interval=tick,
         operators=operators,
         metrics_public=metrics_public,
+        source=source.status if isinstance(source, RemoteSource) else lambda: None,
     )
     signal.signal(signal.SIGHUP, lambda _sig, _frame: _reload(operators))
     feed = ChangeFeed(store=store, notifier=rollout.notifier).start()

@@ -103,6 +103,15 @@ def print_fleet(console: Console, fleet: FleetView) -> None:
         console.print(f"revision      {r.short}  (recorded {r.recordedAt:%Y-%m-%d %H:%M} UTC)")
     else:
         console.print("revision      none recorded yet")
+    if fleet.source is not None:
+        src = fleet.source
+        if src.ok:
+            fetched = f"{src.lastFetchedAt:%Y-%m-%d %H:%M} UTC" if src.lastFetchedAt else "never"
+            console.print(f"source        {src.url} {src.branch}, fetched {fetched}")
+        else:
+            since = f"{src.failingSince:%Y-%m-%d %H:%M} UTC" if src.failingSince else "now"
+            console.print(f"source        {src.url} {src.branch}, failing since {since}:")
+            console.print(f"  {src.error}", markup=False, highlight=False)
     if fleet.rollout is not None:
         ro = fleet.rollout
         wave = f"wave {ro.wave} ({ro.waveIndex + 1}/{len(ro.waves)})" if ro.wave else "all waves"

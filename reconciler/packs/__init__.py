@@ -8,7 +8,7 @@ built-in one replaces it. Versions are either exact (``1.30.6``) or trains (``1.
 
 from .registry import (
     BUILTIN_FOLDER,
-    PROJECT_ROOT,
+    BUILTIN_ROOT,
     PackRegistry,
     PackVersion,
     is_train,
@@ -18,7 +18,7 @@ from .registry import (
 
 __all__ = [
     "BUILTIN_FOLDER",
-    "PROJECT_ROOT",
+    "BUILTIN_ROOT",
     "PackRegistry",
     "PackVersion",
     "is_train",

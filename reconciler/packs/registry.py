@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -14,10 +15,20 @@ from ..loading import Doc, parse_file, to_model
 from ..models import PackMeta, Preset, PresetsFile
 from ..sources import Tree
 
-# The built-in registry ships in the project's templates/ folder; error messages name its files
-# from the project root ("templates/packs/k3s/1.30.6/values.yaml").
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BUILTIN_FOLDER = "templates/packs"
+
+def _templates() -> Path:
+    """The installed ``edgefleet_templates`` data package (``templates/`` in a checkout)."""
+    found = resources.files("edgefleet_templates")
+    if not isinstance(found, Path):  # a zipped install: the registry reads folders
+        raise RuntimeError(f"the built-in packs must be installed as files, not in {found}")
+    return found
+
+
+# The built-in registry: error messages name its files from the folder above the templates
+# ("templates/packs/k3s/1.30.6/values.yaml" in a checkout, "edgefleet_templates/packs/..."
+# when installed).
+BUILTIN_ROOT = _templates().parent
+BUILTIN_FOLDER = f"{_templates().name}/packs"
 
 _TRAIN = re.compile(r"^(\d+(?:\.\d+)*)\.x$")
 

@@ -1,8 +1,9 @@
 """Noticing new commits: a local repository's refs through watchfiles (no polling), a remote
 one by fetching on an interval and at once when a webhook pokes.
 
-Errors (:class:`SourceError` of :mod:`reconciler.sources`) from fetching are temporary: the
-loop logs them and tries again at the next interval.
+Errors (:class:`FetchFailed` of :mod:`reconciler.sources`) from fetching are temporary: the
+loop logs them, keeps them as the source's status (the fleet status shows it) and tries again
+at the next interval, while every site keeps the state it is served.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pygit2
 from watchfiles import Change, watch
 
-from ..sources import GitRepository, SourceError
+from ..clocks import Clock, system_clock
+from ..sources import Credentials, FetchFailed, GitRepository, Mirror, SourceError
+from ..views import SourceView
 
 log = logging.getLogger(__name__)
 
@@ -71,42 +73,76 @@ class LocalSource(Source):
 
 
 class RemoteSource(Source):
-    """A remote repository, cloned bare into a cache folder and fetched on an interval or
-    when poked (by the push webhook)."""
+    """A remote repository, mirrored into a cache folder and fetched on an interval or when
+    poked (by the push webhook). :meth:`fetch` once before the loop starts."""
 
-    def __init__(self, url: str, cache: Path, branch: str, *, interval: float = 15.0) -> None:
-        if not (cache / "HEAD").exists():
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                pygit2.clone_repository(url, str(cache), bare=True)
-            except pygit2.GitError as e:
-                raise SourceError(f"{url}: cannot clone: {e}") from e
-        super().__init__(GitRepository(cache), branch)
+    def __init__(
+        self,
+        url: str,
+        cache: Path,
+        branch: str,
+        *,
+        interval: float = 15.0,
+        credentials: Credentials | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.mirror = Mirror(url, cache, credentials or Credentials())
+        super().__init__(self.mirror.git, branch)
         self.url = url
         self.interval = interval
+        self._clock = clock
+        self._view = SourceView(url=self.mirror.shown, branch=branch, ok=True)
+
+    def status(self) -> SourceView:
+        return self._view
 
     def fetch(self) -> None:
+        """Fetch the branch; a failure is logged, kept as the status and raised."""
         try:
-            remote = self.git.repo.remotes["origin"]
-            remote.fetch([f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"])
-        except (pygit2.GitError, KeyError) as e:
-            raise SourceError(f"{self.url}: fetch failed: {e}") from e
+            self.mirror.fetch(self.branch)
+        except FetchFailed as e:
+            before = self._view
+            if before.error != str(e):
+                log.warning("%s", e)
+            self._view = before.model_copy(
+                update={
+                    "ok": False,
+                    "error": str(e),
+                    "failingSince": before.failingSince or self._clock(),
+                }
+            )
+            raise
+        if not self._view.ok:
+            log.info("%s: fetched again", self.mirror.shown)
+        self._view = self._view.model_copy(
+            update={"ok": True, "error": None, "failingSince": None, "lastFetchedAt": self._clock()}
+        )
 
     def changes(self, stop: threading.Event, poke: threading.Event) -> Iterator[None]:
+        yield  # what the fetch before the start brought
         while not stop.is_set():
-            try:
-                self.fetch()
-            except SourceError as e:
-                log.warning("%s", e)
-            yield
             poke.wait(self.interval)
             poke.clear()
+            if stop.is_set():
+                return
+            try:
+                self.fetch()
+            except FetchFailed:
+                continue  # the status says why; the last good state keeps being served
+            yield
 
 
-def open_source(repo: str, *, branch: str, cache: Path, interval: float) -> Source:
+def open_source(
+    repo: str,
+    *,
+    branch: str,
+    cache: Path,
+    interval: float,
+    credentials: Credentials | None = None,
+) -> Source:
     """A local path or a URL (https://, ssh://, git@host:path, file://)."""
     if "://" in repo or (":" in repo and "@" in repo.split(":", 1)[0]):
-        return RemoteSource(repo, cache, branch, interval=interval)
+        return RemoteSource(repo, cache, branch, interval=interval, credentials=credentials)
     return LocalSource(GitRepository(Path(repo)), branch)
 
 

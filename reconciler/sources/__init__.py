@@ -1,15 +1,34 @@
 """Where fleet files come from: a directory on disk or a git tree at any revision.
 
-Both implement :class:`Tree`, so loading never knows which one it reads. Errors::
+Both implement :class:`Tree`, so loading never knows which one it reads. A remote repository
+is mirrored into a cache folder (:mod:`.remotes`). Errors::
 
     SourceError
-    └── RevisionNotFound   (a ref or commit that does not resolve)
+    ├── RevisionNotFound       (a ref or commit that does not resolve)
+    ├── CredentialsError       (a credential file cannot be used)
+    └── FetchFailed            (temporary)
+        ├── AuthenticationFailed
+        └── HostKeyRejected
 """
 
 from .git import GitRepository, GitTree, RevisionNotFound, SourceError, changed_paths
+from .remotes import (
+    AuthenticationFailed,
+    Credentials,
+    CredentialsError,
+    FetchFailed,
+    HostKeyRejected,
+    Mirror,
+)
 from .trees import DirectoryTree, Tree
 
 __all__ = [
+    "AuthenticationFailed",
+    "Credentials",
+    "CredentialsError",
+    "FetchFailed",
+    "HostKeyRejected",
+    "Mirror",
     "DirectoryTree",
     "GitRepository",
     "GitTree",

@@ -6,10 +6,12 @@ groups on it (:mod:`.transactions`). Errors (:mod:`.errors`)::
 
     StoreError
     ├── StoreUnavailable   (temporary: retry)
-    └── StoreConflict      (two writers raced for one row)
+    ├── StoreConflict      (two writers raced for one row)
+    └── SchemaMismatch     (the database's schema is older or newer: edgefleet db upgrade)
 """
 
 from .errors import StoreConflict, StoreError, StoreUnavailable
+from .migrations import SchemaMismatch
 from .records import (
     AgentRecord,
     Assignment,
@@ -24,7 +26,7 @@ from .records import (
     RolloutTarget,
     Streak,
 )
-from .transactions import DEFAULT_URL, Store, Transaction
+from .transactions import DEFAULT_URL, Store, Transaction, upgrade_schema
 
 __all__ = [
     "DEFAULT_URL",
@@ -39,10 +41,12 @@ __all__ = [
     "RolloutRecord",
     "RolloutSite",
     "RolloutTarget",
+    "SchemaMismatch",
     "Store",
     "StoreConflict",
     "StoreError",
     "StoreUnavailable",
     "Streak",
     "Transaction",
+    "upgrade_schema",
 ]

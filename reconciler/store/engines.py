@@ -28,8 +28,10 @@ def open_engine(url: str) -> Engine:
     """An engine for ``sqlite:///PATH`` or ``postgresql+psycopg://...``."""
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
-        raise StoreError(f"not a database URL: {e}") from e
+    except ArgumentError as e:  # its message repeats the URL, password and all
+        raise StoreError(
+            "not a database URL: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+        ) from e
     if parsed.get_backend_name() == "sqlite":
         return _sqlite(url)
     if parsed.get_backend_name() == "postgresql":

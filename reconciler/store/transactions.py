@@ -29,11 +29,11 @@ from .engines import WRITE_OPTION, open_engine
 from .errors import translated
 from .events import Events
 from .figures import Figures
+from .migrations import open_at_head, upgrade
 from .replicas import ChangeSignal, Leadership
 from .reports import Reports
 from .revisions import Revisions
 from .rollouts import Rollouts
-from .schema import metadata
 
 DEFAULT_URL = "sqlite:///edgefleet.db"
 _ROLLOUT_LOCK = 0x6564_6765  # an arbitrary, fixed advisory lock key
@@ -59,15 +59,20 @@ class Transaction:
 
 class Store:
     """The reconciler's database, from a URL: ``sqlite:///PATH`` (default) or
-    ``postgresql+psycopg://USER@HOST/DB``. Creates missing tables on open."""
+    ``postgresql+psycopg://USER@HOST/DB``. An empty database is created at the current
+    schema; one at another schema raises :class:`SchemaMismatch` (see :mod:`.migrations`)."""
 
     def __init__(self, url: str = DEFAULT_URL) -> None:
         self.url = url
         with translated():
             self._engine = open_engine(url)
-            with self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
-                with conn.begin():
-                    metadata.create_all(conn)
+            try:
+                with self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+                    with conn.begin():
+                        open_at_head(conn, url)
+            except BaseException:
+                self._engine.dispose()
+                raise
 
     @property
     def dialect(self) -> str:
@@ -108,3 +113,16 @@ class Store:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def upgrade_schema(url: str) -> tuple[str, str]:
+    """Bring the database at ``url`` to the current schema (``edgefleet db upgrade``): the
+    revision it was at (``empty``; the baseline for one created before migrations) and now."""
+    with translated():
+        engine = open_engine(url)
+        try:
+            with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+                with conn.begin():
+                    return upgrade(conn, url)
+        finally:
+            engine.dispose()

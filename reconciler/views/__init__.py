@@ -2,7 +2,15 @@
 builds the documents of :mod:`.documents` from the store), and the figures ``/metrics``
 exports. Nothing here writes."""
 
-from .documents import FleetView, RevisionsView, RolloutView, SiteView
+from .documents import FleetView, RevisionsView, RolloutView, SiteView, SourceView
 from .reading import Figures, FleetViews
 
-__all__ = ["Figures", "FleetView", "FleetViews", "RevisionsView", "RolloutView", "SiteView"]
+__all__ = [
+    "Figures",
+    "FleetView",
+    "FleetViews",
+    "RevisionsView",
+    "RolloutView",
+    "SiteView",
+    "SourceView",
+]

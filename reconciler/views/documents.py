@@ -177,10 +177,22 @@ class RevisionsView(View):
     revisions: list[RevisionSummary]  # newest first
 
 
+class SourceView(View):
+    """The remote repository as this server last fetched it."""
+
+    url: str  # without a password
+    branch: str
+    ok: bool
+    error: str | None = None  # why the last fetch failed: one line, no credential
+    failingSince: datetime | None = None
+    lastFetchedAt: datetime | None = None  # the last fetch that worked
+
+
 class FleetView(View):
     generatedAt: datetime
     revision: RevisionView | None
     lastFailure: FailureView | None
+    source: SourceView | None = None  # a remote repository's fetches; None for a local one
     rollout: RolloutView | None
     sites: list[SiteSummary]
     discovered: list[ApplianceView]

@@ -6,6 +6,7 @@ Each view is read in one store transaction and built from rows; nothing here wri
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -45,6 +46,7 @@ from .documents import (
     SiteFailure,
     SiteSummary,
     SiteView,
+    SourceView,
     TaskView,
 )
 from .statuses import (
@@ -87,10 +89,18 @@ BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 class FleetViews:
-    def __init__(self, *, store: Store, clock: Clock, heartbeat_timeout: float = 90.0) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        heartbeat_timeout: float = 90.0,
+        source: Callable[[], SourceView | None] = lambda: None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._timeout = heartbeat_timeout
+        self._source = source  # the followed repository's fetch status, kept by the loop
 
     def fleet(self) -> FleetView:
         with self._store.read() as tx:
@@ -105,6 +115,7 @@ class FleetViews:
             generatedAt=_time(now),
             revision=_revision(good) if good else None,
             lastFailure=_failure(failed, good) if failed else None,
+            source=self._source(),
             rollout=_rollout(rows) if rows.rollout else None,
             sites=[self._summary(name, rows, now) for name in sites],
             discovered=[

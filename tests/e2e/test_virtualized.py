@@ -75,7 +75,11 @@ def test_virtualized_site(loop: Loop, libvirt_host: Any) -> None:
     host = libvirt_host
     fit_to_this_machine(loop, host)
     head = loop.git("rev-parse", "HEAD")
-    wait_for(lambda: loop.fleet_status()["revision"]["sha"] == head, 30, "the fitted revision")  # type: ignore[index]
+    wait_for(
+        lambda: (loop.fleet_status()["revision"] or {}).get("sha") == head,  # type: ignore[union-attr]
+        30,
+        "the fitted revision",
+    )
     # agents start only now: the hospital was never served the unfitted revision
     loop.start_agent("store-1-a")  # the canary: the hospital's wave opens after it
     for n in (1, 2, 3):

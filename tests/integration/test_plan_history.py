@@ -7,7 +7,7 @@ import shutil
 
 from reconciler.cli import main
 from reconciler.cli.common import builtin_packs
-from reconciler.packs import BUILTIN_FOLDER, PROJECT_ROOT
+from reconciler.packs import BUILTIN_FOLDER, BUILTIN_ROOT
 from reconciler.planning import Plan, make_plan
 from reconciler.rendering import render_repository
 from reconciler.sources import GitRepository
@@ -70,7 +70,7 @@ def test_history(fleet_repo: FleetFiles) -> None:
 
     # 3. a new pack version appears that the stores' train (k3s 1.30.x) picks up;
     #    the hospital pins k3s 1.30.6 and does not change
-    shutil.copytree(PROJECT_ROOT / BUILTIN_FOLDER / "k3s" / "1.30.6", f.root / "packs/k3s/1.30.9")
+    shutil.copytree(BUILTIN_ROOT / BUILTIN_FOLDER / "k3s" / "1.30.6", f.root / "packs/k3s/1.30.9")
     pack_yaml = f.root / "packs/k3s/1.30.9/pack.yaml"
     pack_yaml.write_text(pack_yaml.read_text().replace("1.30.6", "1.30.9"))
     commit(f, "k3s 1.30.9")

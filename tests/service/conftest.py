@@ -10,7 +10,9 @@ Provides:
 - ``postgres``: a throwaway PostgreSQL server started for the session (Debian's
   ``postgresql``, run as a non-root user on a unix socket); ``store_url`` runs a test
   against SQLite and against it (without PostgreSQL: skipped, or failed when ``CI`` is set);
-- the restart tests run the server as a subprocess (:mod:`.harness`) to kill it with -9.
+- the restart tests run the server as a subprocess (:mod:`.harness`) to kill it with -9;
+- ``served``: a fleet committed to a git repository, for ``edgefleet serve`` run as a
+  process (:mod:`.serving`), stopped at the end.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ import pytest
 from reconciler.api import PushEvent, create_app
 from reconciler.rollout import RolloutService
 from reconciler.store import Store
-from tests.support.operators import operator_tokens
+from tests.support.fleet import FleetFiles, write_base_fleet
+from tests.support.git import git
+from tests.support.operators import operator_tokens, write_token_file
 from tests.support.service import WEBHOOK_SECRET, Harness
 from tests.support.services import unavailable
 
 from .agents import BOOTSTRAP
 from .clocks import ManualClock
 from .postgres import PostgresServer, PostgresUnavailable, start_postgres
-from .servers import ServerThread
+from .servers import ServerThread, free_port
+from .serving import Served
 
 
 @pytest.fixture
@@ -81,3 +86,22 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'store.db'}"
     pg: PostgresServer = request.getfixturevalue("postgres")
     return pg.url(pg.create_database())
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    fleet = FleetFiles(tmp_path / "fleet")
+    write_base_fleet(fleet)
+    fleet.edit("fleet.yaml", "soak: 10m", "soak: 0s")
+    git(fleet.root, "init", "-q", "-b", "main")
+    git(fleet.root, "add", "-A")
+    git(fleet.root, "commit", "-qm", "the fleet")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "bootstrap").write_text(BOOTSTRAP)
+    write_token_file(work / "operators")
+    found = Served(fleet, work, free_port(), str(fleet.root))
+    try:
+        yield found
+    finally:
+        found.stop()

@@ -26,7 +26,7 @@ from .agents import BOOTSTRAP
 from .clocks import ManualClock
 from .fleets import release, revision, site
 from .servers import ServerThread
-from .test_serve import Served, args, served  # noqa: F401
+from .serving import Served, args
 
 READS = [("GET", "/v1/fleet"), ("GET", "/v1/sites/grocery-1"), ("GET", "/v1/revisions"),
          ("GET", "/metrics")]  # fmt: skip

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agent.installer import main as install
-from tests.service.test_serve import Served, free_port, served  # noqa: F401 (fixture)
+from tests.service.servers import free_port
+from tests.service.serving import Served
 from tests.support.services import unavailable
 
 

@@ -4,6 +4,7 @@ XML, and the seed's cloud-init files."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from jinja2 import (
@@ -16,7 +17,8 @@ from jinja2 import (
 
 from agent.drivers.libvirt.errors import Refused
 
-NODE_TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "nodes"
+# templates/nodes/ of the checkout, installed as the data package edgefleet_templates
+NODE_TEMPLATES = Path(str(resources.files("edgefleet_templates") / "nodes"))
 NAMESPACE = "https://edgefleet.dev/libvirt/1"
 SYNC_SCRIPT = "manifests-sync.sh"
 

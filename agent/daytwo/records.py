@@ -116,6 +116,8 @@ class ScanResult(_Json):
     finished_at: datetime
     summary: ScanSummary | None = None
     error: str | None = None
+    version: str = ""  # the tool's
+    benchmark: str = ""  # what the tool judged against: a CIS benchmark, a sonobuoy mode
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,24 @@
 """Reading the scan tools' reports: genuine output of kube-bench ``--json``, kube-hunter
 ``--report json`` and ``sonobuoy results`` (``reports/``, each named with its source in its
-README), counted exactly; and outputs that are not those reports, refused."""
+README), counted exactly; outputs that are not those reports, refused; and what a site's
+status then says of a scan."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.daytwo.records import Finding, ScanSummary
+from agent.contract import ScanStatus
+from agent.daytwo.records import DayTwoStatus, Finding, RunState, ScanResult, ScanSummary, Trigger
 from agent.daytwo.scans import reports
+from agent.link.reports import day_two
 
 REPORTS = Path(__file__).parent / "reports"
 CIS_16 = (REPORTS / "kube-bench-cis-1.6.json").read_text()
@@ -208,6 +213,41 @@ def test_sonobuoy_results_whose_total_disagrees_with_their_counts_are_refused() 
         reports.sonobuoy(output)
 
     assert str(refused.value) == "sonobuoy's plugin custom-status totals 7 results but counts 5"
+
+
+def test_a_scans_status_says_which_tool_version_and_benchmark_produced_it() -> None:
+    at = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
+    bench = ScanResult(
+        cluster="pos", scan="configuration", tool="kube-bench",
+        image="docker.io/aquasec/kube-bench:v0.9.4", trigger=Trigger.SCHEDULE,
+        state=RunState.DONE, started_at=at, finished_at=at,
+        summary=reports.kube_bench(CIS_16, node="pos-main-1"), version="v0.9.4", benchmark="1.6",
+    )  # fmt: skip
+    hunt = replace(
+        bench, scan="penetration", tool="kube-hunter", version="0.6.8", benchmark="",
+        summary=reports.kube_hunter((REPORTS / "kube-hunter-many-vul.json").read_text()),
+    )  # fmt: skip
+
+    shown = day_two(DayTwoStatus(cluster="pos", scans=(bench, hunt)))["scans"]
+
+    assert isinstance(shown, list)
+    configuration, penetration = shown
+    assert isinstance(configuration, ScanStatus) and isinstance(penetration, ScanStatus)
+    assert (configuration.tool, configuration.toolVersion, configuration.benchmark) == (
+        "kube-bench", "v0.9.4", "1.6",
+    )  # fmt: skip
+    assert (configuration.passed, configuration.warned, configuration.failed) == (37, 40, 28)
+    assert configuration.errored == 17
+    assert configuration.errors[0].startswith(
+        "ERROR 1.1.11: Ensure that the etcd data directory permissions are set to 700 or more"
+        " restrictive (Automated): failed to run:"
+    )
+    assert configuration.findings[0] == (
+        "FAIL 1.1.1: Ensure that the API server pod specification file permissions are set to"
+        " 644 or more restrictive (Automated)"
+    )
+    assert (penetration.toolVersion, penetration.benchmark) == ("0.6.8", "")
+    assert penetration.findings[1].startswith("medium: CAP_NET_RAW Enabled: ")
 
 
 @pytest.mark.parametrize(

@@ -254,6 +254,11 @@ class ScanStatus(Contract):
     failed: int = 0
     findings: Annotated[list[Text], Field(max_length=20)] = []
     error: Text = ""
+    # what produced the counts: the tool's version, the benchmark (or mode) it judged against
+    toolVersion: Annotated[str, Field(max_length=64)] = ""
+    benchmark: Annotated[str, Field(max_length=253)] = ""
+    errored: int = 0  # checks the tool could not run: in none of the counts
+    errors: Annotated[list[Text], Field(max_length=20)] = []
 
 
 class PolicyRun(Contract):

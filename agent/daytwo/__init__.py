@@ -4,7 +4,7 @@ DayTwoError (agent.errors.AgentError)
 ├── OperationError      operations          a cluster or policy the state does not declare
 ├── UpgradeFailed       patching            a node's upgrade command failed
 ├── ScanError           scans.scanning      a scan type that has no tool
-├── ReportUnreadable    scans.reports       a tool's output is not its report
+├── ReportUnreadable    scans.reports       a tool's output is not its report, or not whole
 ├── BackupFailed        backups.creating    a backup that cannot be made
 ├── RestoreError        backups.restoring   a backup that cannot be restored
 ├── LocationError       backups.locations   a folder or S3 bucket that cannot be used

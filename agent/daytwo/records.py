@@ -98,6 +98,10 @@ class ScanSummary(_Json):
     failed: int
     info: int = 0  # kube-bench INFO results, sonobuoy skipped tests
     findings: tuple[Finding, ...] = ()  # failed and warned results, at most FINDINGS_KEPT
+    errored: int = 0  # checks the tool could not run: in none of the counts above
+    errors: tuple[Finding, ...] = ()  # those checks, at most FINDINGS_KEPT
+    other: int = 0  # results of the tool's own statuses (sonobuoy's custom ones)
+    benchmark: str = ""  # as the report names it (kube-bench's controls' version)
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class ScanResult(_Json):
     finished_at: datetime
     summary: ScanSummary | None = None
     error: str | None = None
+    version: str = ""  # the tool's
+    benchmark: str = ""  # what the tool judged against: a CIS benchmark, a sonobuoy mode
 
 
 @dataclass(frozen=True)

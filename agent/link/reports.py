@@ -12,7 +12,7 @@ from agent.contract import (
     StatusReport,
     TaskStatus,
 )
-from agent.daytwo.records import DayTwoStatus
+from agent.daytwo.records import DayTwoStatus, Finding
 from agent.link.client import AGENT_VERSION
 
 _LEVEL = {EventKind.DRIFT: "warning", EventKind.ABORTED: "warning"}
@@ -29,11 +29,12 @@ def day_two(status: DayTwoStatus) -> dict[str, object]:
             passed=scan.summary.passed if scan.summary else 0,
             warned=scan.summary.warned if scan.summary else 0,
             failed=scan.summary.failed if scan.summary else 0,
-            findings=[
-                f"{f.status} {f.id}: {f.title}"[:2000]
-                for f in (scan.summary.findings if scan.summary else ())
-            ][:20],
+            findings=[_line(f) for f in (scan.summary.findings if scan.summary else ())][:20],
             error=(scan.error or "")[:2000],
+            toolVersion=scan.version[:64],
+            benchmark=scan.benchmark[:253],
+            errored=scan.summary.errored if scan.summary else 0,
+            errors=[_line(f) for f in (scan.summary.errors if scan.summary else ())][:20],
         )
         for scan in status.scans
     ]
@@ -59,6 +60,11 @@ def day_two(status: DayTwoStatus) -> dict[str, object]:
             detail=(backup.error or backup.location)[:2000],
         ),
     }
+
+
+def _line(finding: Finding) -> str:
+    said = f"{finding.status} {finding.id}" if finding.id else finding.status
+    return f"{said}: {finding.title}"[:2000]
 
 
 def status_report(

@@ -198,7 +198,9 @@ def print_site(console: Console, site: SiteView) -> None:
     for c in site.clusters:
         for scan in c.scans:
             result = f"{scan.passed} pass, {scan.warned} warn, {scan.failed} fail"
-            policies.add_row(c.name, f"scan {scan.scan} ({scan.tool})", scan.state,
+            result += f", {scan.errored} could not run" if scan.errored else ""
+            made = " ".join(filter(None, (scan.tool, scan.toolVersion, scan.benchmark)))
+            policies.add_row(c.name, f"scan {scan.scan} ({made})", scan.state,
                              f"{scan.at:%Y-%m-%d %H:%M}", scan.error or result)  # fmt: skip
         if c.backup is not None:
             b = c.backup

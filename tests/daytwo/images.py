@@ -4,9 +4,9 @@ tier makes its node image (no image can be pulled here).
 - the node image: the agent tier's stand-in for k3s, plus ``/usr/sbin/pkg``, a stand-in
   package manager (``tools/pkg``), and ``/etc/os-release``;
 - one image per scan tool, whose entrypoint (``tools/kube-bench``, ``tools/kube-hunter``,
-  ``tools/sonobuoy``) checks what the real tool needs from the agent and prints a report in
-  the real tool's output format (``reports/``): kube-bench ``--json``, kube-hunter
-  ``--report json``, sonobuoy's results summary.
+  ``tools/sonobuoy``) checks what the real tool needs from the agent and prints a genuine
+  report of the real tool (``reports/``, each named with its source in its README):
+  kube-bench ``--json``, kube-hunter ``--report json``, sonobuoy's results summary.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import docker
 
+from tests.support.daytwo import REPORTS, STAND_IN_REPORTS
 from tests.support.engine import static_busybox
 
 HERE = Path(__file__).parent
@@ -82,11 +83,9 @@ def node_image(client: docker.DockerClient, tag: str, labels: dict[str, str]) ->
 
 
 def tool_image(client: docker.DockerClient, tool: str, tag: str, labels: dict[str, str]) -> str:
-    reports = {
-        "kube-bench": ("kube-bench-master.json", "kube-bench-node.json"),
-        "kube-hunter": ("kube-hunter.json",),
-        "sonobuoy": ("sonobuoy.txt",),
-    }[tool]
-    files = {f"/usr/local/bin/{tool}": (HERE / "tools" / tool).read_bytes()}
-    files.update({f"/reports/{name}": (HERE / "reports" / name).read_bytes() for name in reports})
+    report = STAND_IN_REPORTS[tool]
+    files = {
+        f"/usr/local/bin/{tool}": (HERE / "tools" / tool).read_bytes(),
+        f"/reports/{report}": (REPORTS / report).read_bytes(),
+    }
     return build(client, tag, files=files, entrypoint=[f"/usr/local/bin/{tool}"], labels=labels)

@@ -1,8 +1,8 @@
 """Scans against the real Docker driver. Each tool's image is a stand-in built from busybox
 (``tools/``) that checks what the real tool needs from the agent (kube-bench: the node's
 processes and k3s folder; kube-hunter: the nodes by name on the cluster's network; sonobuoy:
-the admin kubeconfig, and the results it retrieved) and prints the real tool's report format
-(``reports/``)."""
+the admin kubeconfig, and the results it retrieved) and prints a genuine report of the real
+tool (``reports/``, sources in its README)."""
 
 from __future__ import annotations
 
@@ -49,46 +49,50 @@ def test_the_declared_scans_run_and_their_reports_are_summarized(site: Site) -> 
         hunter,
         sonobuoy,
     )
-    # kube-bench ran on both nodes: master checks on the control plane, node checks elsewhere
+    # kube-bench ran on both nodes, every file of the benchmark on each (reports/README.md)
     assert bench.summary is not None
     assert (
         bench.summary.passed,
         bench.summary.warned,
         bench.summary.failed,
         bench.summary.info,
-    ) == (4, 2, 1, 1)
-    assert [(f.id, f.status, f.where) for f in bench.summary.findings] == [
-        ("1.1.12", "FAIL", f"{control} master"),
-        ("1.2.9", "WARN", f"{control} master"),
-        ("4.1.10", "WARN", f"{worker} node"),
+        bench.summary.errored,
+    ) == (2 * 37, 2 * 40, 2 * 28, 0, 2 * 17)
+    assert (bench.version, bench.benchmark) == ("v0.9.4", "1.6")
+    assert [(f.id, f.status, f.where) for f in bench.summary.findings][::68] == [
+        ("1.1.1", "FAIL", f"{control} master"),
+        ("1.1.1", "FAIL", f"{worker} master"),
     ]
-    assert bench.summary.findings[0].remediation.startswith("On the etcd server node")
-    # kube-hunter reached both nodes by name; the first one is reported vulnerable
+    assert bench.summary.findings[0].remediation.startswith("Run the below command")
+    assert [(e.id, e.where) for e in bench.summary.errors][::17] == [
+        ("1.1.11", f"{control} master"),
+        ("1.1.11", f"{worker} master"),
+    ]
+    # kube-hunter reached both nodes by name (the stand-in resolves each) and printed its report
     assert hunter.summary is not None
-    assert (hunter.summary.passed, hunter.summary.warned, hunter.summary.failed) == (2, 1, 1)
-    assert [(f.id, f.status, f.where) for f in hunter.summary.findings] == [
-        ("KHV036", "high", f"{control}:10250"),
-        ("KHV002", "low", f"{control}:6443"),
-    ]
-    # sonobuoy's summary: two failed conformance tests
+    assert (hunter.summary.passed, hunter.summary.warned, hunter.summary.failed) == (1, 3, 5)
+    assert [(f.id, f.status) for f in hunter.summary.findings] == [
+        ("KHV050", "low"), ("", "medium"), ("", "low"), ("KHV044", "high"), ("KHV043", "low"),
+        ("KHV052", "medium"), ("KHV002", "high"), ("KHV005", "medium"),
+    ]  # fmt: skip
+    assert (hunter.version, hunter.benchmark) == ("0.6.8", "")
+    # sonobuoy's summary: the conformance tests alone, not systemd-logs' one result per node
     assert sonobuoy.summary is not None
     assert (sonobuoy.summary.passed, sonobuoy.summary.failed, sonobuoy.summary.info) == (
-        401,
-        2,
-        6811,
+        356,
+        0,
+        6615,
     )
-    assert [f.title for f in sonobuoy.summary.findings] == [
-        "[sig-network] Services should serve endpoints on same port and different protocols"
-        " [Conformance]",
-        "[sig-node] Pods should delete a collection of pods [Conformance]",
-    ]
+    assert sonobuoy.summary.findings == ()
+    assert (sonobuoy.version, sonobuoy.benchmark) == ("v0.57.3", "certified-conformance")
     status = operations.history.status(cluster.name)
     assert {(s.scan, s.tool, s.trigger) for s in status.scans} == {
         ("configuration", "kube-bench", Trigger.ON_DEMAND),
         ("conformance", "sonobuoy", Trigger.ON_DEMAND),
         ("penetration", "kube-hunter", Trigger.ON_DEMAND),
     }
-    assert status.to_json()["scans"][0]["summary"]["failed"] == 1
+    kept = status.to_json()["scans"][0]
+    assert (kept["summary"]["failed"], kept["version"], kept["benchmark"]) == (56, "v0.9.4", "1.6")
     assert leftovers(site) == []
 
 
@@ -100,7 +104,7 @@ def test_a_scan_whose_output_is_not_its_tools_report_is_kept_as_failed(site: Sit
     wrong = ScanTool(
         tool="kube-bench",
         image=site.images.tools["conformance"],
-        argv=("/usr/local/bin/sonobuoy", "results", "/reports/sonobuoy.txt"),
+        argv=("/usr/local/bin/sonobuoy", "results", "/reports/sonobuoy-certified-k0s.txt"),
         target="each-node",
     )
     operations = site.operations(scans=ScanSettings(tools={"configuration": wrong}, timeout=60))

@@ -19,7 +19,7 @@ runs ``/sbin/shutdown -h -r +0 ...``, here a script that syncs and reboots at on
 For the day-2 tests it also carries stand-ins for what a node image has and this guest has
 not: ``/usr/sbin/pkg`` (a package manager's upgrade, ``tests/daytwo/tools/pkg``) with an
 ``/etc/os-release``, and ``/usr/bin/k3s`` (k3s's containerd client, ``tests/libvirt/k3s``)
-with the scan tools' report formats under ``/reports``.
+with the genuine scan reports the stand-ins print under ``/reports``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import re
 import stat
 import subprocess
 from pathlib import Path
+
+from tests.support.daytwo import REPORTS, STAND_IN_REPORTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
@@ -141,8 +143,8 @@ def build_initrd(version: str, out: Path) -> Path:
         "usr/bin/k3s": (0o755, (HERE / "k3s").read_bytes()),
         "tools/sonobuoy": (0o755, (DAYTWO / "tools" / "sonobuoy").read_bytes()),
     }
-    for report in ("kube-bench-master.json", "kube-hunter.json", "sonobuoy.txt"):
-        files[f"reports/{report}"] = (0o644, (DAYTWO / "reports" / report).read_bytes())
+    for report in STAND_IN_REPORTS.values():
+        files[f"reports/{report}"] = (0o644, (REPORTS / report).read_bytes())
     for program, mode in _guest_agent():
         files[program.lstrip("/")] = (mode, Path(program).resolve().read_bytes())
     for module in MODULES:

@@ -189,7 +189,9 @@ def test_day_two_results_reach_the_site_status(served: Served) -> None:
                 "scans": [
                     {"scan": "configuration", "tool": "kube-bench", "state": "done",
                      "at": "2026-11-23T04:00:00Z", "passed": 52, "warned": 11, "failed": 3,
-                     "findings": ["FAIL 1.1.1: API server pod file permissions"]},
+                     "findings": ["FAIL 1.1.1: API server pod file permissions"],
+                     "toolVersion": "v0.9.4", "benchmark": "k3s-cis-1.7", "errored": 2,
+                     "errors": ["ERROR 4.2.1: failed to run: \"/bin/cat config.yaml\""]},
                 ],
                 "backup": {"name": "pos-20261125T023000Z", "state": "done",
                            "at": "2026-11-25T02:31:00Z", "detail": "nas /srv/backups"},
@@ -202,6 +204,8 @@ def test_day_two_results_reach_the_site_status(served: Served) -> None:
     site = httpx.get(f"{served.url}/v1/sites/store-1", timeout=5, headers=VIEWER).json()
     (cluster,) = site["clusters"]
     assert [(s["scan"], s["failed"]) for s in cluster["scans"]] == [("configuration", 3)]
+    (scan,) = cluster["scans"]
+    assert (scan["toolVersion"], scan["benchmark"], scan["errored"]) == ("v0.9.4", "k3s-cis-1.7", 2)
     assert cluster["backup"]["name"] == "pos-20261125T023000Z"
     assert cluster["patches"][0]["detail"] == "22.04.4 -> 22.04.5"
     shown = subprocess.run(
@@ -210,8 +214,8 @@ def test_day_two_results_reach_the_site_status(served: Served) -> None:
         env={**os.environ, "EDGEFLEET_TOKEN": VIEWER_TOKEN},
     )  # fmt: skip
     assert shown.returncode == 0
-    assert "scan configuration (kube-bench)" in shown.stdout
-    assert "52 pass, 11 warn, 3 fail" in shown.stdout
+    assert "scan configuration (kube-bench v0.9.4 k3s-cis-1.7)" in shown.stdout
+    assert "52 pass, 11 warn, 3 fail, 2 could not run" in shown.stdout
 
 
 def longpolls_open(served: Served) -> float:

@@ -3,20 +3,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from agent.clocks import SystemClock
 from agent.contract import ClusterState, DesiredState, MaintenanceWindow, Schedule
 from agent.daytwo.operations import DayTwoSettings, Operations
 from agent.daytwo.patching import PatchSettings
-from agent.daytwo.scans.scanning import ScanSettings, ScanTool, default_tools
+from agent.daytwo.scans.scanning import ScanSettings, default_tools
 from agent.drivers.docker.datavolumes import DockerVolumes
 from agent.drivers.docker.nodes import DAYTWO, DockerNodes
 from tests.support.appliances import RUN_LABEL, Agent, remove_labelled
 from tests.support.states import cluster, state
 
 PATCH = PatchSettings(command=("/usr/sbin/pkg", "upgrade"), timeout=30, reboot_timeout=30)
+REPORTS = Path(__file__).resolve().parents[1] / "daytwo" / "reports"
+# the genuine report each scan tool's stand-in prints (reports/README.md names their sources)
+STAND_IN_REPORTS = {
+    "kube-bench": "kube-bench-cis-1.6.json",
+    "kube-hunter": "kube-hunter-many-vul.json",
+    "sonobuoy": "sonobuoy-certified-k0s.txt",
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class Site:
     def operations(self, **changes: Any) -> Operations:
         nodes = self.nodes()
         tools = {
-            scan: ScanTool(tool.tool, self.images.tools[scan], tool.argv, tool.target)
+            scan: replace(tool, image=self.images.tools[scan])
             for scan, tool in default_tools().items()
         }
         settings = DayTwoSettings(

@@ -31,6 +31,8 @@ class ScanTool:
     image: str
     argv: tuple[str, ...]
     target: Target
+    version: str = ""  # the tool's, as its image is tagged
+    benchmark: str = ""  # what it judges against when its report does not say
 
 
 # how each tool runs; which tool runs which scan is the contract's SCAN_TOOLS
@@ -40,12 +42,15 @@ TOOLS: dict[ScanToolName, ScanTool] = {
         image="docker.io/aquasec/kube-bench:v0.9.4",
         argv=("kube-bench", "run", "--json", "--benchmark", "k3s-cis-1.7"),
         target="each-node",
+        version="v0.9.4",
+        benchmark="k3s-cis-1.7",
     ),
     "kube-hunter": ScanTool(
         tool="kube-hunter",
         image="docker.io/aquasec/kube-hunter:0.6.8",
         argv=("kube-hunter", "--remote", "{nodes}", "--report", "json", "--log", "none"),
         target="network",
+        version="0.6.8",
     ),
     "sonobuoy": ScanTool(
         tool="sonobuoy",
@@ -59,6 +64,8 @@ TOOLS: dict[ScanToolName, ScanTool] = {
             " sonobuoy delete --kubeconfig {kubeconfig} --wait >&2; exit $code",
         ),
         target="control-plane",
+        version="v0.57.3",
+        benchmark="certified-conformance",
     ),
 }
 
@@ -107,6 +114,8 @@ def run_scan(
         finished_at=clock.now(),
         summary=summary,
         error=error,
+        version=tool.version,
+        benchmark=(summary.benchmark if summary else "") or tool.benchmark,
     )
     history.record_scan(result)
     return result

@@ -32,6 +32,8 @@ class SiteRelease:
     timezone: str  # IANA
     maintenance_windows: tuple[MaintenanceWindow, ...]
     states: Mapping[str, DesiredState]  # by appliance ID
+    names: Mapping[str, str] = field(default_factory=dict)  # appliance -> its `name` tag
+    descriptions: Mapping[str, str] = field(default_factory=dict)  # cluster -> description
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Release:
     max_failures: int | str  # a count, or a percentage of a wave's sites such as "10%"
     soak_seconds: float
     sites: Mapping[str, SiteRelease]
+    author: str = ""  # the commit's author and subject, for operators
+    subject: str = ""
 
     def problems(self) -> list[str]:
         """Why this release cannot be recorded; empty when it can."""

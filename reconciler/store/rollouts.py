@@ -150,12 +150,19 @@ def _rollout(mapping: RowMapping) -> RolloutRecord:
 
 
 def _site_values(s: RolloutSite) -> dict[str, object]:
-    return {**s.__dict__, "labels": dict(s.labels), "windows": [dict(w) for w in s.windows]}
+    return {
+        **s.__dict__,
+        "labels": dict(s.labels),
+        "windows": [dict(w) for w in s.windows],
+        "descriptions": dict(s.descriptions),
+    }
 
 
 def _site(mapping: RowMapping) -> RolloutSite:
     m = dict(mapping)
-    return RolloutSite(**{**m, "windows": tuple(m["windows"])})
+    return RolloutSite(
+        **{**m, "windows": tuple(m["windows"]), "descriptions": dict(m["descriptions"] or {})}
+    )
 
 
 def _target_values(t: RolloutTarget) -> dict[str, object]:

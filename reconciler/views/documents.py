@@ -7,7 +7,14 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from agent.contract import ClusterPhase, NodePhase, PolicyRun, ScanStatus, TaskState
+from agent.contract import (
+    ClusterPhase,
+    MaintenanceWindow,
+    NodePhase,
+    PolicyRun,
+    ScanStatus,
+    TaskState,
+)
 
 from .statuses import ApplianceStatus, Health
 
@@ -21,6 +28,8 @@ class RevisionView(View):
     short: str
     recordedAt: datetime
     reconcileSeconds: float | None = None
+    author: str = ""
+    subject: str = ""  # the first line of the commit message
 
 
 class FailureView(RevisionView):
@@ -81,6 +90,7 @@ class SiteSummary(View):
 
 class ApplianceView(View):
     id: str
+    name: str | None = None  # its `name` tag: the display name
     site: str | None
     status: ApplianceStatus
     health: Health
@@ -113,6 +123,7 @@ class NodeView(View):
 
 
 class ClusterView(ClusterSummary):
+    description: str = ""
     appliances: list[str]
     nodes: list[NodeView]
     tasks: list[TaskView]
@@ -138,6 +149,9 @@ class SiteView(View):
     waiting: str
     labels: dict[str, str]
     timezone: str | None
+    windows: list[MaintenanceWindow] = []
+    windowOpen: bool = False  # a maintenance window is open now
+    nextWindow: datetime | None = None  # when the next one opens
     revision: str | None
     targetRevision: str | None
     health: Health

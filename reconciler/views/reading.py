@@ -9,7 +9,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from agent.contract import ClusterStatus, StatusReport
+from agent.contract import ClusterStatus, MaintenanceWindow, StatusReport
+from agent.windows import next_opening, window_open
 
 from ..clocks import Clock, epoch
 from ..rollout.health import parse_report
@@ -120,6 +121,8 @@ class FleetViews:
         now = epoch(self._clock)
         summary = self._summary(name, rows, now)
         row = rows.sites.get(name)
+        windows = [MaintenanceWindow.model_validate(w) for w in row.windows] if row else []
+        at = _time(now)
         return SiteView(
             name=name,
             wave=summary.wave,
@@ -127,6 +130,9 @@ class FleetViews:
             waiting=summary.waiting,
             labels=dict(row.labels) if row else {},
             timezone=row.timezone if row else None,
+            windows=windows,
+            windowOpen=window_open(windows, row.timezone, at) if row else False,
+            nextWindow=next_opening(windows, row.timezone, at) if row else None,
             revision=summary.revision,
             targetRevision=summary.targetRevision,
             health=summary.health,
@@ -235,6 +241,7 @@ class FleetViews:
         target = rows.targets.get(appliance)
         return ApplianceView(
             id=appliance,
+            name=assignment.display_name if assignment else None,
             site=assignment.site if assignment else None,
             status=appliance_status(assignment, agent, report),
             health=appliance_health(agent, record, now=now, timeout=self._timeout),
@@ -267,9 +274,11 @@ class FleetViews:
         for name in sorted(set(on) | set(reported)):
             statuses = [s for _, s in reported[name]]
             phase = cluster_phase(len(on[name]), statuses)
+            row = rows.sites.get(site)
             views.append(
                 ClusterView(
                     name=name,
+                    description=row.descriptions.get(name, "") if row else "",
                     phase=phase,
                     progress=cluster_progress(phase, statuses),
                     appliances=sorted(set(on[name]) | {a for a, _ in reported[name]}),
@@ -394,6 +403,8 @@ def _revision(record: RevisionRecord) -> RevisionView:
         short=record.sha[:7],
         recordedAt=_time(record.recorded_at),
         reconcileSeconds=record.reconcile_seconds,
+        author=record.author,
+        subject=record.subject,
     )
 
 

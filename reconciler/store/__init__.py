@@ -10,6 +10,7 @@ groups on it (:mod:`.transactions`). Errors (:mod:`.errors`)::
 """
 
 from .errors import StoreConflict, StoreError, StoreUnavailable
+from .listings import SiteQuery, WaveCount
 from .records import (
     AgentRecord,
     Assignment,
@@ -37,10 +38,12 @@ __all__ = [
     "RolloutRecord",
     "RolloutSite",
     "RolloutTarget",
+    "SiteQuery",
     "Store",
     "StoreConflict",
     "StoreError",
     "StoreUnavailable",
     "Streak",
     "Transaction",
+    "WaveCount",
 ]

@@ -28,6 +28,7 @@ from .engines import WRITE_OPTION, open_engine
 from .errors import translated
 from .events import Events
 from .figures import Figures
+from .listings import Listings
 from .replicas import ChangeSignal, Leadership
 from .reports import Reports
 from .revisions import Revisions
@@ -53,6 +54,7 @@ class Transaction:
         self.controls = Controls(conn)
         self.changes = Changes(conn)
         self.figures = Figures(conn)
+        self.listings = Listings(conn)
 
 
 class Store:

@@ -2,7 +2,26 @@
 builds the documents of :mod:`.documents` from the store), and the figures ``/metrics``
 exports. Nothing here writes."""
 
-from .documents import FleetView, RevisionsView, RolloutView, SiteView
-from .reading import Figures, FleetViews
+from .documents import (
+    FleetView,
+    Overview,
+    RevisionDetail,
+    RevisionsView,
+    RolloutView,
+    SiteList,
+    SiteView,
+)
+from .reading import PER_PAGE, Figures, FleetViews
 
-__all__ = ["Figures", "FleetView", "FleetViews", "RevisionsView", "RolloutView", "SiteView"]
+__all__ = [
+    "PER_PAGE",
+    "Figures",
+    "FleetView",
+    "FleetViews",
+    "Overview",
+    "RevisionDetail",
+    "RevisionsView",
+    "RolloutView",
+    "SiteList",
+    "SiteView",
+]

@@ -101,9 +101,7 @@ def print_fleet(console: Console, fleet: FleetView) -> None:
     if fleet.revision is not None:
         r = fleet.revision
         by = f"  {r.author}: {r.subject}" if r.author or r.subject else ""
-        console.print(
-            f"revision      {r.short}  (recorded {r.recordedAt:%Y-%m-%d %H:%M} UTC){by}"
-        )
+        console.print(f"revision      {r.short}  (recorded {r.recordedAt:%Y-%m-%d %H:%M} UTC){by}")
     else:
         console.print("revision      none recorded yet")
     if fleet.rollout is not None:

@@ -349,9 +349,7 @@ class RolloutService:
         known = tx.revisions.get(sha)
         if known is None:
             record = RevisionRecord(sha, "good", (), now, seconds)
-            return tx.revisions.add(
-                replace(record, author=release.author, subject=release.subject)
-            )
+            return tx.revisions.add(replace(record, author=release.author, subject=release.subject))
         if known.outcome == "good":
             return None
         tx.revisions.set_outcome(sha, "good", errors=(), at=now)  # failed before, good now

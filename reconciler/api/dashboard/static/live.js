@@ -1,0 +1,22 @@
+// Live updates for the dashboard: the server says, as server-sent events on /live, that
+// something operators see may have changed; each live part of the page (an element with
+// hx-trigger="fleet-changed from:body") then fetches itself again through htmx. No reload.
+(function () {
+  "use strict";
+  var status = document.getElementById("live-status");
+  if (!status || !window.EventSource) {
+    return;
+  }
+  var source = new EventSource("/live");
+  source.addEventListener("open", function () {
+    status.textContent = "Live updates: on";
+  });
+  source.addEventListener("error", function () {
+    status.textContent = "Live updates: reconnecting";
+  });
+  source.addEventListener("change", function () {
+    if (window.htmx) {
+      window.htmx.trigger(document.body, "fleet-changed");
+    }
+  });
+})();

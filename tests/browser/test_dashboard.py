@@ -97,9 +97,7 @@ def test_following_a_site_shows_its_clusters_and_tasks(browser: Browser) -> None
     assert browser.text("#next-window")
 
 
-def test_a_live_update_arrives_when_an_agent_reports(
-    fleet: ExampleFleet, browser: Browser
-) -> None:
+def test_a_live_update_arrives_when_an_agent_reports(fleet: ExampleFleet, browser: Browser) -> None:
     browser.log_in(VIEWER_TOKEN)
     browser.open("/sites/restaurant-0088")
     row = "#appliance-restaurant-0088-edge"

@@ -71,6 +71,7 @@ def test_a_viewer_logs_in_and_sees_the_fleet(
     browser.driver.set_window_size(*PHONE)  # a phone: nothing wider than the screen
     browser.open("/")
     assert browser.run("return document.documentElement.scrollWidth <= window.innerWidth")
+    assert browser.errors() == []  # nothing refused by the content security policy either
 
 
 def test_following_a_site_shows_its_clusters_and_tasks(browser: Browser) -> None:
@@ -136,6 +137,7 @@ def test_an_admin_pauses_then_resumes_the_rollout(fleet: ExampleFleet, browser: 
     assert not fleet.rollout.paused()
     events = browser.run("return document.querySelector('#overview details.events').textContent")
     assert "rollout paused by ada" in events and "rollout resumed by ada" in events
+    assert browser.errors() == []
 
 
 def test_a_failed_commit_shows_its_file_line_errors(fleet: ExampleFleet, browser: Browser) -> None:

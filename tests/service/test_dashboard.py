@@ -116,13 +116,23 @@ def test_pausing_from_the_dashboard_needs_an_admin_a_confirmation_and_csrf(
 def test_the_live_stream_says_when_an_agent_reports(server: Harness) -> None:
     server.rollout.record_release(release(revision("r1"), [site("s1")]))
     agent = server.agent("s1-edge")
-    with httpx.stream("GET", f"{server.base_url}/live", headers=VIEWER, timeout=10) as stream:
+    page = server.http.get("/", headers={"Accept": "text/html"}).text
+    found = re.search(r'data-stamp="([0-9a-f]+)"', page)
+    assert found is not None
+    url = f"{server.base_url}/live"
+    with httpx.stream("GET", url, headers=VIEWER, timeout=10) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         lines = stream.iter_lines()
         assert next(lines) == "retry: 3000"
-        agent.apply()
-        seen = [next(lines) for _ in range(3)]
-    assert seen[1:] == ["event: change", "data: 1"]
+        agent.apply()  # while the page listens
+        assert [next(lines) for _ in range(3)] == ["", "event: change", "data: 1"]
+
+    # a page rendered before a report, listening after it, hears of it at once
+    agent.apply()
+    stale = {"since": found.group(1)}
+    with httpx.stream("GET", url, headers=VIEWER, params=stale, timeout=10) as stream:
+        lines = stream.iter_lines()
+        assert [next(lines) for _ in range(4)] == ["retry: 3000", "", "event: change", "data: 1"]
 
 
 def test_the_site_list_pages_and_filters(server: Harness) -> None:

@@ -173,6 +173,11 @@ class Browser:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
             time.sleep(0.05)
 
+    def errors(self) -> list[str]:
+        """What the page's console reported as errors since the last call."""
+        logs: list[dict[str, Any]] = self.driver.get_log("browser")  # type: ignore[no-untyped-call]
+        return [e["message"] for e in logs if e["level"] == "SEVERE"]
+
     def screenshot(self, path: Path) -> tuple[int, int]:
         """The whole page, however long, as a PNG; returns its width and height."""
         width, height = self.run(

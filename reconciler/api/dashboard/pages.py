@@ -9,6 +9,7 @@ Pages are whole HTML documents; a request from htmx naming one of a page's live 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,12 +71,19 @@ def templates() -> Environment:
 
 class Pages:
     def __init__(
-        self, *, tokens: OperatorTokens, sessions: Sessions, env: Environment, clock: Clock
+        self,
+        *,
+        tokens: OperatorTokens,
+        sessions: Sessions,
+        env: Environment,
+        clock: Clock,
+        stamp: Callable[[], str],
     ) -> None:
         self.tokens = tokens
         self.sessions = sessions
         self.env = env
         self.clock = clock
+        self.stamp = stamp  # what a whole page shows, for /live?since= (read when shown)
 
     def visitor(self, request: Request) -> Visitor | None:
         """Who asks: a Bearer header wins over a cookie; None when neither is good."""
@@ -131,6 +139,7 @@ class Pages:
             me=visitor.operator if visitor else None,
             csrf=visitor.csrf if visitor else "",
             path=request.url.path,
+            stamp=self.stamp,
             now=datetime.fromtimestamp(epoch(self.clock), UTC),
         )
         took = (time.perf_counter() - started) * 1000 if started is not None else 0.0

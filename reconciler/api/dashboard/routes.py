@@ -42,8 +42,14 @@ def static_files() -> StaticFiles:
 def dashboard_routes(services: Services, *, clock: Clock) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     sessions = Sessions(services.operators, clock=clock)
-    pages = Pages(tokens=services.operators, sessions=sessions, env=templates(), clock=clock)
     pulse = Pulse(read=services.views.stamp, notifier=services.notifier, clock=clock)
+    pages = Pages(
+        tokens=services.operators,
+        sessions=sessions,
+        env=templates(),
+        clock=clock,
+        stamp=pulse.now,
+    )
     views = services.views
 
     # -- logging in and out ------------------------------------------------------------
@@ -221,11 +227,11 @@ def dashboard_routes(services: Services, *, clock: Clock) -> APIRouter:
 
     # -- live updates --------------------------------------------------------------------
     @router.get("/live")
-    def live(request: Request) -> Response:
+    def live(request: Request, since: str | None = None) -> Response:
         if pages.visitor(request) is None:
             return pages.refuse(request)
         return StreamingResponse(
-            events(pulse),
+            events(pulse, since[:64] if since else None),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

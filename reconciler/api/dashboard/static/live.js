@@ -7,7 +7,9 @@
   if (!status || !window.EventSource) {
     return;
   }
-  var source = new EventSource("/live");
+  // the stamp the page was rendered at: a change since then is announced at once
+  var since = document.body.getAttribute("data-stamp") || "";
+  var source = new EventSource("/live?since=" + encodeURIComponent(since));
   source.addEventListener("open", function () {
     status.textContent = "Live updates: on";
   });

@@ -54,11 +54,10 @@ def fleet_routes(services: Services) -> APIRouter:
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     ) -> SiteList:
         """A page of the current rollout's sites, filtered, in wave order."""
-        key, has_value, value = (label or "").partition("=")
         query = SiteQuery(
             state=state or None,
             health=health or None,
-            label=(key, value if has_value else None) if key else None,
+            label=SiteQuery.label_of(label or ""),
             search=q.strip(),
         )
         return services.views.site_list(query, wave=wave, page=page, per_page=PER_PAGE)

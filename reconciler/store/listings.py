@@ -53,6 +53,14 @@ class SiteQuery:
     label: tuple[str, str | None] | None = None  # (key, value); value None: any value
     search: str = ""  # part of a site name, an appliance ID or display name
 
+    @staticmethod
+    def label_of(text: str) -> tuple[str, str | None] | None:
+        """``KEY=VALUE`` (that value) or ``KEY`` (any value) as a label filter."""
+        key, has_value, value = text.strip().partition("=")
+        if not key.strip():
+            return None
+        return key.strip(), value.strip() if has_value else None
+
 
 @dataclass(frozen=True)
 class WaveCount:

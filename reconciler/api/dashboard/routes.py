@@ -112,11 +112,10 @@ def dashboard_routes(services: Services, *, clock: Clock) -> APIRouter:
             "health": health if health in HEALTH else "",
             "label": label.strip()[:200],
         }
-        key, has_value, value = filters["label"].partition("=")
         query = SiteQuery(
             state=filters["state"] or None,
             health=filters["health"] or None,
-            label=(key.strip(), value.strip() if has_value else None) if key.strip() else None,
+            label=SiteQuery.label_of(filters["label"]),
             search=filters["q"],
         )
         wanted = part(request)

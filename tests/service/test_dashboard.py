@@ -13,12 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.contract import MaintenanceWindow
 from reconciler.cli import main
 from tests.support.dashboard import ExampleFleet
 from tests.support.operators import ADMIN, ADMIN_TOKEN, VIEWER, VIEWER_TOKEN
 
 from .conftest import Harness
-from .fleets import release, revision, site
+from .fleets import digests, release, revision, site
 
 COOKIE = "__Host-edgefleet-session"
 
@@ -133,6 +134,31 @@ def test_the_live_stream_says_when_an_agent_reports(server: Harness) -> None:
     with httpx.stream("GET", url, headers=VIEWER, params=stale, timeout=10) as stream:
         lines = stream.iter_lines()
         assert [next(lines) for _ in range(4)] == ["retry: 3000", "", "event: change", "data: 1"]
+
+
+def test_the_overview_counts_each_wave_by_where_its_sites_stand(server: Harness) -> None:
+    window = MaintenanceWindow(days=["sun"], start="02:00", duration="1h")
+    specs = [site("c1", ring="canary", windows=[window]), site("g1"), site("g2")]
+    first = release(revision("r1"), specs)
+    server.rollout.record_release(first)
+    agents = [server.agent(a) for a in digests(first)]
+    for _ in range(3):  # first states, canary first; no soak
+        for agent in agents:
+            agent.apply()
+        server.rollout.tick()
+    assert server.fleet()["rollout"]["state"] == "done"
+
+    # new node images: the canary waits for its window (Sunday; it is Monday), g1 for it
+    images = {"c1": "k3s:new", "g1": "k3s:new"}
+    server.rollout.record_release(release(revision("r2"), specs, images=images))
+
+    page = server.http.get("/", headers={"HX-Request": "true", "HX-Target": "overview"})
+    assert '<section id="overview"' in page.text and "<h1>" not in page.text  # the part alone
+    assert "1 waiting for a window" in page.text and "1 waiting</span>" in page.text
+    rows = server.http.get("/v1/sites", params={"state": "rolling"}).json()["sites"]
+    assert [(s["name"], s["waiting"][:40]) for s in rows] == [
+        ("c1", "c1-edge: waiting for the maintenance win")
+    ]
 
 
 def test_the_site_list_pages_and_filters(server: Harness) -> None:

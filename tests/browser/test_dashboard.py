@@ -70,7 +70,8 @@ def test_a_viewer_logs_in_and_sees_the_fleet(
 
     browser.driver.set_window_size(*PHONE)  # a phone: nothing wider than the screen
     browser.open("/")
-    assert browser.run("return document.documentElement.scrollWidth <= window.innerWidth")
+    page = "document.documentElement"
+    assert browser.run(f"return {page}.scrollWidth <= {page}.clientWidth")
     assert browser.errors() == []  # nothing refused by the content security policy either
 
 

@@ -66,6 +66,8 @@ apiVersion: edgefleet.dev/v1
 kind: Appliance
 metadata:
   name: {name}
+  tags:
+    name: {display}
 spec:
   type: {type}
 """
@@ -161,13 +163,15 @@ def site_files(i: int) -> dict[str, str]:
         for n in (1, 2, 3):
             name = f"{site}-kvm-{n}"
             files[f"sites/{site}/appliances/{name}.yaml"] = APPLIANCE.format(
-                name=name, type="bare-metal-libvirt"
+                name=name, display=f"Hospital {code} hypervisor {n}", type="bare-metal-libvirt"
             )
         files[f"sites/{site}/clusters/{site}-clinical.yaml"] = HOSPITAL_CLUSTER.format(**common)
         return files
     appliance = f"{site}-edge"
     kind = "bare-metal" if i % 2 else "virtual-machine"
-    files[f"sites/{site}/appliances/{appliance}.yaml"] = APPLIANCE.format(name=appliance, type=kind)
+    files[f"sites/{site}/appliances/{appliance}.yaml"] = APPLIANCE.format(
+        name=appliance, display=f"Store {code} back office", type=kind
+    )
     addon = ADDON.format(code=code) if i % 10 == 3 else ""
     files[f"sites/{site}/clusters/{site}-store.yaml"] = STORE_CLUSTER.format(
         addon=addon, appliance=appliance, **common

@@ -173,7 +173,8 @@ def main() -> int:
         sites = {path.parts[-3] for path in clusters}
         print(f"reconciler on {url}; agents for {', '.join(sorted(sites))}")
         print(f"operator token (admin) in {tokens}: export EDGEFLEET_TOKEN=$(awk '/^admin/ "
-              f"{{print $3}}' {tokens})\n")  # fmt: skip
+              f"{{print $3}}' {tokens})")  # fmt: skip
+        print(f"dashboard at {url}/ (log in with that token)\n")
         started = time.monotonic()
         while time.monotonic() - started < args.timeout:
             done = converged(url, sites, operator)

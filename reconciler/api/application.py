@@ -21,6 +21,7 @@ from ..rollout import RolloutService
 from ..store import Store, StoreError
 from ..views import FleetViews, SourceView
 from .agents import agent_routes
+from .dashboard import dashboard_routes, static_files
 from .errors import install_handlers
 from .fleet import fleet_routes
 from .hooks import hook_routes
@@ -102,6 +103,8 @@ def create_app(
     app.include_router(fleet_routes(services))
     app.include_router(hook_routes(services))
     app.include_router(probe_routes(services, registry))
+    app.include_router(dashboard_routes(services, clock=clock))
+    app.mount("/static", static_files(), name="static")
     return app
 
 

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..views import FleetView, RevisionsView, RolloutView, SiteView
+from ..store import SiteQuery
+from ..views import PER_PAGE, FleetView, RevisionsView, RolloutView, SiteList, SiteView
 from .auth import operator_access
 from .errors import ERRORS, NotFound
 from .operators import Operator
@@ -42,6 +43,24 @@ def fleet_routes(services: Services) -> APIRouter:
     def fleet() -> FleetView:
         """Current and last failed revision, the rollout, every site and discovered agents."""
         return services.views.fleet()
+
+    @router.get("/sites", response_model=SiteList, tags=["fleet"], dependencies=[viewer])
+    def sites(
+        q: Annotated[str, Query(max_length=100, description="part of a site or appliance")] = "",
+        wave: Annotated[str | None, Query(max_length=63)] = None,
+        state: Annotated[str | None, Query(max_length=16)] = None,
+        health: Annotated[str | None, Query(pattern="^(healthy|unhealthy|unknown)$")] = None,
+        label: Annotated[str | None, Query(max_length=200, description="KEY or KEY=VALUE")] = None,
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    ) -> SiteList:
+        """A page of the current rollout's sites, filtered, in wave order."""
+        query = SiteQuery(
+            state=state or None,
+            health=health or None,
+            label=SiteQuery.label_of(label or ""),
+            search=q.strip(),
+        )
+        return services.views.site_list(query, wave=wave, page=page, per_page=PER_PAGE)
 
     @router.get("/sites/{site}", response_model=SiteView, tags=["fleet"], dependencies=[viewer])
     def site(site: SiteName) -> SiteView:

@@ -111,6 +111,17 @@ class OperatorTokens:
                 found = entry.operator
         return found
 
+    def key_of(self, name: str, purpose: bytes) -> tuple[Operator, bytes] | None:
+        """The operator called ``name`` and a key for ``purpose`` derived from their token
+        (None when no one is called so): what signs their dashboard sessions, so that a
+        session ends when its token leaves the file or changes."""
+        with self._lock:
+            entries = self._entries
+        for entry in entries:
+            if entry.operator.name == name:
+                return entry.operator, hmac.new(entry.digest, purpose, hashlib.sha256).digest()
+        return None
+
     def __len__(self) -> int:
         return len(self._entries)
 

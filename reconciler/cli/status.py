@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
 def print_fleet(console: Console, fleet: FleetView) -> None:
     if fleet.revision is not None:
         r = fleet.revision
-        console.print(f"revision      {r.short}  (recorded {r.recordedAt:%Y-%m-%d %H:%M} UTC)")
+        by = f"  {r.author}: {r.subject}" if r.author or r.subject else ""
+        console.print(f"revision      {r.short}  (recorded {r.recordedAt:%Y-%m-%d %H:%M} UTC){by}")
     else:
         console.print("revision      none recorded yet")
     if fleet.source is not None:
@@ -172,11 +173,12 @@ def print_fleet(console: Console, fleet: FleetView) -> None:
 def print_site(console: Console, site: SiteView) -> None:
     console.print(f"site {site.name}  wave {site.wave or '-'}  {site.state}  {site.waiting}")
     appliances = Table(title="appliances")
-    for column in ("appliance", "status", "health", "host", "served", "applied", "waiting"):
+    for column in ("appliance", "name", "status", "health", "host", "served", "applied", "waiting"):
         appliances.add_column(column)
     for a in site.appliances:
         appliances.add_row(
             a.id,
+            a.name or "-",
             a.status,
             a.health,
             f"{a.hostname or '-'} {a.ip or ''}",
@@ -190,7 +192,8 @@ def print_site(console: Console, site: SiteView) -> None:
         clusters.add_column(column)
     for c in site.clusters:
         tasks = "; ".join(f"{t.appliance}: {t.name} {t.state} {t.progress}%" for t in c.tasks)
-        clusters.add_row(c.name, c.phase, f"{c.progress}%", tasks or "-")
+        name = f"{c.name}\n{c.description}" if c.description else c.name
+        clusters.add_row(name, c.phase, f"{c.progress}%", tasks or "-")
     console.print(clusters)
     policies = Table(title="day-2: last scan of each type, last backup, last patch of each node")
     for column in ("cluster", "run", "state", "when", "result"):

@@ -94,6 +94,7 @@ class ClusterSpec(Strict):
 
 class ClusterMetadata(Strict):
     name: Name
+    description: str = ""  # for operators: shown by the dashboard and the API
     tags: Labels = {}
 
 

@@ -23,6 +23,7 @@ from ..store import Assignment, EventRecord, RolloutRecord, RolloutSite, Rollout
 from .releases import Release, SiteRelease
 
 _CLUSTERS = TypeAdapter(list[ClusterState])
+MAX_TEXT = 200  # display names and cluster descriptions kept for operators
 
 
 @dataclass
@@ -98,6 +99,7 @@ def plan_release(
                 changed=bool(changed),
                 revert=revert,
                 state="pending" if changed else "unchanged",
+                descriptions={c: d[:MAX_TEXT] for c, d in site.descriptions.items() if d},
             )
         )
         plan.targets.extend(targets)
@@ -116,6 +118,7 @@ def plan_release(
                     served_at=before.served_at if before else None,
                     target_digest=state.digest,
                     target_revision=release.revision,
+                    display_name=site.names.get(appliance, "")[:MAX_TEXT] or None,
                 )
             )
     for appliance, before in sorted(current.items()):

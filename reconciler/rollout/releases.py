@@ -7,7 +7,7 @@ can tell what changed against what each appliance runs and is served now.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.contract import DesiredState, MaintenanceWindow
 
@@ -23,6 +23,8 @@ class SiteRelease:
     timezone: str  # IANA
     maintenance_windows: tuple[MaintenanceWindow, ...]
     states: Mapping[str, DesiredState]  # by appliance ID
+    names: Mapping[str, str] = field(default_factory=dict)  # appliance -> its `name` tag
+    descriptions: Mapping[str, str] = field(default_factory=dict)  # cluster -> description
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Release:
     max_failures: int | str  # a count, or a percentage of a wave's sites such as "10%"
     soak_seconds: float
     sites: Mapping[str, SiteRelease]
+    author: str = ""  # the commit's author and subject, for operators
+    subject: str = ""
 
     def problems(self) -> list[str]:
         """Why this release cannot be recorded; empty when it can."""

@@ -90,7 +90,7 @@ class RolloutService:
         with self._decision() as tx:
             now = epoch(self.clock)
             # the revision, recorded once
-            record = self._record_good(tx, release.revision, now, reconcile_seconds)
+            record = self._record_good(tx, release, now, reconcile_seconds)
             if record is None:
                 return False
             # open rollouts end: the newest revision wins, but a halt it does not fix holds
@@ -111,7 +111,13 @@ class RolloutService:
         return True
 
     def record_failure(
-        self, revision: str, errors: Sequence[str], *, reconcile_seconds: float | None = None
+        self,
+        revision: str,
+        errors: Sequence[str],
+        *,
+        reconcile_seconds: float | None = None,
+        author: str = "",
+        subject: str = "",
     ) -> bool:
         """Record a revision that failed validation or rendering. Nothing served changes.
         Returns False when the revision was already recorded."""
@@ -122,7 +128,8 @@ class RolloutService:
             if tx.revisions.get(revision) is not None:
                 return False
             now = epoch(self.clock)
-            tx.revisions.add(RevisionRecord(revision, "failed", kept, now, reconcile_seconds))
+            record = RevisionRecord(revision, "failed", kept, now, reconcile_seconds)
+            tx.revisions.add(replace(record, author=author, subject=subject))
             first = f": {kept[0]}" if kept else ""
             message = f"revision {revision[:7]} failed with {len(errors)} errors{first}"
             tx.events.add(
@@ -357,12 +364,14 @@ class RolloutService:
         return changes
 
     def _record_good(
-        self, tx: Transaction, sha: str, now: float, seconds: float | None
+        self, tx: Transaction, release: Release, now: float, seconds: float | None
     ) -> RevisionRecord | None:
         """The revision's record; None when it was recorded good before."""
+        sha = release.revision
         known = tx.revisions.get(sha)
         if known is None:
-            return tx.revisions.add(RevisionRecord(sha, "good", (), now, seconds))
+            record = RevisionRecord(sha, "good", (), now, seconds)
+            return tx.revisions.add(replace(record, author=release.author, subject=release.subject))
         if known.outcome == "good":
             return None
         tx.revisions.set_outcome(sha, "good", errors=(), at=now)  # failed before, good now

@@ -102,14 +102,14 @@ class Reconciler:
         # load and validate the whole repository (unchanged files come from the parse cache)
         checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
         if checked.diagnostics:
-            return self._failed(sha, Reason.INVALID, checked.diagnostics, started)
+            return self._failed(tree, Reason.INVALID, checked.diagnostics, started)
         # render the sites whose inputs changed
         try:
             states, digests, rendered = self._render(tree, checked)
         except FleetError as e:
-            return self._failed(sha, Reason.RENDER_FAILED, e.diagnostics, started)
+            return self._failed(tree, Reason.RENDER_FAILED, e.diagnostics, started)
         # publish: hand the whole release to the rollout
-        release = self._release(sha, checked, states)
+        release = self._release(tree, checked, states)
         seconds = self.clock() - started
         self.rollout.record_release(release, reconcile_seconds=seconds)
         self.good = _Good(tree, checked, states, digests)
@@ -117,10 +117,11 @@ class Reconciler:
         return Outcome(sha, True, rendered_sites=rendered, seconds=seconds)
 
     def _failed(
-        self, sha: str, reason: Reason, problems: list[Diagnostic], started: float
+        self, tree: GitTree, reason: Reason, problems: list[Diagnostic], started: float
     ) -> Outcome:
+        sha = tree.commit
         errors = tuple(str(d) for d in sorted(problems))
-        self.rollout.record_failure(sha, list(errors))
+        self.rollout.record_failure(sha, list(errors), author=tree.author, subject=tree.subject)
         log.warning("revision %s failed: %s (%d errors)", sha[:12], reason.value, len(errors))
         return Outcome(sha, False, reason, errors, seconds=self.clock() - started)
 
@@ -154,7 +155,7 @@ class Reconciler:
         digests = {site: digests[site] for site in sites}
         return states, digests, len(todo)
 
-    def _release(self, sha: str, checked: Checked, states: SiteStates) -> Release:
+    def _release(self, tree: GitTree, checked: Checked, states: SiteStates) -> Release:
         # Whether a change replaces nodes is judged by the rollout against what each
         # appliance is served now, not against the previous revision: a revision that never
         # reached a site must not make that site's first deployment wait for its window.
@@ -173,9 +174,21 @@ class Reconciler:
                     for w in site.spec.maintenanceWindows
                 ),
                 states=states[name],
+                names={
+                    doc.model.metadata.name: doc.model.metadata.tags["name"]
+                    for doc in files.appliances
+                    if "name" in doc.model.metadata.tags
+                },
+                descriptions={
+                    doc.model.metadata.name: doc.model.metadata.description
+                    for doc in files.clusters
+                    if doc.model.metadata.description
+                },
             )
         return Release(
-            revision=sha,
+            revision=tree.commit,
+            author=tree.author,
+            subject=tree.subject,
             waves=tuple(Wave(w.name, dict(w.selector.labels)) for w in rollout.waves),
             max_failures=rollout.maxFailures,
             soak_seconds=parse_duration(rollout.soak).total_seconds(),

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pygit2
 
+MAX_AUTHOR = 100
+MAX_SUBJECT = 200
+
 
 class SourceError(Exception):
     """The repository cannot be read."""
@@ -38,16 +41,32 @@ class GitRepository:
 
     def tree(self, rev: str) -> GitTree:
         commit = self.resolve(rev)
-        return GitTree(self.repo, commit.tree, str(commit.id))
+        return GitTree(
+            self.repo,
+            commit.tree,
+            str(commit.id),
+            author=_text(commit.author.raw_name)[:MAX_AUTHOR],
+            subject=_text(commit.raw_message).strip().partition("\n")[0][:MAX_SUBJECT],
+        )
 
 
 class GitTree:
     """One commit's tree, read straight from the object database."""
 
-    def __init__(self, repo: pygit2.Repository, tree: pygit2.Tree, commit: str) -> None:
+    def __init__(
+        self,
+        repo: pygit2.Repository,
+        tree: pygit2.Tree,
+        commit: str,
+        *,
+        author: str = "",
+        subject: str = "",
+    ) -> None:
         self.repo = repo
         self.root = tree
         self.commit = commit
+        self.author = author  # the commit's author name, for operators
+        self.subject = subject  # the first line of its message
         # Folders already looked up: a path lookup from the root would read every tree on
         # the way (sites/ alone can hold thousands of entries) each time.
         self._folders: dict[str, pygit2.Tree | None] = {"": tree}
@@ -160,3 +179,8 @@ def _tree(repo: pygit2.Repository, oid: pygit2.Oid) -> pygit2.Tree:
     tree = repo[oid]
     assert isinstance(tree, pygit2.Tree)
     return tree
+
+
+def _text(raw: bytes) -> str:
+    """Commit text as operators read it: UTF-8 (git's default), undecodable bytes replaced."""
+    return raw.decode("utf-8", errors="replace")

@@ -11,6 +11,7 @@ groups on it (:mod:`.transactions`). Errors (:mod:`.errors`)::
 """
 
 from .errors import StoreConflict, StoreError, StoreUnavailable
+from .listings import SiteQuery, WaveCount
 from .migrations import SchemaMismatch
 from .records import (
     AgentRecord,
@@ -42,6 +43,7 @@ __all__ = [
     "RolloutSite",
     "RolloutTarget",
     "SchemaMismatch",
+    "SiteQuery",
     "Store",
     "StoreConflict",
     "StoreError",
@@ -49,4 +51,5 @@ __all__ = [
     "Streak",
     "Transaction",
     "upgrade_schema",
+    "WaveCount",
 ]

@@ -42,6 +42,14 @@ class Assignments:
         )
         return [_record(row._mapping) for row in rows]
 
+    def for_sites(self, sites: Sequence[str]) -> list[Assignment]:
+        rows = self._conn.execute(
+            select(assignments)
+            .where(assignments.c.site.in_(sites))
+            .order_by(assignments.c.appliance)
+        )
+        return [_record(row._mapping) for row in rows]
+
     def put(self, assignment: Assignment) -> None:
         self.put_many([assignment])
 

@@ -21,6 +21,8 @@ class RevisionRecord:
     recorded_at: float
     reconcile_seconds: float | None = None
     seq: int = 0  # assigned by the store: the order revisions were recorded in
+    author: str = ""  # the commit's author name
+    subject: str = ""  # the first line of its message
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Assignment:
     served_at: float | None = None
     target_digest: str | None = None
     target_revision: str | None = None
+    display_name: str | None = None  # the appliance's `name` tag
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class RolloutSite:
     failed_at: float | None = None
     failure: str | None = None
     done_at: float | None = None
+    descriptions: dict[str, str] = field(default_factory=dict)  # cluster -> description
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ class Revisions:
                 errors=list(record.errors),
                 recorded_at=record.recorded_at,
                 reconcile_seconds=record.reconcile_seconds,
+                author=record.author or None,
+                subject=record.subject or None,
             )
         )
         key = result.inserted_primary_key
@@ -67,4 +69,6 @@ def _record(m: RowMapping) -> RevisionRecord:
         recorded_at=m["recorded_at"],
         reconcile_seconds=m["reconcile_seconds"],
         seq=m["seq"],
+        author=m["author"] or "",
+        subject=m["subject"] or "",
     )

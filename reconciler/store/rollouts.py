@@ -98,6 +98,14 @@ class Rollouts:
         ).first()
         return _site(row._mapping) if row else None
 
+    def sites_named(self, revision: str, names: Sequence[str]) -> list[RolloutSite]:
+        rows = self._conn.execute(
+            select(rollout_sites).where(
+                rollout_sites.c.revision == revision, rollout_sites.c.site.in_(names)
+            )
+        )
+        return [_site(row._mapping) for row in rows]
+
     def save_sites(self, sites: Sequence[RolloutSite]) -> None:
         rows = [_site_values(s) for s in sites]
         update_many(self._conn, rollout_sites, rows, keys=["revision", "site"])
@@ -108,10 +116,14 @@ class Rollouts:
         if rows:
             self._conn.execute(rollout_targets.insert(), rows)
 
-    def targets(self, revision: str, *, site: str | None = None) -> list[RolloutTarget]:
+    def targets(
+        self, revision: str, *, site: str | None = None, sites: Sequence[str] | None = None
+    ) -> list[RolloutTarget]:
         query = select(rollout_targets).where(rollout_targets.c.revision == revision)
         if site is not None:
             query = query.where(rollout_targets.c.site == site)
+        if sites is not None:
+            query = query.where(rollout_targets.c.site.in_(sites))
         rows = self._conn.execute(query.order_by(rollout_targets.c.appliance))
         return [_target(row._mapping) for row in rows]
 
@@ -150,12 +162,19 @@ def _rollout(mapping: RowMapping) -> RolloutRecord:
 
 
 def _site_values(s: RolloutSite) -> dict[str, object]:
-    return {**s.__dict__, "labels": dict(s.labels), "windows": [dict(w) for w in s.windows]}
+    return {
+        **s.__dict__,
+        "labels": dict(s.labels),
+        "windows": [dict(w) for w in s.windows],
+        "descriptions": dict(s.descriptions),
+    }
 
 
 def _site(mapping: RowMapping) -> RolloutSite:
     m = dict(mapping)
-    return RolloutSite(**{**m, "windows": tuple(m["windows"])})
+    return RolloutSite(
+        **{**m, "windows": tuple(m["windows"]), "descriptions": dict(m["descriptions"] or {})}
+    )
 
 
 def _target_values(t: RolloutTarget) -> dict[str, object]:

@@ -1,7 +1,8 @@
 """The tables, in SQLAlchemy Core. Times are seconds since the epoch (UTC) as floats, so
 SQLite and PostgreSQL store and compare them the same way.
 
-``revisions``        every commit the loop handed over: good or failed, with its errors
+``revisions``        every commit the loop handed over: good or failed, with its errors, author
+                     and subject
 ``documents``        desired-state content, once per digest (revision and digest left out)
 ``assignments``      per appliance: what it is served now and the latest release's target
 ``rollouts``         per good revision: wave, state, failing sites
@@ -51,6 +52,8 @@ revisions = Table(
     Column("errors", JSON, nullable=False),
     Column("recorded_at", Float, nullable=False),
     Column("reconcile_seconds", Float),
+    Column("author", String(100)),  # the commit's author name
+    Column("subject", String(200)),  # the first line of its message
 )
 
 documents = Table(
@@ -72,6 +75,7 @@ assignments = Table(
     Column("served_at", Float),
     Column("target_digest", String(DIGEST), ForeignKey("documents.digest")),
     Column("target_revision", String(SHA)),
+    Column("display_name", String(200)),  # the appliance's `name` tag
 )
 
 rollouts = Table(
@@ -110,6 +114,7 @@ rollout_sites = Table(
     Column("failed_at", Float),
     Column("failure", Text),
     Column("done_at", Float),
+    Column("descriptions", JSON),  # cluster name -> its description, for operators
 )
 
 rollout_targets = Table(

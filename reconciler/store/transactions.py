@@ -29,6 +29,7 @@ from .engines import WRITE_OPTION, open_engine
 from .errors import translated
 from .events import Events
 from .figures import Figures
+from .listings import Listings
 from .migrations import open_at_head, upgrade
 from .replicas import ChangeSignal, Leadership
 from .reports import Reports
@@ -55,6 +56,7 @@ class Transaction:
         self.changes = Changes(conn)
         self.figures = Figures(conn)
         self.deliveries = Deliveries(conn)
+        self.listings = Listings(conn)
 
 
 class Store:

@@ -2,15 +2,28 @@
 builds the documents of :mod:`.documents` from the store), and the figures ``/metrics``
 exports. Nothing here writes."""
 
-from .documents import FleetView, RevisionsView, RolloutView, SiteView, SourceView
-from .reading import Figures, FleetViews
+from .documents import (
+    FleetView,
+    Overview,
+    RevisionDetail,
+    RevisionsView,
+    RolloutView,
+    SiteList,
+    SiteView,
+    SourceView,
+)
+from .reading import PER_PAGE, Figures, FleetViews
 
 __all__ = [
+    "PER_PAGE",
     "Figures",
     "FleetView",
     "FleetViews",
+    "Overview",
+    "RevisionDetail",
     "RevisionsView",
     "RolloutView",
+    "SiteList",
     "SiteView",
     "SourceView",
 ]

@@ -7,7 +7,14 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from agent.contract import ClusterPhase, NodePhase, PolicyRun, ScanStatus, TaskState
+from agent.contract import (
+    ClusterPhase,
+    MaintenanceWindow,
+    NodePhase,
+    PolicyRun,
+    ScanStatus,
+    TaskState,
+)
 
 from .statuses import ApplianceStatus, Health
 
@@ -21,6 +28,8 @@ class RevisionView(View):
     short: str
     recordedAt: datetime
     reconcileSeconds: float | None = None
+    author: str = ""
+    subject: str = ""  # the first line of the commit message
 
 
 class FailureView(RevisionView):
@@ -57,8 +66,9 @@ class RolloutView(View):
 class ApplianceCounts(View):
     total: int
     healthy: int
-    unhealthy: int
+    unhealthy: int  # registered and unhealthy, offline ones included
     unpaired: int
+    offline: int = 0  # registered, not heard from within the heartbeat timeout
 
 
 class ClusterSummary(View):
@@ -69,6 +79,7 @@ class ClusterSummary(View):
 
 class SiteSummary(View):
     name: str
+    labels: dict[str, str] = {}
     wave: str | None
     state: str
     waiting: str
@@ -81,6 +92,7 @@ class SiteSummary(View):
 
 class ApplianceView(View):
     id: str
+    name: str | None = None  # its `name` tag: the display name
     site: str | None
     status: ApplianceStatus
     health: Health
@@ -113,6 +125,7 @@ class NodeView(View):
 
 
 class ClusterView(ClusterSummary):
+    description: str = ""
     appliances: list[str]
     nodes: list[NodeView]
     tasks: list[TaskView]
@@ -158,6 +171,9 @@ class SiteView(View):
     waiting: str
     labels: dict[str, str]
     timezone: str | None
+    windows: list[MaintenanceWindow] = []
+    windowOpen: bool = False  # a maintenance window is open now
+    nextWindow: datetime | None = None  # when the next one opens
     revision: str | None
     targetRevision: str | None
     health: Health
@@ -198,3 +214,66 @@ class FleetView(View):
     discovered: list[ApplianceView]
     events: list[EventView] = []  # the newest fleet-wide ones: rollout steps, operators' actions
     reporting: ReportingView | None = None  # None: nothing was ever reported out
+
+
+class WaveView(View):
+    """One wave of the rollout: its changed sites by where they stand."""
+
+    name: str
+    open: bool
+    sites: int  # changed sites in this wave
+    done: int
+    failed: int
+    soaking: int
+    rolling: int  # released, applying
+    window: int  # admitted, waiting for a maintenance window
+    pending: int  # waiting for the wave to open (or held by a pause or halt)
+
+
+class ApplianceTotals(View):
+    """Every appliance of the fleet by status and health."""
+
+    total: int  # declared in the repository
+    healthy: int
+    unhealthy: int  # reporting, and reporting unhealthy
+    offline: int  # registered, not heard from within the heartbeat timeout
+    unpaired: int  # declared, no agent registered yet
+    discovered: int  # registered, not declared
+
+
+class Overview(View):
+    """The head of the fleet page: what runs, how its rollout goes, how healthy the fleet
+    is; read from aggregates, so it costs the same at any fleet size."""
+
+    generatedAt: datetime
+    revision: RevisionView | None
+    lastFailure: FailureView | None
+    rollout: RolloutView | None
+    waves: list[WaveView]
+    halt: str | None = None  # why the rollout halted
+    appliances: ApplianceTotals
+    events: list[EventView] = []
+
+
+class SiteList(View):
+    """One page of the sites of the current rollout that match a filter."""
+
+    sites: list[SiteSummary]
+    total: int  # matching sites
+    page: int  # 1-based
+    pages: int
+    perPage: int
+    waves: list[str]  # every wave, for filters
+
+
+class RevisionDetail(View):
+    """One revision: its outcome, a page of the sites it changed and its rollout's
+    timeline."""
+
+    revision: RevisionSummary
+    sites: list[str]  # this page of changed sites
+    total: int
+    page: int
+    pages: int
+    perPage: int
+    timeline: list[EventView]  # oldest first

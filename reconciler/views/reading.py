@@ -5,12 +5,14 @@ Each view is read in one store transaction and built from rows; nothing here wri
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from agent.contract import ClusterStatus, StatusReport
+from agent.contract import ClusterStatus, MaintenanceWindow, StatusReport
+from agent.windows import next_opening, window_open
 
 from ..clocks import Clock, epoch
 from ..rollout.health import parse_report
@@ -25,11 +27,15 @@ from ..store import (
     RolloutRecord,
     RolloutSite,
     RolloutTarget,
+    SiteQuery,
     Store,
     Transaction,
+    WaveCount,
 )
+from ..store.figures import Census
 from .documents import (
     ApplianceCounts,
+    ApplianceTotals,
     ApplianceView,
     ClusterSummary,
     ClusterView,
@@ -38,16 +44,20 @@ from .documents import (
     FailureView,
     FleetView,
     NodeView,
+    Overview,
     ReportingView,
+    RevisionDetail,
     RevisionSummary,
     RevisionsView,
     RevisionView,
     RolloutView,
     SiteFailure,
+    SiteList,
     SiteSummary,
     SiteView,
     SourceView,
     TaskView,
+    WaveView,
 )
 from .statuses import (
     appliance_health,
@@ -85,6 +95,8 @@ class Figures:
     rollout: RolloutFigures | None
 
 
+PER_PAGE = 50
+FAILURES_SHOWN = 20  # failing sites the overview names, each with its revert
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -133,7 +145,7 @@ class FleetViews:
 
     def site(self, name: str) -> SiteView | None:
         with self._store.read() as tx:
-            rows = _Rows.load(tx, site=name)
+            rows = _Rows.load(tx, sites=[name])
             events = tx.events.recent(site=name, limit=50)
         appliances = rows.site_appliances(name)
         if not appliances:
@@ -141,6 +153,8 @@ class FleetViews:
         now = epoch(self._clock)
         summary = self._summary(name, rows, now)
         row = rows.sites.get(name)
+        windows = [MaintenanceWindow.model_validate(w) for w in row.windows] if row else []
+        at = _time(now)
         return SiteView(
             name=name,
             wave=summary.wave,
@@ -148,6 +162,9 @@ class FleetViews:
             waiting=summary.waiting,
             labels=dict(row.labels) if row else {},
             timezone=row.timezone if row else None,
+            windows=windows,
+            windowOpen=window_open(windows, row.timezone, at) if row else False,
+            nextWindow=next_opening(windows, row.timezone, at) if row else None,
             revision=summary.revision,
             targetRevision=summary.targetRevision,
             health=summary.health,
@@ -213,12 +230,143 @@ class FleetViews:
             ]
         )
 
+    def overview(self) -> Overview:
+        """The revision, its rollout wave by wave and the fleet's health, from aggregates
+        (the failing sites it names are capped at FAILURES_SHOWN)."""
+        now = epoch(self._clock)
+        with self._store.read() as tx:
+            good, failed = tx.revisions.latest("good"), tx.revisions.latest("failed")
+            rollout = tx.rollouts.latest()
+            paused = tx.controls.get("paused")
+            census = tx.figures.census(seen_after=now - self._timeout)
+            events = tx.events.recent(fleet=True, limit=20)
+            counts: list[WaveCount] = []
+            failing: dict[str, RolloutSite] = {}
+            culprits: dict[str, list[str]] = {}
+            halt = None
+            if rollout is not None:
+                counts = tx.listings.waves(rollout.revision)
+                named = rollout.failing[:FAILURES_SHOWN]
+                failing = {s.site: s for s in tx.rollouts.sites_named(rollout.revision, named)}
+                for target in tx.rollouts.targets(rollout.revision, sites=named):
+                    if target.changed and target.digest is not None:
+                        sha = tx.rollouts.introduced(target.appliance, target.digest)
+                        if sha is not None and sha not in culprits.setdefault(target.site, []):
+                            culprits[target.site].append(sha)
+                if rollout.state == "halted":
+                    halted = tx.listings.latest_event(rollout.revision, "rollout-halted")
+                    halt = halted.message if halted else None
+        view = None
+        if rollout is not None:
+            view = _rollout_view(
+                rollout,
+                paused,
+                failing,
+                {site: sorted(shas) for site, shas in culprits.items()},
+                changed=sum(c.count for c in counts),
+                done=sum(c.count for c in counts if c.state == "done"),
+                failed=sum(c.count for c in counts if c.state == "failed"),
+            )
+        return Overview(
+            generatedAt=_time(now),
+            revision=_revision(good) if good else None,
+            lastFailure=_failure(failed, good) if failed else None,
+            rollout=view,
+            waves=_waves(rollout, counts) if rollout else [],
+            halt=halt,
+            appliances=_totals(census),
+            events=[_event(e) for e in events],
+        )
+
+    def site_list(
+        self,
+        query: SiteQuery,
+        *,
+        wave: str | None = None,
+        page: int = 1,
+        per_page: int = PER_PAGE,
+    ) -> SiteList:
+        """One page of the current rollout's sites matching ``query`` and in ``wave`` (by
+        name), in wave order."""
+        now = epoch(self._clock)
+        with self._store.read() as tx:
+            rollout = tx.rollouts.latest()
+            if rollout is None:
+                return SiteList(sites=[], total=0, page=1, pages=1, perPage=per_page, waves=[])
+            if wave is not None:
+                names = [str(w["name"]) for w in rollout.waves]
+                query = replace(query, wave=names.index(wave) if wave in names else -1)
+            names, total = self._page(tx, rollout.revision, query, now, page, per_page)
+            pages = max(1, math.ceil(total / per_page))
+            if not names and page > pages:  # past the end: the last page
+                page = pages
+                names, total = self._page(tx, rollout.revision, query, now, page, per_page)
+            rows = _Rows.load(tx, sites=names)
+        return SiteList(
+            sites=[self._summary(name, rows, now) for name in names],
+            total=total,
+            page=page,
+            pages=pages,
+            perPage=per_page,
+            waves=[str(w["name"]) for w in rollout.waves],
+        )
+
+    def stamp(self) -> tuple[object, ...]:
+        """Changes whenever any view may have (what live pages watch)."""
+        with self._store.read() as tx:
+            return tx.listings.stamp()
+
+    def revision(
+        self, sha: str, *, page: int = 1, per_page: int = PER_PAGE
+    ) -> RevisionDetail | None:
+        """A revision: outcome, a page of the sites it changed, and its timeline."""
+        with self._store.read() as tx:
+            record = tx.revisions.get(sha)
+            if record is None:
+                return None
+            rollout = tx.rollouts.get(sha)
+            offset = (max(page, 1) - 1) * per_page
+            names, total = tx.listings.changed_sites(sha, offset=offset, limit=per_page)
+            timeline = tx.listings.timeline(sha)
+        summary = RevisionSummary(
+            **_revision(record).model_dump(),
+            outcome=record.outcome,
+            errors=list(record.errors),
+            rollout=rollout.state if rollout else None,
+            sitesChanged=total if rollout else None,
+        )
+        return RevisionDetail(
+            revision=summary,
+            sites=names,
+            total=total,
+            page=max(page, 1),
+            pages=max(1, math.ceil(total / per_page)),
+            perPage=per_page,
+            timeline=[_event(e) for e in timeline],
+        )
+
     # -- pieces ------------------------------------------------------------------------
+    def _page(
+        self, tx: Transaction, revision: str, query: SiteQuery, now: float, page: int, per: int
+    ) -> tuple[list[str], int]:
+        return tx.listings.sites(
+            revision,
+            query,
+            seen_after=now - self._timeout,
+            offset=(max(page, 1) - 1) * per,
+            limit=per,
+        )
+
     def _summary(self, name: str, rows: _Rows, now: float) -> SiteSummary:
         appliances = rows.site_appliances(name)
         views = [self._appliance(a, rows, now) for a in appliances]
         registered = [v for v in views if v.status != "Unpaired"]
         healthy = sum(v.health == "healthy" for v in registered)
+        offline = sum(
+            now - agent.last_seen > self._timeout
+            for a in appliances
+            if (agent := rows.agents.get(a)) is not None
+        )
         served = {rows.assignments[a].served_revision for a in appliances}
         targets = {rows.assignments[a].target_revision for a in appliances}
         row = rows.sites.get(name)
@@ -226,6 +374,7 @@ class FleetViews:
         state, waiting = _site_state(row, rows.rollout, paused=paused)
         return SiteSummary(
             name=name,
+            labels=dict(row.labels) if row else {},
             wave=rows.wave_name(row),
             state=state,
             waiting=waiting,
@@ -241,6 +390,7 @@ class FleetViews:
                 healthy=healthy,
                 unhealthy=len(registered) - healthy,
                 unpaired=len(views) - len(registered),
+                offline=offline,
             ),
             clusters=[
                 ClusterSummary(name=c.name, phase=c.phase, progress=c.progress)
@@ -256,6 +406,7 @@ class FleetViews:
         target = rows.targets.get(appliance)
         return ApplianceView(
             id=appliance,
+            name=assignment.display_name if assignment else None,
             site=assignment.site if assignment else None,
             status=appliance_status(assignment, agent, report),
             health=appliance_health(agent, record, now=now, timeout=self._timeout),
@@ -288,9 +439,11 @@ class FleetViews:
         for name in sorted(set(on) | set(reported)):
             statuses = [s for _, s in reported[name]]
             phase = cluster_phase(len(on[name]), statuses)
+            row = rows.sites.get(site)
             views.append(
                 ClusterView(
                     name=name,
+                    description=row.descriptions.get(name, "") if row else "",
                     phase=phase,
                     progress=cluster_progress(phase, statuses),
                     appliances=sorted(set(on[name]) | {a for a, _ in reported[name]}),
@@ -334,27 +487,26 @@ class _Rows:
     _parsed: dict[str, StatusReport | None] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, tx: Transaction, *, site: str | None = None) -> _Rows:
-        """Every row the fleet view shows, or with ``site`` only those of that site."""
+    def load(cls, tx: Transaction, *, sites: Sequence[str] | None = None) -> _Rows:
+        """Every row the fleet view shows, or with ``sites`` only those of these sites."""
         rollout = tx.rollouts.latest()
-        if site is None:
-            sites = tx.rollouts.sites(rollout.revision) if rollout else []
+        if sites is None:
+            rollout_sites = tx.rollouts.sites(rollout.revision) if rollout else []
             assignments = tx.assignments.all()
             agents = tx.agents.all()
             reports = tx.reports.all()
         else:
-            row = tx.rollouts.site(rollout.revision, site) if rollout else None
-            sites = [row] if row is not None else []
-            assignments = tx.assignments.for_site(site)
+            rollout_sites = tx.rollouts.sites_named(rollout.revision, sites) if rollout else []
+            assignments = tx.assignments.for_sites(sites)
             appliances = [a.appliance for a in assignments]
             agents = list(tx.agents.get_many(appliances).values())
             reports = list(tx.reports.for_appliances(appliances).values())
-        targets = tx.rollouts.targets(rollout.revision, site=site) if rollout else []
+        targets = tx.rollouts.targets(rollout.revision, sites=sites) if rollout else []
         rows = cls(
             good=tx.revisions.latest("good"),
             failed=tx.revisions.latest("failed"),
             rollout=rollout,
-            sites={s.site: s for s in sites},
+            sites={s.site: s for s in rollout_sites},
             targets={t.appliance: t for t in targets},
             assignments={a.appliance: a for a in assignments},
             agents={a.appliance: a for a in agents},
@@ -415,6 +567,8 @@ def _revision(record: RevisionRecord) -> RevisionView:
         short=record.sha[:7],
         recordedAt=_time(record.recorded_at),
         reconcileSeconds=record.reconcile_seconds,
+        author=record.author,
+        subject=record.subject,
     )
 
 
@@ -429,10 +583,27 @@ def _failure(failed: RevisionRecord, good: RevisionRecord | None) -> FailureView
 def _rollout(rows: _Rows) -> RolloutView:
     rollout, sites = rows.rollout, rows.sites
     assert rollout is not None
-    paused = rows.paused is not None and bool(rows.paused.value)
     changed = [s for s in sites.values() if s.changed]
     done = sum(s.state == "done" for s in changed)
     failed = sum(s.state == "failed" for s in changed)
+    return _rollout_view(
+        rollout, rows.paused, sites, rows.culprits, changed=len(changed), done=done, failed=failed
+    )
+
+
+def _rollout_view(
+    rollout: RolloutRecord,
+    paused_by: Control | None,
+    sites: Mapping[str, RolloutSite],
+    culprits: Mapping[str, list[str]],
+    *,
+    changed: int,
+    done: int,
+    failed: int,
+) -> RolloutView:
+    """``sites``: at least the failing sites' rows; ``culprits``: the commits that brought
+    each failing site its state."""
+    paused = paused_by is not None and bool(paused_by.value)
     names = [str(w["name"]) for w in rollout.waves]
     return RolloutView(
         revision=rollout.revision,
@@ -442,24 +613,73 @@ def _rollout(rows: _Rows) -> RolloutView:
         waveIndex=rollout.wave,
         waves=names,
         failing=list(rollout.failing),
-        sitesChanged=len(changed),
+        sitesChanged=changed,
         sitesDone=done,
         sitesFailed=failed,
-        progress=(done + failed) / len(changed) if changed else 1.0,
+        progress=(done + failed) / changed if changed else 1.0,
         startedAt=_time(rollout.started_at),
         finishedAt=_time(rollout.finished_at) if rollout.finished_at else None,
         paused=paused,
-        pausedBy=rows.paused.set_by if paused and rows.paused else None,
+        pausedBy=paused_by.set_by if paused and paused_by else None,
         accepted=list(rollout.accepted),
         failures=[
             SiteFailure(
                 site=name,
                 error=sites[name].failure or "",
-                revert=[f"git revert {sha}" for sha in rows.culprits.get(name, [])],
+                revert=[f"git revert {sha}" for sha in culprits.get(name, [])],
             )
             for name in rollout.failing
             if name in sites
         ],
+    )
+
+
+def _waves(rollout: RolloutRecord, counts: Sequence[WaveCount]) -> list[WaveView]:
+    views = []
+    for index, wave in enumerate(rollout.waves):
+        mine = [c for c in counts if c.wave == index]
+
+        def count(state: str, mine: list[WaveCount] = mine) -> int:
+            return sum(c.count for c in mine if c.state == state)
+
+        window = sum(c.count for c in mine if c.window)
+        views.append(
+            WaveView(
+                name=str(wave["name"]),
+                open=index <= rollout.wave,
+                sites=sum(c.count for c in mine),
+                done=count("done"),
+                failed=count("failed"),
+                soaking=count("soaking"),
+                rolling=count("rolling") - window,
+                window=window,
+                pending=count("pending"),
+            )
+        )
+    return views
+
+
+def _totals(census: Sequence[Census]) -> ApplianceTotals:
+    found: dict[str, int] = defaultdict(int)
+    for group in census:
+        if not group.declared:
+            kind = "discovered"
+        elif not group.registered:
+            kind = "unpaired"
+        elif not group.fresh:
+            kind = "offline"
+        elif group.healthy is False:
+            kind = "unhealthy"
+        else:
+            kind = "healthy"
+        found[kind] += group.count
+    return ApplianceTotals(
+        total=sum(n for kind, n in found.items() if kind != "discovered"),
+        healthy=found["healthy"],
+        unhealthy=found["unhealthy"],
+        offline=found["offline"],
+        unpaired=found["unpaired"],
+        discovered=found["discovered"],
     )
 
 

@@ -27,8 +27,8 @@ from tests.support.receivers import Received, Receiver
 
 from .conftest import Harness
 from .fleets import digests, release, revision, site
+from .serving import STORE, Served, args
 from .test_rollout import agents_for
-from .test_serve import STORE, Served, args, served  # noqa: F401 (served: a fixture)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "forges"
 CANARY = site("grocery-1", ring="canary")

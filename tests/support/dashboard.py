@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -152,6 +152,13 @@ class Browser:
         return str(self.driver.current_url).removeprefix(self.base_url)
 
     def text(self, css: str = "body") -> str:
+        """The element's text; a live update may swap the element while it is read, so a
+        stale one is found again."""
+        for _ in range(20):
+            try:
+                return str(self.find(css).text)
+            except StaleElementReferenceException:
+                time.sleep(0.05)
         return str(self.find(css).text)
 
     def find(self, css: str) -> WebElement:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from agent.secrets.documents import Scalar, Timestamp, go_int
+from agent.secrets.documents import Document, Scalar, Timestamp, go_int, read_document
 from agent.secrets.errors import MalformedSecret, TamperedSecret
 
 _SEALED = re.compile(r"^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
@@ -152,3 +152,18 @@ def go_float(value: float) -> str:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def read_sealed(text: str) -> Document:
+    """``text`` as a SOPS document whose every value the rule selects is sealed (or empty),
+    and whose MAC is: a well-formed document, checked without any key."""
+    document = read_document(text)
+    for path, value in document.leaves():
+        if value is None or value == "" or not document.metadata.rule.encrypts(path):
+            continue
+        if not is_sealed(value):
+            where = ".".join(path) or "a value"
+            raise MalformedSecret(f"{where} is not encrypted (ENC[AES256_GCM,...] expected)")
+    if not is_sealed(document.metadata.mac):
+        raise MalformedSecret("sops.mac is not an ENC[AES256_GCM,...] value")
+    return document

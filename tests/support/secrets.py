@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent.secrets.keys import Identity, generate, identity_file, read_identities, write_private
 from agent.secrets.sealing import seal_document
+from tests.support.fleet import FleetFiles
 
 SOPS_DATA = Path(__file__).resolve().parents[1] / "data" / "sops"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -53,4 +54,29 @@ def flip_value(sealed: str, key: str) -> str:
     data[0] ^= 1
     return (
         sealed[: found.start(2)] + base64.b64encode(bytes(data)).decode() + sealed[found.end(2) :]
+    )
+
+
+STORE_CLUSTER = "sites/store-1/clusters/pos.yaml"
+STORE_APPLIANCE = "sites/store-1/appliances/store-1-a.yaml"
+STORE_SECRET = "sites/store-1/clusters/secrets/pos-token.sops.yaml"
+
+
+def give_recipient(fleet: FleetFiles, rel: str, identity: Identity) -> None:
+    """``spec.ageRecipient`` of the appliance in ``rel``: ``identity``'s."""
+    fleet.edit(rel, "spec:\n", f"spec:\n  ageRecipient: {identity.recipient}\n")
+
+
+def add_store_secret(fleet: FleetFiles, identity: Identity, *, text: str = POS_TOKEN) -> None:
+    """store-1 as a fleet repository keeps its POS token: its appliance has ``identity``'s
+    recipient, and its cluster names a SOPS file sealed for it."""
+    give_recipient(fleet, STORE_APPLIANCE, identity)
+    fleet.write(STORE_SECRET, sealed_for(identity, text=text))
+    fleet.edit(
+        STORE_CLUSTER,
+        "  policies:\n",
+        "  manifests:\n"
+        "    - name: pos-token.yaml\n"
+        "      file: secrets/pos-token.sops.yaml\n"
+        "  policies:\n",
     )

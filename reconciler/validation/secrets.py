@@ -5,6 +5,7 @@ to warn about (or refuse, with ``--forbid-plaintext-secrets``). Nothing here dec
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,8 +99,14 @@ def _sealed(repo: FleetRepo, ref: FileReference) -> Document | None:
     source = repo.manifest_files.get(ref.path or "")
     if source is None or not source.sops:
         return None
+    return _read_once(source.text)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_once(text: str) -> Document | None:
+    """A SOPS file a fleet profile names is read once, not once per cluster using it."""
     try:
-        return read_sealed(source.text)
+        return read_sealed(text)
     except MalformedSecret:
         return None  # reported by check_sealed_files
 

@@ -5,6 +5,7 @@ anything else, and a sealed document laid out as SOPS writes it."""
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +18,10 @@ from agent.secrets.errors import MalformedSecret
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
 _YAML11_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
-_PRINTABLE_BLOCK = re.compile(r"^[^\x00-\x08\x0b-\x1f\x7f\r]*$")
+# what a literal block may hold as it is: YAML's printable characters, line feeds the only breaks
+_PRINTABLE_BLOCK = re.compile(
+    "^[\t\n\x20-\x7e\u00a0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*$"
+)
 
 
 def plaintext_yaml(documents: Sequence[Branch]) -> str:
@@ -35,9 +39,25 @@ def _dump(documents: list[Any]) -> str:
     yaml = YAML()
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.representer.add_representer(float, _float)
     out = io.StringIO()
     yaml.dump_all(documents, out)
     return out.getvalue()
+
+
+def _float(representer: Any, value: float) -> Any:
+    """A float every YAML reads as that float: a dot in the mantissa (YAML 1.1 wants one)."""
+    if math.isnan(value):
+        text = ".nan"
+    elif math.isinf(value):
+        text = ".inf" if value > 0 else "-.inf"
+    else:
+        text = repr(value)
+        mantissa, _, exponent = text.partition("e")
+        if "." not in mantissa:
+            mantissa += ".0"
+        text = f"{mantissa}e{exponent}" if exponent else mantissa
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
 
 
 def _prepare(value: Value, *, quote_all: bool) -> Any:

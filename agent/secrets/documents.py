@@ -158,7 +158,7 @@ def resolve(text: str, *, tag: str | None = None, quoted: bool = False) -> Scala
         return text if short == _STR else value
     if short == _FLOAT and kind == _INT:
         return float(value)  # type: ignore[arg-type]
-    raise MalformedSecret(f"cannot read '{text}' as {short}")
+    raise MalformedSecret(f"a value tagged {short} does not read as one")  # never echo a value
 
 
 def _plain(text: str, short: str | None) -> tuple[str, Scalar]:

@@ -97,8 +97,9 @@ def _hint(text: str) -> str:
     return "." if first == "." else ""
 
 
-def go_int(text: str, base: int = 0) -> int | None:
-    """Go's ``strconv.ParseInt(text, base, 64)``; None where it fails."""
+def go_int(text: str, base: int = 0, *, unsigned: bool = False) -> int | None:
+    """Go's ``strconv.ParseInt(text, base, 64)`` (``ParseUint`` with ``unsigned``); None
+    where it fails."""
     sign, digits = 1, text
     if digits[:1] in "+-" and digits:
         sign, digits = (-1 if digits[0] == "-" else 1), digits[1:]
@@ -113,6 +114,8 @@ def go_int(text: str, base: int = 0) -> int | None:
     if not digits or any(c not in allowed for c in digits.lower()):
         return None
     value = sign * int(digits, base)
+    if unsigned:
+        return value if sign > 0 and text[:1] != "+" and value < 2**64 else None
     return value if _INT64[0] <= value <= _INT64[1] else None
 
 
@@ -180,6 +183,9 @@ def _plain(text: str, short: str | None) -> tuple[str, Scalar]:
         number = go_int(plain)
         if number is not None:
             return _INT, number
+        if not plain.startswith("-") and go_int(plain, unsigned=True) is not None:
+            # yaml.v3 reads it as a uint64, which SOPS cannot walk
+            raise MalformedSecret("an integer above 9223372036854775807 is not supported")
         if _YAML_FLOAT.match(plain):
             value = _go_float(plain)
             if value is not None:

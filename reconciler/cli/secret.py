@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -86,6 +87,10 @@ def run_recipients(args: argparse.Namespace) -> int:
 
 def run_encrypt(args: argparse.Namespace) -> int:
     try:
+        re.compile(args.encrypted_regex)
+    except re.error as e:
+        return fail_usage(f"--encrypted-regex: not a regular expression ({e})")
+    try:
         text = args.file.read_text()
     except (OSError, UnicodeDecodeError) as e:
         return fail_usage(f"{args.file}: cannot be read ({type(e).__name__})")
@@ -111,9 +116,11 @@ def run_encrypt(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace ``path`` at once, so the plaintext is never half overwritten."""
+    """Replace ``path`` at once, so the plaintext is never half overwritten (its mode kept)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, mode)
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.replace(temporary, path)

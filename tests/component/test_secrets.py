@@ -264,6 +264,8 @@ def test_secret_encrypt_refuses_what_it_cannot_seal(
     nobody = run_cli(*args, "--recipients-for", "store-1")
     assert nobody.code == 1 and "no appliance to seal for has an ageRecipient" in nobody.err
     assert run_cli(*args, "--recipients-for", "nowhere").code == 2
+    bad = run_cli(*args, "--recipients-for", "store-1", "--encrypted-regex", "(")
+    assert bad.code == 2 and "--encrypted-regex: not a regular expression" in bad.err
     give_recipient(fleet, STORE_APPLIANCE, generate())
     config = tmp_path / "config.yaml"
     config.write_text("kind: ConfigMap\nmetadata: {name: x}\n")

@@ -22,7 +22,7 @@ from agent.apply.applying import apply_state
 from agent.apply.inventory import Inventory
 from agent.apply.passes import ApplyResult
 from agent.clocks import SystemClock
-from agent.config import DEFAULT_CONFIG, load_config
+from agent.config import AGE_KEY_NAME, DEFAULT_CONFIG, load_config
 from agent.contract import SCAN_TOOLS
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from agent.errors import AgentError, one_line
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--state", type=Path, required=True, help="DesiredState JSON file")
     apply.add_argument(
         "--data-dir", type=Path, required=True, help="inventory, journal and last good state"
+    )
+    apply.add_argument(
+        "--age-key",
+        type=Path,
+        help=f"age identity that opens encrypted manifests (default: DATA_DIR/{AGE_KEY_NAME})",
     )
     apply.add_argument("--docker-url", help="engine address (default: DOCKER_HOST or the socket)")
     apply.add_argument(
@@ -194,6 +199,7 @@ def _apply(args: argparse.Namespace) -> int:
                 inventory=inventory,
                 clock=SystemClock(),
                 start_timeout=args.start_timeout,
+                age_key=args.age_key or args.data_dir / AGE_KEY_NAME,
             )
     finally:
         client.close()

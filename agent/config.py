@@ -13,6 +13,7 @@ from ruamel.yaml.error import YAMLError
 from agent.errors import AgentError
 
 DEFAULT_CONFIG = Path("/etc/edgefleet/agent.yaml")
+AGE_KEY_NAME = "age-key.txt"  # the appliance's age identity, in the data folder
 
 
 class ConfigError(AgentError):
@@ -50,6 +51,10 @@ class AgentConfig(BaseModel):
     labels: dict[str, str] = {}  # extra labels on everything the agent creates
     bundleKey: str | None = None  # Ed25519 public key (PEM) that signs offline bundles
     registrationTokenFile: str | None = None  # bootstrap token, if the agent registers itself
+    ageKeyFile: str | None = None  # age identity that opens secrets (default: DATA_DIR/age-key.txt)
+
+    def age_key(self) -> Path:
+        return Path(self.ageKeyFile) if self.ageKeyFile else Path(self.dataDir) / AGE_KEY_NAME
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

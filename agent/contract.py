@@ -72,10 +72,22 @@ class PackRef(Contract):
 
 
 class ManifestFile(Contract):
+    """One manifest for the cluster's auto-deploy folder. ``encryption: sops``: ``content`` is
+    a SOPS document (age) that only the agent opens, just before it writes the file; the
+    field is left out of the JSON when not set, so plain manifests keep their digests."""
+
     layer: str
     pack: str
     name: str
     content: str
+    encryption: Literal["sops"] | None = None
+
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, serialize: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = serialize(self)
+        if dumped.get("encryption") is None:
+            dumped.pop("encryption", None)
+        return dumped
 
 
 # -- schedules: one parameters model per kind ---------------------------------------------

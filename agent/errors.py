@@ -4,6 +4,7 @@
     ├── ConfigError        agent.config            the configuration file
     ├── FlagError          agent.installer         an edge-installer flag
     ├── WindowInvalid      agent.windows           a maintenance window that does not parse
+    ├── SecretError        agent.secrets.errors    a SOPS document or age key (never a value)
     ├── StateRefused       agent.apply.admission   a desired state that may not be applied
     ├── InventoryError     agent.apply.inventory   the inventory and journal (SQLite)
     ├── LinkError          agent.link.client       the reconciler over HTTP

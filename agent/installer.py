@@ -1,6 +1,6 @@
-"""``edge-installer``: checks its flags, writes the agent's configuration and systemd unit, and
-registers the appliance in online mode. Exit codes: 0 done, 1 registration failed, 2 a flag is
-wrong."""
+"""``edge-installer``: checks its flags, writes the agent's configuration and systemd unit and the
+appliance's age identity (printing its recipient), and registers the appliance in online mode.
+Exit codes: 0 done, 1 registration failed, 2 a flag is wrong."""
 
 from __future__ import annotations
 
@@ -12,13 +12,23 @@ import re
 import shutil
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
 
-from agent.config import AgentConfig
+from agent.config import AGE_KEY_NAME, AgentConfig
 from agent.errors import AgentError
 from agent.link.client import AGENT_VERSION, AgentLink, LinkError, LinkSettings
+from agent.secrets.errors import SecretError
+from agent.secrets.keys import (
+    Identity,
+    generate,
+    identity_file,
+    parse_identities,
+    read_identities,
+    write_private,
+)
 
 UNIT = "edgefleet-agent.service"  # deploy/ of the project, the data package edgefleet_deploy
 DEFAULT_EXECUTABLE = "/usr/local/bin/edgefleet-agent"
@@ -71,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--registration-token",
         help="bootstrap token for registration (or EDGEFLEET_REGISTRATION_TOKEN)",
+    )
+    add(
+        "--age-key",
+        metavar="FILE",
+        help="age identity file for a site- or fleet-wide key (default: a new one for this "
+        "appliance, or the one it has)",
     )
     return parser
 
@@ -204,6 +220,34 @@ def agent_unit(config: AgentConfig, executable: str) -> str:
     return text.replace("[Service]\n", f"[Service]\n{environment}", 1)
 
 
+def age_key(flag: str | None) -> list[Identity] | None:
+    """The identities ``--age-key`` names, checked before anything is written."""
+    path = _file("--age-key", flag)
+    if path is None:
+        return None
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        raise FlagError(f"--age-key: {path}: cannot be read as text") from None
+    try:
+        return parse_identities(text, source=str(path))
+    except SecretError as e:
+        raise FlagError(f"--age-key: {e}") from None
+
+
+def install_identity(config: AgentConfig, given: list[Identity] | None, target: Path) -> Identity:
+    """The appliance's age identity in its data folder (0600): the given one, the one it has
+    (a reinstall keeps it, or the secrets sealed for it no longer open), or a new one."""
+    path = _inside(target, config.dataDir) / AGE_KEY_NAME
+    if given is None and path.is_file():
+        return read_identities(path)[0]
+    identities = given or [generate()]
+    created = datetime.now(UTC)
+    path.unlink(missing_ok=True)
+    write_private(path, "".join(identity_file(i, created=created) for i in identities))
+    return identities[0]
+
+
 def register(config: AgentConfig, token: str, target: Path) -> None:
     """Register with the reconciler and keep the per-agent token (mode 0600)."""
     settings = LinkSettings.from_config(config, ca_root=target)
@@ -219,12 +263,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config, ca, token = check(args)
+        given = age_key(args.age_key)
     except FlagError as e:
         print(f"edge-installer: {e}", file=sys.stderr)
         return 2
     target = Path(args.target)
     path = install(config, ca, target)
     print(f"wrote {path} and the edgefleet-agent systemd unit")
+    identity = install_identity(config, given, target)
+    print(
+        f"age recipient of {config.applianceId}: {identity.recipient}\n"
+        "  (its spec.ageRecipient in the fleet repository: secrets sealed for it open here)"
+    )
     if config.mode == "online":
         assert token is not None
         try:

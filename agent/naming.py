@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from agent.contract import ManifestFile, Node, digest_of
 
@@ -23,10 +23,11 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 
 @dataclass(frozen=True)
 class ManifestWrite:
-    """One rendered manifest as the file a control-plane node holds."""
+    """One rendered manifest as the file a control-plane node holds (an encrypted one as its
+    plaintext: never printed)."""
 
     filename: str
-    content: str
+    content: str = field(repr=False)
     sha256: str
 
 
@@ -65,14 +66,24 @@ def content_sha256(content: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def manifest_files(manifests: Sequence[ManifestFile]) -> tuple[ManifestWrite, ...]:
-    """``NN-<pack>-<name>`` in manifest order, as k3s applies its auto-deploy folder sorted."""
+def manifest_files(
+    manifests: Sequence[ManifestFile], opened: Mapping[int, str] | None = None
+) -> tuple[ManifestWrite, ...]:
+    """``NN-<pack>-<name>`` in manifest order, as k3s applies its auto-deploy folder sorted.
+    An encrypted manifest is written as its plaintext in ``opened`` (by position from 0)."""
     width = max(2, len(str(len(manifests))))
-    return tuple(
-        ManifestWrite(
-            filename=f"{index:0{width}d}-{manifest.pack}-{manifest.name}",
-            content=manifest.content,
-            sha256=content_sha256(manifest.content),
+    files = []
+    for index, manifest in enumerate(manifests):
+        content = manifest.content
+        if manifest.encryption is not None:
+            if opened is None or index not in opened:
+                raise ValueError(f"manifest {manifest.name!r} is encrypted and was not opened")
+            content = opened[index]
+        files.append(
+            ManifestWrite(
+                filename=f"{index + 1:0{width}d}-{manifest.pack}-{manifest.name}",
+                content=content,
+                sha256=content_sha256(content),
+            )
         )
-        for index, manifest in enumerate(manifests, start=1)
-    )
+    return tuple(files)

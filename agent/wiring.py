@@ -51,7 +51,13 @@ class Agent:
     connection: Any = None  # the libvirt connection of virtualized nodes
 
     def apply(self, state: DesiredState) -> ApplyResult:
-        return apply_state(state, driver=self.driver, inventory=self.inventory, clock=SystemClock())
+        return apply_state(
+            state,
+            driver=self.driver,
+            inventory=self.inventory,
+            clock=SystemClock(),
+            age_key=self.config.age_key(),
+        )
 
 
 @contextmanager

@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/render_and_plan.py [--sites 1000 10000] [--workdir DIR]
 
-Full render = load + validate + render every site of a revision, in this process. Plan = the
-one-site change between two commits of the largest fleet, in this process and as a command.
+Full render = load + validate + render every site of a revision: rendering on every core
+(forked workers, as ``render`` and the reconciler do past 400 sites) and, for comparison, in
+this process alone. Plan = the one-site change between two commits of the largest fleet, in
+this process and as a command.
 """
 
 from __future__ import annotations
@@ -23,19 +25,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.synthetic import commit, create, fleet_files  # noqa: E402
 from reconciler.cli.common import builtin_packs  # noqa: E402
 from reconciler.planning import make_plan  # noqa: E402
-from reconciler.rendering import render_repository  # noqa: E402
+from reconciler.rendering import Renderer, render_sites  # noqa: E402
+from reconciler.rendering.parallel import workers  # noqa: E402
 from reconciler.sources import GitRepository  # noqa: E402
 from reconciler.validation import check_repository  # noqa: E402
 
 
-def full_render(path: Path) -> tuple[float, int]:
+def full_render(path: Path, processes: int) -> tuple[float, float, int]:
+    """Seconds to load and validate, seconds to render, appliances rendered."""
     start = time.perf_counter()
     tree = GitRepository(path).tree("main")
     checked = check_repository(tree, builtin=builtin_packs())
     assert not checked.diagnostics, checked.diagnostics[:3]
-    states = render_repository(checked.repo, checked.registry, revision=tree.commit)
-    elapsed = time.perf_counter() - start
-    return elapsed, sum(len(s) for s in states.values())
+    loaded = time.perf_counter()
+    states = render_sites(
+        checked.repo,
+        checked.registry,
+        revision=tree.commit,
+        sites=sorted(checked.repo.sites),
+        renderer=Renderer(),
+        processes=processes,
+    )
+    rendered = time.perf_counter()
+    return loaded - start, rendered - loaded, sum(len(s) for s in states.values())
 
 
 def one_site_change(path: Path, sites: int) -> None:
@@ -57,13 +69,19 @@ def main() -> None:
         path = workdir / f"fleet-{sites}.git"
         if not path.exists():
             create(path, sites)
-        elapsed, appliances = full_render(path)
-        renders[sites] = elapsed
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(
-            f"full render, {sites} sites ({appliances} appliances): {elapsed:.1f} s, "
-            f"{sites / elapsed:.0f} sites/s, peak RSS so far {rss:.0f} MiB"
-        )
+        cores = workers()
+        for processes in (cores, 1):
+            load, render, appliances = full_render(path, processes)
+            elapsed = load + render
+            if processes == cores:
+                renders[sites] = elapsed
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"full render, {sites} sites ({appliances} appliances), rendering on "
+                f"{processes} core{'s' if processes > 1 else ''}: {elapsed:.1f} s "
+                f"(load and validate {load:.1f} s, render {render:.1f} s), "
+                f"{sites / elapsed:.0f} sites/s, peak RSS so far {rss:.0f} MiB"
+            )
     largest = max(args.sites)
     path = workdir / f"fleet-{largest}.git"
     if GitRepository(path).resolve("main").parents == []:

@@ -83,7 +83,6 @@ spec:
       version: 1.2.0
       variables:
         storeNumber: "{code}"
-        posAgentToken: enr-{token}
 {addon}  nodePools:
     - name: main
       controlPlane: true
@@ -156,7 +155,6 @@ def site_files(i: int) -> dict[str, str]:
         brand="hospital" if i % 20 == 7 else "diner" if i % 10 == 3 else "grocery",
         tz=ZONES[i % len(ZONES)],
         net=i % 250,
-        token=f"{i:012d}",
     )
     files = {f"sites/{site}/site.yaml": SITE.format(**common)}
     if i % 20 == 7:

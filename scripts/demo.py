@@ -6,6 +6,8 @@ engine (started when none runs), then shows the fleet converging with `edgefleet
 until every containerized cluster runs, and cleans up. Nothing can be pulled from a registry
 here, so a small node image is built locally (from Debian's busybox-static) and the example's
 containerized clusters are pointed at it by a commit, the way an operator would change it.
+The stores' agents get the example appliances' published age identities (demo-age-keys/), as
+edge-installer would have written them, so the stores' sealed secrets open.
 
     .venv/bin/python scripts/demo.py [--port 8080] [--timeout 120] [--keep]
 """
@@ -30,13 +32,15 @@ from ruamel.yaml import YAML
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.config import AgentConfig  # noqa: E402
+from agent.config import AGE_KEY_NAME, AgentConfig  # noqa: E402
+from agent.secrets.keys import write_private  # noqa: E402
 from tests.support.appliances import remove_labelled  # noqa: E402
 from tests.support.engine import build_node_image, find_or_start_engine, stop_engine  # noqa: E402
 
 IMAGE = "edgefleet-demo-node:latest"
 LABEL = "edgefleet.demo=1"
 TOKEN = "demo-bootstrap-token-0001"
+AGE_KEYS = ROOT / "scripts" / "demo-age-keys"
 
 
 def git(repo: Path, *args: str) -> None:
@@ -165,6 +169,9 @@ def main() -> int:
                 privileged=False, serverCommand=None, agentCommand=None, pull="never",
                 labels={"edgefleet.demo": "1"},
             ).save(data / "agent.yaml")  # fmt: skip
+            identity = AGE_KEYS / f"{appliance}.txt"
+            if identity.is_file():  # what edge-installer writes: the appliance's own key, 0600
+                write_private(data / AGE_KEY_NAME, identity.read_text())
             processes.append(start(
                 [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main())",
                  "run", "--config", str(data / "agent.yaml"), "--wait", "5"],

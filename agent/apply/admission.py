@@ -5,7 +5,8 @@ state changes nothing on the appliance. Errors are one line, naming the field::
     ├── MalformedState           not JSON, an unknown field, a wrong type
     ├── DigestMismatch           the digest does not match the content
     ├── UnsafeName               a name that would escape its folder or break a container name
-    └── InconsistentState        duplicate names, a node in an unknown pool, another appliance
+    ├── InconsistentState        duplicate names, a node in an unknown pool, another appliance
+    └── SecretRefused            a sealed manifest that does not open here (agent.apply.opening)
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
 """One apply pass from a DesiredState to what runs on this appliance (:func:`apply_state`):
-admit, keep, observe, recover, plan, execute cluster by cluster, record. Every step is journaled
-before it runs, so a pass cut short is finished or undone by the next."""
+admit, open its secrets, keep, observe, recover, plan, execute cluster by cluster, record.
+Every step is journaled before it runs, so a pass cut short is finished or undone by the next."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.apply.admission import admit
 from agent.apply.inventory import ClusterStage, Inventory
 from agent.apply.journal import StepStatus
+from agent.apply.opening import open_manifests
 from agent.apply.passes import (
     ApplyResult,
     ClusterResult,
@@ -57,11 +59,16 @@ def apply_state(
     clock: Clock,
     on_progress: ProgressCallback | None = None,
     start_timeout: float = 60.0,
+    age_key: Path | None = None,
 ) -> ApplyResult:
     """Apply ``state``; raises :class:`agent.apply.admission.StateRefused` before touching anything
-    when the state may not be applied here."""
+    when the state may not be applied here. ``age_key`` is the appliance's age identity file,
+    which opens the state's encrypted manifests."""
     # Admit: a refused state changes nothing, not even the saved state
     admit(state, appliance=inventory.appliance())
+
+    # Open: every encrypted manifest opens here, or the state is refused as a whole
+    opened = open_manifests(state, age_key=age_key)
     started = clock.now()
 
     # Keep: the last good state, to run from while the reconciler is unreachable
@@ -94,6 +101,7 @@ def apply_state(
         default_image=driver.default_image,
         mode=driver.mode,
         join_secret=inventory.join_secret(),
+        opened=opened,
     )
 
     # Execute, cluster by cluster: one failing cluster never stops the others

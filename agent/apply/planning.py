@@ -67,7 +67,9 @@ def plan_state(
     default_image: str,
     mode: Mode,
     join_secret: bytes = b"",
+    opened: Mapping[str, Mapping[int, str]] | None = None,
 ) -> Plan:
+    """``opened``: the plaintext of the encrypted manifests, by cluster and position."""
     wanted = {c.name: c for c in state.clusters if c.phase == "present"}
     known = set(stages) | {r.cluster for r in records} | observed.clusters()
     removed = sorted(
@@ -86,10 +88,10 @@ def plan_state(
             message = f"{cluster.mode} clusters are not served by this agent's {mode} driver"
             plans.append(ClusterPlan(cluster.name, "unsupported", message=message))
             continue
+        files = manifest_files(cluster.manifests, (opened or {}).get(cluster.name))
+        recorded = by_cluster[cluster.name]
         plans.append(
-            _converge(
-                state, cluster, by_cluster[cluster.name], observed, default_image, mode, join_secret
-            )
+            _converge(state, cluster, files, recorded, observed, default_image, mode, join_secret)
         )
     return Plan(tuple(plans))
 
@@ -97,6 +99,7 @@ def plan_state(
 def _converge(
     state: DesiredState,
     cluster: ClusterState,
+    files: tuple[ManifestWrite, ...],
     recorded: list[Record],
     observed: Observation,
     default_image: str,
@@ -107,7 +110,6 @@ def _converge(
     keep: list[Record] = []
     removals: list[RemoveNode] = []
     staying: dict[str, Node] = {}  # container -> node, for containers kept as they are
-    files = manifest_files(cluster.manifests)
     had = {(r.kind, r.parent, r.name) for r in recorded}
 
     # the network

@@ -114,13 +114,20 @@ class SyncLoop:
             return self.backoff.next()
         self.backoff.reset()
         if fresh is not None:
+            # a new state becomes the current one once admitted and applied; one whose
+            # secrets do not open here is refused by the pass, before anything is applied
+            self.passes += 1
             try:
-                self.state = admit(fresh, appliance=self.settings.appliance)
+                admitted = admit(fresh, appliance=self.settings.appliance)
+                result = self.apply(admitted)
             except StateRefused as e:
                 self._refused(token, e, fresh.digest)
                 return self.backoff.next()
+            self.state = admitted
             if self.on_state is not None:
-                self.on_state(self.state)
+                self.on_state(admitted)
+            self._settle(result, report=token)
+            return 0.0
         self._apply_current(report=token)
         return 0.0
 
@@ -153,6 +160,11 @@ class SyncLoop:
         except StateRefused as e:
             log.error("desired state refused: %s", e)
             return
+        self._settle(result, report=report)
+
+    def _settle(self, result: ApplyResult, *, report: str | None) -> None:
+        """Keep what a pass applied, and report it (with ``report``, the agent's token)."""
+        assert self.state is not None
         if result.ok:
             self.applied = result.digest
         for cluster in result.clusters:

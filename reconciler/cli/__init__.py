@@ -23,7 +23,7 @@ def version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     # imported here: without the `server` extra (an appliance's install) the command still
     # starts, and says what is missing in one line
-    from . import bundle, database, plan, render, rollout, serve, status, validate
+    from . import bundle, database, plan, render, rollout, secret, serve, status, validate
 
     parser = argparse.ArgumentParser(
         prog="edgefleet", description="GitOps for Kubernetes clusters on edge appliances."
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.register(commands)
     rollout.register(commands)
     database.register(commands)
+    secret.register(commands)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""``edgefleet validate [REPO] [--rev REV] [--format text|json|github]``."""
+"""``edgefleet validate [REPO] [--rev REV] [--format text|json|github]
+[--forbid-plaintext-secrets]``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from ..validation import check_repository
+from ..validation import check_repository, plaintext_secrets
 from .common import UsageError, builtin_packs, fail_usage, open_tree
 
 
@@ -24,6 +25,11 @@ def register(commands: Any) -> None:
         default="text",
         help="text (default), json, or github (workflow annotations)",
     )
+    parser.add_argument(
+        "--forbid-plaintext-secrets",
+        action="store_true",
+        help="a Kubernetes Secret with data kept in plaintext is an error, not a warning",
+    )
     parser.set_defaults(run=run)
 
 
@@ -34,16 +40,26 @@ def run(args: argparse.Namespace) -> int:
         return fail_usage(str(e))
     checked = check_repository(tree, builtin=builtin_packs())
     problems = checked.diagnostics
+    warnings = plaintext_secrets(checked.repo)
+    if args.forbid_plaintext_secrets:
+        problems, warnings = sorted(set(problems + warnings)), []
     if args.format == "json":
-        print(
-            json.dumps({"valid": not problems, "errors": [d.as_json() for d in problems]}, indent=2)
-        )
+        document = {
+            "valid": not problems,
+            "errors": [d.as_json() for d in problems],
+            "warnings": [d.as_json() for d in warnings],
+        }
+        print(json.dumps(document, indent=2))
     elif args.format == "github":
         for d in problems:
             print(f"::error file={d.path},line={d.line}::{d.message}")
+        for d in warnings:
+            print(f"::warning file={d.path},line={d.line}::{d.message}")
     else:
         for d in problems:
             print(d)
+        for d in warnings:
+            print(f"{d.path}:{d.line}: warning: {d.message}")
         repo = checked.repo
         clusters = sum(len(s.clusters) for s in repo.sites.values())
         appliances = sum(len(s.appliances) for s in repo.sites.values())

@@ -16,6 +16,7 @@ from ..errors import Diagnostic
 from ..models import API_VERSION, KINDS, Appliance, Cluster, ClusterProfile, Fleet, Site
 from ..sources import Tree
 from .documents import Doc, Parsed, parse_file, to_model
+from .files import ManifestSource, file_references, named_files, read_manifest_files
 from .yamldocs import MAX_FILE_BYTES
 
 M = TypeVar("M", bound=BaseModel)
@@ -48,6 +49,14 @@ class FleetRepo:
     # the extra pack folders fleet.yaml declares, read from its text when the document did
     # not load; None when even that failed (packs may then be missing for that reason)
     pack_registries: list[str] | None = field(default_factory=list)
+    # the files that manifests name (``file:``), by repository path
+    manifest_files: dict[str, ManifestSource] = field(default_factory=dict)
+
+    def all_profiles(self) -> list[Doc[ClusterProfile]]:
+        return [*self.profiles, *(p for s in self.sites.values() for p in s.profiles)]
+
+    def all_clusters(self) -> list[Doc[Cluster]]:
+        return [c for s in self.sites.values() for c in s.clusters]
 
 
 # A cache of parsed files by content id (git blob id), shared across revisions by a caller
@@ -61,6 +70,10 @@ class _Reader:
         self.cache = cache
         self.diagnostics: list[Diagnostic] = []
         self.broken: set[tuple[str, str]] = set()
+        # YAML files where no document belongs: errors, unless a manifest names them (in a
+        # document that loaded or not: one mistake is reported once)
+        self.strays: list[Diagnostic] = []
+        self.named: set[str] = set()
 
     def parse(self, path: str) -> Parsed | None:
         key = None
@@ -113,6 +126,7 @@ class _Reader:
                 parsed.at(("kind",), f"expected kind {expected} in this place (got {kind})")
             )
             return None
+        self.named |= named_files(path, data)
         result = to_model(parsed, KINDS[kind])
         if isinstance(result, list):
             self.diagnostics.extend(result)
@@ -171,6 +185,10 @@ def load_repository(
             repo.sites.setdefault(parts[1], SiteFiles(parts[1]))
     for name, files in sorted(repo.sites.items()):
         _load_site(reader, name, files)
+    # the files manifests name; stray YAML that none names is an error
+    references = list(file_references([*repo.all_profiles(), *repo.all_clusters()]))
+    repo.manifest_files = read_manifest_files(tree, references, reader.diagnostics)
+    reader.diagnostics += [d for d in reader.strays if d.path not in reader.named]
     repo.diagnostics = reader.diagnostics
     repo.broken = reader.broken
     return repo
@@ -198,7 +216,7 @@ def _load_profiles(reader: _Reader, folder: str) -> list[Doc[ClusterProfile]]:
         if not path.endswith(YAML_SUFFIXES):
             continue
         if path.count("/") != folder.count("/") + 1:
-            reader.diagnostics.append(
+            reader.strays.append(
                 Diagnostic(path, 1, f"unexpected file: profiles sit directly in {folder}/")
             )
             continue
@@ -264,12 +282,12 @@ def _load_site(reader: _Reader, name: str, files: SiteFiles) -> None:
                 target = files.appliances if rest[0] == "appliances" else files.clusters
                 target.append(doc)
         elif not (len(rest) == 2 and rest[0] == "profiles"):
-            reader.diagnostics.append(
+            reader.strays.append(
                 Diagnostic(
                     path,
                     1,
                     "unexpected file: a site folder holds site.yaml, appliances/, clusters/ "
-                    "and profiles/",
+                    "and profiles/ (and the manifest files they name)",
                 )
             )
     files.profiles = _load_profiles(reader, f"{prefix}/profiles")

@@ -4,7 +4,7 @@ from .cluster import Cluster, NodePool
 from .common import API_VERSION, parse_duration
 from .fleet import Fleet
 from .pack import PackMeta, Preset, PresetsFile
-from .profile import CORE_LAYERS, ChartLayer, ClusterProfile, ManifestLayer, PackLayer
+from .profile import CORE_LAYERS, ChartLayer, ClusterProfile, Manifest, ManifestLayer, PackLayer
 from .site import Appliance, Site
 
 KINDS: dict[str, type[Fleet | Site | Appliance | ClusterProfile | Cluster]] = {
@@ -24,6 +24,7 @@ __all__ = [
     "Cluster",
     "ClusterProfile",
     "Fleet",
+    "Manifest",
     "ManifestLayer",
     "NodePool",
     "PackLayer",

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .common import Cidr, Cron, IPv4, Labels, Name, NonEmptyStr, Scalar, Strict, Values
+from .profile import Manifest
 
 UpdateStrategy = Literal["expand-first", "contract-first"]
 
@@ -56,6 +57,10 @@ class NodePool(Strict):
     resources: Resources | None = None
     placement: Placement | None = None
 
+    def appliance_of(self, index: int) -> str:
+        """The appliance that runs the pool's node ``index`` (from 1): round robin."""
+        return self.appliances[(index - 1) % len(self.appliances)]
+
 
 class OsPatch(Strict):
     schedule: Cron
@@ -90,6 +95,18 @@ class ClusterSpec(Strict):
     config: ClusterConfig = ClusterConfig()
     nodePools: Annotated[list[NodePool], Field(min_length=1)]
     policies: Policies = Policies()
+    # this cluster's own raw manifests (a store's secrets), after its profiles' layers
+    manifests: list[Manifest] = []
+
+    def control_plane_appliances(self) -> list[str]:
+        """The appliances that run a control-plane node, and so receive the manifests."""
+        found = {
+            pool.appliance_of(i)
+            for pool in self.nodePools
+            if pool.controlPlane
+            for i in range(1, pool.size + 1)
+        }
+        return sorted(found)
 
 
 class ClusterMetadata(Strict):

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from agent import crontab
+from agent.secrets.errors import MalformedSecret
+from agent.secrets.keys import check_recipient
 from agent.windows import parse_duration as parse_duration  # re-exported for the reconciler
 from agent.windows import parse_time_of_day
 
@@ -89,6 +91,25 @@ def _url(value: str) -> str:
     return value
 
 
+def _relative_path(value: str) -> str:
+    """A file in the repository, relative to the document that names it (checked against the
+    repository's root where the document is known, :mod:`reconciler.loading.files`)."""
+    if not value or value.startswith("/") or "\\" in value or "\x00" in value:
+        raise ValueError(f"'{value}' must be a relative path with '/' separators")
+    if any(part in ("", ".") for part in value.split("/")):
+        raise ValueError(f"'{value}' has an empty or '.' part")
+    return value
+
+
+def _age_recipient(value: str) -> str:
+    """An X25519 age recipient (``age1...``), checked as age itself reads it."""
+    try:
+        check_recipient(value)
+    except MalformedSecret as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
 def _plain_file_name(value: str) -> str:
     if not _PLAIN_FILE.match(value) or value in (".", ".."):
         raise ValueError(f"manifest name '{value}' must be a plain file name, not a path")
@@ -104,6 +125,8 @@ IPv4 = Annotated[str, AfterValidator(_ipv4)]
 TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
 Url = Annotated[str, AfterValidator(_url)]
 PlainFileName = Annotated[str, AfterValidator(_plain_file_name)]
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
+AgeRecipient = Annotated[str, AfterValidator(_age_recipient)]
 Scalar = str | int | float | bool
 Labels = dict[str, str]
 Values = dict[str, Any]

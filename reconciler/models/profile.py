@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from .common import Labels, Name, NonEmptyStr, PlainFileName, Scalar, Strict, Values
+from .common import (
+    Labels,
+    Name,
+    NonEmptyStr,
+    PlainFileName,
+    RelativePath,
+    Scalar,
+    Strict,
+    Values,
+)
 
 LayerKind = Literal["os", "k8s", "cni", "csi", "addon"]
 CORE_LAYERS: tuple[LayerKind, ...] = ("os", "k8s", "cni", "csi")
@@ -14,8 +23,18 @@ VariableFormat = Literal["string", "number", "boolean", "ipv4", "ipv4cidr", "ver
 
 
 class Manifest(Strict):
+    """A raw manifest: written here (``content``, a template) or a file of the repository
+    (``file``, relative to this document's folder; a SOPS file passes through encrypted)."""
+
     name: PlainFileName
-    content: str
+    content: str | None = None
+    file: RelativePath | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Manifest:
+        if (self.content is None) == (self.file is None):
+            raise ValueError("a manifest has either content or file")
+        return self
 
 
 class PackLayer(Strict):

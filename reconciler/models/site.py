@@ -8,6 +8,7 @@ from cryptography import x509
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from .common import (
+    AgeRecipient,
     Cidr,
     Duration,
     IPv4,
@@ -85,6 +86,8 @@ ApplianceType = Literal["virtual-machine", "bare-metal-libvirt", "bare-metal"]
 class ApplianceSpec(Strict):
     type: ApplianceType
     arch: Literal["amd64", "arm64"] = "amd64"
+    # the appliance's age public key: secrets sealed for it open on this appliance alone
+    ageRecipient: AgeRecipient | None = None
 
 
 class ApplianceMetadata(Strict):

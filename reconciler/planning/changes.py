@@ -15,6 +15,8 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 
 from agent.contract import ClusterState, DesiredState, ManifestFile, Node
 
+from .secrets import secret_change
+
 Kind = Literal["added", "removed", "changed"]
 
 
@@ -225,37 +227,50 @@ def _manifest_key(m: ManifestFile) -> str:
 
 
 def _manifest_changes(old: ClusterState | None, new: ClusterState | None) -> tuple[str, ...]:
-    a = {_manifest_key(m): m.content for m in (old.manifests if old else [])}
-    b = {_manifest_key(m): m.content for m in (new.manifests if new else [])}
+    a = {_manifest_key(m): m for m in (old.manifests if old else [])}
+    b = {_manifest_key(m): m for m in (new.manifests if new else [])}
     out = []
     for key in sorted(set(a) | set(b)):
-        if key not in a:
-            out.append(f"{key} (added)")
-        elif key not in b:
-            out.append(f"{key} (removed)")
-        elif a[key] != b[key]:
-            out.append(f"{key} (changed)")
+        x, y = a.get(key), b.get(key)
+        secret = "secret " if _sealed(x) or _sealed(y) else ""
+        if x is None:
+            out.append(f"{key} ({secret}added)")
+        elif y is None:
+            out.append(f"{key} ({secret}removed)")
+        elif x.content != y.content or x.encryption != y.encryption:
+            out.append(f"{key} ({secret}changed)")
     return tuple(out)
 
 
 def _manifest_diff(
     site: str, cluster: str, old: ClusterState | None, new: ClusterState | None
 ) -> list[str]:
-    a = {_manifest_key(m): m.content for m in (old.manifests if old else [])}
-    b = {_manifest_key(m): m.content for m in (new.manifests if new else [])}
+    a = {_manifest_key(m): m for m in (old.manifests if old else [])}
+    b = {_manifest_key(m): m for m in (new.manifests if new else [])}
     lines: list[str] = []
     for key in sorted(set(a) | set(b)):
-        if a.get(key) == b.get(key):
+        x, y = a.get(key), b.get(key)
+        if x == y:
+            continue
+        if _sealed(x) or _sealed(y):
+            # ciphertext says nothing to a reader: which keys changed, never a value
+            before = x.content if _sealed(x) and x is not None else None
+            after = y.content if _sealed(y) and y is not None else None
+            lines.append(f"secret {secret_change(before, after)}: {site}/{cluster}/{key}\n")
             continue
         lines += difflib.unified_diff(
-            _readable(a.get(key, "")).splitlines(keepends=True),
-            _readable(b.get(key, "")).splitlines(keepends=True),
-            fromfile=f"a/{site}/{cluster}/{key}" if key in a else "/dev/null",
-            tofile=f"b/{site}/{cluster}/{key}" if key in b else "/dev/null",
+            _readable(x.content if x else "").splitlines(keepends=True),
+            _readable(y.content if y else "").splitlines(keepends=True),
+            fromfile=f"a/{site}/{cluster}/{key}" if x else "/dev/null",
+            tofile=f"b/{site}/{cluster}/{key}" if y else "/dev/null",
         )
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
     return lines
+
+
+def _sealed(manifest: ManifestFile | None) -> bool:
+    return manifest is not None and manifest.encryption is not None
 
 
 def _readable(content: str) -> str:

@@ -2,9 +2,11 @@
 
 The tree diff names the changed paths; a change inside ``sites/<s>/`` affects ``s``; a change
 to ``fleet.yaml`` affects every site; a changed fleet profile affects the sites whose clusters
-name it, and a changed pack the sites whose profiles install it. Cluster files are first
-filtered by a substring search of their bytes, so only likely users are parsed. A per-site
-input digest then tells, for each candidate, whether its inputs really differ.
+name it, and a changed pack the sites whose profiles install it. Any other changed file may be
+a manifest file (``file:``) that a fleet profile or a site's document names: those that name
+it are the candidates. Documents are first filtered by a substring search of their bytes, so
+only likely users are parsed. A per-site input digest then tells, for each candidate, whether
+its inputs really differ.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 from collections.abc import Iterable
 
 from ..loading import FleetRepo, parse_file
+from ..loading.files import file_references
 from ..packs import PackRegistry
 from ..sources import GitTree, Tree
 from ..validation import FleetIndex, resolve_cluster
@@ -36,6 +39,7 @@ def candidate_sites(paths: set[str], trees: Iterable[GitTree]) -> set[str]:
     sites: set[str] = set()
     profile_names: set[str] = set()
     pack_names: set[str] = set()
+    file_names: set[str] = set()
     roots = {root for tree in trees for root in _pack_roots(tree)}
     for path in paths:
         parts = path.split("/")
@@ -45,10 +49,24 @@ def candidate_sites(paths: set[str], trees: Iterable[GitTree]) -> set[str]:
             sites.add(parts[1])
         elif parts[0] == "profiles" and len(parts) == 2:
             profile_names.add(parts[1].rsplit(".", 1)[0].rsplit("-", 1)[0])
-        else:
+        elif any(path.startswith(root + "/") for root in roots):
             for root in roots:
                 if path.startswith(root + "/"):
                     pack_names.add(path[len(root) + 1 :].split("/")[0])
+        else:
+            file_names.add(parts[-1])
+    if file_names:
+        for tree in trees:
+            for profile in tree.files("profiles"):
+                if profile.count("/") == 1 and _mentions(tree, profile, file_names):
+                    profile_names.add(profile.rsplit("/", 1)[1].rsplit(".", 1)[0].rsplit("-", 1)[0])
+            for name in site_names(tree):
+                documents = [
+                    *tree.files(f"sites/{name}/clusters"),
+                    *tree.files(f"sites/{name}/profiles"),
+                ]
+                if any(_mentions(tree, d, file_names) for d in documents):
+                    sites.add(name)
     if pack_names:
         for tree in trees:
             for profile in tree.files("profiles"):
@@ -99,6 +117,10 @@ def input_digest(repo: FleetRepo, site: str, index: FleetIndex, registry: PackRe
                 parts.append(f"profile={rl.profile.path}={_oid(tree, rl.profile.path)}")
                 if rl.pack is not None:
                     parts.append(f"pack={rl.pack.folder}={_oid(rl.pack.tree, rl.pack.folder)}")
+            profiles = {rl.profile.path: rl.profile for rl in resolved.layers}
+            for ref in file_references([*profiles.values(), doc]):
+                if ref.path is not None:
+                    parts.append(f"file={ref.path}={_oid(tree, ref.path)}")
     return hashlib.sha256("\n".join(sorted(set(parts))).encode()).hexdigest()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,10 @@ from agent.contract import (
 )
 
 from ..errors import Diagnostic, FleetError
-from ..loading import LineIndex, SiteFiles
+from ..loading import Doc, LineIndex, SiteFiles
+from ..loading.files import ManifestSource, locate
 from ..loading.yamldocs import YamlError, check_mappings
-from ..models import ChartLayer, Fleet, ManifestLayer, PackLayer
+from ..models import ChartLayer, Fleet, Manifest, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
 from .packfiles import PackFiles
@@ -67,8 +69,10 @@ class ClusterRenderer:
         site: SiteFiles,
         resolved: ResolvedCluster,
         fleet: Fleet,
+        files: Mapping[str, ManifestSource],
     ) -> None:
         self.sandbox = sandbox
+        self.files = files
         self.pack_files = pack_files
         self.yaml_ok = yaml_ok
         self.site = site
@@ -225,15 +229,10 @@ class ClusterRenderer:
                         ManifestFile(layer=layer.layer, pack=layer.pack, name=name, content=text)
                     )
                 for j, attached in enumerate(layer.manifests):
+                    loc = ("spec", "layers", rl.index, "manifests", j)
                     out.append(
-                        self._inline(
-                            rl,
-                            ("spec", "layers", rl.index, "manifests", j),
-                            layer.pack,
-                            attached.name,
-                            attached.content,
-                            context,
-                            what,
+                        self._attached(
+                            rl.profile, loc, layer.layer, layer.pack, attached, context, what
                         )
                     )
             elif isinstance(layer, ChartLayer):
@@ -252,45 +251,74 @@ class ClusterRenderer:
                 what = f"manifest layer {layer.name}"
                 context |= {"values": {}, "packs": final}
                 for j, attached in enumerate(layer.manifests):
+                    loc = ("spec", "layers", rl.index, "manifests", j)
                     out.append(
-                        self._inline(
-                            rl,
-                            ("spec", "layers", rl.index, "manifests", j),
-                            layer.name,
-                            attached.name,
-                            attached.content,
-                            context,
-                            what,
+                        self._attached(
+                            rl.profile, loc, "addon", layer.name, attached, context, what
                         )
                     )
+        # the cluster's own manifests, after its profiles' (a site's secrets live here)
+        context = {**self.base_context, "vars": {}, "values": {}, "packs": final}
+        doc = self.resolved.doc
+        for j, attached in enumerate(self.cluster.spec.manifests):
+            out.append(
+                self._attached(
+                    doc,
+                    ("spec", "manifests", j),
+                    "addon",
+                    self.cluster.metadata.name,
+                    attached,
+                    context,
+                    "cluster manifests",
+                )
+            )
         return out
+
+    def _attached(
+        self,
+        doc: Doc[Any],
+        loc: Loc,
+        layer: str,
+        pack: str,
+        manifest: Manifest,
+        context: dict[str, Any],
+        what: str,
+    ) -> ManifestFile:
+        """A raw manifest: a template written in ``doc`` or in the file it names; a SOPS file
+        as it is, sealed, never seen by a template."""
+        if manifest.content is not None:
+            text = self._inline(doc, loc, manifest.name, manifest.content, context, what)
+            return ManifestFile(layer=layer, pack=pack, name=manifest.name, content=text)
+        assert manifest.file is not None
+        source = self.files[locate(doc.path, manifest.file)]  # validated: it was read
+        if source.sops:
+            return ManifestFile(
+                layer=layer, pack=pack, name=manifest.name, content=source.text, encryption="sops"
+            )
+        what = f"{what}, manifest {manifest.name}"
+        text = self._render(source.path, source.text, context, what)
+        self._check_yaml(source.path, text, what)
+        return ManifestFile(layer=layer, pack=pack, name=manifest.name, content=text)
 
     def _inline(
         self,
-        rl: ResolvedLayer,
+        doc: Doc[Any],
         loc: Loc,
-        pack: str,
         name: str,
         content: str,
         context: dict[str, Any],
         what: str,
-    ) -> ManifestFile:
-        """A manifest written in a profile: its template lines count from its ``content:``."""
-        path = rl.profile.path
+    ) -> str:
+        """A manifest written in a document: its template lines count from its ``content:``."""
+        path = doc.path
+        first = doc.lines.line((*loc, "content"))
         try:
             text = self.sandbox.render(f"{path}#{name}", content, context)
         except TemplateFailure as e:
-            first = rl.profile.lines.line((*loc, "content"))
             raise self._fail(path, first + e.line, e.reason, what) from None
         # the output's lines match the template's only roughly; point into the content block
-        first = rl.profile.lines.line((*loc, "content"))
         self._check_yaml(path, text, f"{what}, manifest {name}", offset=first)
-        return ManifestFile(
-            layer="addon" if not isinstance(rl.layer, PackLayer) else rl.layer.layer,
-            pack=pack,
-            name=name,
-            content=text,
-        )
+        return text
 
     # -- nodes --------------------------------------------------------------------------------
 
@@ -315,7 +343,7 @@ class ClusterRenderer:
             role = "control-plane" if pool.controlPlane else "worker"
             for i in range(1, pool.size + 1):
                 name = f"{self.cluster.metadata.name}-{pool.name}-{i}"
-                appliance = pool.appliances[(i - 1) % len(pool.appliances)]
+                appliance = pool.appliance_of(i)
                 user_data = ""
                 if os_files is not None and os_files.user_data is not None and os_layer is not None:
                     assert isinstance(os_layer.layer, PackLayer) and os_layer.pack is not None

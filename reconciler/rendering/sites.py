@@ -58,6 +58,7 @@ class Renderer:
                 site=site,
                 resolved=resolved,
                 fleet=repo.fleet.model,
+                files=repo.manifest_files,
             )
             try:
                 clusters.append(renderer.render())

@@ -28,16 +28,25 @@ from .fleetwide import (
 )
 from .index import FleetIndex, build_index
 from .profiles import check_profile
+from .secrets import (
+    age_recipients,
+    check_file_places,
+    check_recipients,
+    check_sealed_files,
+    plaintext_secrets,
+)
 from .sites import check_site
 
 __all__ = [
     "Checked",
+    "age_recipients",
     "FleetIndex",
     "Mode",
     "ResolvedCluster",
     "ResolvedLayer",
     "build_index",
     "check_repository",
+    "plaintext_secrets",
     "registry_roots",
     "resolve_cluster",
     "sensitive_values",
@@ -59,6 +68,8 @@ def validate(
     found += check_waves_cover_sites(repo)
     found += check_appliance_ids(index)
     found += check_profile_shadowing(repo, index)
+    found += check_file_places(repo)
+    found += check_sealed_files(repo)
     for profile in repo.profiles:
         found += check_profile(profile, registry)
     for name, site in repo.sites.items():
@@ -73,6 +84,7 @@ def validate(
             found += problems
             if resolved is not None:
                 found += check_cluster(site, cluster, resolved, index, fleet)
+                found += check_recipients(repo, site, cluster, resolved)
     return sorted(set(found))
 
 

@@ -20,8 +20,10 @@ import pytest
 
 from agent.link.client import AgentLink, LinkSettings
 from agent.link.syncing import Backoff, SyncLoop, SyncSettings
+from agent.secrets.keys import generate
 from tests.support.appliances import TestAgent
-from tests.support.states import cluster, state
+from tests.support.secrets import key_file, sealed_for
+from tests.support.states import cluster, secret_manifest, state
 
 
 def closed_port() -> int:
@@ -105,20 +107,26 @@ def reconciler() -> Iterator[tuple[str, type[Reconciler]]]:
         server.server_close()
 
 
-@pytest.mark.parametrize("flaw", ["unknown-field", "digest-mismatch", "escaping-manifest"])
+@pytest.mark.parametrize(
+    "flaw", ["unknown-field", "digest-mismatch", "escaping-manifest", "secret-for-another"]
+)
 def test_refused_state_is_reported_upstream_and_nothing_applied(
     agent: TestAgent, tmp_path: Path, reconciler: tuple[str, type[Reconciler]], flaw: str
 ) -> None:
     url, handler = reconciler
     name = agent.name("pos")
-    document = state(agent.appliance, cluster(name, appliance=agent.appliance)).model_dump(
-        mode="json"
-    )
+    files = None
+    if flaw == "secret-for-another":  # sealed for an identity this appliance does not hold
+        key_file(agent.data_dir)
+        files = [secret_manifest(sealed_for(generate()))]
+    document = state(
+        agent.appliance, cluster(name, appliance=agent.appliance, files=files)
+    ).model_dump(mode="json")
     if flaw == "unknown-field":
         document["clusters"][0]["replicas"] = 3
     elif flaw == "digest-mismatch":
         document["clusters"][0]["nodes"][0]["image"] = "someone/else:latest"
-    else:
+    elif flaw == "escaping-manifest":
         document["clusters"][0]["manifests"] = [
             {"layer": "addon", "pack": "x", "name": "../../etc/cron.d/x", "content": "a: 1\n"}
         ]
@@ -133,3 +141,7 @@ def test_refused_state_is_reported_upstream_and_nothing_applied(
     assert report["events"][0]["message"].startswith("desired state refused:")
     if flaw != "unknown-field":
         assert report["error"]["digest"] == document["digest"]
+    if flaw == "secret-for-another":
+        message = report["error"]["message"]
+        assert f"cluster '{name}': manifest 'pos-token.yaml' does not open" in message
+        assert "no age identity here opens it" in message

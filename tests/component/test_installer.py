@@ -13,7 +13,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from agent.installer import main
+from agent.secrets.keys import generate, read_identities
 from tests.support.fleet import CA_PEM
+from tests.support.secrets import key_file, published
 
 
 @pytest.fixture
@@ -118,6 +120,42 @@ def test_bad_flags_exit_2_with_one_line(target: Path, flags: list[str], message:
     assert not (target / "etc/edgefleet").exists()
 
 
+def test_the_appliance_gets_a_private_age_identity_and_its_recipient_is_printed(
+    target: Path, capsys
+) -> None:
+    assert install(target, "-i", "10.0.0.5", "-m", "offline", "-d", "store-7") == 0
+    key = target / "var/lib/edgefleet/age-key.txt"
+    assert key.stat().st_mode & 0o777 == 0o600
+    (identity,) = read_identities(key)
+    out = capsys.readouterr().out
+    assert f"age recipient of store-7: {identity.recipient}" in out
+    assert identity.secret not in out
+    # installing again keeps it: secrets sealed for the appliance still open
+    assert install(target, "-i", "10.0.0.5", "-m", "offline", "-d", "store-7") == 0
+    assert read_identities(key) == [identity]
+
+
+def test_a_site_wide_age_identity_is_taken_from_age_key(
+    target: Path, tmp_path: Path, capsys
+) -> None:
+    shared = generate()
+    given = key_file(tmp_path, shared, name="site-key.txt")
+    assert install(target, "-i", "10.0.0.5", "-m", "offline", "--age-key", str(given)) == 0
+    key = target / "var/lib/edgefleet/age-key.txt"
+    assert read_identities(key) == [shared]
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert shared.recipient in capsys.readouterr().out
+
+
+def test_an_age_key_that_is_no_identity_is_refused(target: Path, tmp_path: Path, capsys) -> None:
+    wrong = tmp_path / "recipient.txt"
+    wrong.write_text(published("kustomize-controller/age.yaml"))
+    flags = ("-i", "10.0.0.5", "-m", "offline", "--age-key", str(wrong))
+    assert install(target, *flags) == 2
+    assert f"--age-key: {wrong}:1: not an age identity" in capsys.readouterr().err
+    assert not (target / "etc/edgefleet").exists()
+
+
 def test_bad_ca_file_is_refused(target: Path, tmp_path: Path, capsys) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("not a certificate")
@@ -133,5 +171,6 @@ def test_help_reads_like_the_flag_table(capsys) -> None:
                  "-v {true,false}, --isvirtual", "-s SSHKEY, --sshkey", "-u SSHUSER, --sshuser",
                  "-x VIRTSOCK, --virtsock", "-m {online,offline}, --mode", "--pod-cidr",
                  "--service-cidr", "--http-proxy", "--https-proxy", "--no-proxy",
-                 "--custom-cacert", "--target", "--registration-token"):  # fmt: skip
+                 "--custom-cacert", "--target", "--registration-token",
+                 "--age-key FILE"):  # fmt: skip
         assert flag in text

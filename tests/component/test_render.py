@@ -14,7 +14,17 @@ import pytest
 from ruamel.yaml import YAML
 
 from agent.contract import DesiredState
+from agent.secrets.documents import is_sops
+from agent.secrets.keys import read_identities
+from agent.secrets.opening import open_document
 from tests.support.fleet import FleetFiles
+
+# the example appliances' published identities, as `make run` gives them to their agents
+DEMO_IDENTITIES = [
+    identity
+    for path in sorted((Path(__file__).parents[2] / "scripts/demo-age-keys").glob("*.txt"))
+    for identity in read_identities(path)
+]
 
 # kubernetes-validate knows the built-in kinds only; HelmChart is k3s's CRD (helm.cattle.io/v1),
 # checked here against the fields of that CRD, strictly.
@@ -55,8 +65,13 @@ def test_every_rendered_manifest_passes_the_strict_kubernetes_schema(
     assert result.code == 0, result.out
     checked = 0
     kinds = set()
+    opened = 0
     for path in sorted(tmp_path.glob("*/*/manifests/*")):
-        for document in YAML(typ="safe").load_all(path.read_text()):
+        text = path.read_text()
+        if is_sops(text):  # what the node gets: the plaintext the appliance's identity opens
+            text = open_document(text, DEMO_IDENTITIES).text
+            opened += 1
+        for document in YAML(typ="safe").load_all(text):
             if document is None:
                 continue
             kinds.add(document["kind"])
@@ -65,8 +80,8 @@ def test_every_rendered_manifest_passes_the_strict_kubernetes_schema(
             else:
                 kubernetes_validate.validate(document, "1.30", strict=True)
             checked += 1
-    assert checked > 100
-    assert {"Deployment", "DaemonSet", "HelmChart", "StorageClass", "ConfigMap"} <= kinds
+    assert checked > 100 and opened == 2
+    assert {"Deployment", "DaemonSet", "HelmChart", "StorageClass", "ConfigMap", "Secret"} <= kinds
 
 
 def test_render_writes_each_appliance_state_and_its_files(

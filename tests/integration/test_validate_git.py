@@ -65,7 +65,7 @@ def test_commit_made_with_pygit2_on_a_bare_repository(fleet: FleetFiles, tmp_pat
     bare.create_commit("refs/heads/main", signature, signature, "fleet", tree, [])
     code, out = validate(str(tmp_path / "bare.git"), "--rev", "main", "--format", "json")
     assert code == 0, out
-    assert json.loads(out) == {"valid": True, "errors": []}
+    assert json.loads(out) == {"valid": True, "errors": [], "warnings": []}
 
 
 def test_unknown_revision_is_a_usage_error(fleet_repo: FleetFiles, capsys) -> None:

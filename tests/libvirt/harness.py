@@ -19,6 +19,7 @@ from agent.apply.applying import apply_state
 from agent.apply.inventory import Inventory, Record
 from agent.apply.passes import ApplyResult, Progress
 from agent.clocks import SystemClock
+from agent.config import AGE_KEY_NAME
 from agent.contract import DesiredState
 from agent.drivers.libvirt import LibvirtDriver, LibvirtSettings, VolumeContents
 from agent.drivers.libvirt.observing import FoundDomain, agent_domains
@@ -76,6 +77,7 @@ class LibvirtAgent:
                 clock=SystemClock(),
                 on_progress=on_progress,
                 start_timeout=30,
+                age_key=self.data_dir / AGE_KEY_NAME,
             )
         self.results.append(result)
         return result

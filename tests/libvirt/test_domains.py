@@ -4,8 +4,11 @@ metadata and seeds it yields, and that applying it again changes nothing."""
 from __future__ import annotations
 
 from agent.apply.passes import Phase
+from agent.secrets.keys import generate
 from tests.libvirt.harness import NAMESPACE, LibvirtAgent
 from tests.libvirt.states import manifests, state, vm_cluster
+from tests.support.secrets import key_file, sealed_for
+from tests.support.states import secret_manifest
 
 GIB = 1024**3
 
@@ -131,3 +134,25 @@ def test_a_state_with_other_manifests_keeps_workers_and_names_its_control_plane(
     control = agent.node_domain(f"{name}-main-1")
     assert [r.name for r in agent.records() if r.kind == "manifest"] == ["01-demo-x.yaml"]
     assert {r.parent for r in agent.records() if r.kind == "manifest"} == {control.name}
+
+
+def test_an_encrypted_manifest_reaches_the_control_plane_seed_as_plaintext(
+    fast_agent: LibvirtAgent,
+) -> None:
+    """A virtual node gets its manifests on its seed CD, whose sync script copies them into
+    the node's manifests folder with mode 0600: an opened secret travels that way alone."""
+    agent = fast_agent
+    identity = generate()
+    key_file(agent.data_dir, identity)
+    name = agent.name("pos")
+    files = [*manifests("a.yaml"), secret_manifest(sealed_for(identity))]
+    desired = state(agent.appliance, vm_cluster(name, appliance=agent.appliance, files=files))
+
+    assert agent.apply(desired).ok
+    control = agent.node_domain(f"{name}-main-1")
+    seed = agent.seed(control.name)
+    assert sorted(seed.manifests) == ["01-demo-a.yaml", "02-secrets-pos-token.yaml"]
+    assert 'token: "enr-7f3k9q2m4x8v"' in seed.manifests["02-secrets-pos-token.yaml"]
+    assert agent.seed(agent.node_domain(f"{name}-workers-1").name).manifests == {}
+    xml = agent.connection.lookupByName(control.name).XMLDesc(0)
+    assert "enr-7f3k9q2m4x8v" not in xml

@@ -20,6 +20,7 @@ from agent.apply.applying import apply_state
 from agent.apply.inventory import Inventory, Record
 from agent.apply.passes import ApplyResult, Progress
 from agent.clocks import SystemClock
+from agent.config import AGE_KEY_NAME
 from agent.contract import DesiredState
 from agent.drivers.docker.driving import (
     APPLIANCE,
@@ -75,6 +76,7 @@ class Agent:
                 clock=SystemClock(),
                 on_progress=on_progress,
                 start_timeout=20,
+                age_key=self.data_dir / AGE_KEY_NAME,
             )
 
     def apply_and_kill(self, state: DesiredState, *, pause_at: str, stage: str) -> None:

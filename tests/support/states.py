@@ -22,6 +22,11 @@ def manifests(*names: str, pack: str = "demo") -> list[ManifestFile]:
     ]
 
 
+def secret_manifest(sealed: str, name: str = "pos-token.yaml") -> ManifestFile:
+    """A SOPS document as the reconciler passes it through: sealed, for the agent to open."""
+    return ManifestFile(layer="addon", pack="secrets", name=name, content=sealed, encryption="sops")
+
+
 def cluster(
     name: str,
     *,

@@ -8,6 +8,7 @@ faster in the calling process. The result is the same either way, byte for byte.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Sequence
@@ -21,9 +22,11 @@ from ..packs import PackRegistry
 from .sites import Renderer, render_repository
 
 MIN_SITES = 400  # below this, forking costs more than it saves
-CHUNK = 50
+CHUNK = 100
 
-_job: tuple[FleetRepo, PackRegistry, str] | None = None  # the forked workers' input
+# the forked workers' input: inherited, never sent; each worker keeps the renderer's caches
+# (compiled templates, pack files) across the chunks it renders
+_job: tuple[FleetRepo, PackRegistry, str, Renderer] | None = None
 
 
 def workers() -> int:
@@ -47,14 +50,24 @@ def render_sites(
     if count < 2 or len(sites) < min_sites:
         return render_repository(repo, registry, revision=revision, sites=sites, renderer=renderer)
     global _job
-    _job = (repo, registry, revision)
     chunks = [list(sites[i : i + CHUNK]) for i in range(0, len(sites), CHUNK)]
     out: dict[str, dict[str, DesiredState]] = {}
     problems: list[Diagnostic] = []
+    # the first chunk here: the workers inherit the renderer's caches warm
+    try:
+        out.update(
+            render_repository(repo, registry, revision=revision, sites=chunks[0], renderer=renderer)
+        )
+    except FleetError as e:
+        problems += e.diagnostics
+    _job = (repo, registry, revision, renderer)
+    # what exists now is never collected in the workers: the collector would otherwise touch
+    # every inherited object and copy the parent's memory page by page
+    gc.freeze()
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-            for rendered, failed in pool.map(_render_chunk, chunks):
+            for rendered, failed in pool.map(_render_chunk, chunks[1:]):
                 problems += failed
                 for site, states in rendered.items():
                     out[site] = {
@@ -62,6 +75,7 @@ def render_sites(
                         for appliance, body in states.items()
                     }
     finally:
+        gc.unfreeze()
         _job = None
     if problems:
         raise FleetError(problems)
@@ -72,9 +86,11 @@ def _render_chunk(
     sites: list[str],
 ) -> tuple[dict[str, dict[str, bytes]], list[Diagnostic]]:
     assert _job is not None
-    repo, registry, revision = _job
+    repo, registry, revision, renderer = _job
     try:
-        rendered = render_repository(repo, registry, revision=revision, sites=sites)
+        rendered = render_repository(
+            repo, registry, revision=revision, sites=sites, renderer=renderer
+        )
     except FleetError as e:
         return {}, list(e.diagnostics)
     return (

@@ -94,7 +94,14 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml")
     run.add_argument("--mode", choices=("online", "offline"), help="override the config's mode")
     run.add_argument("--bundle", type=Path, help="offline: the signed bundle to apply")
-    run.add_argument("--bundle-key", type=Path, help="offline: the public key (default: config)")
+    run.add_argument(
+        "--bundle-key", type=Path, help="offline: the public key (default: the config's)"
+    )
+    run.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="offline: apply a bundle older than the one applied last",
+    )
     run.add_argument(
         "--status-out", type=Path, help="offline: status file (default: DATA_DIR/status.json)"
     )
@@ -143,11 +150,18 @@ def _run(args: argparse.Namespace) -> int:
     if (args.mode or config.mode) == "offline":
         if args.bundle is None:
             return _fail("--bundle is required in offline mode")
-        key = args.bundle_key or (Path(config.bundleKey) if config.bundleKey else None)
+        configured = config.bundleKey or config.serverKey
+        key = args.bundle_key or (Path(configured) if configured else None)
         if key is None:
-            return _fail("no public key: pass --bundle-key or set bundleKey in the config")
+            return _fail("no public key: pass --bundle-key or set serverKey in the config")
         status = args.status_out or Path(config.dataDir) / "status.json"
-        return run_offline(config, bundle=args.bundle, status_out=status, key=key)
+        return run_offline(
+            config,
+            bundle=args.bundle,
+            status_out=status,
+            key=key,
+            allow_downgrade=args.allow_downgrade,
+        )
     if not config.apiUrl:
         return _fail(f"{args.config}: apiUrl is required in online mode")
     return run_online(config, once=args.once, wait=args.wait)

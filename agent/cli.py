@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from agent.contract import SCAN_TOOLS
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from agent.errors import AgentError, one_line
 from agent.link.bundles import BundleError
+from agent.link.client import AgentLink, LinkSettings
+from agent.link.syncing import rotate_token
 from agent.wiring import operations_for, run_offline, run_online, saved_state
 
 
@@ -108,6 +111,14 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--once", action="store_true", help="online: one pass, then exit")
     run.add_argument("--wait", type=float, default=30.0, help="long-poll seconds (default: 30)")
     run.set_defaults(handler=_run)
+    rotate = commands.add_parser(
+        "rotate-token",
+        help="swap the agent's token for a new one (the old one stops working at once)",
+        description="Present the agent's current token to the reconciler and keep the new "
+        "one it answers with; a running agent uses the new one from its next request.",
+    )
+    rotate.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml")
+    rotate.set_defaults(handler=_rotate)
 
 
 def _add_day_two(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -145,6 +156,16 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if not config.apiUrl:
+        return _fail(f"{args.config}: apiUrl is required to rotate the token")
+    with AgentLink(LinkSettings.from_config(config, keys=False)) as link:
+        rotate_token(link, Path(config.tokenFile), hostname=os.uname().nodename)
+    print(f"rotated the token of {config.applianceId} in {config.tokenFile}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if (args.mode or config.mode) == "offline":
@@ -164,6 +185,11 @@ def _run(args: argparse.Namespace) -> int:
         )
     if not config.apiUrl:
         return _fail(f"{args.config}: apiUrl is required in online mode")
+    if not config.serverKey:
+        return _fail(
+            f"{args.config}: serverKey is required in online mode: states are verified "
+            "against the reconciler's public key (edge-installer --server-key)"
+        )
     return run_online(config, once=args.once, wait=args.wait)
 
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import bundle, plan, render, rollout, serve, status, validate
+from . import appliance, bundle, plan, render, rollout, serve, status, validate
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands)
     status.register(commands)
     rollout.register(commands)
+    appliance.register(commands)
     return parser
 
 

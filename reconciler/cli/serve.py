@@ -20,8 +20,11 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+
+from agent.signatures import SignatureError, key_id, load_private_key
 
 from ..api import create_app
 from ..api.operators import OperatorTokenError, OperatorTokens
@@ -38,7 +41,9 @@ OPTIONS = {  # name: (default, help)
     "listen": ("127.0.0.1:8080", "address:port to serve on"),
     "db": ("sqlite:///edgefleet.db", "database URL: sqlite:///PATH or postgresql+psycopg://..."),
     "branch": ("main", "branch to follow"),
-    "bootstrap-token-file": (None, "file holding the token agents register with (required)"),
+    "bootstrap-token-file": (None, "the fleet's bootstrap token, a file (or --no-bootstrap-token)"),
+    "no-bootstrap-token": ("false", "true: appliances pair with one-time enrolment tokens only"),
+    "signing-key": (None, "Ed25519 private key (edgefleet keygen) signing every state (required)"),
     "operator-token-file": (None, "file of operator tokens, one 'ROLE NAME TOKEN' a line"),
     "metrics-public": ("false", "true: /metrics answers without a token"),
     "webhook-secret-file": (None, "file holding the push webhook's HMAC secret"),
@@ -47,6 +52,8 @@ OPTIONS = {  # name: (default, help)
     "tick-interval": ("15", "seconds between re-evaluations of rollout gates (soak, windows)"),
     "tls-cert": (None, "TLS certificate (PEM) to serve HTTPS"),
     "tls-key": (None, "TLS private key (PEM)"),
+    "max-discovered": ("1000", "undeclared appliances kept as discovered, at most"),
+    "registrations-per-minute": ("10", "undeclared registrations and refusals per address"),
 }
 
 
@@ -61,7 +68,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--config", type=Path, help="YAML file with any of the options")
     for name, (default, text) in OPTIONS.items():
         shown = f" (default: {default})" if default else ""
-        if name == "metrics-public":
+        if name in ("metrics-public", "no-bootstrap-token"):
             parser.add_argument(f"--{name}", action="store_const", const="true", help=text)
             continue
         parser.add_argument(f"--{name}", help=text + shown)
@@ -103,8 +110,26 @@ def _read_secret(path: str | None, what: str) -> str | None:
     return secret
 
 
+def _signing_key(path: str | None) -> Ed25519PrivateKey:
+    if path is None:
+        raise ValueError(
+            "--signing-key is required: agents refuse unsigned states (make one with "
+            "edgefleet keygen --out KEY; agents are installed with KEY.pub)"
+        )
+    try:
+        return load_private_key(Path(path))
+    except SignatureError as e:
+        raise ValueError(f"--signing-key {e}") from None
+
+
 def _operators(path: str | None) -> OperatorTokens:
     return OperatorTokens() if path is None else OperatorTokens.from_file(Path(path))
+
+
+def _count(value: str | None, name: str) -> int:
+    if value is None or not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"--{name} must be a whole number of at least 1 (got {value})")
+    return int(value)
 
 
 def _flag(value: str | None, name: str) -> bool:
@@ -145,9 +170,20 @@ def run(args: argparse.Namespace) -> int:
         if not options["repo"]:
             raise ValueError("a repository path or URL is required")
         bootstrap = _read_secret(options["bootstrap-token-file"], "bootstrap token file")
-        if bootstrap is None:
-            raise ValueError("--bootstrap-token-file is required")
+        enrolment_only = _flag(options["no-bootstrap-token"], "no-bootstrap-token")
+        if bootstrap is None and not enrolment_only:
+            raise ValueError(
+                "--bootstrap-token-file is required (or --no-bootstrap-token: appliances "
+                "then pair with one-time tokens from edgefleet appliance enroll)"
+            )
+        if bootstrap is not None and enrolment_only:
+            raise ValueError("--bootstrap-token-file and --no-bootstrap-token exclude each other")
+        if bootstrap is not None and len(bootstrap) < 16:
+            raise ValueError("the bootstrap token must be at least 16 characters")
+        max_discovered = _count(options["max-discovered"], "max-discovered")
+        per_minute = _count(options["registrations-per-minute"], "registrations-per-minute")
         webhook = _read_secret(options["webhook-secret-file"], "webhook secret file")
+        signing_key = _signing_key(options["signing-key"])
         operators = _operators(options["operator-token-file"])
         metrics_public = _flag(options["metrics-public"], "metrics-public")
         host, _, port = str(options["listen"]).rpartition(":")
@@ -183,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not len(operators):
         log.warning("no operator tokens: fleet status and rollout control answer 401")
+    if bootstrap is None:
+        log.info("no bootstrap token: appliances pair with one-time enrolment tokens only")
     rollout = RolloutService(store=store, clock=system_clock)
 
     def make_loop() -> Loop:
@@ -207,7 +245,11 @@ def run(args: argparse.Namespace) -> int:
         tick_interval=tick,
         operators=operators,
         metrics_public=metrics_public,
+        signing_key=signing_key,
+        max_discovered=max_discovered,
+        registrations_per_minute=per_minute,
     )
+    log.info("served states are signed by %s", key_id(signing_key.public_key()))
     signal.signal(signal.SIGHUP, lambda _sig, _frame: _reload(operators))
     feed = ChangeFeed(store=store, notifier=rollout.notifier).start()
     worker = threading.Thread(target=replica.run, name="replica", daemon=True)

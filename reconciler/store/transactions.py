@@ -25,6 +25,7 @@ from .changes import Changes
 from .controls import Controls
 from .documents import Documents
 from .engines import WRITE_OPTION, open_engine
+from .enrolments import Enrolments
 from .errors import translated
 from .events import Events
 from .figures import Figures
@@ -48,6 +49,7 @@ class Transaction:
         self.assignments = Assignments(conn)
         self.rollouts = Rollouts(conn)
         self.agents = Agents(conn)
+        self.enrolments = Enrolments(conn)
         self.reports = Reports(conn)
         self.events = Events(conn)
         self.controls = Controls(conn)

@@ -22,6 +22,7 @@ import pytest
 
 from tests.support.fleet import FleetFiles, write_base_fleet
 from tests.support.git import git
+from tests.support.keys import signing_key
 from tests.support.operators import VIEWER, VIEWER_TOKEN, write_token_file
 
 from .agents import BOOTSTRAP, Agent
@@ -113,6 +114,7 @@ def args(served: Served) -> list[str]:
         "--db", f"sqlite:///{served.work / 'reconciler.db'}",
         "--bootstrap-token-file", str(served.work / "bootstrap"),
         "--operator-token-file", str(served.work / "operators"),
+        "--signing-key", str(served.work / "signing.pem"),
         "--tick-interval", "0.2",
     ]  # fmt: skip
 
@@ -129,6 +131,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     work.mkdir()
     (work / "bootstrap").write_text(BOOTSTRAP)
     write_token_file(work / "operators")
+    signing_key(work)
     found = Served(fleet, work, free_port(), str(fleet.root))
     try:
         yield found
@@ -257,6 +260,7 @@ def test_remote_repository_is_fetched_when_the_webhook_says_so(served: Served) -
     (served.work / "serve.yaml").write_text(
         f"db: sqlite:///{served.work / 'remote.db'}\nfetch-interval: 3600\n"
         f"cache-dir: {served.work / 'cache'}\ntick-interval: 0.2\n"
+        f"signing-key: {served.work / 'signing.pem'}\n"
     )
     served.start(
         "--config", str(served.work / "serve.yaml"),

@@ -1,4 +1,6 @@
-"""``edgefleet plan [REPO] --base REV --head REV [--format text|markdown|json]``."""
+"""``edgefleet plan [REPO] --base REV --head REV [--format text|markdown|json]
+[--allowed-signers FILE]``: with allowed signers, a head commit none of them signed is
+refused (exit 1), as ``serve`` would refuse it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 from ..errors import FleetError
 from ..planning import BaseInvalid, ClusterChange, Plan, SiteChange, make_plan
-from ..sources import GitRepository, SourceError
+from ..sources import AllowedSigners, GitRepository, SourceError, UntrustedCommit
 from .common import builtin_packs, fail_usage, print_problems
 
 _MARK = {"added": "+", "removed": "-", "changed": "~", "replaced": "~"}
@@ -26,13 +28,23 @@ def register(commands: Any) -> None:
     parser.add_argument("--base", required=True, help="the revision changes are measured from")
     parser.add_argument("--head", required=True, help="the revision with the changes")
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.add_argument(
+        "--allowed-signers",
+        type=Path,
+        help="ssh-keygen allowed-signers file: the head commit must be signed by one of them",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         git = GitRepository(Path(args.repo))
+        if args.allowed_signers is not None:
+            AllowedSigners(args.allowed_signers).verify(git, args.head)
         plan = make_plan(git, args.base, args.head, builtin=builtin_packs())
+    except UntrustedCommit as e:
+        print(f"the head revision {args.head} would not roll out: {e}")
+        return 1
     except SourceError as e:
         return fail_usage(str(e))
     except BaseInvalid as e:

@@ -32,7 +32,7 @@ from ..clocks import system_clock
 from ..delivery import ChangeFeed
 from ..rollout import RolloutService
 from ..service import Loop, Reconciler, Replica, open_source
-from ..sources import SourceError
+from ..sources import AllowedSigners, SourceError
 from ..store import Store, StoreError
 from .common import builtin_packs, fail_usage
 
@@ -44,6 +44,7 @@ OPTIONS = {  # name: (default, help)
     "bootstrap-token-file": (None, "the fleet's bootstrap token, a file (or --no-bootstrap-token)"),
     "no-bootstrap-token": ("false", "true: appliances pair with one-time enrolment tokens only"),
     "signing-key": (None, "Ed25519 private key (edgefleet keygen) signing every state (required)"),
+    "allowed-signers": (None, "ssh-keygen allowed-signers file: only commits they signed roll out"),
     "operator-token-file": (None, "file of operator tokens, one 'ROLE NAME TOKEN' a line"),
     "metrics-public": ("false", "true: /metrics answers without a token"),
     "webhook-secret-file": (None, "file holding the push webhook's HMAC secret"),
@@ -197,6 +198,11 @@ def run(args: argparse.Namespace) -> int:
             cache=Path(str(options["cache-dir"])),
             interval=interval,
         )
+        signers = (
+            AllowedSigners(Path(options["allowed-signers"]))
+            if options["allowed-signers"]
+            else None
+        )
         store = Store(str(options["db"]))
     except OperatorTokenError as e:
         print(f"edgefleet: {e}", file=sys.stderr)
@@ -221,12 +227,16 @@ def run(args: argparse.Namespace) -> int:
         log.warning("no operator tokens: fleet status and rollout control answer 401")
     if bootstrap is None:
         log.info("no bootstrap token: appliances pair with one-time enrolment tokens only")
+    if signers is not None:
+        log.info("only commits signed by a key of %s are reconciled", signers.path)
     rollout = RolloutService(store=store, clock=system_clock)
 
     def make_loop() -> Loop:
         """The reconcile loop of a replica that has just become the leader, carrying on
         from the last good revision recorded."""
-        reconciler = Reconciler(git=source.git, rollout=rollout, builtin=builtin_packs())
+        reconciler = Reconciler(
+            git=source.git, rollout=rollout, builtin=builtin_packs(), signers=signers
+        )
         with store.read() as tx:
             last_good = tx.revisions.latest("good")
         if last_good is not None:

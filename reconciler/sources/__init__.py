@@ -1,20 +1,25 @@
-"""Where fleet files come from: a directory on disk or a git tree at any revision.
+"""Where fleet files come from: a directory on disk or a git tree at any revision, and
+whether a commit was signed by an allowed signer (:mod:`.signatures`).
 
 Both implement :class:`Tree`, so loading never knows which one it reads. Errors::
 
     SourceError
-    └── RevisionNotFound   (a ref or commit that does not resolve)
+    ├── RevisionNotFound   (a ref or commit that does not resolve)
+    └── UntrustedCommit    (not signed by an allowed signer)
 """
 
 from .git import GitRepository, GitTree, RevisionNotFound, SourceError, changed_paths
+from .signatures import AllowedSigners, UntrustedCommit
 from .trees import DirectoryTree, Tree
 
 __all__ = [
+    "AllowedSigners",
     "DirectoryTree",
     "GitRepository",
     "GitTree",
     "RevisionNotFound",
     "SourceError",
     "Tree",
+    "UntrustedCommit",
     "changed_paths",
 ]

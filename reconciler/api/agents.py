@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.contract import DesiredState, StatusReport
 from agent.signatures import HEADER as SIGNATURE_HEADER
@@ -64,6 +64,18 @@ def agent_routes(services: Services) -> APIRouter:
             return found
         return await run_in_threadpool(agent_of, services.registrations, request)
 
+    async def registering(request: Request) -> str:
+        """The request's token. A registration whose body does not parse is refused as
+        unauthorized first (401, not 422) when the token could register nothing."""
+        token = bearer(request)
+        try:
+            RegisterRequest.model_validate_json(await request.body())
+        except ValidationError:
+            await run_in_threadpool(
+                services.registrations.check_credential, token, address=_address(request)
+            )
+        return token
+
     @router.post(
         "/register",
         response_model=RegisterResponse,
@@ -74,7 +86,9 @@ def agent_routes(services: Services) -> APIRouter:
             429: {"model": ErrorBody, "description": "too many discovered, or from here"},
         },
     )
-    def register(body: RegisterRequest, request: Request) -> RegisterResponse:
+    def register(
+        body: RegisterRequest, request: Request, token: Annotated[str, Depends(registering)]
+    ) -> RegisterResponse:
         """Exchange a token and the appliance's facts for a new agent token. The token is
         the fleet's bootstrap token or a one-time enrolment token of this appliance (its
         first registration, or the first after an admin reset it), or the appliance's
@@ -88,9 +102,8 @@ def agent_routes(services: Services) -> APIRouter:
             arch=body.arch,
             agent_version=body.agentVersion,
         )
-        address = request.client.host if request.client is not None else "unknown"
         done = services.registrations.register(
-            facts, credential=bearer(request), address=address
+            facts, credential=token, address=_address(request)
         )
         return RegisterResponse(
             applianceId=done.appliance,
@@ -149,6 +162,11 @@ def agent_routes(services: Services) -> APIRouter:
         return Accepted()
 
     return router
+
+
+def _address(request: Request) -> str:
+    """The client's address, as this server sees it (a reverse proxy's, behind one)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 async def _disconnected(request: Request) -> None:

@@ -121,6 +121,20 @@ class Registrations:
 
     # -- registering ------------------------------------------------------------------------
 
+    def check_credential(self, credential: str, *, address: str) -> None:
+        """Raises InvalidToken, after recording it, unless ``credential`` could register
+        some appliance (the bootstrap token, an enrolment or an agent token): a request
+        whose facts cannot even be read is answered by who sent it first."""
+        if self._bootstrap is not None and hmac.compare_digest(
+            credential.encode(), self._bootstrap
+        ):
+            return
+        presented = token_hash(credential)
+        with self._store.read() as tx:
+            if tx.enrolments.by_token_hash(presented) or tx.agents.by_token_hash(presented):
+                return
+        raise self._refused(None, address, _unknown(), epoch(self._clock))
+
     def register(self, facts: AgentFacts, *, credential: str, address: str) -> Registration:
         """Pair ``facts.appliance`` or rotate its token. ``credential`` is the bootstrap
         token, an enrolment token, or the appliance's current token; ``address`` the
@@ -220,10 +234,7 @@ class Registrations:
                 )
             return enrolment
         if self._bootstrap is None or not hmac.compare_digest(credential.encode(), self._bootstrap):
-            raise InvalidToken(
-                "registration refused: not the bootstrap token, an unused enrolment token of "
-                "this appliance, nor its current token"
-            )
+            raise _unknown()
         return None
 
     def _admit_discovered(self, tx: Transaction, address: str, now: float) -> None:
@@ -237,7 +248,7 @@ class Registrations:
 
     def _refused(
         self,
-        facts: AgentFacts,
+        facts: AgentFacts | None,
         address: str,
         refusal: InvalidToken | RegistrationRefused,
         now: float,
@@ -251,20 +262,22 @@ class Registrations:
             throttled = True
         if throttled and not self._throttle.worth_noting(address, now=now):
             return refusal
+        what = (
+            f"registration of {facts.appliance} from {facts.hostname} ({address})"
+            if facts is not None
+            else f"a registration from {address}"
+        )
         with self._store.write() as tx:
-            assignment = tx.assignments.get(facts.appliance)
+            assignment = tx.assignments.get(facts.appliance) if facts is not None else None
             tx.events.add(
                 [
                     EventRecord(
                         at=now,
                         level="warning",
                         kind="registration-refused",
-                        message=(
-                            f"registration of {facts.appliance} from {facts.hostname} "
-                            f"({address}) refused: {refusal}"
-                        )[:2000],
+                        message=f"{what} refused: {refusal}"[:2000],
                         site=assignment.site if assignment else None,
-                        appliance=facts.appliance,
+                        appliance=facts.appliance if facts is not None else None,
                     )
                 ]
             )
@@ -368,6 +381,13 @@ class Registrations:
             self._notifier.publish([change])  # its listeners include self.take
         else:
             self.take([change])
+
+
+def _unknown() -> InvalidToken:
+    return InvalidToken(
+        "registration refused: not the bootstrap token, an unused enrolment token of this "
+        "appliance, nor its current token"
+    )
 
 
 def _already(appliance: str) -> AlreadyRegistered:

@@ -54,7 +54,7 @@ def create_app(
     leading: Callable[[], bool] | None = None,
     signing_key: Ed25519PrivateKey | None = None,
     max_discovered: int = 1000,
-    registrations_per_minute: float = 10.0,
+    registrations_per_minute: float = 60.0,
 ) -> FastAPI:
     """The reconciler's API.
 

@@ -54,7 +54,7 @@ OPTIONS = {  # name: (default, help)
     "tls-cert": (None, "TLS certificate (PEM) to serve HTTPS"),
     "tls-key": (None, "TLS private key (PEM)"),
     "max-discovered": ("1000", "undeclared appliances kept as discovered, at most"),
-    "registrations-per-minute": ("10", "undeclared registrations and refusals per address"),
+    "registrations-per-minute": ("60", "undeclared registrations and refusals per address"),
 }
 
 

@@ -85,7 +85,7 @@ class Registrations:
         token_ttl: float = 30.0,
         notifier: Notifier | None = None,
         max_discovered: int = 1000,
-        per_minute: float = 10.0,
+        per_minute: float = 60.0,
     ) -> None:
         """``bootstrap_token`` None: only enrolment tokens pair appliances.
         ``max_discovered`` caps the undeclared appliances kept; ``per_minute`` is how many

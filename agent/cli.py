@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -27,7 +28,8 @@ from agent.contract import SCAN_TOOLS
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from agent.errors import AgentError, one_line
 from agent.link.bundles import BundleError
-from agent.link.client import AGENT_VERSION
+from agent.link.client import AGENT_VERSION, AgentLink, LinkSettings
+from agent.link.syncing import rotate_token
 from agent.wiring import operations_for, run_offline, run_online, saved_state
 
 
@@ -101,13 +103,28 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml")
     run.add_argument("--mode", choices=("online", "offline"), help="override the config's mode")
     run.add_argument("--bundle", type=Path, help="offline: the signed bundle to apply")
-    run.add_argument("--bundle-key", type=Path, help="offline: the public key (default: config)")
+    run.add_argument(
+        "--bundle-key", type=Path, help="offline: the public key (default: the config's)"
+    )
+    run.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="offline: apply a bundle older than the one applied last",
+    )
     run.add_argument(
         "--status-out", type=Path, help="offline: status file (default: DATA_DIR/status.json)"
     )
     run.add_argument("--once", action="store_true", help="online: one pass, then exit")
     run.add_argument("--wait", type=float, default=30.0, help="long-poll seconds (default: 30)")
     run.set_defaults(handler=_run)
+    rotate = commands.add_parser(
+        "rotate-token",
+        help="swap the agent's token for a new one (the old one stops working at once)",
+        description="Present the agent's current token to the reconciler and keep the new "
+        "one it answers with; a running agent uses the new one from its next request.",
+    )
+    rotate.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml")
+    rotate.set_defaults(handler=_rotate)
 
 
 def _add_day_two(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -145,18 +162,40 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if not config.apiUrl:
+        return _fail(f"{args.config}: apiUrl is required to rotate the token")
+    with AgentLink(LinkSettings.from_config(config, keys=False)) as link:
+        rotate_token(link, Path(config.tokenFile), hostname=os.uname().nodename)
+    print(f"rotated the token of {config.applianceId} in {config.tokenFile}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if (args.mode or config.mode) == "offline":
         if args.bundle is None:
             return _fail("--bundle is required in offline mode")
-        key = args.bundle_key or (Path(config.bundleKey) if config.bundleKey else None)
+        configured = config.bundleKey or config.serverKey
+        key = args.bundle_key or (Path(configured) if configured else None)
         if key is None:
-            return _fail("no public key: pass --bundle-key or set bundleKey in the config")
+            return _fail("no public key: pass --bundle-key or set serverKey in the config")
         status = args.status_out or Path(config.dataDir) / "status.json"
-        return run_offline(config, bundle=args.bundle, status_out=status, key=key)
+        return run_offline(
+            config,
+            bundle=args.bundle,
+            status_out=status,
+            key=key,
+            allow_downgrade=args.allow_downgrade,
+        )
     if not config.apiUrl:
         return _fail(f"{args.config}: apiUrl is required in online mode")
+    if not config.serverKey:
+        return _fail(
+            f"{args.config}: serverKey is required in online mode: states are verified "
+            "against the reconciler's public key (edge-installer --server-key)"
+        )
     return run_online(config, once=args.once, wait=args.wait)
 
 

@@ -49,7 +49,9 @@ class AgentConfig(BaseModel):
     agentCommand: list[str] | None = ["agent"]
     pull: Literal["if-missing", "never"] = "if-missing"
     labels: dict[str, str] = {}  # extra labels on everything the agent creates
-    bundleKey: str | None = None  # Ed25519 public key (PEM) that signs offline bundles
+    serverKey: str | None = None  # the reconciler's Ed25519 public key(s), PEM: signed states
+    bundleKey: str | None = None  # a key for offline bundles other than serverKey
+    insecureHttp: bool = False  # labs only: an http:// apiUrl, whose traffic anyone can read
     registrationTokenFile: str | None = None  # bootstrap token, if the agent registers itself
     ageKeyFile: str | None = None  # age identity that opens secrets (default: DATA_DIR/age-key.txt)
 

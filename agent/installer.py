@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -29,6 +30,9 @@ from agent.secrets.keys import (
     read_identities,
     write_private,
 )
+from agent.signatures import SignatureError, key_id, load_public_keys
+
+SERVER_KEY = "/etc/edgefleet/server-key.pem"
 
 UNIT = "edgefleet-agent.service"  # deploy/ of the project, the data package edgefleet_deploy
 DEFAULT_EXECUTABLE = "/usr/local/bin/edgefleet-agent"
@@ -80,7 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--target", default="/", help="root folder to install into (default: /)")
     add(
         "--registration-token",
-        help="bootstrap token for registration (or EDGEFLEET_REGISTRATION_TOKEN)",
+        help="one-time enrolment token (edgefleet appliance enroll) or the fleet's bootstrap "
+        "token (or EDGEFLEET_REGISTRATION_TOKEN)",
+    )
+    add(
+        "--server-key",
+        help="the reconciler's Ed25519 public key (PEM, from edgefleet keygen): states and "
+        "bundles it did not sign are refused (required in online mode)",
+    )
+    add(
+        "--insecure-http",
+        action="store_true",
+        help="allow an http:// apiurl: for a lab only, anyone on the way reads the tokens",
     )
     add(
         "--age-key",
@@ -132,6 +147,16 @@ def _device_id(value: str | None, target: Path) -> str:
     return device
 
 
+def _server_key(value: str | None) -> Path | None:
+    path = _file("--server-key", value)
+    if path is not None:
+        try:
+            load_public_keys(path)
+        except SignatureError as e:
+            raise FlagError(f"--server-key: {e}") from None
+    return path
+
+
 def check(args: argparse.Namespace) -> tuple[AgentConfig, Path | None, str | None]:
     """The configuration the flags describe, the CA file, and the registration token."""
     try:
@@ -156,6 +181,7 @@ def check(args: argparse.Namespace) -> tuple[AgentConfig, Path | None, str | Non
             raise FlagError(
                 "--registration-token (or EDGEFLEET_REGISTRATION_TOKEN) is required in online mode"
             )
+    server_key = _server_key(args.server_key)
     target = Path(args.target)
     config = AgentConfig(
         applianceId=_device_id(args.deviceid, target),
@@ -172,7 +198,17 @@ def check(args: argparse.Namespace) -> tuple[AgentConfig, Path | None, str | Non
         httpsProxy=_url("--https-proxy", args.https_proxy),
         noProxy=args.no_proxy,
         caCert="/etc/edgefleet/ca.pem" if ca is not None else None,
+        serverKey=SERVER_KEY if server_key is not None else None,
+        insecureHttp=args.insecure_http,
     )
+    if args.mode == "online":
+        if server_key is None:
+            raise FlagError("--server-key is required in online mode: states are verified")
+        if urlsplit(args.apiurl).scheme == "http" and not args.insecure_http:
+            raise FlagError(
+                f"-a/--apiurl: {args.apiurl} is http://: use https://, or --insecure-http "
+                "for a lab only"
+            )
     return config, ca, token
 
 
@@ -248,9 +284,18 @@ def install_identity(config: AgentConfig, given: list[Identity] | None, target: 
     return identities[0]
 
 
+def install_server_key(config: AgentConfig, key: str, target: Path) -> str:
+    """Copy the reconciler's public key where the configuration names it; returns its id."""
+    assert config.serverKey is not None
+    path = _inside(target, config.serverKey)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(key, path)
+    return ", ".join(key_id(k) for k in load_public_keys(path))
+
+
 def register(config: AgentConfig, token: str, target: Path) -> None:
     """Register with the reconciler and keep the per-agent token (mode 0600)."""
-    settings = LinkSettings.from_config(config, ca_root=target)
+    settings = LinkSettings.from_config(config, ca_root=target, keys=False)
     with AgentLink(settings) as link:
         agent_token = link.register(token, hostname=os.uname().nodename)
     token_path = _inside(target, config.tokenFile)
@@ -275,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"age recipient of {config.applianceId}: {identity.recipient}\n"
         "  (its spec.ageRecipient in the fleet repository: secrets sealed for it open here)"
     )
+    if args.server_key:
+        trusted = install_server_key(config, args.server_key, target)
+        print(f"states and bundles are trusted when signed by {trusted}")
+    if config.insecureHttp:
+        print("edge-installer: --insecure-http: for a lab only", file=sys.stderr)
     if config.mode == "online":
         assert token is not None
         try:

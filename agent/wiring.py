@@ -32,10 +32,11 @@ from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, co
 from agent.drivers.docker.datavolumes import DockerVolumes
 from agent.drivers.docker.nodes import DockerNodes
 from agent.drivers.nodes import Host
-from agent.link.bundles import load_public_key, verify
+from agent.link.bundles import BundleError, BundleLedger, open_bundle
 from agent.link.client import AgentLink, LinkSettings
 from agent.link.reports import status_report
 from agent.link.syncing import SyncLoop, SyncSettings
+from agent.signatures import load_public_keys
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +213,27 @@ def run_online(config: AgentConfig, *, once: bool = False, wait: float = 30.0) -
     return 0
 
 
-def run_offline(config: AgentConfig, *, bundle: Path, status_out: Path, key: Path) -> int:
-    """Verify and apply one bundle; write the status report for ``edgefleet status import``."""
-    state = verify(bundle.read_bytes(), load_public_key(key))
+def run_offline(
+    config: AgentConfig,
+    *,
+    bundle: Path,
+    status_out: Path,
+    key: Path,
+    allow_downgrade: bool = False,
+) -> int:
+    """Verify and apply one bundle; write the status report for ``edgefleet status import``.
+    A bundle older than the one applied last is refused unless ``allow_downgrade``."""
+    try:
+        data = bundle.read_bytes()
+    except OSError as e:
+        raise BundleError(f"{bundle}: {e.strerror}") from None
+    opened = open_bundle(data, load_public_keys(key), appliance=config.applianceId)
+    ledger = BundleLedger(Path(config.dataDir))
+    ledger.admit(opened, allow_downgrade=allow_downgrade)
+    state = opened.state
     with open_agent(config) as agent:
+        # recorded before applying: a bundle that fails half-way is still the newest one seen
+        ledger.record(opened)
         result = agent.apply(state)
     report = status_report(result, applied=result.digest if result.ok else None)
     document = {

@@ -90,12 +90,17 @@ class Server:
         token_file.write_text(BOOTSTRAP)
         operators = workdir / "operator-tokens"
         operators.write_text(f"viewer bench {OPERATOR}\n")
+        signing = workdir / f"{name}-signing.pem"
+        if not signing.exists():
+            subprocess.run([sys.executable, "-m", "reconciler", "keygen", "--out", str(signing)],
+                           cwd=ROOT, check=True, capture_output=True)  # fmt: skip
         command = [
             sys.executable, "-m", "reconciler", "serve", str(repo),
             "--listen", f"127.0.0.1:{self.port}",
             "--db", db or f"sqlite:///{workdir / (name + '.sqlite')}",
             "--bootstrap-token-file", str(token_file),
             "--operator-token-file", str(operators),
+            "--signing-key", str(signing),
             "--cache-dir", str(workdir / "cache"),
         ]  # fmt: skip
         with self.log.open("w") as log:

@@ -147,6 +147,9 @@ def main() -> int:
         port = free_port(args.port)
         url = f"http://127.0.0.1:{port}"
         (work / "bootstrap-token").write_text(TOKEN)
+        # the key that signs every served state; the agents are installed with its .pub
+        subprocess.run([sys.executable, "-m", "reconciler", "keygen", "--out",
+                        str(work / "signing.pem")], check=True, capture_output=True)  # fmt: skip
         # the operator's token: `edgefleet status` and `edgefleet rollout` present it
         operator = secrets.token_urlsafe(32)
         tokens = work / "operator-tokens"
@@ -158,7 +161,7 @@ def main() -> int:
             [*edgefleet, "serve", str(fleet), "--listen", f"127.0.0.1:{port}",
              "--db", f"sqlite:///{work / 'reconciler.db'}",
              "--bootstrap-token-file", str(work / "bootstrap-token"), "--tick-interval", "1",
-             "--operator-token-file", str(tokens)],
+             "--operator-token-file", str(tokens), "--signing-key", str(work / "signing.pem")],
             work / "reconciler.log",
         ))  # fmt: skip
         for appliance in sorted({a for appliances in clusters.values() for a in appliances}):
@@ -167,7 +170,8 @@ def main() -> int:
                 applianceId=appliance, ip="127.0.0.1", apiUrl=url, tokenFile=str(data / "token"),
                 dataDir=str(data), dockerUrl=engine.base_url, defaultImage=IMAGE,
                 privileged=False, serverCommand=None, agentCommand=None, pull="never",
-                labels={"edgefleet.demo": "1"},
+                labels={"edgefleet.demo": "1"}, serverKey=str(work / "signing.pem.pub"),
+                insecureHttp=True,  # a lab: the reconciler serves http on 127.0.0.1
             ).save(data / "agent.yaml")  # fmt: skip
             identity = AGE_KEYS / f"{appliance}.txt"
             if identity.is_file():  # what edge-installer writes: the appliance's own key, 0600

@@ -2,6 +2,7 @@
 state changes nothing on the appliance. Errors are one line, naming the field::
 
     StateRefused (AgentError)    the state is not applied; report it upstream
+    ├── UntrustedState           unsigned, or not signed by the reconciler's key (the link)
     ├── MalformedState           not JSON, an unknown field, a wrong type
     ├── DigestMismatch           the digest does not match the content
     ├── UnsafeName               a name that would escape its folder or break a container name
@@ -26,6 +27,10 @@ class StateRefused(AgentError):
     document claimed (its ETag), when known, so the refusal can be reported upstream."""
 
     digest: str | None = None
+
+
+class UntrustedState(StateRefused):
+    pass
 
 
 class MalformedState(StateRefused):

@@ -1,9 +1,12 @@
 """The HTTP client of the reconciler's agent API (register, long-poll the desired state,
-report status), through the configured proxy and CA::
+report status), through the configured proxy and CA. Every state is verified against the
+reconciler's public key(s) before it is parsed; plain ``http://`` is refused unless the
+agent was installed for a lab (``--insecure-http``)::
 
     LinkError (agent.errors.AgentError)
     ├── Unreachable   (network, timeouts, 5xx: temporary, retry with backoff)
-    └── Rejected      (401/403/4xx: the token or the request is wrong; retrying will not help)
+    ├── Rejected      (401/403/409/4xx: the token or the request is wrong; retrying will not help)
+    └── InsecureLink  (an http:// reconciler, not allowed by the configuration)
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.apply.admission import StateRefused, parse_state
+from agent.apply.admission import StateRefused, UntrustedState, parse_state
 from agent.config import AgentConfig
 from agent.contract import DesiredState
 from agent.errors import AgentError
+from agent.signatures import HEADER, SignatureError, load_public_keys, verify
 
 
 def _installed_version() -> str:
@@ -52,6 +57,10 @@ class Rejected(LinkError):
         self.status = status
 
 
+class InsecureLink(LinkError):
+    """Permanent: the configuration names an http:// reconciler without allowing it."""
+
+
 @dataclass(frozen=True)
 class LinkSettings:
     api_url: str
@@ -60,16 +69,35 @@ class LinkSettings:
     proxy: str | None = None
     ca_file: Path | None = None
     timeout: float = 10.0
+    server_keys: tuple[Ed25519PublicKey, ...] = ()  # none: every state is refused
+    insecure_http: bool = False  # labs only
 
     @classmethod
-    def from_config(cls, config: AgentConfig, *, ca_root: Path = Path("/")) -> LinkSettings:
+    def from_config(
+        cls, config: AgentConfig, *, ca_root: Path = Path("/"), keys: bool = True
+    ) -> LinkSettings:
+        """The link the configuration describes; ``keys=False`` leaves out the server's
+        keys (registering needs none). Raises SignatureError for an unreadable key file."""
         assert config.apiUrl is not None
         scheme = urlsplit(config.apiUrl).scheme
         proxy = config.httpsProxy if scheme == "https" else config.httpProxy
         if proxy and _bypasses(config.apiUrl, config.noProxy):
             proxy = None
         ca = ca_root / config.caCert.lstrip("/") if config.caCert else None
-        return cls(config.apiUrl, config.applianceId, config.ip, proxy=proxy, ca_file=ca)
+        server_keys = (
+            load_public_keys(ca_root / config.serverKey.lstrip("/"))
+            if keys and config.serverKey
+            else ()
+        )
+        return cls(
+            config.apiUrl,
+            config.applianceId,
+            config.ip,
+            proxy=proxy,
+            ca_file=ca,
+            server_keys=server_keys,
+            insecure_http=config.insecureHttp,
+        )
 
 
 def _bypasses(url: str, no_proxy: str | None) -> bool:
@@ -95,6 +123,12 @@ class AgentLink:
     """One HTTP connection pool to the reconciler."""
 
     def __init__(self, settings: LinkSettings, *, transport: httpx.BaseTransport | None = None):
+        if urlsplit(settings.api_url).scheme != "https" and not settings.insecure_http:
+            raise InsecureLink(
+                f"{settings.api_url}: refusing a reconciler that is not https:// (tokens and "
+                "states would cross the network readable); install with --insecure-http "
+                "for a lab only"
+            )
         self.settings = settings
         verify: ssl.SSLContext | bool = True
         if settings.ca_file is not None:
@@ -137,12 +171,14 @@ class AgentLink:
             raise Rejected(response.status_code, f"{path}: {_detail(response)}")
         return response
 
-    def register(self, bootstrap_token: str, *, hostname: str) -> str:
-        """Register this appliance; returns its agent token."""
+    def register(self, credential: str, *, hostname: str) -> str:
+        """Register this appliance; returns its agent token. ``credential`` is the fleet's
+        bootstrap token or a one-time enrolment token (the first registration), or the
+        agent's current token (a rotation)."""
         response = self._send(
             "POST",
             "/v1/register",
-            headers={"Authorization": f"Bearer {bootstrap_token}"},
+            headers={"Authorization": f"Bearer {credential}"},
             json={
                 "applianceId": self.settings.appliance_id,
                 "hostname": hostname,
@@ -159,7 +195,8 @@ class AgentLink:
     def desired(self, token: str, *, etag: str | None, wait: float = 0) -> DesiredState | None:
         """The desired state, or None when it still has digest ``etag`` (or there is none
         for this appliance yet). Long-polls up to ``wait`` seconds. Raises StateRefused
-        for a document that is not a well-formed DesiredState."""
+        for a document that is unsigned, not signed by the reconciler's key, or not a
+        well-formed DesiredState."""
         headers = {"Authorization": f"Bearer {token}"}
         if etag:
             headers["If-None-Match"] = f'"{etag}"'
@@ -175,6 +212,10 @@ class AgentLink:
         if response.status_code in (204, 304, 404):
             return None
         try:
+            try:
+                verify(response.content, response.headers.get(HEADER), self.settings.server_keys)
+            except SignatureError as e:
+                raise UntrustedState(f"desired state: {e}") from e
             return parse_state(response.content)
         except StateRefused as e:
             e.digest = response.headers.get("etag", "").strip('"') or None

@@ -1,10 +1,13 @@
 """The sync loop of ``edgefleet-agent run``: register, long-poll the desired state, apply it on
 every pass (which repairs drift) and report. Temporary failures back off; a refused state is
-reported and the last good one keeps running."""
+reported and the last good one keeps running. A token the reconciler no longer knows (an
+admin reset the appliance) is dropped, and the agent registers again if it has a
+registration token; :func:`rotate_token` swaps the token for a new one."""
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import threading
@@ -77,23 +80,38 @@ class SyncLoop:
 
     def token(self) -> str:
         path = self.settings.token_file
-        if path.is_file() and path.read_text().strip():
-            return path.read_text().strip()
+        current = read_token(path)
+        if current is not None:
+            return current
         if not self.settings.registration_token:
             raise Rejected(401, f"no agent token in {path} and no registration token to get one")
-        token = self.link.register(
-            self.settings.registration_token, hostname=self.settings.hostname
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(token)
+        try:
+            token = self.link.register(
+                self.settings.registration_token, hostname=self.settings.hostname
+            )
+        except Rejected as e:
+            if e.status == 409:  # paired already, and this agent lost its token
+                raise Rejected(
+                    409,
+                    f"{e}; on the reconciler: edgefleet appliance reset "
+                    f"{self.settings.appliance}",
+                ) from e
+            raise
+        write_token(path, token)
         log.info("registered %s", self.settings.appliance)
         return token
+
+    def _drop(self, token: str) -> None:
+        """Forget a token the reconciler refused, unless it was replaced meanwhile (a
+        rotation by ``edgefleet-agent rotate-token`` while a request was on its way)."""
+        if read_token(self.settings.token_file) == token:
+            self.settings.token_file.unlink(missing_ok=True)
 
     # -- one pass ---------------------------------------------------------------------------
 
     def step(self) -> float:
         """One pass: fetch (long-poll), apply, report. Returns how long to wait before the next."""
+        token: str | None = None
         try:
             token = self.token()
             etag = self.state.digest if self.state is not None else None
@@ -106,10 +124,11 @@ class SyncLoop:
             return self.backoff.next()
         except Rejected as e:
             log.error("reconciler refused: %s", e)
-            if e.status == 401:
-                self.settings.token_file.unlink(missing_ok=True)  # register again if we can
+            if e.status == 401 and token is not None:
+                self._drop(token)  # register again if we can
             return self.backoff.next()
         except StateRefused as e:
+            assert token is not None
             self._refused(token, e, e.digest)
             return self.backoff.next()
         self.backoff.reset()
@@ -185,3 +204,31 @@ class SyncLoop:
             pause = self.step()
             if pause:
                 self.stop.wait(pause)
+
+
+def read_token(path: Path) -> str | None:
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return token or None
+
+
+def write_token(path: Path, token: str) -> None:
+    """Replace the token file at once (mode 0600): a reader sees the old or the new token."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(path.name + ".new")
+    draft.unlink(missing_ok=True)
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token)
+    os.replace(draft, path)
+
+
+def rotate_token(link: AgentLink, token_file: Path, *, hostname: str) -> None:
+    """Swap the agent's token for a new one, presenting the current one; the old one stops
+    working at once (a running agent reads the new one on its next request)."""
+    current = read_token(token_file)
+    if current is None:
+        raise Rejected(401, f"no agent token in {token_file} to rotate")
+    write_token(token_file, link.register(current, hostname=hostname))

@@ -13,13 +13,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.contract import DesiredState, StatusReport
+from agent.signatures import HEADER as SIGNATURE_HEADER
 
 from ..delivery import AgentFacts
 from .auth import agent_of, agent_token, bearer, bootstrap_token
-from .errors import ERRORS, NotFound
+from .errors import ERRORS, ErrorBody, NotFound
 from .services import Services
 
 ApplianceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")]
@@ -44,6 +45,7 @@ class RegisterResponse(BaseModel):
     applianceId: str
     token: str
     status: Literal["Ready", "Discovered"]
+    rotated: bool = False  # the request carried the appliance's current token
 
 
 class Accepted(BaseModel):
@@ -62,18 +64,37 @@ def agent_routes(services: Services) -> APIRouter:
             return found
         return await run_in_threadpool(agent_of, services.registrations, request)
 
-    def bootstrap(request: Request) -> str:
+    async def registering(request: Request) -> str:
+        """The request's token. A registration whose body does not parse is refused as
+        unauthorized first (401, not 422) when the token could register nothing."""
         token = bearer(request)
-        services.registrations.verify_bootstrap(token)
+        try:
+            RegisterRequest.model_validate_json(await request.body())
+        except ValidationError:
+            await run_in_threadpool(
+                services.registrations.check_credential, token, address=_address(request)
+            )
         return token
 
     @router.post(
-        "/register", response_model=RegisterResponse, dependencies=[Security(bootstrap_token)]
+        "/register",
+        response_model=RegisterResponse,
+        dependencies=[Security(bootstrap_token)],
+        responses={
+            403: {"model": ErrorBody, "description": "a token bound to another appliance"},
+            409: {"model": ErrorBody, "description": "the appliance is registered already"},
+            429: {"model": ErrorBody, "description": "too many discovered, or from here"},
+        },
     )
     def register(
-        body: RegisterRequest, token: Annotated[str, Depends(bootstrap)]
+        body: RegisterRequest, request: Request, token: Annotated[str, Depends(registering)]
     ) -> RegisterResponse:
-        """Exchange the bootstrap token and the appliance's facts for an agent token."""
+        """Exchange a token and the appliance's facts for a new agent token. The token is
+        the fleet's bootstrap token or a one-time enrolment token of this appliance (its
+        first registration, or the first after an admin reset it), or the appliance's
+        current agent token (a rotation: the old one stops working). An appliance that is
+        registered already is refused with 409 and keeps its token; too many discovered
+        appliances, or registrations from one address, get 429."""
         facts = AgentFacts(
             appliance=body.applianceId,
             hostname=body.hostname,
@@ -81,11 +102,14 @@ def agent_routes(services: Services) -> APIRouter:
             arch=body.arch,
             agent_version=body.agentVersion,
         )
-        done = services.registrations.register(facts, bootstrap_token=token)
+        done = services.registrations.register(
+            facts, credential=token, address=_address(request)
+        )
         return RegisterResponse(
             applianceId=done.appliance,
             token=done.token,
             status="Ready" if done.declared else "Discovered",
+            rotated=done.rotated,
         )
 
     @router.get(
@@ -99,8 +123,10 @@ def agent_routes(services: Services) -> APIRouter:
         appliance: Annotated[str, Depends(agent)],
         wait: Annotated[float, Query(ge=0, le=services.max_wait)] = 0,
     ) -> Response:
-        """This appliance's DesiredState with ``ETag: "<digest>"``. With ``If-None-Match``
-        and ``?wait=N``, waits up to N seconds for a new state before answering 304."""
+        """This appliance's DesiredState with ``ETag: "<digest>"`` and, signed with the
+        reconciler's Ed25519 key, ``Edgefleet-Signature: ed25519:<key id> <base64>`` over
+        the body's bytes. With ``If-None-Match`` and ``?wait=N``, waits up to N seconds for
+        a new state before answering 304."""
         known = _etags(request.headers.get("if-none-match", ""))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -112,11 +138,10 @@ def agent_routes(services: Services) -> APIRouter:
                     if not fresh:
                         served = await run_in_threadpool(services.documents.current, appliance)
                     if served is not None and not _matches(served.digest, known):
-                        return Response(
-                            served.body,
-                            media_type="application/json",
-                            headers=_tag(served.digest),
-                        )
+                        headers = _tag(served.digest)
+                        if served.signature is not None:
+                            headers[SIGNATURE_HEADER] = served.signature
+                        return Response(served.body, media_type="application/json", headers=headers)
                     remaining = deadline - loop.time()
                     if remaining <= 0 or services.notifier.closed:
                         break
@@ -137,6 +162,11 @@ def agent_routes(services: Services) -> APIRouter:
         return Accepted()
 
     return router
+
+
+def _address(request: Request) -> str:
+    """The client's address, as this server sees it (a reverse proxy's, behind one)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 async def _disconnected(request: Request) -> None:

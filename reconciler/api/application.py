@@ -12,8 +12,11 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+
+from agent.signatures import sign
 
 from ..clocks import Clock
 from ..delivery import DesiredDocuments, Registrations
@@ -21,6 +24,7 @@ from ..rollout import RolloutService
 from ..store import Store, StoreError
 from ..views import FleetViews, SourceView
 from .agents import agent_routes
+from .appliances import appliance_routes
 from .dashboard import dashboard_routes, static_files
 from .errors import install_handlers
 from .fleet import fleet_routes
@@ -40,7 +44,7 @@ def create_app(
     store: Store,
     rollout: RolloutService,
     clock: Clock,
-    bootstrap_token: str,
+    bootstrap_token: str | None,
     webhook_secret: str | None = None,
     on_push: Callable[[PushEvent], object] | None = None,
     tick_interval: float | None = 15.0,
@@ -50,6 +54,9 @@ def create_app(
     metrics_public: bool = False,
     leading: Callable[[], bool] | None = None,
     source: Callable[[], SourceView | None] = lambda: None,
+    signing_key: Ed25519PrivateKey | None = None,
+    max_discovered: int = 1000,
+    registrations_per_minute: float = 60.0,
 ) -> FastAPI:
     """The reconciler's API.
 
@@ -59,14 +66,23 @@ def create_app(
     ``tick_interval`` runs ``rollout.tick()`` that often (None: the caller ticks);
     ``max_wait`` bounds ``GET /v1/desired?wait=N``; bodies over ``max_body_bytes`` get 413.
     ``source`` tells how the last fetch of a remote repository went (fleet status).
+    ``signing_key`` signs every served state (without one they go unsigned, and agents
+    refuse them). ``bootstrap_token`` None: appliances pair with enrolment tokens only;
+    ``max_discovered`` and ``registrations_per_minute`` bound undeclared registrations.
     """
+    signer = (lambda body: sign(body, signing_key)) if signing_key is not None else None
     services = Services(
         store=store,
         rollout=rollout,
         registrations=Registrations(
-            store=store, clock=clock, bootstrap_token=bootstrap_token, notifier=rollout.notifier
+            store=store,
+            clock=clock,
+            bootstrap_token=bootstrap_token,
+            notifier=rollout.notifier,
+            max_discovered=max_discovered,
+            per_minute=registrations_per_minute,
         ),
-        documents=DesiredDocuments(store=store, notifier=rollout.notifier),
+        documents=DesiredDocuments(store=store, notifier=rollout.notifier, signer=signer),
         views=FleetViews(
             store=store, clock=clock, heartbeat_timeout=rollout.heartbeat_timeout, source=source
         ),
@@ -101,6 +117,7 @@ def create_app(
     install_handlers(app)
     app.include_router(agent_routes(services))
     app.include_router(fleet_routes(services))
+    app.include_router(appliance_routes(services))
     app.include_router(hook_routes(services))
     app.include_router(probe_routes(services, registry))
     app.include_router(dashboard_routes(services, clock=clock))

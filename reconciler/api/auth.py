@@ -26,7 +26,10 @@ agent_token = HTTPBearer(
 )
 bootstrap_token = HTTPBearer(
     scheme_name="bootstrapToken",
-    description="The fleet's bootstrap token or a one-time enrolment token: registers agents.",
+    description=(
+        "The fleet's bootstrap token or a one-time enrolment token (pairs an appliance), or "
+        "the appliance's own agent token (rotates it)."
+    ),
     auto_error=False,
 )
 operator_token = HTTPBearer(

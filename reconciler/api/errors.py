@@ -2,13 +2,18 @@
 
     ApiError                   carries an HTTP status and a one-line detail
     ├── Unauthorized   401     no, malformed, forged or rotated token; bad webhook signature
-    ├── Forbidden      403     an operator token whose role may not do this
+    ├── Forbidden      403     an operator token whose role may not do this; a token bound
+    │                          to another appliance
     ├── NotFound       404     unknown site; an appliance that gets no state
-    ├── Conflict       409     an operator action that does not fit the rollout's state
+    ├── Conflict       409     an operator action that does not fit the rollout's state; an
+    │                          appliance registered already
+    ├── TooMany        429     too many discovered appliances, or registrations from one
+    │                          address (Retry-After when waiting helps)
     └── Unavailable    503     the store cannot be reached (StoreError)
 
-Mapped here too: InvalidToken → 401; RolloutConflict → 409; request validation → 422
-listing what is wrong (but never echoing the input back); oversized bodies → 413 (FastAPI's
+Mapped here too: InvalidToken → 401; WrongAppliance → 403; RolloutConflict and
+AlreadyRegistered → 409; RegistrationsLimited → 429; request validation → 422 listing what
+is wrong (but never echoing the input back); oversized bodies → 413 (FastAPI's
 ``max_body_size``).
 Bad input never reaches a 500.
 """
@@ -23,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ..delivery import InvalidToken
+from ..delivery import AlreadyRegistered, InvalidToken, RegistrationsLimited, WrongAppliance
 from ..rollout import RolloutConflict
 from ..store import StoreError
 
@@ -55,6 +60,14 @@ class Conflict(ApiError):
     status = 409
 
 
+class TooMany(ApiError):
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Unavailable(ApiError):
     status = 503
 
@@ -62,6 +75,9 @@ class Unavailable(ApiError):
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InvalidToken, _invalid_token)
+    app.add_exception_handler(AlreadyRegistered, _conflict)
+    app.add_exception_handler(WrongAppliance, _wrong_appliance)
+    app.add_exception_handler(RegistrationsLimited, _limited)
     app.add_exception_handler(RolloutConflict, _conflict)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
@@ -71,6 +87,8 @@ def install_handlers(app: FastAPI) -> None:
 async def _api_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    if isinstance(error, TooMany) and error.retry_after is not None:
+        headers = {"Retry-After": str(max(1, round(error.retry_after)))}
     return JSONResponse({"detail": error.detail}, status_code=error.status, headers=headers)
 
 
@@ -80,6 +98,15 @@ async def _invalid_token(_request: Request, error: Exception) -> JSONResponse:
 
 async def _conflict(_request: Request, error: Exception) -> JSONResponse:
     return await _api_error(_request, Conflict(str(error)))
+
+
+async def _wrong_appliance(_request: Request, error: Exception) -> JSONResponse:
+    return await _api_error(_request, Forbidden(str(error)))
+
+
+async def _limited(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RegistrationsLimited)
+    return await _api_error(_request, TooMany(str(error), retry_after=error.retry_after))
 
 
 async def _store_error(_request: Request, error: Exception) -> JSONResponse:

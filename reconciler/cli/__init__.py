@@ -23,7 +23,18 @@ def version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     # imported here: without the `server` extra (an appliance's install) the command still
     # starts, and says what is missing in one line
-    from . import bundle, database, plan, render, rollout, secret, serve, status, validate
+    from . import (
+        appliance,
+        bundle,
+        database,
+        plan,
+        render,
+        rollout,
+        secret,
+        serve,
+        status,
+        validate,
+    )
 
     parser = argparse.ArgumentParser(
         prog="edgefleet", description="GitOps for Kubernetes clusters on edge appliances."
@@ -39,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.register(commands)
     database.register(commands)
     secret.register(commands)
+    appliance.register(commands)
     return parser
 
 

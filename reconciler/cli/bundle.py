@@ -1,20 +1,25 @@
-"""``edgefleet bundle`` and ``edgefleet keygen``: signed desired states for offline sites.
+"""``edgefleet keygen`` and ``edgefleet bundle``: the reconciler's Ed25519 key, which signs
+every served state (``serve --signing-key``) and offline bundles; a bundle is one appliance's
+desired state, bound to it, with an issue time and a sequence number.
 
 edgefleet keygen --out KEY             (writes KEY, the private key, and KEY.pub)
-edgefleet bundle [REPO] [--rev REV] --appliance ID --key KEY --out FILE
+edgefleet bundle [REPO] [--rev REV] --appliance ID --key KEY --out FILE [--sequence N]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.link.bundles import key_id, sign
+from agent.link.bundles import make_bundle
+from agent.signatures import SignatureError, key_id, public_pem
+from agent.signatures import load_private_key as read_private_key
 
 from ..errors import FleetError
 from ..rendering import render_repository
@@ -23,7 +28,9 @@ from .common import UsageError, builtin_packs, fail_usage, open_tree, print_prob
 
 
 def register(commands: Any) -> None:
-    keygen = commands.add_parser("keygen", help="create the Ed25519 key that signs offline bundles")
+    keygen = commands.add_parser(
+        "keygen", help="create the Ed25519 key that signs served states and offline bundles"
+    )
     keygen.add_argument("--out", type=Path, required=True, help="private key file (mode 0600)")
     keygen.set_defaults(run=run_keygen)
     bundle = commands.add_parser(
@@ -34,6 +41,12 @@ def register(commands: Any) -> None:
     bundle.add_argument("--appliance", required=True, help="appliance ID")
     bundle.add_argument("--key", type=Path, required=True, help="private key from keygen")
     bundle.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    bundle.add_argument(
+        "--sequence",
+        type=int,
+        help="the bundle's number: the agent refuses one lower than the last it applied "
+        "(default: the issue time in milliseconds since the epoch)",
+    )
     bundle.set_defaults(run=run_bundle)
 
 
@@ -51,24 +64,16 @@ def run_keygen(args: argparse.Namespace) -> int:
                 serialization.NoEncryption(),
             )
         )
-    public = key.public_key()
-    args.out.with_suffix(args.out.suffix + ".pub").write_bytes(
-        public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    print(f"wrote {args.out} and {args.out}.pub ({key_id(public)})")
+    args.out.with_suffix(args.out.suffix + ".pub").write_bytes(public_pem(key))
+    print(f"wrote {args.out} and {args.out}.pub ({key_id(key.public_key())})")
     return 0
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{path}: not a private key ({e})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(f"{path}: not an Ed25519 key")
-    return key
+        return read_private_key(path)
+    except SignatureError as e:
+        raise UsageError(str(e)) from None
 
 
 def run_bundle(args: argparse.Namespace) -> int:
@@ -99,6 +104,11 @@ def run_bundle(args: argparse.Namespace) -> int:
         print_problems(e.diagnostics)
         return 1
     state = states[site][args.appliance]
-    args.out.write_bytes(sign(state, key))
-    print(f"wrote {args.out}: {args.appliance} at {state.revision[:12]}, {state.digest[:19]}")
+    issued_at = datetime.now(UTC)
+    sequence = args.sequence if args.sequence is not None else int(issued_at.timestamp() * 1000)
+    args.out.write_bytes(make_bundle(state, key, issued_at=issued_at, sequence=sequence))
+    print(
+        f"wrote {args.out}: {args.appliance} at {state.revision[:12]}, {state.digest[:19]}, "
+        f"sequence {sequence}"
+    )
     return 0

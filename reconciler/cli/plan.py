@@ -1,8 +1,9 @@
 """``edgefleet plan [REPO] --base REV --head REV [--format text|markdown|json] [--out FILE]
-[--detailed-exitcode]``.
+[--detailed-exitcode] [--allowed-signers FILE]``.
 
-Exit codes: 0 ok (with ``--detailed-exitcode``: no site changes), 1 invalid input, 2 usage,
-3 (with ``--detailed-exitcode``) some site changes.
+With allowed signers, a head commit none of them signed is refused (exit 1), as ``serve``
+would refuse it. Exit codes: 0 ok (with ``--detailed-exitcode``: no site changes), 1 invalid
+input, 2 usage, 3 (with ``--detailed-exitcode``) some site changes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from ..errors import FleetError
 from ..planning import ANCESTORS, BaseInvalid, make_plan
-from ..sources import GitRepository, SourceError
+from ..sources import AllowedSigners, GitRepository, SourceError, UntrustedCommit
 from .common import builtin_packs, fail_usage, print_problems
 from .plan_markdown import as_markdown
 from .plan_text import as_json, as_text
@@ -43,13 +44,23 @@ def register(commands: Any) -> None:
         action="store_true",
         help="exit 0 when no site changes and 3 when some do (1 and 2 keep their meaning)",
     )
+    parser.add_argument(
+        "--allowed-signers",
+        type=Path,
+        help="ssh-keygen allowed-signers file: the head commit must be signed by one of them",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         git = GitRepository(Path(args.repo))
+        if args.allowed_signers is not None:
+            AllowedSigners(args.allowed_signers).verify(git, args.head)
         plan = make_plan(git, args.base, args.head, builtin=builtin_packs())
+    except UntrustedCommit as e:
+        print(f"the head revision {args.head} would not roll out: {e}")
+        return 1
     except SourceError as e:
         return fail_usage(str(e))
     except BaseInvalid as e:

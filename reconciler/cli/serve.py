@@ -23,8 +23,11 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+
+from agent.signatures import SignatureError, key_id, load_private_key
 
 from ..api import create_app
 from ..api.operators import OperatorTokenError, OperatorTokens
@@ -32,7 +35,7 @@ from ..clocks import system_clock
 from ..delivery import ChangeFeed
 from ..rollout import RolloutService
 from ..service import Loop, Reconciler, RemoteSource, Replica, open_source
-from ..sources import Credentials, FetchFailed, SourceError
+from ..sources import AllowedSigners, Credentials, FetchFailed, SourceError
 from ..store import Store, StoreError
 from . import reporting
 from .common import builtin_packs, fail_usage
@@ -42,7 +45,10 @@ OPTIONS = {  # name: (default, help)
     "listen": ("127.0.0.1:8080", "address:port to serve on"),
     "db": ("sqlite:///edgefleet.db", "database URL: sqlite:///PATH or postgresql+psycopg://..."),
     "branch": ("main", "branch to follow"),
-    "bootstrap-token-file": (None, "file holding the token agents register with (required)"),
+    "bootstrap-token-file": (None, "the fleet's bootstrap token, a file (or --no-bootstrap-token)"),
+    "no-bootstrap-token": ("false", "true: appliances pair with one-time enrolment tokens only"),
+    "signing-key": (None, "Ed25519 private key (edgefleet keygen) signing every state (required)"),
+    "allowed-signers": (None, "ssh-keygen allowed-signers file: only commits they signed roll out"),
     "operator-token-file": (None, "file of operator tokens, one 'ROLE NAME TOKEN' a line"),
     "metrics-public": ("false", "true: /metrics answers without a token"),
     "webhook-secret-file": (None, "file holding the push webhook's HMAC secret"),
@@ -56,6 +62,8 @@ OPTIONS = {  # name: (default, help)
     "git-username": (None, "user for an https:// repository (default: the URL's, or git)"),
     "git-password-file": (None, "file holding the https:// repository's token or password"),
     **reporting.OPTIONS,
+    "max-discovered": ("1000", "undeclared appliances kept as discovered, at most"),
+    "registrations-per-minute": ("60", "undeclared registrations and refusals per address"),
 }
 MIN_BOOTSTRAP_TOKEN = 16
 
@@ -75,7 +83,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--config", type=Path, help="YAML file with any of the options")
     for name, (default, text) in OPTIONS.items():
         shown = f" (default: {default})" if default else ""
-        if name == "metrics-public":
+        if name in ("metrics-public", "no-bootstrap-token"):
             parser.add_argument(f"--{name}", action="store_const", const="true", help=text)
             continue
         parser.add_argument(f"--{name}", help=text + shown)
@@ -137,6 +145,18 @@ def _credentials(options: dict[str, str | None]) -> Credentials:
     )
 
 
+def _signing_key(path: str | None) -> Ed25519PrivateKey:
+    if path is None:
+        raise ValueError(
+            "--signing-key is required: agents refuse unsigned states (make one with "
+            "edgefleet keygen --out KEY; agents are installed with KEY.pub)"
+        )
+    try:
+        return load_private_key(Path(path))
+    except SignatureError as e:
+        raise ValueError(f"--signing-key {e}") from None
+
+
 def _operators(path: str | None) -> OperatorTokens:
     return OperatorTokens() if path is None else OperatorTokens.from_file(Path(path))
 
@@ -149,6 +169,12 @@ def _seconds(value: str | None, name: str) -> float:
     if not seconds > 0:
         raise ValueError(f"--{name} must be more than 0 seconds (got {value})")
     return seconds
+
+
+def _count(value: str | None, name: str) -> int:
+    if value is None or not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"--{name} must be a whole number of at least 1 (got {value})")
+    return int(value)
 
 
 def _flag(value: str | None, name: str) -> bool:
@@ -189,15 +215,21 @@ def run(args: argparse.Namespace) -> int:
         options = settings(args)
         if not options["repo"]:
             raise ValueError("a repository path or URL is required")
-        if options["bootstrap-token-file"] is None:
-            raise ValueError("--bootstrap-token-file is required")
         bootstrap = _read_secret(
-            options["bootstrap-token-file"],
-            "bootstrap token file",
-            min_length=MIN_BOOTSTRAP_TOKEN,
+            options["bootstrap-token-file"], "bootstrap token file", min_length=MIN_BOOTSTRAP_TOKEN
         )
-        assert bootstrap is not None
+        enrolment_only = _flag(options["no-bootstrap-token"], "no-bootstrap-token")
+        if bootstrap is None and not enrolment_only:
+            raise ValueError(
+                "--bootstrap-token-file is required (or --no-bootstrap-token: appliances "
+                "then pair with one-time tokens from edgefleet appliance enroll)"
+            )
+        if bootstrap is not None and enrolment_only:
+            raise ValueError("--bootstrap-token-file and --no-bootstrap-token exclude each other")
+        max_discovered = _count(options["max-discovered"], "max-discovered")
+        per_minute = _count(options["registrations-per-minute"], "registrations-per-minute")
         webhook = _read_secret(options["webhook-secret-file"], "webhook secret file")
+        signing_key = _signing_key(options["signing-key"])
         operators = _operators(options["operator-token-file"])
         metrics_public = _flag(options["metrics-public"], "metrics-public")
         host, _, port = str(options["listen"]).rpartition(":")
@@ -211,6 +243,11 @@ def run(args: argparse.Namespace) -> int:
             cache=Path(str(options["cache-dir"])),
             interval=interval,
             credentials=_credentials(options),
+        )
+        signers = (
+            AllowedSigners(Path(options["allowed-signers"]))
+            if options["allowed-signers"]
+            else None
         )
         store = Store(str(options["db"]))
         reporter = reporting.reporter(options, store=store)
@@ -235,6 +272,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not len(operators):
         log.warning("no operator tokens: fleet status and rollout control answer 401")
+    if bootstrap is None:
+        log.info("no bootstrap token: appliances pair with one-time enrolment tokens only")
+    if signers is not None:
+        log.info("only commits signed by a key of %s are reconciled", signers.path)
     if isinstance(source, RemoteSource):
         with suppress(FetchFailed):  # logged and shown in the fleet status; retried
             source.fetch()
@@ -243,7 +284,9 @@ def run(args: argparse.Namespace) -> int:
     def make_loop() -> Loop:
         """The reconcile loop of a replica that has just become the leader, carrying on
         from the last good revision recorded."""
-        reconciler = Reconciler(git=source.git, rollout=rollout, builtin=builtin_packs())
+        reconciler = Reconciler(
+            git=source.git, rollout=rollout, builtin=builtin_packs(), signers=signers
+        )
         with store.read() as tx:
             last_good = tx.revisions.latest("good")
         if last_good is not None:
@@ -263,7 +306,11 @@ def run(args: argparse.Namespace) -> int:
         operators=operators,
         metrics_public=metrics_public,
         source=source.status if isinstance(source, RemoteSource) else lambda: None,
+        signing_key=signing_key,
+        max_discovered=max_discovered,
+        registrations_per_minute=per_minute,
     )
+    log.info("served states are signed by %s", key_id(signing_key.public_key()))
     signal.signal(signal.SIGHUP, lambda _sig, _frame: _reload(operators))
     feed = ChangeFeed(store=store, notifier=rollout.notifier).start()
     worker = threading.Thread(target=replica.run, name="replica", daemon=True)

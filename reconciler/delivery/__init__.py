@@ -1,26 +1,39 @@
-"""Delivery: what reaches the agents. Registrations turn the bootstrap token into an agent
-token (:class:`Registrations`), :class:`DesiredDocuments` answers what each appliance is
-served, and the :class:`Notifier` wakes a long-poll the moment that changes. Errors
-(:mod:`.errors`)::
+"""Delivery: what reaches the agents. Registrations pair appliances and turn a bootstrap or
+enrolment token into an agent token (:class:`Registrations`), :class:`DesiredDocuments`
+answers what each appliance is served, signed, and the :class:`Notifier` wakes a long-poll
+the moment that changes. Errors (:mod:`.errors`)::
 
     DeliveryError
-    └── InvalidToken    (an agent or bootstrap token that does not authenticate)
+    ├── InvalidToken              (a token that does not authenticate)
+    └── RegistrationRefused       (AlreadyRegistered, WrongAppliance, RegistrationsLimited)
 """
 
 from .documents import DesiredDocuments, Served
-from .errors import DeliveryError, InvalidToken
+from .errors import (
+    AlreadyRegistered,
+    DeliveryError,
+    InvalidToken,
+    RegistrationRefused,
+    RegistrationsLimited,
+    WrongAppliance,
+)
 from .feed import ChangeFeed
 from .notifications import Notifier
-from .registrations import AgentFacts, Registration, Registrations
+from .registrations import AgentFacts, Enrolment, Registration, Registrations
 
 __all__ = [
     "AgentFacts",
+    "AlreadyRegistered",
     "ChangeFeed",
     "DeliveryError",
     "DesiredDocuments",
+    "Enrolment",
     "InvalidToken",
     "Notifier",
     "Registration",
+    "RegistrationRefused",
     "Registrations",
+    "RegistrationsLimited",
     "Served",
+    "WrongAppliance",
 ]

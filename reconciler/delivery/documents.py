@@ -4,6 +4,7 @@ are cached. What each appliance is served is cached too: every change (made here
 another replica, see :mod:`.feed`) reaches :meth:`DesiredDocuments.take` before any waiting
 agent wakes, which loads the new documents in bulk, so a wave of thousands of agents costs
 no database read per agent. ``ttl`` bounds how long an entry lives without word of a change.
+Each document is signed once, with ``signer`` (the reconciler's key), when its bytes are made.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.contract import canonical_json
@@ -20,12 +21,15 @@ from agent.contract import canonical_json
 from ..store import ChangeRecord, Store
 from .notifications import Notifier
 
+Signer = Callable[[bytes], str]  # bytes -> the Edgefleet-Signature header value
+
 
 @dataclass(frozen=True)
 class Served:
     digest: str
     revision: str
     body: bytes
+    signature: str | None = None  # None: served unsigned (no signing key)
 
 
 class DesiredDocuments:
@@ -36,9 +40,11 @@ class DesiredDocuments:
         cache_size: int = 2048,
         notifier: Notifier | None = None,
         ttl: float = 30.0,
+        signer: Signer | None = None,
     ) -> None:
         self._store = store
-        self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._signer = signer
+        self._cache: OrderedDict[tuple[str, str], tuple[bytes, str | None]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._ttl = ttl if notifier is not None else 0.0
@@ -74,15 +80,15 @@ class DesiredDocuments:
             for change in known:
                 assert change.digest is not None and change.revision is not None
                 key = (change.digest, change.revision)
-                body = self._cache.get(key)
-                if body is None:
+                made = self._cache.get(key)
+                if made is None:
                     content = contents.get(change.digest)
                     if content is None:
                         continue  # read on demand
-                    body = _body(content, change.digest, change.revision)
-                    self._cache[key] = body
+                    made = self._make(content, change.digest, change.revision)
+                    self._cache[key] = made
                 self._served[change.appliance] = (
-                    Served(digest=change.digest, revision=change.revision, body=body),
+                    Served(change.digest, change.revision, *made),
                     until,
                 )
             while len(self._cache) > self._cache_size:
@@ -132,28 +138,29 @@ class DesiredDocuments:
             digest, revision = assignment.served_digest, assignment.served_revision
             if digest is None or revision is None:
                 return None
-            body = self._cached(digest, revision)
-            if body is None:
+            made = self._cached(digest, revision)
+            if made is None:
                 content = tx.documents.get(digest)
                 if content is None:
                     return None
-                body = _body(content, digest, revision)
-                self._remember(digest, revision, body)
-        return Served(digest=digest, revision=revision, body=body)
+                made = self._make(content, digest, revision)
+                self._remember(digest, revision, made)
+        return Served(digest, revision, *made)
 
-    def _cached(self, digest: str, revision: str) -> bytes | None:
+    def _make(self, content: str, digest: str, revision: str) -> tuple[bytes, str | None]:
+        """The document's bytes and their signature."""
+        body = canonical_json({**json.loads(content), "revision": revision, "digest": digest})
+        return body, self._signer(body) if self._signer is not None else None
+
+    def _cached(self, digest: str, revision: str) -> tuple[bytes, str | None] | None:
         with self._lock:
-            body = self._cache.get((digest, revision))
-            if body is not None:
+            made = self._cache.get((digest, revision))
+            if made is not None:
                 self._cache.move_to_end((digest, revision))
-            return body
+            return made
 
-    def _remember(self, digest: str, revision: str, body: bytes) -> None:
+    def _remember(self, digest: str, revision: str, made: tuple[bytes, str | None]) -> None:
         with self._lock:
-            self._cache[(digest, revision)] = body
+            self._cache[(digest, revision)] = made
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-
-
-def _body(content: str, digest: str, revision: str) -> bytes:
-    return canonical_json({**json.loads(content), "revision": revision, "digest": digest})

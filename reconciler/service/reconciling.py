@@ -1,9 +1,12 @@
-"""One linear reconcile of a commit: fetch → load → validate → render → publish → status.
+"""One linear reconcile of a commit: fetch → verify → load → validate → render → publish →
+status.
 
 Each step is one function; a failing step records the revision as failed with its errors and
-stops, so every site keeps the last good state it is served. Rendering is incremental: only
-sites whose inputs changed since the last good revision are rendered again (the tree diff and
-per-site input digests of :mod:`reconciler.planning`), the rest keep their documents.
+stops, so every site keeps the last good state it is served. With allowed signers, a commit
+no allowed key signed fails at verify: nothing of it is read further. Rendering is
+incremental: only sites whose inputs changed since the last good revision are rendered again
+(the tree diff and per-site input digests of :mod:`reconciler.planning`), the rest keep their
+documents.
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ from ..models import parse_duration
 from ..planning.impact import candidate_sites, input_digest
 from ..rendering import Renderer, render_sites
 from ..rollout import Release, RolloutService, SiteRelease, Wave
-from ..sources import GitRepository, GitTree, SourceError, Tree, changed_paths
+from ..sources import (
+    AllowedSigners,
+    GitRepository,
+    GitTree,
+    SourceError,
+    Tree,
+    UntrustedCommit,
+    changed_paths,
+)
 from ..validation import Checked, build_index, check_repository
 
 log = logging.getLogger(__name__)
@@ -32,6 +43,7 @@ SiteStates = dict[str, dict[str, DesiredState]]
 class Reason(Enum):
     """Why a revision was not published."""
 
+    UNTRUSTED = "signature check failed"
     INVALID = "validation failed"
     RENDER_FAILED = "rendering failed"
 
@@ -66,8 +78,11 @@ class Reconciler:
         rollout: RolloutService,
         builtin: tuple[Tree, str],
         clock: Callable[[], float] = time.monotonic,
+        signers: AllowedSigners | None = None,
     ) -> None:
+        """``signers``: only commits they signed are reconciled (None: every commit)."""
         self.git = git
+        self.signers = signers
         self.rollout = rollout
         self.builtin = builtin
         self.clock = clock
@@ -99,15 +114,22 @@ class Reconciler:
         tree = self.git.tree(revision)
         sha = tree.commit
         self.last_attempted = sha
+        # verify: an allowed signer signed the commit
+        if self.signers is not None:
+            try:
+                signer = self.signers.verify(self.git, sha)
+            except UntrustedCommit as e:
+                return self._failed(tree, Reason.UNTRUSTED, [str(e)], started)
+            log.info("revision %s signed by %s", sha[:12], signer)
         # load and validate the whole repository (unchanged files come from the parse cache)
         checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
         if checked.diagnostics:
-            return self._failed(tree, Reason.INVALID, checked.diagnostics, started)
+            return self._failed(tree, Reason.INVALID, _lines(checked.diagnostics), started)
         # render the sites whose inputs changed
         try:
             states, digests, rendered = self._render(tree, checked)
         except FleetError as e:
-            return self._failed(tree, Reason.RENDER_FAILED, e.diagnostics, started)
+            return self._failed(tree, Reason.RENDER_FAILED, _lines(e.diagnostics), started)
         # publish: hand the whole release to the rollout
         release = self._release(tree, checked, states)
         seconds = self.clock() - started
@@ -116,14 +138,11 @@ class Reconciler:
         log.info("revision %s published: %d sites rendered in %.2fs", sha[:12], rendered, seconds)
         return Outcome(sha, True, rendered_sites=rendered, seconds=seconds)
 
-    def _failed(
-        self, tree: GitTree, reason: Reason, problems: list[Diagnostic], started: float
-    ) -> Outcome:
+    def _failed(self, tree: GitTree, reason: Reason, errors: list[str], started: float) -> Outcome:
         sha = tree.commit
-        errors = tuple(str(d) for d in sorted(problems))
-        self.rollout.record_failure(sha, list(errors), author=tree.author, subject=tree.subject)
+        self.rollout.record_failure(sha, errors, author=tree.author, subject=tree.subject)
         log.warning("revision %s failed: %s (%d errors)", sha[:12], reason.value, len(errors))
-        return Outcome(sha, False, reason, errors, seconds=self.clock() - started)
+        return Outcome(sha, False, reason, tuple(errors), seconds=self.clock() - started)
 
     def _render(self, tree: GitTree, checked: Checked) -> tuple[SiteStates, dict[str, str], int]:
         index = build_index(checked.repo)
@@ -194,3 +213,7 @@ class Reconciler:
             soak_seconds=parse_duration(rollout.soak).total_seconds(),
             sites=sites,
         )
+
+
+def _lines(problems: list[Diagnostic]) -> list[str]:
+    return [str(d) for d in sorted(problems)]

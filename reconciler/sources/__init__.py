@@ -1,10 +1,12 @@
-"""Where fleet files come from: a directory on disk or a git tree at any revision.
+"""Where fleet files come from: a directory on disk or a git tree at any revision, and
+whether a commit was signed by an allowed signer (:mod:`.signatures`).
 
 Both implement :class:`Tree`, so loading never knows which one it reads. A remote repository
 is mirrored into a cache folder (:mod:`.remotes`). Errors::
 
     SourceError
     ├── RevisionNotFound       (a ref or commit that does not resolve)
+    ├── UntrustedCommit        (not signed by an allowed signer)
     ├── CredentialsError       (a credential file cannot be used)
     └── FetchFailed            (temporary)
         ├── AuthenticationFailed
@@ -20,9 +22,11 @@ from .remotes import (
     HostKeyRejected,
     Mirror,
 )
+from .signatures import AllowedSigners, UntrustedCommit
 from .trees import DirectoryTree, Tree
 
 __all__ = [
+    "AllowedSigners",
     "AuthenticationFailed",
     "Credentials",
     "CredentialsError",
@@ -35,5 +39,6 @@ __all__ = [
     "RevisionNotFound",
     "SourceError",
     "Tree",
+    "UntrustedCommit",
     "changed_paths",
 ]

@@ -1,16 +1,18 @@
 """Agent registrations: an appliance's facts and the hash of its current token.
 
-Only hashes are stored; looking an agent up by a token means hashing the token first.
+Only hashes are stored; looking an agent up by a token means hashing the token first. A
+first registration inserts (two racing for one appliance: the second is a StoreConflict),
+a rotation replaces the hash it was asked with, a reset deletes the row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, RowMapping, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, select, update
 
 from .records import AgentRecord
-from .schema import agents
+from .schema import agents, assignments
 from .upserts import upsert
 
 
@@ -26,6 +28,37 @@ class Agents:
             {**record.__dict__, "token_hash": token_hash},
             keys=["appliance"],
         )
+
+    def add(self, record: AgentRecord, *, token_hash: str) -> None:
+        """A first registration; raises StoreConflict when the appliance has one."""
+        self._conn.execute(agents.insert().values(**record.__dict__, token_hash=token_hash))
+
+    def rotate(self, record: AgentRecord, *, old_hash: str, token_hash: str) -> bool:
+        """Replace the token ``old_hash`` (and the facts) with a new one; False when the
+        appliance no longer holds ``old_hash`` (a racing rotation or reset)."""
+        values = {k: v for k, v in record.__dict__.items() if k != "appliance"}
+        result = self._conn.execute(
+            update(agents)
+            .where(agents.c.appliance == record.appliance, agents.c.token_hash == old_hash)
+            .values(**values, token_hash=token_hash)
+        )
+        return bool(result.rowcount)
+
+    def remove(self, appliance: str) -> bool:
+        """Forget a registration (its token stops working); False when there was none."""
+        result = self._conn.execute(delete(agents).where(agents.c.appliance == appliance))
+        return bool(result.rowcount)
+
+    def undeclared(self) -> int:
+        """How many registered appliances the fleet repository does not declare."""
+        query = (
+            select(func.count())
+            .select_from(
+                agents.outerjoin(assignments, assignments.c.appliance == agents.c.appliance)
+            )
+            .where(assignments.c.declared.is_not(True))
+        )
+        return int(self._conn.execute(query).scalar_one())
 
     def get(self, appliance: str) -> AgentRecord | None:
         row = self._conn.execute(select(*_COLUMNS).where(agents.c.appliance == appliance)).first()

@@ -139,6 +139,17 @@ class AgentRecord:
 
 
 @dataclass(frozen=True)
+class EnrolmentRecord:
+    """A one-time enrolment token, by the hash of the token."""
+
+    appliance: str
+    token_hash: str
+    issued_by: str
+    issued_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class ReportRecord:
     appliance: str
     received_at: float

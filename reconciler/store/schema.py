@@ -15,6 +15,7 @@ SQLite and PostgreSQL store and compare them the same way.
 ``changes``          what changed for agents, in order: served states, rotated tokens; every
                      replica follows it to wake its long-polls and drop its caches
 ``agents``           registrations: facts, token hash, registered and last-seen times
+``enrolments``       one-time enrolment tokens, one per appliance: hash, expiry, issuer
 ``reports``          the latest status report of each appliance
 ``events``           what happened, for operators (rollout steps, agent events)
 ``deliveries``       results reported out: commit statuses and webhooks, their attempts
@@ -183,6 +184,16 @@ agents = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("registered_at", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+)
+
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("appliance", String(ID), primary_key=True),  # a newer token replaces an unused one
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("issued_by", String(ID), nullable=False),
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
 )
 
 reports = Table(

@@ -26,6 +26,7 @@ from .controls import Controls
 from .deliveries import Deliveries
 from .documents import Documents
 from .engines import WRITE_OPTION, open_engine
+from .enrolments import Enrolments
 from .errors import translated
 from .events import Events
 from .figures import Figures
@@ -50,6 +51,7 @@ class Transaction:
         self.assignments = Assignments(conn)
         self.rollouts = Rollouts(conn)
         self.agents = Agents(conn)
+        self.enrolments = Enrolments(conn)
         self.reports = Reports(conn)
         self.events = Events(conn)
         self.controls = Controls(conn)

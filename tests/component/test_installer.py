@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ruamel.yaml import YAML
 
 from agent.installer import main
 from agent.secrets.keys import generate, read_identities
+from agent.signatures import key_id, load_public_keys, public_pem
 from tests.support.fleet import CA_PEM
 from tests.support.secrets import key_file, published
 
@@ -85,6 +87,26 @@ BAD_FLAGS = [
         "--registration-token (or EDGEFLEET_REGISTRATION_TOKEN) is required in online mode",
     ),
     (
+        ["-i", "10.0.0.5", "-a", "https://fleet.example.test", "--registration-token", "t"],
+        "--server-key is required in online mode: states are verified",
+    ),
+    (
+        ["-i", "10.0.0.5", "-a", "https://fleet.example.test", "--registration-token", "t",
+         "--server-key", "/nonexistent/server.pem"],
+        "--server-key: /nonexistent/server.pem: no such file",
+    ),
+    (
+        ["-i", "10.0.0.5", "-a", "https://fleet.example.test", "--registration-token", "t",
+         "--server-key", "{ca}"],
+        "--server-key: {ca}: no Ed25519 public key (PEM) in it",
+    ),
+    (
+        ["-i", "10.0.0.5", "-a", "http://fleet.example.test", "--registration-token", "t",
+         "--server-key", "{key}"],
+        "-a/--apiurl: http://fleet.example.test is http://: use https://, or --insecure-http "
+        "for a lab only",
+    ),
+    (
         ["-i", "10.0.0.5", "-m", "offline", "-v", "true"],
         "-s/--sshkey and -u/--sshuser are required with -v true",
     ),
@@ -104,8 +126,22 @@ BAD_FLAGS = [
 ]
 
 
+@pytest.fixture
+def server_key(tmp_path: Path) -> Path:
+    path = tmp_path / "server.pem.pub"
+    path.write_bytes(public_pem(Ed25519PrivateKey.generate()))
+    return path
+
+
 @pytest.mark.parametrize(("flags", "message"), BAD_FLAGS)
-def test_bad_flags_exit_2_with_one_line(target: Path, flags: list[str], message: str) -> None:
+def test_bad_flags_exit_2_with_one_line(
+    target: Path, tmp_path: Path, server_key: Path, flags: list[str], message: str
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(CA_PEM + "\n")
+    files = {"ca": str(ca), "key": str(server_key)}
+    flags = [flag.format(**files) for flag in flags]
+    message = message.format(**files)
     done = subprocess.run(
         [sys.executable, "-c", "import sys; from agent.installer import main; sys.exit(main())",
          *flags, "--target", str(target)],
@@ -171,6 +207,26 @@ def test_help_reads_like_the_flag_table(capsys) -> None:
                  "-v {true,false}, --isvirtual", "-s SSHKEY, --sshkey", "-u SSHUSER, --sshuser",
                  "-x VIRTSOCK, --virtsock", "-m {online,offline}, --mode", "--pod-cidr",
                  "--service-cidr", "--http-proxy", "--https-proxy", "--no-proxy",
-                 "--custom-cacert", "--target", "--registration-token",
-                 "--age-key FILE"):  # fmt: skip
+                 "--custom-cacert", "--target", "--registration-token", "--server-key",
+                 "--insecure-http", "--age-key FILE"):  # fmt: skip
         assert flag in text
+
+
+def test_the_server_key_is_installed_and_named_in_the_config(
+    target: Path, server_key: Path, capsys
+) -> None:
+    assert install(target, "-i", "10.0.0.5", "-m", "offline", "--server-key", str(server_key)) == 0
+    config = YAML(typ="safe").load((target / "etc/edgefleet/agent.yaml").read_text())
+    assert config["serverKey"] == "/etc/edgefleet/server-key.pem"
+    assert config["insecureHttp"] is False
+    installed = target / "etc/edgefleet/server-key.pem"
+    assert installed.read_bytes() == server_key.read_bytes()
+    (key,) = load_public_keys(installed)
+    assert f"states and bundles are trusted when signed by {key_id(key)}" in capsys.readouterr().out
+
+
+def test_a_file_of_two_keys_trusts_both(target: Path, tmp_path: Path, server_key: Path) -> None:
+    both = tmp_path / "both.pem"
+    both.write_bytes(server_key.read_bytes() + public_pem(Ed25519PrivateKey.generate()))
+    assert install(target, "-i", "10.0.0.5", "-m", "offline", "--server-key", str(both)) == 0
+    assert len(load_public_keys(target / "etc/edgefleet/server-key.pem")) == 2

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import git
 from tests.support.fleet import FleetFiles
+from tests.support.git import git
+from tests.support.keys import signing_key
 
 from .conftest import CliResult
 
@@ -49,7 +50,7 @@ def test_a_bad_token_file_or_database_is_one_line_and_exit_1(
     url = db or f"sqlite:///{tmp_path / 'store.db'}"
     done = run_cli(
         "serve", str(fleet.root), "--bootstrap-token-file", str(token_file), "--db", url,
-        "--listen", "127.0.0.1:0",
+        "--listen", "127.0.0.1:0", "--signing-key", str(signing_key(tmp_path / "keys")),
     )  # fmt: skip
     assert (done.code, done.err) == (1, f"edgefleet: {message.format(token=token_file)}\n")
     assert "secret" not in done.err

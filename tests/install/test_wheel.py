@@ -81,6 +81,12 @@ def test_a_server_install_validates_renders_plans_and_serves_the_example(
 
     token = work / "bootstrap"
     token.write_text("bootstrap-token-0123456789")
+    key = work / "signing.pem"
+    made = subprocess.run(
+        [str(installed.bin / "edgefleet"), "keygen", "--out", str(key)],
+        cwd=work, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -89,7 +95,7 @@ def test_a_server_install_validates_renders_plans_and_serves_the_example(
         server = subprocess.Popen(
             [str(installed.bin / "edgefleet"), "serve", str(fleet), "--listen",
              f"127.0.0.1:{port}", "--bootstrap-token-file", str(token), "--db",
-             f"sqlite:///{work / 'store.db'}"],
+             f"sqlite:///{work / 'store.db'}", "--signing-key", str(key)],
             cwd=work, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:

@@ -35,6 +35,15 @@ class Agent:
             self.token = answer.json()["token"]
         return answer
 
+    def rotate(self, **facts: str) -> httpx.Response:
+        """Register again presenting the current token: a new token replaces it."""
+        assert self.token is not None, "register first"
+        bootstrap, self.bootstrap = self.bootstrap, self.token
+        try:
+            return self.register(**facts)
+        finally:
+            self.bootstrap = bootstrap
+
     @property
     def auth(self) -> dict[str, str]:
         assert self.token is not None, "register first"

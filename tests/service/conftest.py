@@ -6,7 +6,8 @@ Provides:
   sleeping;
 - ``server``: the real API served by uvicorn on 127.0.0.1 (a free port, in a background
   thread) over a fresh SQLite file, with ``agent(...)`` to make HTTP clients that play
-  agents and ``rollout`` to hand over releases as the reconcile loop does;
+  agents and ``rollout`` to hand over releases as the reconcile loop does; ``server_with``
+  makes one with other settings of ``create_app`` (no bootstrap token, lower limits);
 - ``postgres``: a throwaway PostgreSQL server started for the session (Debian's
   ``postgresql``, run as a non-root user on a unix socket); ``store_url`` runs a test
   against SQLite and against it (without PostgreSQL: skipped, or failed when ``CI`` is set);
@@ -17,8 +18,9 @@ Provides:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,7 @@ from reconciler.rollout import RolloutService
 from reconciler.store import Store
 from tests.support.fleet import FleetFiles, write_base_fleet
 from tests.support.git import git
+from tests.support.keys import signing_key
 from tests.support.operators import operator_tokens, write_token_file
 from tests.support.service import WEBHOOK_SECRET, Harness
 from tests.support.services import unavailable
@@ -44,28 +47,43 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def server(tmp_path: Path, clock: ManualClock) -> Iterator[Harness]:
-    store = Store(f"sqlite:///{tmp_path / 'edgefleet.db'}")
-    rollout = RolloutService(store=store, clock=clock, heartbeat_timeout=90)
-    pushes: list[PushEvent] = []
-    app = create_app(
-        store=store,
-        rollout=rollout,
-        clock=clock,
-        bootstrap_token=BOOTSTRAP,
-        webhook_secret=WEBHOOK_SECRET,
-        on_push=pushes.append,
-        tick_interval=None,  # tests tick after moving the clock
-        operators=operator_tokens(),
-    )
-    running = ServerThread(app).start()
-    harness = Harness(running.base_url, store, rollout, clock, pushes)
+def server_with(tmp_path: Path, clock: ManualClock) -> Iterator[Callable[..., Harness]]:
+    stops: list[Callable[[], None]] = []
+
+    def start(**settings: Any) -> Harness:
+        store = Store(f"sqlite:///{tmp_path / f'edgefleet-{len(stops)}.db'}")
+        rollout = RolloutService(store=store, clock=clock, heartbeat_timeout=90)
+        pushes: list[PushEvent] = []
+        options: dict[str, Any] = {
+            "bootstrap_token": BOOTSTRAP,
+            "webhook_secret": WEBHOOK_SECRET,
+            "on_push": pushes.append,
+            "tick_interval": None,  # tests tick after moving the clock
+            "operators": operator_tokens(),
+            **settings,
+        }
+        app = create_app(store=store, rollout=rollout, clock=clock, **options)
+        running = ServerThread(app).start()
+        harness = Harness(running.base_url, store, rollout, clock, pushes)
+
+        def stop() -> None:
+            harness.close()
+            running.stop()
+            store.close()
+
+        stops.append(stop)
+        return harness
+
     try:
-        yield harness
+        yield start
     finally:
-        harness.close()
-        running.stop()
-        store.close()
+        for stop in reversed(stops):
+            stop()
+
+
+@pytest.fixture
+def server(server_with: Callable[..., Harness]) -> Harness:
+    return server_with()
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +118,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     work.mkdir()
     (work / "bootstrap").write_text(BOOTSTRAP)
     write_token_file(work / "operators")
+    signing_key(work)
     found = Served(fleet, work, free_port(), str(fleet.root))
     try:
         yield found

@@ -101,5 +101,6 @@ def args(served: Served) -> list[str]:
         "--db", f"sqlite:///{served.work / 'reconciler.db'}",
         "--bootstrap-token-file", str(served.work / "bootstrap"),
         "--operator-token-file", str(served.work / "operators"),
+        "--signing-key", str(served.work / "signing.pem"),
         "--tick-interval", "0.2",
     ]  # fmt: skip

@@ -61,16 +61,33 @@ def test_unpaired_until_the_agent_registers(server: Harness, released: dict[str,
     ]
 
 
-def test_reregistering_rotates_the_token(server: Harness, released: dict[str, str]) -> None:
+def test_rotating_presents_the_current_token(server: Harness, released: dict[str, str]) -> None:
     agent = server.agent("grocery-1-edge")
     old = agent.token
     assert agent.desired().status_code == 200
-    agent.register().raise_for_status()
+    answer = agent.rotate()
+    assert answer.status_code == 200
+    assert answer.json()["rotated"] is True
     assert agent.token != old
     assert agent.desired().status_code == 200
     stale = agent.http.get("/v1/desired", headers={"Authorization": f"Bearer {old}"})
     assert stale.status_code == 401
     assert stale.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_registering_again_with_the_bootstrap_token_is_409_and_the_token_keeps_working(
+    server: Harness, released: dict[str, str]
+) -> None:
+    agent = server.agent("grocery-1-edge")
+    old = agent.token
+    again = agent.register()
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        "grocery-1-edge is registered already: its current token rotates it, or an admin "
+        "resets it first (edgefleet appliance reset grocery-1-edge)"
+    )
+    assert agent.token == old
+    assert agent.desired().status_code == 200
 
 
 def test_an_agent_token_reads_and_writes_only_its_own_appliance(

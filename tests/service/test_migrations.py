@@ -21,6 +21,7 @@ from reconciler.store.migrations import BASELINE, HEAD, _config, scripts, shown
 from reconciler.store.schema import metadata
 from tests.integration.conftest import git
 from tests.support.fleet import FleetFiles
+from tests.support.keys import signing_key
 
 from . import deployed_schema as deployed
 
@@ -161,7 +162,7 @@ def test_serve_refuses_a_deployed_database_in_one_line(
     token.write_text("bootstrap-token-for-tests-0123456789")
     done = edgefleet(
         "serve", str(fleet.root), "--db", store_url, "--listen", "127.0.0.1:0",
-        "--bootstrap-token-file", str(token),
+        "--bootstrap-token-file", str(token), "--signing-key", str(signing_key(tmp_path)),
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.endswith(f"run 'edgefleet db upgrade --db {shown(store_url)}'\n")

@@ -30,7 +30,9 @@ from .serving import Served, args
 
 READS = [("GET", "/v1/fleet"), ("GET", "/v1/sites/grocery-1"), ("GET", "/v1/revisions"),
          ("GET", "/metrics")]  # fmt: skip
-ACTIONS = [("POST", "/v1/rollout/pause"), ("POST", "/v1/rollout/resume")]
+ACTIONS = [("POST", "/v1/rollout/pause"), ("POST", "/v1/rollout/resume"),
+           ("POST", "/v1/appliances/grocery-1-edge/reset"),
+           ("POST", "/v1/appliances/grocery-1-edge/enroll")]  # fmt: skip
 NOBODY = {"Authorization": "Bearer " + "x" * 40}
 
 
@@ -123,6 +125,8 @@ def test_openapi_declares_the_bearer_schemes_and_error_answers(server: Harness) 
         ("/v1/revisions", "get", "operatorToken"),
         ("/v1/rollout/pause", "post", "operatorToken"),
         ("/v1/rollout/promote", "post", "operatorToken"),
+        ("/v1/appliances/{appliance}/reset", "post", "operatorToken"),
+        ("/v1/appliances/{appliance}/enroll", "post", "operatorToken"),
         ("/metrics", "get", "operatorToken"),
         ("/v1/desired", "get", "agentToken"),
         ("/v1/status", "post", "agentToken"),

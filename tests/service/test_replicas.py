@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.fleet import FleetFiles, _store, write_base_fleet
 from tests.support.git import git
+from tests.support.keys import signing_key
 from tests.support.operators import ADMIN, VIEWER, write_token_file
 
 from .agents import BOOTSTRAP, Agent
@@ -59,6 +60,7 @@ class Fleet:
                  "--listen", f"127.0.0.1:{port}", "--db", self.db,
                  "--bootstrap-token-file", str(self.work / "bootstrap"),
                  "--operator-token-file", str(self.work / "operators"),
+                 "--signing-key", str(self.work / "signing.pem"),
                  "--tick-interval", "0.2", *extra],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -124,6 +126,7 @@ def fleet(tmp_path: Path, postgres: PostgresServer) -> Iterator[Fleet]:
     work.mkdir()
     (work / "bootstrap").write_text(BOOTSTRAP)
     write_token_file(work / "operators")
+    signing_key(work)
     found = Fleet(files, work, postgres.url(postgres.create_database()))
     try:
         yield found
@@ -212,7 +215,8 @@ def test_one_replica_reconciles_and_a_commit_wakes_every_agent_on_every_replica(
     assert leaders  # the leader serves some of them too
 
 
-def test_a_rotated_token_stops_working_on_every_replica_at_once(fleet: Fleet) -> None:
+@pytest.mark.parametrize("change", ["rotation", "reset"])
+def test_a_changed_token_stops_working_on_every_replica_at_once(fleet: Fleet, change: str) -> None:
     replicas = [fleet.start() for _ in range(3)]
     agent = fleet.agent("store-1-a", replicas[0])
     old = agent.token
@@ -220,11 +224,15 @@ def test_a_rotated_token_stops_working_on_every_replica_at_once(fleet: Fleet) ->
     for other in others:
         other.token = old
         assert other.desired().status_code in (200, 404)  # known, and now cached there
-    assert agent.register().status_code == 200  # a new token on replica A
-    rotated = time.monotonic()
+    if change == "rotation":
+        assert agent.rotate().status_code == 200  # a new token on replica A
+    else:  # an admin resets the appliance on replica A
+        reset = httpx.post(f"{replicas[0].url}/v1/appliances/store-1-a/reset", headers=ADMIN)
+        assert reset.json()["registered"] is True
+    changed = time.monotonic()
     for other in others:
         while other.desired().status_code != 401:
-            assert time.monotonic() - rotated < 1.0, "the old token still works elsewhere"
+            assert time.monotonic() - changed < 1.0, "the old token still works elsewhere"
             time.sleep(0.02)
         other.close()
 
@@ -314,6 +322,7 @@ def test_a_second_server_on_one_sqlite_database_is_refused(tmp_path: Path) -> No
     work.mkdir()
     (work / "bootstrap").write_text(BOOTSTRAP)
     write_token_file(work / "operators")
+    signing_key(work)
     db = f"sqlite:///{work / 'one.db'}"
     first = Fleet(files, work, db)
     try:
@@ -321,7 +330,8 @@ def test_a_second_server_on_one_sqlite_database_is_refused(tmp_path: Path) -> No
         answer = subprocess.run(
             [sys.executable, "-m", "reconciler", "serve", str(files.root), "--db", db,
              "--listen", f"127.0.0.1:{free_port()}",
-             "--bootstrap-token-file", str(work / "bootstrap")],
+             "--bootstrap-token-file", str(work / "bootstrap"),
+             "--signing-key", str(work / "signing.pem")],
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         assert answer.returncode == 1

@@ -143,6 +143,7 @@ def test_remote_repository_is_fetched_when_the_webhook_says_so(served: Served) -
     (served.work / "serve.yaml").write_text(
         f"db: sqlite:///{served.work / 'remote.db'}\nfetch-interval: 3600\n"
         f"cache-dir: {served.work / 'cache'}\ntick-interval: 0.2\n"
+        f"signing-key: {served.work / 'signing.pem'}\n"
     )
     served.start(
         "--config", str(served.work / "serve.yaml"),

@@ -106,6 +106,7 @@ def test_installer_registers_through_the_proxy_trusting_the_site_ca(
         "--listen", f"127.0.0.1:{served.port}", "--db", f"sqlite:///{served.work / 'db'}",
         "--bootstrap-token-file", str(served.work / "bootstrap"),
         "--operator-token-file", str(served.work / "operators"),
+        "--signing-key", str(served.work / "signing.pem"),
         "--tls-cert", str(cert), "--tls-key", str(key),
         https_ca=ca,
     )  # fmt: skip
@@ -115,6 +116,7 @@ def test_installer_registers_through_the_proxy_trusting_the_site_ca(
         "-i", "192.168.1.10", "-d", "store-1-a", "-a", f"https://127.0.0.1:{served.port}",
         "--https-proxy", proxy_url, "--target", str(target),
         "--registration-token", (served.work / "bootstrap").read_text(),
+        "--server-key", str(served.work / "signing.pem.pub"),
     ]  # fmt: skip
     # without the site CA the reconciler's certificate is not trusted
     assert install(flags) == 1

@@ -22,7 +22,7 @@ from tests.support.appliances import RUN_LABEL
 from tests.support.engine import Engine
 from tests.support.fleet import FleetFiles
 from tests.support.git import git
-from tests.support.operators import VIEWER
+from tests.support.operators import ADMIN_TOKEN, VIEWER
 
 BOOTSTRAP = "e2e-bootstrap-token"
 
@@ -70,12 +70,37 @@ class Loop:
         out.close()
         self.processes.append((process, log))
 
-    def start_agent(self, appliance: str, *, libvirt_uri: str | None = None) -> None:
+    def start_agent(
+        self,
+        appliance: str,
+        *,
+        libvirt_uri: str | None = None,
+        http_proxy: str | None = None,
+        registration_token: str | None = BOOTSTRAP,
+        config: AgentConfig | None = None,
+    ) -> None:
         """An agent process for ``appliance``: Docker nodes, or virtual machines on the
         libvirt connection ``libvirt_uri`` (software emulation: KVM boots no guest in the
-        virtual machines these tests run on)."""
+        virtual machines these tests run on); through ``http_proxy`` if given; registering
+        itself with ``registration_token`` when it has no token of its own; with
+        ``config`` instead of :meth:`agent_config`'s when given."""
         data = self.work / appliance
-        config = AgentConfig(
+        if config is None:
+            config = self.agent_config(appliance, libvirt_uri=libvirt_uri, http_proxy=http_proxy)
+        config.save(data / "agent.yaml")
+        self.start(
+            [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main())",
+             "run", "--config", str(data / "agent.yaml"), "--wait", "5"],
+            self.work / f"{appliance}.log",
+            env={"EDGEFLEET_REGISTRATION_TOKEN": registration_token or ""},
+        )  # fmt: skip
+
+    def agent_config(
+        self, appliance: str, *, libvirt_uri: str | None = None, http_proxy: str | None = None
+    ) -> AgentConfig:
+        """The configuration of ``appliance``'s agent on this machine's engine."""
+        data = self.work / appliance
+        return AgentConfig(
             isVirtual=libvirt_uri is not None,
             libvirtUri=libvirt_uri,
             libvirtDomainType="qemu",
@@ -92,14 +117,10 @@ class Loop:
             agentCommand=None,
             pull="never",
             labels={RUN_LABEL: self.run_id},
+            serverKey=str(self.work / "signing.pem.pub"),
+            insecureHttp=True,  # the reconciler serves http on 127.0.0.1 here
+            httpProxy=http_proxy,
         )
-        config.save(data / "agent.yaml")
-        self.start(
-            [sys.executable, "-c", "import sys; from agent.cli import main; sys.exit(main())",
-             "run", "--config", str(data / "agent.yaml"), "--wait", "5"],
-            self.work / f"{appliance}.log",
-            env={"EDGEFLEET_REGISTRATION_TOKEN": BOOTSTRAP},
-        )  # fmt: skip
 
     def stop(self) -> None:
         for process, _ in reversed(self.processes):
@@ -147,6 +168,25 @@ class Loop:
         answer = httpx.get(f"{self.url}/v1/sites/{site}", timeout=5, headers=VIEWER)
         data: dict[str, object] = answer.json()
         return data
+
+
+def edgefleet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The ``edgefleet`` command, as an admin (the tests' admin token)."""
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *args], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "EDGEFLEET_TOKEN": ADMIN_TOKEN, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def agent_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``edgefleet-agent`` or ``edge-installer`` command (``args[0]``: its module)."""
+    module, *rest = args
+    return subprocess.run(
+        [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())",
+         *rest],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def healthy(url: str) -> bool:

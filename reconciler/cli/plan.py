@@ -10,8 +10,9 @@ from typing import Any
 
 from ..errors import FleetError
 from ..planning import BaseInvalid, ClusterChange, Plan, SiteChange, make_plan
+from ..rendering import Renderer
 from ..sources import GitRepository, SourceError
-from .common import builtin_packs, fail_usage, print_problems
+from .common import add_limit_options, builtin_packs, fail_usage, limits_of, print_problems
 
 _MARK = {"added": "+", "removed": "-", "changed": "~", "replaced": "~"}
 
@@ -26,13 +27,18 @@ def register(commands: Any) -> None:
     parser.add_argument("--base", required=True, help="the revision changes are measured from")
     parser.add_argument("--head", required=True, help="the revision with the changes")
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    add_limit_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        renderer = Renderer(limits_of(args))
+    except ValueError as e:
+        return fail_usage(str(e))
+    try:
         git = GitRepository(Path(args.repo))
-        plan = make_plan(git, args.base, args.head, builtin=builtin_packs())
+        plan = make_plan(git, args.base, args.head, builtin=builtin_packs(), renderer=renderer)
     except SourceError as e:
         return fail_usage(str(e))
     except BaseInvalid as e:

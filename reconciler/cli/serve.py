@@ -31,7 +31,7 @@ from ..rollout import RolloutService
 from ..service import Loop, Reconciler, Replica, open_source
 from ..sources import SourceError
 from ..store import Store, StoreError
-from .common import builtin_packs, fail_usage
+from .common import LIMIT_OPTIONS, builtin_packs, fail_usage, render_limits
 
 log = logging.getLogger("edgefleet.serve")
 OPTIONS = {  # name: (default, help)
@@ -47,6 +47,7 @@ OPTIONS = {  # name: (default, help)
     "tick-interval": ("15", "seconds between re-evaluations of rollout gates (soak, windows)"),
     "tls-cert": (None, "TLS certificate (PEM) to serve HTTPS"),
     "tls-key": (None, "TLS private key (PEM)"),
+    **LIMIT_OPTIONS,
 }
 
 
@@ -155,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--listen must be address:port (got {options['listen']})")
         interval = float(str(options["fetch-interval"]))
         tick = float(str(options["tick-interval"]))
+        limits = render_limits(
+            options["render-timeout"], options["render-memory"], options["render-output"]
+        )
         source = open_source(
             str(options["repo"]),
             branch=str(options["branch"]),
@@ -188,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
     def make_loop() -> Loop:
         """The reconcile loop of a replica that has just become the leader, carrying on
         from the last good revision recorded."""
-        reconciler = Reconciler(git=source.git, rollout=rollout, builtin=builtin_packs())
+        reconciler = Reconciler(
+            git=source.git, rollout=rollout, builtin=builtin_packs(), limits=limits
+        )
         with store.read() as tx:
             last_good = tx.revisions.latest("good")
         if last_good is not None:

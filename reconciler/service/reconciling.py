@@ -1,7 +1,9 @@
 """One linear reconcile of a commit: fetch → load → validate → render → publish → status.
 
 Each step is one function; a failing step records the revision as failed with its errors and
-stops, so every site keeps the last good state it is served. Rendering is incremental: only
+stops, so every site keeps the last good state it is served. An unexpected exception (a bug
+some input reaches) fails the revision too, with a one-line reason; only a git or store error
+is temporary and leaves the revision to be tried again. Rendering is incremental: only
 sites whose inputs changed since the last good revision are rendered again (the tree diff and
 per-site input digests of :mod:`reconciler.planning`), the rest keep their documents.
 """
@@ -15,15 +17,17 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from agent.contract import DesiredState, MaintenanceWindow
+from agent.errors import one_line
 
-from ..errors import Diagnostic, FleetError
+from ..errors import Diagnostic, FleetError, mask
 from ..loading import ParseCache
 from ..models import parse_duration
 from ..planning.impact import candidate_sites, input_digest
-from ..rendering import Renderer, render_repository
+from ..rendering import Renderer, RenderLimits, render_repository
 from ..rollout import Release, RolloutService, SiteRelease, Wave
 from ..sources import GitRepository, GitTree, SourceError, Tree, changed_paths
-from ..validation import Checked, build_index, check_repository
+from ..store import StoreError
+from ..validation import Checked, build_index, check_repository, fleet_secrets
 
 log = logging.getLogger(__name__)
 SiteStates = dict[str, dict[str, DesiredState]]
@@ -34,6 +38,7 @@ class Reason(Enum):
 
     INVALID = "validation failed"
     RENDER_FAILED = "rendering failed"
+    CRASHED = "reconciling failed unexpectedly"
 
 
 @dataclass(frozen=True)
@@ -66,48 +71,64 @@ class Reconciler:
         rollout: RolloutService,
         builtin: tuple[Tree, str],
         clock: Callable[[], float] = time.monotonic,
+        limits: RenderLimits | None = None,
     ) -> None:
         self.git = git
         self.rollout = rollout
         self.builtin = builtin
         self.clock = clock
-        self.renderer = Renderer()
+        self.renderer = Renderer(limits or RenderLimits())
         self.cache: ParseCache = {}
         self.good: _Good | None = None
         self.last_attempted: str | None = None
+        self._checked: Checked | None = None  # the revision being reconciled, once loaded
 
     def seed(self, revision: str) -> bool:
         """Take ``revision`` (the last good one a restarted service had published) as the
         base the next revision is compared with, without publishing it again."""
         try:
             tree = self.git.tree(revision)
-        except SourceError:
-            return False
-        checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
-        if checked.diagnostics:
-            return False
-        try:
+            checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
+            if checked.diagnostics:
+                return False
             states, digests, _ = self._render(tree, checked)
-        except FleetError:
+        except Exception:  # without a base, the next revision renders every site
+            log.debug("seeding from %s failed", revision[:12], exc_info=True)
             return False
         self.good = _Good(tree, checked, states, digests)
         return True
 
     def reconcile(self, revision: str) -> Outcome:
+        """Reconcile ``revision``; raises only SourceError and StoreError (temporary)."""
         started = self.clock()
         # fetch source: the commit's tree, straight from the object database
         tree = self.git.tree(revision)
         sha = tree.commit
         self.last_attempted = sha
+        self._checked = None
+        try:
+            return self._reconcile(tree, started)
+        except (SourceError, StoreError):
+            raise
+        except Exception as e:  # a bug some input reaches: the revision fails, the loop goes on
+            reason = f"internal error: {type(e).__name__}: {one_line(e)}"
+            if self._checked is not None:
+                repo = self._checked.repo
+                reason = mask(reason, fleet_secrets(repo, build_index(repo)))
+            log.debug("reconciling %s failed", sha[:12], exc_info=True)
+            return self._failed(sha, Reason.CRASHED, [reason], started)
+
+    def _reconcile(self, tree: GitTree, started: float) -> Outcome:
+        sha = tree.commit
         # load and validate the whole repository (unchanged files come from the parse cache)
-        checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
+        checked = self._checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
         if checked.diagnostics:
-            return self._failed(sha, Reason.INVALID, checked.diagnostics, started)
+            return self._failed(sha, Reason.INVALID, _lines(checked.diagnostics), started)
         # render the sites whose inputs changed
         try:
             states, digests, rendered = self._render(tree, checked)
         except FleetError as e:
-            return self._failed(sha, Reason.RENDER_FAILED, e.diagnostics, started)
+            return self._failed(sha, Reason.RENDER_FAILED, _lines(e.diagnostics), started)
         # publish: hand the whole release to the rollout
         release = self._release(sha, checked, states)
         seconds = self.clock() - started
@@ -116,13 +137,10 @@ class Reconciler:
         log.info("revision %s published: %d sites rendered in %.2fs", sha[:12], rendered, seconds)
         return Outcome(sha, True, rendered_sites=rendered, seconds=seconds)
 
-    def _failed(
-        self, sha: str, reason: Reason, problems: list[Diagnostic], started: float
-    ) -> Outcome:
-        errors = tuple(str(d) for d in sorted(problems))
-        self.rollout.record_failure(sha, list(errors))
+    def _failed(self, sha: str, reason: Reason, errors: list[str], started: float) -> Outcome:
+        self.rollout.record_failure(sha, errors)
         log.warning("revision %s failed: %s (%d errors)", sha[:12], reason.value, len(errors))
-        return Outcome(sha, False, reason, errors, seconds=self.clock() - started)
+        return Outcome(sha, False, reason, tuple(errors), seconds=self.clock() - started)
 
     def _render(self, tree: GitTree, checked: Checked) -> tuple[SiteStates, dict[str, str], int]:
         index = build_index(checked.repo)
@@ -181,3 +199,7 @@ class Reconciler:
             soak_seconds=parse_duration(rollout.soak).total_seconds(),
             sites=sites,
         )
+
+
+def _lines(problems: list[Diagnostic]) -> list[str]:
+    return [str(d) for d in sorted(problems)]

@@ -8,6 +8,7 @@ Both implement :class:`Tree`, so loading never knows which one it reads. Errors:
 
 from .git import GitRepository, GitTree, RevisionNotFound, SourceError, changed_paths
 from .trees import DirectoryTree, Tree
+from .urls import redacted
 
 __all__ = [
     "DirectoryTree",
@@ -17,4 +18,5 @@ __all__ = [
     "SourceError",
     "Tree",
     "changed_paths",
+    "redacted",
 ]

@@ -20,6 +20,16 @@ def _max_failures(value: int | str) -> int | str:
     return value
 
 
+def _credentials_ref(value: str) -> str:
+    # the agent reads <ref>_ACCESS_KEY_ID and <ref>_SECRET_ACCESS_KEY: only its own variables
+    if not re.fullmatch(r"EDGEFLEET_[A-Z0-9_]{1,100}", value):
+        raise ValueError(
+            f"credentialsRef must name EDGEFLEET_-prefixed variables, like EDGEFLEET_S3 "
+            f"(got '{value[:60]}')"
+        )
+    return value
+
+
 class WaveSelector(Strict):
     labels: Labels = {}
 
@@ -43,7 +53,7 @@ class BackupLocation(Strict):
     endpoint: Url | None = None
     region: NonEmptyStr | None = None
     prefix: str = ""
-    credentialsRef: NonEmptyStr | None = None
+    credentialsRef: Annotated[str, AfterValidator(_credentials_ref)] | None = None
     caCert: NonEmptyStr | None = None
 
     @model_validator(mode="after")

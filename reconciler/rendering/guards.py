@@ -246,6 +246,27 @@ BOUNDED_FILTERS = frozenset(
     }
 )  # fmt: skip
 
+# filters that turn a value into text at most a few times longer (escaping, case): only a
+# value that is not a string yet is sized first
+TEXT_FILTERS = frozenset(
+    {
+        "capitalize", "e", "escape", "forceescape", "lower", "safe", "string", "striptags",
+        "title", "trim", "upper", "urlencode", "urlize", "wordcount", "xmlattr",
+    }
+)  # fmt: skip
+
+# methods that read: their result is no larger than what they read from
+READING_METHODS = frozenset(
+    {
+        "get", "keys", "values", "items", "startswith", "endswith", "lower", "upper",
+        "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "count", "find",
+        "rfind", "index", "rindex", "isdigit", "isalpha", "isalnum", "isspace", "islower",
+        "isupper", "title", "capitalize", "casefold", "swapcase", "partition", "rpartition",
+        "removeprefix", "removesuffix", "copy", "pop", "popitem", "remove", "sort",
+        "reverse", "clear", "isdecimal", "isnumeric", "isidentifier", "istitle",
+    }
+)  # fmt: skip
+
 FILTER_CHECKS: dict[str, FilterCheck] = {
     "center": _center,
     "indent": _indent,

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from types import BuiltinMethodType
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Namespace, _PassArg
@@ -63,7 +63,10 @@ class _LimitedEnvironment(SandboxedEnvironment):
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         meter = current()
-        meter.tick()
+        if time.monotonic() > meter.deadline:
+            meter.tick()
+        if type(__obj) is BuiltinMethodType and __obj.__name__ in guards.READING_METHODS:
+            return super().call(__context, __obj, *args, **kwargs)  # nothing grows
         if not PLAIN.issuperset(map(type, args)):
             args = tuple([meter.materialized(a) for a in args])
         guards.check_method(meter, __obj, args, kwargs)
@@ -125,8 +128,10 @@ def _concat(parts: Iterable[str]) -> str:
 def _guarded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     if name in guards.BOUNDED_FILTERS:
         return function
-    check = guards.FILTER_CHECKS.get(name, guards.check_text)
     passes = _PassArg.from_obj(function) is not None
+    if name in guards.TEXT_FILTERS:
+        return _text_filter(function, passes)
+    check = guards.FILTER_CHECKS.get(name, guards.check_text)
     materialize = name == "join"
 
     @functools.wraps(function)
@@ -149,6 +154,23 @@ def _guarded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
         if isinstance(result, Iterator):
             return meter.bounded(result)
         return meter.produced(result)
+
+    return guarded
+
+
+def _text_filter(function: Callable[..., Any], passes: bool) -> Callable[..., Any]:
+    """A filter that turns its value into text and at most a few times longer: a string
+    goes straight through; anything else is sized as text first."""
+
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        value = args[1 if passes else 0] if len(args) > passes else ""
+        if type(value) is not str:
+            meter = current()
+            meter.tick()
+            meter.text(value)
+            return meter.produced(function(*args, **kwargs))
+        return function(*args, **kwargs)
 
     return guarded
 
@@ -195,7 +217,7 @@ class Sandbox:
                     template = self.env.from_string(source)
                     template.name = template.filename = name
                     self._compiled[(name, source)] = template
-                output: str = template.render(context)
+                output = _capped(template, context, self.limits.output)
             except TemplateSyntaxError as e:
                 raise TemplateFailure(
                     name, e.lineno or 0, f"template syntax error: {e.message}"
@@ -224,6 +246,22 @@ class Sandbox:
 
     def is_template(self, value: str) -> bool:
         return "{{" in value or "{%" in value
+
+
+def _capped(template: Template, context: dict[str, Any], limit: int) -> str:
+    """A template's output, refused as soon as it passes ``limit`` characters (while it is
+    rendered, not after)."""
+    kept: list[str] = []
+    size = 0
+    try:
+        for part in template.root_render_func(template.new_context(context)):
+            size += len(part)
+            if size > limit:
+                raise LimitExceeded(f"the output would be larger than the {limit}-character limit")
+            kept.append(part)
+    except Exception:
+        template.environment.handle_exception()  # re-raised with the template's lines
+    return "".join(kept)
 
 
 def _failure(name: str, line: int, error: BaseException) -> TemplateFailure:

@@ -24,6 +24,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from ..api import create_app
+from ..api.connections import deadline_protocol
 from ..api.operators import OperatorTokenError, OperatorTokens
 from ..clocks import system_clock
 from ..delivery import ChangeFeed
@@ -47,6 +48,12 @@ OPTIONS = {  # name: (default, help)
     "tick-interval": ("15", "seconds between re-evaluations of rollout gates (soak, windows)"),
     "tls-cert": (None, "TLS certificate (PEM) to serve HTTPS"),
     "tls-key": (None, "TLS private key (PEM)"),
+    "max-connections": (
+        "20000",
+        "connections (long-polls included) served at once; more are answered 503",
+    ),
+    "request-timeout": ("10", "seconds a request's headers and body may take to arrive"),
+    "idle-timeout": ("5", "seconds an idle kept-alive connection stays open"),
     **LIMIT_OPTIONS,
 }
 
@@ -90,6 +97,17 @@ def settings(args: argparse.Namespace) -> dict[str, str | None]:
         found = flag if flag is not None else env if env is not None else from_file.get(name)
         out[name] = str(found) if found is not None else OPTIONS.get(name, (None, ""))[0]
     return out
+
+
+def _positive(value: str | None, name: str, *, whole: bool = False) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        number = -1.0
+    if not 0 < number < float("inf") or (whole and number != int(number)):
+        kind = "a positive whole number" if whole else "a positive number"
+        raise ValueError(f"--{name} must be {kind} (got {value})")
+    return number
 
 
 def _read_secret(path: str | None, what: str) -> str | None:
@@ -159,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
         limits = render_limits(
             options["render-timeout"], options["render-memory"], options["render-output"]
         )
+        connections = _positive(options["max-connections"], "max-connections", whole=True)
+        request_timeout = _positive(options["request-timeout"], "request-timeout")
+        idle_timeout = _positive(options["idle-timeout"], "idle-timeout", whole=True)
         source = open_source(
             str(options["repo"]),
             branch=str(options["branch"]),
@@ -227,6 +248,9 @@ def run(args: argparse.Namespace) -> int:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=3,  # do not wait out open long-polls
+        http=deadline_protocol(request_timeout),
+        limit_concurrency=int(connections),
+        timeout_keep_alive=int(idle_timeout),
     )
     try:
         Server(config, on_exit=rollout.notifier.close).run(sockets=[listener])

@@ -15,7 +15,8 @@ SQLite and PostgreSQL store and compare them the same way.
                      replica follows it to wake its long-polls and drop its caches
 ``agents``           registrations: facts, token hash, registered and last-seen times
 ``reports``          the latest status report of each appliance
-``events``           what happened, for operators (rollout steps, agent events)
+``events``           what happened, for operators (rollout steps, agent events), kept per
+                     appliance, site, the fleet and security kind (:mod:`.events`)
 """
 
 from __future__ import annotations
@@ -205,3 +206,5 @@ events = Table(
     UniqueConstraint("appliance", "key", name="events_once_per_key"),
 )
 Index("events_by_site", events.c.site, events.c.id)
+Index("events_by_appliance", events.c.appliance, events.c.id)  # an appliance's quota
+Index("events_by_kind", events.c.kind, events.c.id)  # security events, kept apart

@@ -1,0 +1,42 @@
+"""How many long-polls of ``GET /v1/desired`` one appliance may hold open: at most
+:data:`PER_APPLIANCE`. A newer one ends the oldest, which answers 304 as if its wait were
+over, so an agent that lost track of its requests (or a copied token) cannot hold more
+connections, and the agent that polls now is always answered. Used on the event loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PER_APPLIANCE = 2
+
+
+class LongPolls:
+    def __init__(self, per_appliance: int = PER_APPLIANCE) -> None:
+        self.per_appliance = per_appliance
+        self._open: dict[str, deque[asyncio.Future[None]]] = {}
+
+    @contextmanager
+    def opened(self, appliance: str) -> Iterator[asyncio.Future[None]]:
+        """A long-poll of ``appliance`` while it waits; the future is done once a newer one
+        has ended it."""
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        polls = self._open.setdefault(appliance, deque())
+        polls.append(ended)
+        while len(polls) > self.per_appliance:
+            oldest = polls.popleft()
+            if not oldest.done():
+                oldest.set_result(None)
+        try:
+            yield ended
+        finally:
+            if ended in polls:
+                polls.remove(ended)
+            if not polls:
+                self._open.pop(appliance, None)
+
+    def open(self, appliance: str) -> int:
+        return len(self._open.get(appliance, ()))

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from agent.apply.admission import StateRefused, parse_state
@@ -27,6 +26,7 @@ from agent.contract import SCAN_TOOLS
 from agent.drivers.docker import DEFAULT_IMAGE, DockerDriver, DockerSettings, connect
 from agent.errors import AgentError, one_line
 from agent.link.bundles import BundleError
+from agent.terminal import TerminalConsole, printable
 from agent.wiring import operations_for, run_offline, run_online, saved_state
 
 
@@ -208,7 +208,7 @@ def _command(text: str) -> tuple[str, ...] | None:
 
 
 def _print(result: ApplyResult) -> None:
-    console = Console(highlight=False, soft_wrap=True)
+    console = TerminalConsole(soft_wrap=True)
     table = Table(title=f"{result.appliance} at {result.revision} ({result.digest[:19]})")
     for column in ("cluster", "phase", "tasks", "reason"):
         table.add_column(column)
@@ -222,5 +222,5 @@ def _print(result: ApplyResult) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"edgefleet-agent: {message}", file=sys.stderr)
+    print(printable(f"edgefleet-agent: {message}", lines=False), file=sys.stderr)
     return 1

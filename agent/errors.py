@@ -16,13 +16,6 @@
 
 from __future__ import annotations
 
-import re
-
-# C0 and C1 controls and DEL, and the invisible characters that reorder or hide text
-_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff"
-_IN_LINES = re.compile(f"[{_CONTROLS}]")
-_IN_ONE_LINE = re.compile(f"[\t\n{_CONTROLS}]")
-
 
 class AgentError(Exception):
     """Raised on purpose; the message is one line for an operator, never a secret."""
@@ -33,16 +26,3 @@ def one_line(error: BaseException | str, limit: int = 300) -> str:
     text = str(error).strip()
     first = text.splitlines()[0] if text else type(error).__name__
     return first[:limit]
-
-
-def printable(text: str, *, lines: bool = True) -> str:
-    """``text`` safe to show on a terminal: every control character (an escape sequence, a
-    carriage return, a direction override) is written as its escape, ``\\x1b``; tabs and
-    newlines stay unless ``lines`` is False (a table cell, one line of a list)."""
-    pattern = _IN_LINES if lines else _IN_ONE_LINE
-    return pattern.sub(_escaped, text)
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -265,7 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge-installer: {e}", file=sys.stderr)
         return 2
     target = Path(args.target)
-    path = install(config, ca, target)
+    try:
+        path = install(config, ca, target)
+    except AgentError as e:  # a join secret that is there but wrong
+        print(f"edge-installer: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {path} and the edgefleet-agent systemd unit")
     if config.mode == "online":
         assert token is not None

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.errors import printable
+from agent.terminal import printable
 
 from ..errors import Diagnostic
 from ..packs import BUILTIN_FOLDER, PROJECT_ROOT
@@ -55,7 +55,7 @@ def builtin_packs() -> tuple[Tree, str]:
 
 
 def fail_usage(message: str) -> int:
-    print(f"edgefleet: {message}", file=sys.stderr)
+    print(printable(f"edgefleet: {message}", lines=False), file=sys.stderr)
     return 2
 
 
@@ -95,6 +95,6 @@ def limits_of(args: argparse.Namespace) -> RenderLimits:
 
 def print_problems(problems: list[Diagnostic]) -> None:
     for d in sorted(problems):
-        print(printable(str(d)))
+        print(printable(str(d), lines=False))
     plural = "s" if len(problems) != 1 else ""
     print(f"invalid: {len(problems)} problem{plural}")

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agent.terminal import printable
+
 from ..errors import FleetError
 from ..planning import BaseInvalid, ClusterChange, Plan, SiteChange, make_plan
 from ..rendering import Renderer
@@ -49,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         print_problems(e.diagnostics)
         return 1
     formats = {"text": as_text, "markdown": as_markdown, "json": as_json}
-    print(formats[args.format](plan), end="")
+    # rendered manifests are data: a control character in a diff is shown escaped
+    print(printable(formats[args.format](plan)), end="")
     return 0
 
 

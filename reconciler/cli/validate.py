@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from agent.terminal import printable
+
 from ..validation import check_repository
 from .common import UsageError, builtin_packs, fail_usage, open_tree
 
@@ -40,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
         )
     elif args.format == "github":
         for d in problems:
-            print(f"::error file={d.path},line={d.line}::{d.message}")
+            print(f"::error file={_property(d.path)},line={d.line}::{_data(d.message)}")
     else:
         for d in problems:
-            print(d)
+            print(printable(str(d), lines=False))
         repo = checked.repo
         clusters = sum(len(s.clusters) for s in repo.sites.values())
         appliances = sum(len(s.appliances) for s in repo.sites.values())
@@ -54,3 +56,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"valid ({summary})")
     return 1 if problems else 0
+
+
+def _data(text: str) -> str:
+    """A workflow command's message: a newline in it would start a command of its own."""
+    escaped = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return printable(escaped, lines=False)
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")

@@ -286,23 +286,39 @@ FILTER_CHECKS: dict[str, FilterCheck] = {
 # -- loops and concatenation ----------------------------------------------------------------
 
 LOOP_FILTER = "edgefleet_loop"
+BUFFERED_LOOP_FILTER = "edgefleet_buffered_loop"
 CONCAT_FILTER = "edgefleet_concat"
 
 
 class _Guard(NodeTransformer):
     """Every ``for`` iterates through the ``edgefleet_loop`` filter and every ``~`` joins
     through ``edgefleet_concat``, so both pass the meter (filters are called directly, which
-    costs less than a sandboxed call)."""
+    costs less than a sandboxed call). A loop inside a macro, a call or filter block or a
+    ``{% set %}`` block collects its output in a list until the block ends, so each of its
+    steps is charged to the memory limit too (``edgefleet_buffered_loop``)."""
+
+    def __init__(self) -> None:
+        self.buffered = 0
 
     def visit_For(self, node: nodes.For) -> nodes.Node:  # noqa: N802 - Jinja's visitor names
         self.generic_visit(node)
-        node.iter = nodes.Filter(node.iter, LOOP_FILTER, [], [], None, None, lineno=node.lineno)
+        name = BUFFERED_LOOP_FILTER if self.buffered else LOOP_FILTER
+        node.iter = nodes.Filter(node.iter, name, [], [], None, None, lineno=node.lineno)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:  # noqa: N802
         self.generic_visit(node)
         first, *rest = node.nodes
         return nodes.Filter(first, CONCAT_FILTER, rest, [], None, None, lineno=node.lineno)
+
+    def _buffering(self, node: nodes.Node) -> nodes.Node:
+        self.buffered += 1
+        try:
+            return self.generic_visit(node)
+        finally:
+            self.buffered -= 1
+
+    visit_Macro = visit_CallBlock = visit_FilterBlock = visit_AssignBlock = _buffering  # noqa: N815
 
 
 class GuardingCodeGenerator(CodeGenerator):

@@ -27,7 +27,7 @@ from ..errors import FleetError
 
 MIB = 1024 * 1024
 MAX_NESTING = 200  # levels of lists in lists a value may have when it is turned into text
-STEP_BYTES = 16
+STEP_BYTES = 8  # a chunk of output a loop step appends to its block's list
 _SIZED = (str, bytes, list, tuple, dict, set, frozenset, range)
 PLAIN = frozenset({*_SIZED, int, float, bool, type(None)})
 
@@ -71,13 +71,6 @@ class Meter:
                 f"rendering took longer than the {self.limits.seconds:g} s time limit"
             )
 
-    def step(self) -> None:
-        """One step of a loop: the clock, and what a step may leave behind (an output
-        chunk appended to a list) charged, so loops that only emit text are bounded too."""
-        self.memory_left -= STEP_BYTES
-        if time.monotonic() > self.deadline or self.memory_left < 0:
-            self.tick()
-            self.charge(0)
 
     def charge(self, nbytes: int) -> None:
         self.memory_left -= nbytes
@@ -117,12 +110,16 @@ class Meter:
             self.allow(size, what)
         return size
 
-    def bounded(self, iterable: Any) -> Iterator[Any]:
-        """Iterate with the clock checked on every step and at most the output limit of
-        steps from an iterator that is not a sized collection (it may never end)."""
+    def bounded(self, iterable: Any, *, step_bytes: int = 0) -> Iterator[Any]:
+        """Iterate with the clock checked on every step (and ``step_bytes`` charged: what a
+        step may leave behind), and at most the output limit of steps from an iterator that
+        is not a sized collection (it may never end)."""
         limit = None if isinstance(iterable, _SIZED) else self.limits.output
         for count, item in enumerate(iterable):
-            self.step()
+            self.memory_left -= step_bytes
+            if time.monotonic() > self.deadline or self.memory_left < 0:
+                self.tick()
+                self.charge(0)
             if limit is not None and count >= limit:
                 raise LimitExceeded(
                     f"a sequence would be longer than the {limit}-element output limit"

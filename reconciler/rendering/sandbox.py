@@ -26,7 +26,15 @@ from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Namespace, _PassArg
 
 from . import guards
-from .limits import PLAIN, LimitExceeded, Meter, RenderLimits, current, metered
+from .limits import (
+    PLAIN,
+    STEP_BYTES,
+    LimitExceeded,
+    Meter,
+    RenderLimits,
+    current,
+    metered,
+)
 
 _FORMATS = ("format", "format_map")
 
@@ -99,6 +107,10 @@ class _LimitedEnvironment(SandboxedEnvironment):
 # what guarded templates call for each loop and ``~`` (guards.GuardingCodeGenerator)
 def _loop(iterable: Any) -> Iterator[Any]:
     return current().bounded(iterable)
+
+
+def _buffered_loop(iterable: Any) -> Iterator[Any]:
+    return current().bounded(iterable, step_bytes=STEP_BYTES)
 
 
 def _joined(*parts: Any) -> str:
@@ -201,6 +213,7 @@ class Sandbox:
             name: _guarded_filter(name, function) for name, function in self.env.filters.items()
         }
         self.env.filters[guards.LOOP_FILTER] = _loop
+        self.env.filters[guards.BUFFERED_LOOP_FILTER] = _buffered_loop
         self.env.filters[guards.CONCAT_FILTER] = _joined
         self._compiled: dict[tuple[str, str], Any] = {}
         self._expressions: dict[str, Any] = {}
@@ -255,10 +268,13 @@ def _capped(template: Template, context: dict[str, Any], limit: int) -> str:
     size = 0
     try:
         for part in template.root_render_func(template.new_context(context)):
-            size += len(part)
-            if size > limit:
-                raise LimitExceeded(f"the output would be larger than the {limit}-character limit")
-            kept.append(part)
+            if part:  # an empty part is not kept: only what counts toward the limit is
+                size += len(part)
+                if size > limit:
+                    raise LimitExceeded(
+                        f"the output would be larger than the {limit}-character limit"
+                    )
+                kept.append(part)
     except Exception:
         template.environment.handle_exception()  # re-raised with the template's lines
     return "".join(kept)

@@ -20,7 +20,7 @@ from agent.contract import DesiredState, MaintenanceWindow
 from agent.errors import one_line
 
 from ..errors import Diagnostic, FleetError, mask
-from ..loading import ParseCache
+from ..loading import ParseCache, load_repository
 from ..models import parse_duration
 from ..planning.impact import candidate_sites, input_digest
 from ..rendering import Renderer, RenderLimits, render_repository
@@ -111,12 +111,18 @@ class Reconciler:
         except (SourceError, StoreError):
             raise
         except Exception as e:  # a bug some input reaches: the revision fails, the loop goes on
-            reason = f"internal error: {type(e).__name__}: {one_line(e)}"
-            if self._checked is not None:
-                repo = self._checked.repo
-                reason = mask(reason, fleet_secrets(repo, build_index(repo)))
             log.debug("reconciling %s failed", sha[:12], exc_info=True)
-            return self._failed(sha, Reason.CRASHED, [reason], started)
+            return self._failed(sha, Reason.CRASHED, [self._crash_reason(tree, e)], started)
+
+    def _crash_reason(self, tree: GitTree, error: Exception) -> str:
+        """One line, with the repository's sensitive values masked; when they cannot be
+        known (the repository did not load), the error's type alone."""
+        try:
+            repo = self._checked.repo if self._checked is not None else load_repository(tree)
+            secrets = fleet_secrets(repo, build_index(repo))
+        except Exception:  # the same bug, or another: say no more than the type
+            return f"internal error: {type(error).__name__} (details in the server's debug log)"
+        return mask(f"internal error: {type(error).__name__}: {one_line(error)}", secrets)
 
     def _reconcile(self, tree: GitTree, started: float) -> Outcome:
         sha = tree.commit

@@ -189,6 +189,12 @@ class Served:
         ).json()
         return found
 
+    def site(self, name: str) -> dict[str, object]:
+        found: dict[str, object] = httpx.get(
+            f"{self.url}/v1/sites/{name}", timeout=5, headers=VIEWER
+        ).json()
+        return found
+
     def commit(self, message: str) -> str:
         git(self.fleet.root, "add", "-A")
         git(self.fleet.root, "commit", "-qm", message)

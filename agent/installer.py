@@ -119,7 +119,7 @@ def _file(flag: str, value: str | None) -> Path | None:
 
 
 def _device_id(value: str | None, target: Path) -> str:
-    if value:
+    if value is not None:  # given, even empty: never silently the machine ID instead
         device = value
     else:
         machine_id = target / "etc" / "machine-id"

@@ -129,7 +129,7 @@ def _device_id(value: str | None, target: Path) -> str:
                 break
         else:
             raise FlagError("-d/--deviceid: not given and /etc/machine-id is missing")
-    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", device) or len(device) > 63:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", device) or len(device) > 63:
         raise FlagError(f"-d/--deviceid: '{device}' is not a valid appliance ID")
     return device
 

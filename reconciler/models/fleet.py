@@ -15,7 +15,7 @@ def _max_failures(value: int | str) -> int | str:
         if value < 0:
             raise ValueError("maxFailures must not be negative")
         return value
-    if not re.match(r"^(100|[1-9]?\d)%$", value):
+    if not re.fullmatch(r"(100|[1-9]?\d)%", value):
         raise ValueError(f"maxFailures '{value}' must be a count or a percentage like 10%")
     return value
 

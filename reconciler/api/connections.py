@@ -1,10 +1,6 @@
-"""The HTTP connections ``edgefleet serve`` accepts, with a deadline uvicorn lacks: a request's
-headers and body must arrive within ``request_timeout`` seconds of the connection opening (or
-of the request's first byte on a kept-alive connection), so a client that connects and sends
-nothing, or trickles its headers (slowloris), holds a connection for seconds, not forever.
-Idle kept-alive connections are uvicorn's ``timeout_keep_alive``; the number of connections
-its ``limit_concurrency``.
-"""
+"""uvicorn's HTTP protocol with the deadline it lacks: a request's headers and body must arrive
+within ``request_timeout`` seconds, so silent and slow-header connections are closed. Used by
+``edgefleet serve``."""
 
 from __future__ import annotations
 

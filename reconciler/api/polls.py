@@ -1,8 +1,5 @@
-"""How many long-polls of ``GET /v1/desired`` one appliance may hold open: at most
-:data:`PER_APPLIANCE`. A newer one ends the oldest, which answers 304 as if its wait were
-over, so an agent that lost track of its requests (or a copied token) cannot hold more
-connections, and the agent that polls now is always answered. Used on the event loop only.
-"""
+"""At most two long-polls of ``GET /v1/desired`` per appliance: a newer one answers the oldest
+(304), so no token holds more connections. Used by :mod:`.agents` on the event loop."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""What each operation a template can make grow may cost, checked before it runs.
-
-An operation whose result is far larger than its inputs (``"x"|center(10**9)``, ``"%0999999999d"
-% 1``, ``s.replace("", s)``, ``l * n``, a number squared again and again) is sized from its
-arguments and refused before Python builds anything; everything else is measured after it
-returns (:meth:`Meter.produced`). Loops and concatenation are rewritten at compile time
-(:class:`GuardingCodeGenerator`) so that every step of a loop and every ``~`` passes here too.
-"""
+"""What an operation that can build far more than its inputs (``center(N)``, ``"%0Nd" % x``,
+``replace``, ``l * n``...) would cost, sized before it runs; and the compile-time rewrite that
+sends every loop step and ``~`` through the meter. Used by :mod:`.sandbox`."""
 
 from __future__ import annotations
 

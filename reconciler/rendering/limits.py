@@ -1,14 +1,6 @@
-"""Hard limits on rendering: wall time, memory and output size, each with a default and
-configurable (``edgefleet render|plan|serve --render-timeout/--render-memory/--render-output``).
-
-The limits hold per site (:meth:`Sandbox.limited` around a site; a single template rendered
-alone gets its own), so they compose with rendering sites in several processes. They are
-enforced inside the sandbox rather than around it: the :class:`Meter` of the site being
-rendered is charged by every operation a template can make grow (:mod:`.guards`) and looks
-at the clock on every loop step, call, attribute and output, so a template that breaks a
-limit stops within one bounded operation of it. Nothing here is global: the meter lives in a
-context variable, one per thread.
-"""
+"""Hard limits on rendering one site (wall time, memory, output), enforced inside the sandbox
+by a :class:`Meter` that every growing operation and loop step is charged to (one per thread,
+so limits compose with rendering sites in several processes). Used by :mod:`.sandbox`."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""Events for operators: rollout steps, failed revisions, what agents reported.
-
-Retention is per partition, so no one can erase anyone else's history: an appliance keeps
-its newest :attr:`Retention.appliance` reported events (its quota: a chatty or hostile
-agent only drops its own), a site its newest rollout steps, the fleet its own events, and
-security events (registrations, operators' actions, revoked appliances) are kept apart,
-each kind to its own limit, out of reach of anything an agent sends. A partition is trimmed
-when events are added to it.
-"""
+"""Events for operators: rollout steps, failed revisions, what agents reported; kept per
+partition (an appliance's quota, a site, the fleet, each security kind apart), so no one's
+events can erase another's history."""
 
 from __future__ import annotations
 

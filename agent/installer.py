@@ -39,7 +39,7 @@ WantedBy=multi-user.target
 MAX_FLAG_CHARS = 4096
 # a host, a domain (.example.com), an address or a network, as NO_PROXY lists them
 _NO_PROXY_ENTRY = re.compile(
-    r"\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(:\d+)?|[0-9A-Fa-f:.]+(/\d+)?"
+    r"|\*|(\*\.|\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(:\d+)?|[0-9A-Fa-f:.]+(/\d+)?"
 )
 
 

@@ -108,7 +108,7 @@ def agent_routes(services: Services) -> APIRouter:
         gone: asyncio.Task[None] | None = None  # the client hung up, or a newer poll came
         with (
             services.notifier.subscribe(appliance) as subscription,
-            services.polls.opened(appliance) as ended,
+            services.polls.opened(appliance, waits=wait > 0) as ended,
         ):
             try:
                 while True:

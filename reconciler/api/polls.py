@@ -17,10 +17,13 @@ class LongPolls:
         self._open: dict[str, deque[asyncio.Future[None]]] = {}
 
     @contextmanager
-    def opened(self, appliance: str) -> Iterator[asyncio.Future[None]]:
+    def opened(self, appliance: str, *, waits: bool = True) -> Iterator[asyncio.Future[None]]:
         """A long-poll of ``appliance`` while it waits; the future is done once a newer one
-        has ended it."""
+        has ended it. A request that does not wait is not counted and ends none."""
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not waits:
+            yield ended
+            return
         polls = self._open.setdefault(appliance, deque())
         polls.append(ended)
         while len(polls) > self.per_appliance:

@@ -99,6 +99,9 @@ def test_an_appliance_holds_at_most_two_long_polls(served: Served) -> None:
     assert {status for status, _ in answers.values()} == {304}
     assert max(seconds for _, seconds in answers.values()) < 20
     assert 0 in answers  # the oldest is answered first, not the newest
+    assert polling.desired().status_code == 200  # a request that does not wait ends none
+    time.sleep(1)
+    assert len(answers) == 248
     polling.close()
 
 

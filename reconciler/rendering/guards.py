@@ -146,9 +146,7 @@ def check_method(meter: Meter, method: Any, args: Sequence[Any], kwargs: Mapping
     elif name == "join" and args:
         _join(meter, owner, args[0])
     elif name == "translate" and args and isinstance(args[0], Mapping):
-        longest = max(
-            (len(v) for v in args[0].values() if isinstance(v, str)), default=1
-        )
+        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
         meter.allow(len(owner) * max(longest, 1))
 
 

@@ -63,7 +63,6 @@ class Meter:
                 f"rendering took longer than the {self.limits.seconds:g} s time limit"
             )
 
-
     def charge(self, nbytes: int) -> None:
         self.memory_left -= nbytes
         if self.memory_left < 0:

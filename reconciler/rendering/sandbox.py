@@ -103,7 +103,6 @@ class _LimitedEnvironment(SandboxedEnvironment):
         return functools.update_wrapper(formatted, value)
 
 
-
 # what guarded templates call for each loop and ``~`` (guards.GuardingCodeGenerator)
 def _loop(iterable: Any) -> Iterator[Any]:
     return current().bounded(iterable)

@@ -111,9 +111,7 @@ def _reported_by(appliance: str) -> ColumnElement[bool]:
 
 
 def _steps_of(site: str) -> ColumnElement[bool]:
-    return and_(
-        events.c.site == site, events.c.kind != AGENT, events.c.kind.not_in(SECURITY_KINDS)
-    )
+    return and_(events.c.site == site, events.c.kind != AGENT, events.c.kind.not_in(SECURITY_KINDS))
 
 
 def _fleet() -> ColumnElement[bool]:

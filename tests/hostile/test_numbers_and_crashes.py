@@ -162,7 +162,6 @@ def test_the_loop_retries_a_temporary_error_and_not_a_recorded_failure(
     assert (len(calls), loop.seen) == (3, head)
 
 
-
 def test_the_server_fails_a_huge_integer_and_goes_on(served: Served) -> None:
     served.start()
     agent = Agent(served.url, "store-1-a", bootstrap=BOOTSTRAP)

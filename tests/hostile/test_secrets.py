@@ -123,8 +123,14 @@ def test_serve_never_prints_the_credentials_of_a_repository_url(work: Path) -> N
 
     done = run_measured(
         edgefleet(
-            "serve", url, "--bootstrap-token-file", str(work / "bootstrap"),
-            "--cache-dir", str(work / "cache"), "--listen", f"127.0.0.1:{free_port()}",
+            "serve",
+            url,
+            "--bootstrap-token-file",
+            str(work / "bootstrap"),
+            "--cache-dir",
+            str(work / "cache"),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
         ),  # fmt: skip
         work=work,
         timeout=60,

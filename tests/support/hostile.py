@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,33 +38,32 @@ class Measured:
 def run_measured(
     argv: list[str], *, work: Path, timeout: float = 60, env: dict[str, str] | None = None
 ) -> Measured:
-    """Run ``argv`` to its end, killed after ``timeout`` seconds; its peak memory comes from
-    the kernel's accounting of that one child (wait4), not of this test process."""
-    out_path, err_path = work / f"out-{time.monotonic_ns()}", work / f"err-{time.monotonic_ns()}"
+    """Run ``argv`` (a ``python -m`` command, see :func:`edgefleet`) to its end, killed after
+    ``timeout`` seconds; its peak memory is the process's own, written by
+    :mod:`tests.support.peak` as it exits."""
+    stamp = time.monotonic_ns()
+    out_path, err_path, peak = work / f"out-{stamp}", work / f"err-{stamp}", work / f"peak-{stamp}"
+    assert argv[:2] == [sys.executable, "-m"], argv
+    command = [sys.executable, "-m", "tests.support.peak", str(peak), *argv[2:]]
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.monotonic()
-        process = subprocess.Popen(
-            argv,
+        done = subprocess.run(
+            command,
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+            timeout=timeout,
+            check=False,
         )
-        watchdog = threading.Timer(timeout, process.kill)
-        watchdog.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            watchdog.cancel()
         seconds = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     return Measured(
-        process.returncode,
+        done.returncode,
         out_path.read_text(errors="replace"),
         err_path.read_text(errors="replace"),
         seconds,
-        usage.ru_maxrss / 1024,
+        int(peak.read_text()) / 1024 if peak.exists() else 0.0,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -35,6 +36,7 @@ from ..store import Store, StoreError
 from .common import LIMIT_OPTIONS, builtin_packs, fail_usage, render_limits
 
 log = logging.getLogger("edgefleet.serve")
+FILES_KEPT = 256  # file descriptors kept for the database, git, logs and the listener
 OPTIONS = {  # name: (default, help)
     "listen": ("127.0.0.1:8080", "address:port to serve on"),
     "db": ("sqlite:///edgefleet.db", "database URL: sqlite:///PATH or postgresql+psycopg://..."),
@@ -108,6 +110,17 @@ def _positive(value: str | None, name: str, *, whole: bool = False) -> float:
         kind = "a positive whole number" if whole else "a positive number"
         raise ValueError(f"--{name} must be {kind} (got {value})")
     return number
+
+
+def _connection_cap(wanted: int) -> int:
+    """``--max-connections``, or fewer when the process may not open that many files: past
+    the cap clients are answered 503, rather than connections failing with EMFILE."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted <= soft - FILES_KEPT:
+        return wanted
+    cap = max(soft - FILES_KEPT, 1)
+    log.info("--max-connections %d is more than this process may open: %d", wanted, cap)
+    return cap
 
 
 def _read_secret(path: str | None, what: str) -> str | None:
@@ -249,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=3,  # do not wait out open long-polls
         http=deadline_protocol(request_timeout),
-        limit_concurrency=int(connections),
+        limit_concurrency=_connection_cap(int(connections)),
         timeout_keep_alive=int(idle_timeout),
     )
     try:

@@ -19,7 +19,7 @@ from tests.support.service import Harness
 
 from .agents import BOOTSTRAP, Agent
 from .fleets import digests, release, revision, site
-from .test_serve import Served, args, served  # noqa: F401
+from .serving import Served, args
 
 SITES = [site("grocery-1", ring="canary"), site("store-2")]
 REAL = "grocery-1-edge"

@@ -193,16 +193,6 @@ def _operators(path: str | None) -> OperatorTokens:
     return OperatorTokens() if path is None else OperatorTokens.from_file(Path(path))
 
 
-def _seconds(value: str | None, name: str) -> float:
-    try:
-        seconds = float(str(value))
-    except ValueError:
-        raise ValueError(f"--{name} must be a number of seconds (got {value})") from None
-    if not seconds > 0:
-        raise ValueError(f"--{name} must be more than 0 seconds (got {value})")
-    return seconds
-
-
 def _count(value: str | None, name: str) -> int:
     if value is None or not value.strip().isdigit() or int(value) < 1:
         raise ValueError(f"--{name} must be a whole number of at least 1 (got {value})")
@@ -267,8 +257,8 @@ def run(args: argparse.Namespace) -> int:
         host, _, port = str(options["listen"]).rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"--listen must be address:port (got {options['listen']})")
-        interval = _seconds(options["fetch-interval"], "fetch-interval")
-        tick = _seconds(options["tick-interval"], "tick-interval")
+        interval = _positive(options["fetch-interval"], "fetch-interval")
+        tick = _positive(options["tick-interval"], "tick-interval")
         limits = render_limits(
             options["render-timeout"], options["render-memory"], options["render-output"]
         )

@@ -10,12 +10,19 @@ Everything inside one ``with`` commits together or not at all. ``write(exclusive
 also serializes the writer against every other exclusive writer, across processes: SQLite
 already has one writer at a time; on PostgreSQL a transaction-scoped advisory lock does it,
 so two replicas never take rollout decisions at once.
+
+On SQLite the writers of this process also take turns in arrival order before they begin:
+SQLite's own busy handler polls, so a thread that commits and begins again at once (the
+rollout's ticks while thousands of agents report) could starve the others past the busy
+timeout.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import Connection, text
 
@@ -39,6 +46,32 @@ from .rollouts import Rollouts
 
 DEFAULT_URL = "sqlite:///edgefleet.db"
 _ROLLOUT_LOCK = 0x6564_6765  # an arbitrary, fixed advisory lock key
+
+
+class Turns:
+    """A lock granted in arrival order: each waiter blocks on its own event until the
+    holder before it hands over."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiting: deque[threading.Event] = deque()
+
+    def __enter__(self) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Event()
+            self._waiting.append(turn)
+        turn.wait()  # the holder before hands over without letting go
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().set()
+            else:
+                self._held = False
 
 
 class Transaction:
@@ -77,6 +110,7 @@ class Store:
             except BaseException:
                 self._engine.dispose()
                 raise
+        self._writers = Turns() if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -94,7 +128,8 @@ class Store:
     @contextmanager
     def write(self, *, exclusive: bool = False) -> Iterator[Transaction]:
         """A transaction committed when the block ends without an exception."""
-        with translated(), self._engine.connect() as conn:
+        turn = self._writers or nullcontext()
+        with turn, translated(), self._engine.connect() as conn:
             conn = conn.execution_options(**{WRITE_OPTION: True})
             with conn.begin():
                 if exclusive and self.dialect == "postgresql":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -225,6 +226,39 @@ def test_concurrent_exclusive_writers_do_not_fail(store: Store) -> None:
     assert errors == []
     with store.read() as tx:
         assert tx.revisions.counts() == {"good": 60}
+
+
+def test_a_writer_that_begins_again_at_once_does_not_starve_the_others(store: Store) -> None:
+    """The rollout ticks back to back while agents report: a report waits for the
+    transaction in progress, not for the ticks to stop (SQLite's busy handler polls, and
+    lost every time to a writer that began again at once)."""
+    stop = threading.Event()
+    busy = threading.Event()
+    ticks = 0
+
+    def ticking() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            with store.write(exclusive=True) as tx:
+                tx.revisions.latest()
+                time.sleep(0.02)  # a tick's work, the lock held
+                ticks += 1
+            busy.set()
+
+    ticker = threading.Thread(target=ticking)
+    ticker.start()
+    try:
+        assert busy.wait(10)
+        waited = []
+        for n in range(5):
+            started = time.monotonic()
+            with store.write() as tx:
+                tx.revisions.add(RevisionRecord(f"{n:040d}", "good", (), float(n)))
+            waited.append(time.monotonic() - started)
+    finally:
+        stop.set()
+        ticker.join()
+    assert max(waited) < 1.0, (waited, ticks)  # a few of the ticker's transactions at most
 
 
 def test_a_rollout_continues_in_a_new_process_on_the_same_database(store_url: str) -> None:

@@ -195,6 +195,13 @@ def _registries(value: Any) -> str | None:
                 "registries",
                 f"registries.mirrors.{registry} takes endpoint and rewrite, not {', '.join(extra)}",
             )
+    for registry, settings in configs.items():
+        keys = sorted(str(k) for k in settings) if isinstance(settings, Mapping) else None
+        if keys is None or not set(keys) <= {"auth", "tls"}:
+            raise SetupProblem(
+                "registries",
+                f"registries.configs.{registry} takes auth and tls (k3s' registries.yaml)",
+            )
     if not mirrors:
         return None
     yaml = YAML(typ="safe")

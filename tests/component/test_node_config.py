@@ -138,3 +138,22 @@ def test_a_pack_override_of_the_pod_cidr_is_refused_where_it_is_written(
         f"{GROCERY}:{line}: podCIDR is the cluster network: set it in the cluster's "
         "spec.config.podCIDR" in result.out
     )
+
+
+def test_registries_of_another_shape_fail_the_render_at_their_line(
+    example: Path, run_cli, tmp_path: Path
+) -> None:
+    hospital = example / "sites/hospital-1/clusters/hospital-1-clinical.yaml"
+    text = hospital.read_text()
+    listed = 'endpoint: ["https://registry.hospital-1.acme.internal:5000"]'
+    assert listed in text
+    hospital.write_text(text.replace(listed, 'endpoint: "https://registry.hospital-1.acme.internal"'))
+    result = run_cli("render", str(example), "--out", str(tmp_path / "out"))
+    assert result.code == 1
+    line = next(
+        i for i, s in enumerate(hospital.read_text().splitlines(), 1) if "registries:" in s
+    )
+    assert (
+        f"sites/hospital-1/clusters/hospital-1-clinical.yaml:{line}: registries.mirrors."
+        "docker.io: endpoint must be a list of http:// or https:// URLs" in result.out
+    )

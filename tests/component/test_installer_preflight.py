@@ -7,11 +7,9 @@ run, ``--dry-run``, ``--uninstall`` and ``--purge``."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +40,9 @@ def docker_host(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def files_in(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.name != "machine-id")
+    """What is in ``root`` besides its /etc/machine-id."""
+    found = (str(p.relative_to(root)) for p in root.rglob("*"))
+    return sorted(p for p in found if p not in ("etc", "etc/machine-id"))
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -219,21 +219,25 @@ def test_a_failed_preflight_check_is_one_line_exit_1_and_nothing_is_written(
     assert files_in(target) == []
 
 
-def test_without_the_agent_program_the_preflight_fails(target: Path, docker_host: str) -> None:
-    """Run by a Python whose folder has no edgefleet-agent, with none on PATH: the unit would
-    run nothing, so nothing is installed."""
-    python = shutil.which("python3", path="/usr/bin:/bin")
-    assert python is not None
-    paths = [str(WORKTREE), sysconfig.get_paths()["purelib"], *sys.path]
+def test_without_the_agent_program_the_preflight_fails(
+    target: Path, docker_host: str, tmp_path: Path
+) -> None:
+    """Run by this Python from a folder without edgefleet-agent, with none on PATH: the unit
+    would run nothing, so nothing is installed."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    python = folder / "python3"
+    python.symlink_to(os.path.realpath(sys.executable))  # outside the virtual environment
     done = subprocess.run(
-        [python, "-c", "import sys; from agent.installer import main; sys.exit(main())",
+        [str(python), "-c", "import sys; from agent.installer import main; sys.exit(main())",
          "-i", "10.0.0.5", "-m", "offline", "--target", str(target)],
-        capture_output=True, text=True, timeout=60, cwd=WORKTREE,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(paths),
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
              "DOCKER_HOST": docker_host},
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
-    assert "edgefleet-agent is installed neither beside edge-installer" in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert f"edgefleet-agent is installed neither beside edge-installer ({folder}) nor on" in line
     assert files_in(target) == []
 
 

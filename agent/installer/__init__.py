@@ -66,7 +66,8 @@ def _install(request: Request) -> int:
     # Dry run: what would be written, and the service step
     if request.dry_run:
         describe(files, target, say=print)
-        _service_step(target, dry_run=True)
+        if config.mode == "online":
+            _service_step(target, dry_run=True)
         return 0
 
     # Write: configuration, environment, unit, keys, data folder
@@ -99,6 +100,12 @@ def _install(request: Request) -> int:
         print(f"registered appliance {config.applianceId} with {config.apiUrl}")
 
     # Service: enabled and started where systemd runs, else the command that would
+    if config.mode == "offline":
+        # the unit follows a reconciler; an offline appliance applies each bundle it is given
+        print(
+            "offline mode: apply a bundle with: edgefleet-agent run --mode offline --bundle FILE"
+        )
+        return 0
     try:
         _service_step(target, dry_run=False)
     except ServiceFailed as e:

@@ -21,7 +21,6 @@ from tests.support.engine import Engine
 from tests.support.fleet import CA_PEM
 
 MACHINE_ID = "4f1c9b2a7d3e4c5f8a9b0c1d2e3f4a5b"
-ENABLE = "systemctl enable --now edgefleet-agent.service"
 WORKTREE = Path(__file__).resolve().parents[2]
 
 
@@ -73,7 +72,9 @@ def test_the_seeds_command_lines_install(
     assert code == 0, err
     config = YAML(typ="safe").load((target / "etc/edgefleet/agent.yaml").read_text())
     assert (config["applianceId"], config["ip"]) == ("hospital-1", "10.0.0.5")
-    assert f"systemd does not run in {target}: start the agent there with: {ENABLE}" in out
+    # offline, the agent applies the bundles it is given: no service is started
+    assert "offline mode: apply a bundle with: edgefleet-agent run --mode offline" in out
+    assert "systemctl" not in out
 
 
 def test_the_seed_line_as_a_command(target: Path, docker_host: str) -> None:
@@ -268,7 +269,7 @@ def test_dry_run_prints_every_file_and_writes_none(
         assert f"would write {target / path} ({mode})" in out
     assert "    HTTPS_PROXY=http://ops:***@proxy.test:3128" in out
     assert "s3cret" not in out + err
-    assert f"start the agent there with: {ENABLE}" in out
+    assert "would run" not in out  # offline: no service to start
 
 
 @pytest.fixture

@@ -171,7 +171,9 @@ def test_the_agent_makes_an_existing_data_folder_and_its_database_private(tmp_pa
     assert mode(data / "inventory.sqlite3") == 0o600
 
 
-def test_the_agent_token_is_private(served: Served, target: Path) -> None:
+def test_the_agent_token_is_private(
+    served: Served, target: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     served.start()
     code = main([
         "-i", "10.0.0.5", "-a", served.url, "-d", "store-1-a",
@@ -182,6 +184,13 @@ def test_the_agent_token_is_private(served: Served, target: Path) -> None:
     token = target / "etc/edgefleet/agent-token"
     assert mode(token) == 0o600 and mode(token.parent) == 0o700
     assert token.read_text().strip()
+    # a root that is not this machine's: systemd does not run it, the command is printed
+    out = capsys.readouterr().out
+    assert (
+        f"systemd does not run in {target}: start the agent there with: "
+        "systemctl enable --now edgefleet-agent.service"
+    ) in out
+    assert f"ok: the reconciler answers at {served.url}" in out
 
 
 APPLIANCE_ID = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

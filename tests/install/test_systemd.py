@@ -91,10 +91,14 @@ def machine(
         str(served.work): {"bind": str(served.work), "mode": "ro"},
         str(socket.parent): {"bind": "/engine", "mode": "rw"},
     }
+    # not privileged (that asks for every capability, and hosts may withhold some): systemd
+    # needs CAP_SYS_ADMIN and the cgroup tree, the agent's unit its mount namespaces
+    mounts["/sys/fs/cgroup"] = {"bind": "/sys/fs/cgroup", "mode": "ro"}
     container = docker_client.containers.run(
         systemd_image,
         detach=True,
-        privileged=True,
+        cap_add=["SYS_ADMIN"],
+        security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         network_mode="host",
         tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
         volumes=mounts,

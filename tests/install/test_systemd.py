@@ -106,6 +106,13 @@ def machine(
         name=f"edgefleet-systemd-{run_id}",
     )
     try:
+        # until systemd's bus is up, systemctl cannot ask it anything
+        assert until(
+            lambda: (
+                b"Failed to connect" not in run(container, "systemctl", "is-system-running").output
+            ),
+            60,
+        ), container.logs()[-2000:]
         state = run(container, "systemctl", "is-system-running", "--wait", timeout=120)
         assert state.output.decode().strip() in ("running", "degraded"), state.output
         yield container
@@ -152,6 +159,7 @@ def test_edge_installer_enables_and_starts_the_agent_under_systemd(
         return run(machine, "systemctl", "is-active", "edgefleet-agent").output.strip() == b"active"
 
     assert until(active, 30), run(machine, "journalctl", "-u", "edgefleet-agent").output.decode()
+
     # the agent stays up and reaches its reconciler: the appliance is seen there
     def seen() -> bool:
         appliances = served.site("store-1").get("appliances") or []

@@ -59,6 +59,18 @@ def systemd_image(
         docker_client.images.remove(f"{repository}:{run_id}", force=True)
 
 
+@pytest.fixture(scope="session")
+def appliance_install(installed: Installation, run_id: str) -> Iterator[Installation]:
+    """The wheel installed outside /tmp, as on an appliance: the agent's unit has a private
+    /tmp (PrivateTmp=yes), where an installation in /tmp is not there to run; under the home
+    folder, which the unit keeps readable."""
+    folder = Path.home() / ".cache" / "edgefleet-test-systemd" / run_id
+    try:
+        yield Installation.create(folder / "venv", installed.wheel)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def served(fleet: FleetFiles, tmp_path: Path) -> Iterator[Served]:
     init_repository(fleet)
@@ -77,7 +89,7 @@ def machine(
     systemd_image: str,
     docker_client: docker.DockerClient,
     engine: Engine,
-    installed: Installation,
+    appliance_install: Installation,
     served: Served,
     run_id: str,
 ) -> Iterator[Container]:
@@ -86,7 +98,7 @@ def machine(
     engine of the tests has no bridge), so the reconciler on 127.0.0.1 is reachable."""
     socket = Path(urlsplit(engine.base_url).path)
     mounts = {
-        str(installed.venv): {"bind": str(installed.venv), "mode": "ro"},
+        str(appliance_install.venv): {"bind": str(appliance_install.venv), "mode": "ro"},
         str(PYTHON_HOME): {"bind": str(PYTHON_HOME), "mode": "ro"},
         str(served.work): {"bind": str(served.work), "mode": "ro"},
         str(socket.parent): {"bind": "/engine", "mode": "rw"},
@@ -134,8 +146,9 @@ def until(check, seconds: float) -> bool:  # type: ignore[no-untyped-def]
 
 
 def test_edge_installer_enables_and_starts_the_agent_under_systemd(
-    machine: Container, installed: Installation, served: Served, engine: Engine
+    machine: Container, appliance_install: Installation, served: Served, engine: Engine
 ) -> None:
+    installed = appliance_install
     installer = str(installed.bin / "edge-installer")
     done = run(
         machine, installer, "--",
@@ -145,7 +158,8 @@ def test_edge_installer_enables_and_starts_the_agent_under_systemd(
         timeout=180,
     )  # fmt: skip
     out = done.output.decode()
-    assert done.exit_code == 0, out
+    journal = run(machine, "journalctl", "--no-pager", "-n", "40", "-u", "edgefleet-agent")
+    assert done.exit_code == 0, out + journal.output.decode(errors="replace")
     assert "ok: the Docker engine answers at unix:///engine/docker.sock" in out
     assert f"ok: the reconciler answers at {served.url}" in out
     assert f"registered appliance {APPLIANCE}" in out

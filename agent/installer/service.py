@@ -43,7 +43,26 @@ def systemctl(*words: str) -> None:
 
 def enable() -> None:
     systemctl("daemon-reload")
-    systemctl(*ENABLE[1:])
+    try:
+        systemctl(*ENABLE[1:])
+    except ServiceFailed as e:
+        raise ServiceFailed(f"{e} ({_outcome()})") from None
+
+
+def _outcome() -> str:
+    """How the service's start ended, as systemd recorded it (203: the program would not run)."""
+    try:
+        done = subprocess.run(
+            ["systemctl", "show", "-p", "Result", "-p", "ExecMainStatus", UNIT_NAME],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "its outcome unknown"
+    found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    return (
+        f"result {found.get('Result', '?')}, exit status {found.get('ExecMainStatus', '?')}; "
+        f"journalctl -u {UNIT_NAME} tells more"
+    )
 
 
 def disable() -> None:

@@ -64,7 +64,7 @@ def appliance_install(installed: Installation, run_id: str) -> Iterator[Installa
     """The wheel installed outside /tmp, as on an appliance: the agent's unit has a private
     /tmp (PrivateTmp=yes), where an installation in /tmp is not there to run; under the home
     folder, which the unit keeps readable."""
-    folder = Path.home() / ".cache" / "edgefleet-test-systemd" / run_id
+    folder = Path.home() / ".cache" / f"edgefleet-test-systemd-{run_id}"
     try:
         yield Installation.create(folder / "venv", installed.wheel)
     finally:

@@ -44,8 +44,31 @@ class NodePlacement(Contract):
     dataStoragePool: str | None = None
 
 
+class NodeFile(Contract):
+    """A file every node of this kind reads, written before the node starts (absolute path,
+    octal mode)."""
+
+    path: str
+    content: str
+    mode: Annotated[str, Field(pattern=r"^0[0-7]{3}$")] = "0600"
+
+
+class NodeSetup(Contract):
+    """What a node image must read (docs/node-images.md), the same in both modes: the k3s
+    configuration files, the site's CA certificates for the node's trust store, the
+    environment of k3s and its containerd (proxies), and the labels the node carries as a
+    container or a domain (the profiles' tags). Virtual nodes get it through their cloud-init
+    user data, which the os pack renders from it; containers get it from the Docker driver."""
+
+    files: list[NodeFile] = []
+    caCerts: list[str] = []
+    environment: dict[str, str] = {}
+    labels: dict[str, str] = {}
+
+
 class Node(Contract):
-    """One Kubernetes node: a container (containerized) or a virtual machine (virtualized)."""
+    """One Kubernetes node: a container (containerized) or a virtual machine (virtualized).
+    Everything but the name is the node's spec: a change to any of it replaces the node."""
 
     name: str
     pool: str
@@ -56,6 +79,7 @@ class Node(Contract):
     resources: NodeResources | None = None
     placement: NodePlacement | None = None
     userData: str
+    setup: NodeSetup = NodeSetup()
 
 
 class Pool(Contract):
@@ -168,11 +192,22 @@ class MaintenanceWindow(Contract):
     duration: str
 
 
+class ClusterNetwork(Contract):
+    """The cluster's network as every node gets it, from one place: the Cluster's
+    ``spec.config``. The agent checks it against the CIDRs it was installed with."""
+
+    podCIDR: str = "10.42.0.0/16"
+    serviceCIDR: str = "10.43.0.0/16"
+    clusterDNS: str = "10.43.0.10"
+    clusterDomain: str = "cluster.local"
+
+
 class ClusterState(Contract):
     name: str
     mode: Mode
     phase: Literal["present", "absent"] = "present"
     vip: str | None = None
+    network: ClusterNetwork = ClusterNetwork()
     packs: list[PackRef]
     pools: list[Pool]
     nodes: list[Node]

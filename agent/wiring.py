@@ -17,7 +17,7 @@ from typing import Any
 
 import docker
 
-from agent.apply.admission import parse_state
+from agent.apply.admission import InstalledNetwork, parse_state
 from agent.apply.applying import apply_state
 from agent.apply.inventory import STATE_NAME, Inventory
 from agent.apply.passes import ApplyResult
@@ -58,6 +58,7 @@ class Agent:
             inventory=self.inventory,
             clock=SystemClock(),
             age_key=self.config.age_key(),
+            network=InstalledNetwork(self.config.podCIDR, self.config.serviceCIDR),
         )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.apply.admission import admit
+from agent.apply.admission import InstalledNetwork, admit
 from agent.apply.inventory import ClusterStage, Inventory
 from agent.apply.journal import StepStatus
 from agent.apply.opening import open_manifests
@@ -60,12 +60,14 @@ def apply_state(
     on_progress: ProgressCallback | None = None,
     start_timeout: float = 60.0,
     age_key: Path | None = None,
+    network: InstalledNetwork | None = None,
 ) -> ApplyResult:
     """Apply ``state``; raises :class:`agent.apply.admission.StateRefused` before touching anything
     when the state may not be applied here. ``age_key`` is the appliance's age identity file,
-    which opens the state's encrypted manifests."""
+    which opens the state's encrypted manifests; ``network`` the CIDRs the appliance was
+    installed for, which its clusters must use."""
     # Admit: a refused state changes nothing, not even the saved state
-    admit(state, appliance=inventory.appliance())
+    admit(state, appliance=inventory.appliance(), network=network)
 
     # Open: every encrypted manifest opens here, or the state is refused as a whole
     opened = open_manifests(state, age_key=age_key)

@@ -268,6 +268,7 @@ def _launch(
         manifests=files if node.role == "control-plane" else (),
         join=None if node.name == first else first,
         token=join_token(join_secret, cluster.name),
+        setup=node.setup,
     )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from agent.contract import Mode, NodePlacement, NodeResources, Role
+from agent.contract import Mode, NodePlacement, NodeResources, NodeSetup, Role
 from agent.errors import AgentError
 from agent.naming import ManifestWrite
 
@@ -88,6 +88,8 @@ class NodeLaunch:
     # the cluster), and the cluster's join token
     join: str | None = None
     token: str = ""
+    # what the node must read (its k3s files, CA certificates, environment, labels)
+    setup: NodeSetup = NodeSetup()
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The fleet repository's kinds as strict pydantic models, and pack metadata."""
 
-from .cluster import Cluster, NodePool
+from .cluster import NETWORK_KEYS, Cluster, NodePool
 from .common import API_VERSION, parse_duration
 from .fleet import Fleet
 from .pack import PackMeta, Preset, PresetsFile
@@ -19,6 +19,7 @@ __all__ = [
     "API_VERSION",
     "CORE_LAYERS",
     "KINDS",
+    "NETWORK_KEYS",
     "Appliance",
     "ChartLayer",
     "Cluster",

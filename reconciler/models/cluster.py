@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .common import Cidr, Cron, IPv4, Labels, Name, NonEmptyStr, Scalar, Strict, Values
+from .common import (
+    Cidr,
+    Cron,
+    DnsDomain,
+    IPv4,
+    Labels,
+    Name,
+    NonEmptyStr,
+    Scalar,
+    Strict,
+    Values,
+)
 from .profile import Manifest
 
 UpdateStrategy = Literal["expand-first", "contract-first"]
+# the cluster network: spec.config's keys, which the k8s pack's values receive under the same
+# names and which no pack value may set (one place a user writes them)
+NETWORK_KEYS = ("podCIDR", "serviceCIDR", "clusterDNS", "clusterDomain")
 
 
 class ProfileRef(Strict):
@@ -24,11 +39,34 @@ class PackOverride(Strict):
 
 
 class ClusterConfig(Strict):
+    """The cluster's settings. ``podCIDR``, ``serviceCIDR``, ``clusterDNS`` and
+    ``clusterDomain`` are the cluster network: set here and nowhere else, checked against
+    the site's CIDRs, and given to every node as they are (the k8s pack reads them)."""
+
     vip: IPv4 | None = None
     sshKeys: list[NonEmptyStr] = []
     ntpServers: list[NonEmptyStr] = []
     podCIDR: Cidr = "10.42.0.0/16"
     serviceCIDR: Cidr = "10.43.0.0/16"
+    clusterDNS: IPv4 | None = None  # default: the service CIDR's tenth address, as k3s's
+    clusterDomain: DnsDomain = "cluster.local"
+
+    def cluster_dns(self) -> str:
+        """The cluster DNS service address: as given, or the service CIDR's tenth address
+        (10.43.0.10 for 10.43.0.0/16)."""
+        if self.clusterDNS is not None:
+            return self.clusterDNS
+        network = ipaddress.ip_network(self.serviceCIDR)
+        return str(network[10]) if network.num_addresses > 11 else str(network[1])
+
+    def network(self) -> dict[str, str]:
+        """The cluster network by :data:`NETWORK_KEYS`, defaults filled in."""
+        return {
+            "podCIDR": self.podCIDR,
+            "serviceCIDR": self.serviceCIDR,
+            "clusterDNS": self.cluster_dns(),
+            "clusterDomain": self.clusterDomain,
+        }
 
 
 class Resources(Strict):

@@ -80,6 +80,16 @@ def _ipv4(value: str) -> str:
     return value
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _dns_domain(value: str) -> str:
+    """A DNS domain of lowercase labels, as Kubernetes takes for a cluster domain."""
+    if len(value) > 253 or not all(_DNS_LABEL.fullmatch(p) for p in value.split(".")):
+        raise ValueError(f"'{value}' is not a DNS domain like cluster.local")
+    return value
+
+
 def _hhmm(value: str) -> str:
     parse_time_of_day(value)
     return value
@@ -122,6 +132,7 @@ Cron = Annotated[str, AfterValidator(_cron)]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
+DnsDomain = Annotated[str, AfterValidator(_dns_domain)]
 TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
 Url = Annotated[str, AfterValidator(_url)]
 PlainFileName = Annotated[str, AfterValidator(_plain_file_name)]

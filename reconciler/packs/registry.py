@@ -12,7 +12,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..errors import Diagnostic
 from ..loading import Doc, parse_file, to_model
-from ..models import PackMeta, Preset, PresetsFile
+from ..models import NETWORK_KEYS, PackMeta, Preset, PresetsFile
 from ..sources import Tree
 
 
@@ -165,6 +165,10 @@ def _load_version(
             else:
                 presets = tuple(doc.model.presets)
                 problems.extend(_duplicate_presets(doc))
+                if meta.model.layer == "k8s":
+                    problems.extend(_network_in_presets(doc))
+    if meta.model.layer == "k8s":
+        problems.extend(_network_in_values(tree, f"{folder}/values.yaml"))
     if problems:
         return problems
     return PackVersion(pack, version, tree, folder, meta.model, presets)
@@ -180,6 +184,31 @@ def _duplicate_presets(doc: Doc[PresetsFile]) -> list[Diagnostic]:
             )
         seen.add(preset.name)
     return problems
+
+
+def _network_problem(key: str) -> str:
+    return (
+        f"{key} is the cluster network, which each cluster sets in its spec.config.{key}: "
+        "a k8s pack receives it in its values and does not set it"
+    )
+
+
+def _network_in_presets(doc: Doc[PresetsFile]) -> list[Diagnostic]:
+    return [
+        doc.at(("presets", index, "values", key), _network_problem(key))
+        for index, preset in enumerate(doc.model.presets)
+        for key in NETWORK_KEYS
+        if key in preset.values
+    ]
+
+
+def _network_in_values(tree: Tree, path: str) -> list[Diagnostic]:
+    if not tree.exists(path):
+        return []
+    parsed = parse_file(path, tree.read(path))
+    if isinstance(parsed, Diagnostic) or not isinstance(parsed.data, dict):
+        return []  # reported when the pack is rendered
+    return [parsed.at((key,), _network_problem(key)) for key in NETWORK_KEYS if key in parsed.data]
 
 
 def load_registry(

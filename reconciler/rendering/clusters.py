@@ -14,11 +14,13 @@ from agent.contract import (
     BackupLocation,
     BackupParameters,
     BackupSchedule,
+    ClusterNetwork,
     MaintenanceWindow,
     ManifestFile,
     Node,
     NodePlacement,
     NodeResources,
+    NodeSetup,
     PackRef,
     PatchParameters,
     PatchSchedule,
@@ -36,6 +38,7 @@ from ..models import ChartLayer, Fleet, Manifest, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
 from .limits import LimitBroken
+from .nodesetup import NodeFacts, SetupProblem, node_setup
 from .packfiles import PackFiles
 from .sandbox import Sandbox, TemplateFailure
 from .values import choose_presets, merge, render_values
@@ -55,6 +58,7 @@ class RenderedCluster:
     vip: str | None
     timezone: str
     windows: tuple[MaintenanceWindow, ...]
+    network: ClusterNetwork
 
 
 class ClusterRenderer:
@@ -76,6 +80,8 @@ class ClusterRenderer:
         self.files = files
         self.pack_files = pack_files
         self.yaml_ok = yaml_ok
+        # each pack's value sources, in layering order (set by final_values)
+        self._sources: dict[str, list[tuple[Any, str, LineIndex | None, Loc]]] = {}
         self.site = site
         self.resolved = resolved
         self.fleet = fleet
@@ -181,7 +187,14 @@ class ClusterRenderer:
                     (override.values, doc.path, doc.lines, ("spec", "packs", layer.pack, "values"))
                 )
             raw[layer.pack] = sources
+        self._sources = raw
+        network = self.cluster.spec.config.network()
+        # the cluster network reaches the k8s pack's values from spec.config alone (validation
+        # refuses it anywhere else): templates read values.podCIDR, packs.k3s.podCIDR
+        k8s = self._k8s_pack()
         unrendered = {name: _merge_all(s[0] for s in sources) for name, sources in raw.items()}
+        if k8s is not None:
+            unrendered[k8s] = {**unrendered[k8s], **network}
         final: dict[str, dict[str, Any]] = {}
         for rl in self._pack_layers():
             assert isinstance(rl.layer, PackLayer) and rl.pack is not None
@@ -198,7 +211,12 @@ class ClusterRenderer:
                 for value, path, lines, loc in raw[name]
             ]
             final[name] = _merge_all(rendered)
+            if name == k8s:
+                final[name] |= network
         return final
+
+    def _k8s_pack(self) -> str | None:
+        return next((rl.layer.pack for rl in self._pack_layers() if rl.layer.layer == "k8s"), None)
 
     def _render_source(
         self,
@@ -350,12 +368,16 @@ class ClusterRenderer:
             if rl.layer.layer == image_pack:
                 found = final[rl.layer.pack].get(image_key)
                 image = str(found) if found is not None else None
+        k8s = self._k8s_pack()
+        tags = self.resolved.profile_tags()
         out = []
         for pool in self.cluster.spec.nodePools:
             role = "control-plane" if pool.controlPlane else "worker"
             for i in range(1, pool.size + 1):
                 name = f"{self.cluster.metadata.name}-{pool.name}-{i}"
                 appliance = pool.appliance_of(i)
+                facts = NodeFacts(name, pool.name, pool.controlPlane, pool.workerCapable)
+                setup = self._setup(facts, final.get(k8s, {}) if k8s else {}, tags)
                 user_data = ""
                 if os_files is not None and os_files.user_data is not None and os_layer is not None:
                     assert isinstance(os_layer.layer, PackLayer) and os_layer.pack is not None
@@ -366,7 +388,7 @@ class ClusterRenderer:
                         "vars": os_layer.variables,
                         "values": final[os_layer.layer.pack],
                         "packs": {k: v for k, v in final.items() if k != os_layer.layer.pack},
-                        "node": node_context(name, pool.name, role, appliance),
+                        "node": node_context(name, pool.name, role, appliance, setup),
                     }
                     user_data = self._render(path, source, context, what)
                     self._check_yaml(path, user_data, what)
@@ -385,9 +407,35 @@ class ClusterRenderer:
                         if pool.placement
                         else None,
                         userData=user_data,
+                        setup=setup,
                     )
                 )
         return out
+
+    def _setup(self, node: NodeFacts, k8s: dict[str, Any], tags: dict[str, str]) -> NodeSetup:
+        """What the node reads; a k8s value that cannot be written fails the commit where
+        it was last set."""
+        site = self.site.site.model if self.site.site else None
+        try:
+            return node_setup(
+                node,
+                cluster=self.cluster.metadata.name,
+                k8s=k8s,
+                network=self.cluster.spec.config.network(),
+                site=site,
+                vip=self.cluster.spec.config.vip,
+                tags=tags,
+            )
+        except SetupProblem as e:
+            path, line = self._value_line(self._k8s_pack() or "", e.key)
+            raise self._fail(path, line, str(e), f"node {node.name}") from None
+
+    def _value_line(self, pack: str, key: str) -> tuple[str, int]:
+        """Where a pack's value ``key`` was set last (the cluster's file when nowhere)."""
+        for value, path, lines, loc in reversed(self._sources.get(pack, [])):
+            if isinstance(value, dict) and key in value and lines is not None:
+                return path, lines.line((*loc, key))
+        return self.resolved.doc.path, self.resolved.doc.line("spec")
 
     # -- schedules ----------------------------------------------------------------------------
 
@@ -480,6 +528,7 @@ class ClusterRenderer:
             vip=self.cluster.spec.config.vip,
             timezone=site.spec.timezone if site else "UTC",
             windows=windows,
+            network=ClusterNetwork(**self.cluster.spec.config.network()),
         )
 
 

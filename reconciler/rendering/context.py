@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.contract import NodeSetup
+
 from ..models import Cluster, Site
 from ..validation import Mode
 
@@ -37,9 +39,20 @@ def cluster_context(cluster: Cluster, mode: Mode) -> dict[str, Any]:
         "name": cluster.metadata.name,
         "mode": mode,
         "tags": dict(cluster.metadata.tags),
-        "config": cluster.spec.config.model_dump(),
+        # the cluster network with its defaults filled in, as every node gets it
+        "config": cluster.spec.config.model_dump() | cluster.spec.config.network(),
     }
 
 
-def node_context(name: str, pool: str, role: str, appliance: str) -> dict[str, Any]:
-    return {"name": name, "pool": pool, "role": role, "appliance": appliance}
+def node_context(
+    name: str, pool: str, role: str, appliance: str, setup: NodeSetup
+) -> dict[str, Any]:
+    """The node, and ``setup``: what it must read (its k3s files, CA certificates,
+    environment and labels), for an os pack to write into its user data."""
+    return {
+        "name": name,
+        "pool": pool,
+        "role": role,
+        "appliance": appliance,
+        "setup": setup.model_dump(mode="json"),
+    }

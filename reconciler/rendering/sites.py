@@ -104,6 +104,7 @@ def _for_appliance(
                 name=cluster.name,
                 mode=cluster.mode,
                 vip=cluster.vip,
+                network=cluster.network,
                 packs=list(cluster.packs),
                 pools=list(cluster.pools),
                 nodes=sorted(nodes, key=lambda n: n.name),

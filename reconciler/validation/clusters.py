@@ -13,7 +13,7 @@ from typing import Literal
 
 from ..errors import Diagnostic
 from ..loading import Doc, FleetRepo, SiteFiles
-from ..models import Cluster, ClusterProfile, Fleet, PackLayer
+from ..models import NETWORK_KEYS, Cluster, ClusterProfile, Fleet, PackLayer
 from ..models.common import Scalar
 from ..models.profile import Layer
 from ..packs import PackRegistry, PackVersion, version_matches
@@ -22,6 +22,7 @@ from .profiles import check_presets, resolve_pack
 from .variables import resolve_variables
 
 Mode = Literal["virtualized", "containerized"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 HOSTS: dict[Mode, tuple[str, ...]] = {
     "virtualized": ("bare-metal-libvirt",),
     "containerized": ("virtual-machine", "bare-metal"),
@@ -43,10 +44,19 @@ class ResolvedCluster:
     core: Doc[ClusterProfile]
     mode: Mode
     layers: tuple[ResolvedLayer, ...]
+    profiles: tuple[Doc[ClusterProfile], ...] = ()  # in the cluster's order
 
     @property
     def packs(self) -> dict[str, PackVersion]:
         return {rl.pack.name: rl.pack for rl in self.layers if rl.pack is not None}
+
+    def profile_tags(self) -> dict[str, str]:
+        """The tags of the cluster's profiles, a later profile's winning: what its nodes
+        carry as labels (a cluster's own tags stay with the cluster)."""
+        tags: dict[str, str] = {}
+        for profile in self.profiles:
+            tags.update(profile.model.metadata.tags)
+        return tags
 
 
 def resolve_cluster(
@@ -55,6 +65,7 @@ def resolve_cluster(
     """The cluster's profiles and pack versions, or why they do not resolve."""
     problems: list[Diagnostic] = []
     layers: list[ResolvedLayer] = []
+    profiles: list[Doc[ClusterProfile]] = []
     cores: list[tuple[int, Doc[ClusterProfile]]] = []
     installed: dict[str, str] = {}
     unresolved = False
@@ -73,6 +84,7 @@ def resolve_cluster(
                 why = f"unknown profile '{ref.name}'"
             problems.append(doc.at((*loc, "version" if versions else "name"), why))
             continue
+        profiles.append(profile)
         if profile.model.spec.type in ("full", "infra"):
             cores.append((i, profile))
         variables, var_problems = resolve_variables(profile.model.spec.variables, ref.variables)
@@ -106,7 +118,7 @@ def resolve_cluster(
         return None, problems
     core = cores[0][1]
     mode: Mode = "virtualized" if core.model.spec.virtualized else "containerized"
-    return ResolvedCluster(doc, core, mode, tuple(layers)), []
+    return ResolvedCluster(doc, core, mode, tuple(layers), tuple(profiles)), []
 
 
 def check_cluster(
@@ -208,6 +220,18 @@ def _check_overrides(doc: Doc[Cluster], resolved: ResolvedCluster) -> Iterator[D
                 )
             continue
         yield from check_presets(doc, (*loc, "presets"), pack, override.presets)
+        if pack.layer == "k8s":
+            for key in NETWORK_KEYS:
+                if key in override.values:
+                    yield doc.at((*loc, "values", key), network_value(key))
+
+
+def network_value(key: str) -> str:
+    """Why a pack value may not set the cluster network."""
+    return (
+        f"{key} is the cluster network: set it in the cluster's spec.config.{key}, the one "
+        "place it is written (checked against the site's CIDRs and given to every node)"
+    )
 
 
 def _check_dependencies(doc: Doc[Cluster], resolved: ResolvedCluster) -> Iterator[Diagnostic]:
@@ -238,28 +262,42 @@ def _check_dependencies(doc: Doc[Cluster], resolved: ResolvedCluster) -> Iterato
 
 
 def _check_networks(site: SiteFiles, doc: Doc[Cluster]) -> Iterator[Diagnostic]:
+    """The cluster network, as every node receives it (spec.config, the one place it is
+    written), against itself and every site CIDR."""
     config = doc.model.spec.config
-    named: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network, tuple[str, ...]]] = [
-        ("pod CIDR", ipaddress.ip_network(config.podCIDR), ("spec", "config", "podCIDR")),
-        (
-            "service CIDR",
-            ipaddress.ip_network(config.serviceCIDR),
-            ("spec", "config", "serviceCIDR"),
-        ),
+    written = doc.data.get("spec", {}).get("config", {}) if isinstance(doc.data, dict) else {}
+
+    def where(key: str) -> tuple[str, ...]:
+        return ("spec", "config", key) if key in written else ("spec", "config")
+
+    pod = ipaddress.ip_network(config.podCIDR)
+    service = ipaddress.ip_network(config.serviceCIDR)
+    named: list[tuple[str, IPNetwork, tuple[str, ...]]] = [
+        (f"pod CIDR {pod}", pod, where("podCIDR")),
+        (f"service CIDR {service}", service, where("serviceCIDR")),
     ]
     site_cidrs = site.site.model.spec.network.cidrs if site.site is not None else []
     for cidr in site_cidrs:
-        named.append((f"site CIDR {cidr}", ipaddress.ip_network(cidr), ("spec", "config")))
+        named.append((f"site CIDR {cidr}", ipaddress.ip_network(cidr), ()))
     for a in range(2):
         for b in range(a + 1, len(named)):
             name_a, net_a, loc_a = named[a]
-            name_b, net_b, _ = named[b]
+            name_b, net_b, loc_b = named[b]
             if net_a.overlaps(net_b):
-                shown = loc_a if loc_a[-1] in doc.data.get("spec", {}).get("config", {}) else ()
-                yield doc.at(
-                    shown or ("spec", "config"),
-                    f"{name_a} {net_a} overlaps {name_b} {net_b}",
-                )
+                # on the line that set the overlapping value (the later one when both did)
+                shown = loc_b if loc_b and loc_b[-1] in written else loc_a
+                yield doc.at(shown or ("spec", "config"), f"{name_a} overlaps {name_b}")
+    dns = ipaddress.ip_address(config.cluster_dns())
+    if dns.version != service.version or dns not in service:
+        yield doc.at(
+            where("clusterDNS"),
+            f"cluster DNS {dns} is not in the service CIDR {service}",
+        )
+    elif dns in (service.network_address, service.broadcast_address):
+        which = "network" if dns == service.network_address else "broadcast"
+        yield doc.at(
+            where("clusterDNS"), f"cluster DNS {dns} is the service CIDR's {which} address"
+        )
     if config.vip is not None and site_cidrs:
         vip = ipaddress.ip_address(config.vip)
         if not any(vip in ipaddress.ip_network(c) for c in site_cidrs):

@@ -8,7 +8,14 @@ from typing import Any
 
 from ..errors import Diagnostic
 from ..loading import Doc
-from ..models import CORE_LAYERS, ChartLayer, ClusterProfile, ManifestLayer, PackLayer
+from ..models import (
+    CORE_LAYERS,
+    NETWORK_KEYS,
+    ChartLayer,
+    ClusterProfile,
+    ManifestLayer,
+    PackLayer,
+)
 from ..packs import PackRegistry, PackVersion, is_train
 from .variables import format_problem
 
@@ -98,6 +105,14 @@ def check_profile(doc: Doc[ClusterProfile], registry: PackRegistry) -> Iterator[
                 )
             yield from check_presets(doc, (*loc, "presets"), pack, layer.presets)
             yield from _unique_manifests(doc, loc, [m.name for m in layer.manifests])
+            if pack.layer == "k8s":
+                for key in NETWORK_KEYS:
+                    if key in layer.values:
+                        yield doc.at(
+                            (*loc, "values", key),
+                            f"{key} is the cluster network: each cluster sets it in its "
+                            f"spec.config.{key}, the one place it is written",
+                        )
         elif isinstance(layer, ManifestLayer):
             if layer.name in layer_names:
                 yield doc.at((*loc, "name"), f"manifest layer '{layer.name}' is twice")
@@ -116,6 +131,38 @@ def check_profile(doc: Doc[ClusterProfile], registry: PackRegistry) -> Iterator[
                     f"a {spec.type} profile needs exactly one '{kind}' layer (has {count})",
                 )
     yield from _check_variables(doc)
+    yield from _check_tags(doc)
+
+
+# a Kubernetes label's name and value (the tags become node labels edgefleet.dev/<name>)
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+# the labels edgefleet sets itself under the same prefix
+RESERVED_TAGS = ("cluster", "pool")
+
+
+def _check_tags(doc: Doc[ClusterProfile]) -> Iterator[Diagnostic]:
+    """A profile's tags reach its clusters' nodes as labels ``edgefleet.dev/<name>``: each
+    must be a valid Kubernetes label."""
+    for name, value in doc.model.metadata.tags.items():
+        loc = ("metadata", "tags", name)
+        if not _LABEL_NAME.fullmatch(name):
+            yield doc.at(
+                loc,
+                f"tag '{name}' is not a Kubernetes label name (letters, digits, '-', '_' and "
+                "'.', at most 63, alphanumeric at both ends): it becomes the node label "
+                f"edgefleet.dev/{name}",
+            )
+        elif name in RESERVED_TAGS:
+            yield doc.at(
+                loc, f"tag '{name}' is taken: edgefleet sets the node label edgefleet.dev/{name}"
+            )
+        if not _LABEL_VALUE.fullmatch(value):
+            yield doc.at(
+                loc,
+                f"tag {name}: '{value}' is not a Kubernetes label value (letters, digits, "
+                "'-', '_' and '.', at most 63, alphanumeric at both ends)",
+            )
 
 
 def _unique_manifests(

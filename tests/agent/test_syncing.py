@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.apply.admission import InstalledNetwork
 from agent.contract import digest_of
 from agent.link.client import AgentLink, InsecureLink, LinkSettings
 from agent.link.syncing import Backoff, SyncLoop, SyncSettings
@@ -169,6 +170,35 @@ def test_refused_state_is_reported_upstream_and_nothing_applied(
         message = report["error"]["message"]
         assert f"cluster '{name}': manifest 'pos-token.yaml' does not open" in message
         assert "no age identity here opens it" in message
+
+
+def test_a_first_state_on_another_network_than_installed_is_refused_and_reported(
+    agent: TestAgent, tmp_path: Path, reconciler: tuple[str, type[Reconciler]]
+) -> None:
+    """edge-installer --pod-cidr 10.50.0.0/16 --service-cidr 10.43.0.0/16, and a cluster on
+    the default pod network: nothing of it starts, and the reconciler hears why."""
+    url, handler = reconciler
+    name = agent.name("pos")
+    document = state(agent.appliance, cluster(name, appliance=agent.appliance))
+    handler.document = json.dumps(document.model_dump(mode="json")).encode()
+    (tmp_path / "token").write_text("agent-token")
+    installed = InstalledNetwork(podCIDR="10.50.0.0/16", serviceCIDR="10.43.0.0/16")
+    loop = loop_for(agent, url, tmp_path)
+    loop.apply = lambda s: agent.apply(s, network=installed)
+    loop.step()
+    loop.link.close()
+    assert agent.container_names(name) == []
+    (report,) = handler.reports
+    assert report["health"] == "unhealthy"
+    assert report["error"]["digest"] == document.digest
+    assert report["error"]["message"] == (
+        f"desired state refused: cluster '{name}': pod CIDR 10.42.0.0/16 is not this "
+        "appliance's 10.50.0.0/16 (edge-installer --pod-cidr): change the cluster's "
+        "spec.config, or install the appliance again with --pod-cidr 10.42.0.0/16"
+    )
+    # installed for the cluster's own network, the same state applies
+    same = InstalledNetwork(podCIDR="10.42.0.0/16", serviceCIDR="10.43.0.0/16")
+    assert agent.apply(document, network=same).ok
 
 
 def _changed(document: dict[str, Any]) -> bytes:

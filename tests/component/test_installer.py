@@ -1,6 +1,7 @@
 """``edge-installer``: every flag checked with a one-line error, files written under --target.
-
-Registration with a real reconciler is covered in tests/service.
+Successful installs check the session's real Docker engine first (the preflight), through
+DOCKER_HOST. Registration with a real reconciler is covered in tests/service; the preflight,
+the seed's command lines, --dry-run and --uninstall in test_installer_preflight.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ from ruamel.yaml import YAML
 from agent.installer import main
 from agent.secrets.keys import generate, read_identities
 from agent.signatures import key_id, load_public_keys, public_pem
+from tests.support.engine import Engine
 from tests.support.fleet import CA_PEM
 from tests.support.secrets import key_file, published
+
+
+@pytest.fixture
+def docker_host(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DOCKER_HOST", engine.base_url)
+    return engine.base_url
 
 
 @pytest.fixture
@@ -32,7 +40,9 @@ def install(target: Path, *flags: str) -> int:
     return main([*flags, "--target", str(target)])
 
 
-def test_offline_install_writes_config_and_unit(target: Path, tmp_path: Path, capsys) -> None:
+def test_offline_install_writes_config_and_unit(
+    target: Path, tmp_path: Path, capsys, docker_host: str
+) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text(CA_PEM + "\n")
     code = install(
@@ -53,10 +63,13 @@ def test_offline_install_writes_config_and_unit(target: Path, tmp_path: Path, ca
     assert (target / "etc/edgefleet/ca.pem").read_text().strip() == CA_PEM
     unit = (target / "etc/systemd/system/edgefleet-agent.service").read_text()
     assert "run --config /etc/edgefleet/agent.yaml" in unit
-    assert "Environment=HTTPS_PROXY=http://proxy.store.test:3128" in unit
+    assert "EnvironmentFile=-/etc/edgefleet/agent.env\n" in unit
+    environment = target / "etc/edgefleet/agent.env"
+    assert "HTTPS_PROXY=http://proxy.store.test:3128\n" in environment.read_text()
+    assert environment.stat().st_mode & 0o777 == 0o600
 
 
-def test_device_id_flag_overrides_machine_id(target: Path) -> None:
+def test_device_id_flag_overrides_machine_id(target: Path, docker_host: str) -> None:
     assert install(target, "-i", "10.0.0.5", "-m", "offline", "-d", "hospital-1") == 0
     config = YAML(typ="safe").load((target / "etc/edgefleet/agent.yaml").read_text())
     assert config["applianceId"] == "hospital-1"
@@ -69,6 +82,49 @@ BAD_FLAGS = [
         ["-i", "10.0.0.5", "-m", "offline", "--pod-cidr", "10.42.0.0/33"],
         "--pod-cidr: '10.42.0.0/33' is not a CIDR like 10.42.0.0/16",
     ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--pod-cidr", "10.42.0.1/16"],
+        "--pod-cidr: '10.42.0.1/16' has host bits set like 10.42.0.0/16",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--pod-cidr", "10.42.0.0/16",
+         "--service-cidr", "10.42.128.0/17"],
+        "--service-cidr: 10.42.128.0/17 overlaps --pod-cidr 10.42.0.0/16",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--pod-cidr", "10.0.0.0/8"],
+        "--pod-cidr: 10.0.0.0/8 holds this appliance's address 10.0.0.5 (-i/--ip)",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--http-proxy", "http://[fd00::zz]:3128"],
+        "--http-proxy: 'http://[fd00::zz]:3128' is not a URL: 'fd00::zz' does not appear",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--http-proxy", "http://proxy.test:99999"],
+        "--http-proxy: 'http://proxy.test:99999' is not a URL: Port out of range",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--https-proxy", "http://ops:s3cret@proxy.test:31x"],
+        "--https-proxy: 'http://ops:***@proxy.test:31x' is not a URL",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--https-proxy", "http://proxy.test:3128/path"],
+        "--https-proxy: 'http://proxy.test:3128/path': a proxy URL has no path",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--http-proxy", "socks5://proxy.test:1080"],
+        "--http-proxy: 'socks5://proxy.test:1080' is not an http:// or https:// URL",
+    ),
+    (
+        ["-i", "10.0.0.5", "-a", "https://ops:pw@fleet.example.test", "--registration-token", "t"],
+        "-a/--apiurl: 'https://ops:***@fleet.example.test': no user info here",
+    ),
+    (
+        ["-i", "10.0.0.5", "-m", "offline", "--docker-host", "/var/run/docker.sock"],
+        "--docker-host: '/var/run/docker.sock' is not a Docker engine address",
+    ),
+    (["-i", "10.0.0.5", "-m", "offline", "--purge"], "--purge goes with --uninstall"),
+    (["-m", "offline", "-i", "10.0.0.5", "--", "extra"], "unrecognized arguments: extra"),
     (
         ["-i", "10.0.0.5", "-m", "offline", "--service-cidr", "ten"],
         "--service-cidr: 'ten' is not a CIDR like 10.42.0.0/16",
@@ -153,11 +209,12 @@ def test_bad_flags_exit_2_with_one_line(
     last = done.stderr.strip().splitlines()[-1]
     assert message in last
     assert "Traceback" not in done.stderr
+    assert "s3cret" not in done.stderr and ":pw@" not in done.stderr
     assert not (target / "etc/edgefleet").exists()
 
 
 def test_the_appliance_gets_a_private_age_identity_and_its_recipient_is_printed(
-    target: Path, capsys
+    target: Path, capsys, docker_host: str
 ) -> None:
     assert install(target, "-i", "10.0.0.5", "-m", "offline", "-d", "store-7") == 0
     key = target / "var/lib/edgefleet/age-key.txt"
@@ -172,7 +229,7 @@ def test_the_appliance_gets_a_private_age_identity_and_its_recipient_is_printed(
 
 
 def test_a_site_wide_age_identity_is_taken_from_age_key(
-    target: Path, tmp_path: Path, capsys
+    target: Path, tmp_path: Path, capsys, docker_host: str
 ) -> None:
     shared = generate()
     given = key_file(tmp_path, shared, name="site-key.txt")
@@ -192,11 +249,14 @@ def test_an_age_key_that_is_no_identity_is_refused(target: Path, tmp_path: Path,
     assert not (target / "etc/edgefleet").exists()
 
 
-def test_bad_ca_file_is_refused(target: Path, tmp_path: Path, capsys) -> None:
+def test_bad_ca_file_fails_the_preflight(
+    target: Path, tmp_path: Path, capsys, docker_host: str
+) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("not a certificate")
-    assert install(target, "-i", "10.0.0.5", "-m", "offline", "--custom-cacert", str(ca)) == 2
+    assert install(target, "-i", "10.0.0.5", "-m", "offline", "--custom-cacert", str(ca)) == 1
     assert f"--custom-cacert: {ca}: not a PEM certificate" in capsys.readouterr().err
+    assert not (target / "etc/edgefleet").exists()
 
 
 def test_help_reads_like_the_flag_table(capsys) -> None:
@@ -208,12 +268,13 @@ def test_help_reads_like_the_flag_table(capsys) -> None:
                  "-x VIRTSOCK, --virtsock", "-m {online,offline}, --mode", "--pod-cidr",
                  "--service-cidr", "--http-proxy", "--https-proxy", "--no-proxy",
                  "--custom-cacert", "--target", "--registration-token", "--server-key",
-                 "--insecure-http", "--age-key FILE"):  # fmt: skip
+                 "--insecure-http", "--age-key FILE", "--docker-host URL", "--dry-run",
+                 "--uninstall", "--purge"):  # fmt: skip
         assert flag in text
 
 
 def test_the_server_key_is_installed_and_named_in_the_config(
-    target: Path, server_key: Path, capsys
+    target: Path, server_key: Path, capsys, docker_host: str
 ) -> None:
     assert install(target, "-i", "10.0.0.5", "-m", "offline", "--server-key", str(server_key)) == 0
     config = YAML(typ="safe").load((target / "etc/edgefleet/agent.yaml").read_text())
@@ -225,7 +286,9 @@ def test_the_server_key_is_installed_and_named_in_the_config(
     assert f"states and bundles are trusted when signed by {key_id(key)}" in capsys.readouterr().out
 
 
-def test_a_file_of_two_keys_trusts_both(target: Path, tmp_path: Path, server_key: Path) -> None:
+def test_a_file_of_two_keys_trusts_both(
+    target: Path, tmp_path: Path, server_key: Path, docker_host: str
+) -> None:
     both = tmp_path / "both.pem"
     both.write_bytes(server_key.read_bytes() + public_pem(Ed25519PrivateKey.generate()))
     assert install(target, "-i", "10.0.0.5", "-m", "offline", "--server-key", str(both)) == 0

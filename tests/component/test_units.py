@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.installer import main as install
+from tests.support.engine import Engine
 from tests.support.services import unavailable
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -60,27 +61,27 @@ def test_the_reconciler_unit_verifies_and_rates_ok(analyze: str, tmp_path: Path)
 
 
 def test_the_agent_unit_edge_installer_writes_verifies_and_rates_medium(
-    analyze: str, tmp_path: Path
+    analyze: str, tmp_path: Path, engine: Engine
 ) -> None:
     target = tmp_path / "root"
     code = install(
         ["-i", "192.168.10.20", "-d", "store-1-a", "-m", "offline", "--target", str(target),
-         "--https-proxy", "http://proxy.store.test:3128"]
+         "--https-proxy", "http://ops:s3cret@proxy.store.test:3128",
+         "--docker-host", engine.base_url]
     )  # fmt: skip
     assert code == 0
     unit = target / "etc/systemd/system/edgefleet-agent.service"
     text = unit.read_text()
-    assert "Environment=HTTPS_PROXY=http://proxy.store.test:3128\n" in text
+    # the proxy (its password) and the backup credentials are in 0600 environment files
+    assert "s3cret" not in text
+    assert "EnvironmentFile=-/etc/edgefleet/agent.env\n" in text
+    assert "EnvironmentFile=-/etc/edgefleet/credentials.env\n" in text
     agent = Path(sys.executable).with_name("edgefleet-agent")
     assert f"ExecStart={agent} run --config /etc/edgefleet/agent.yaml\n" in text
-    # the installer's unit is the shipped one with its executable and proxy set
+    # the installer's unit is the shipped one with its executable set
     shipped = (DEPLOY / "edgefleet-agent.service").read_text()
-    assert (
-        text.replace(f"ExecStart={agent} ", "ExecStart=/usr/local/bin/edgefleet-agent ").replace(
-            "Environment=HTTPS_PROXY=http://proxy.store.test:3128\n", ""
-        )
-        == shipped
-    )
+    shipped_start = "ExecStart=/usr/local/bin/edgefleet-agent "
+    assert text.replace(f"ExecStart={agent} ", shipped_start) == shipped
     verify(analyze, unit)
     score, level = exposure(analyze, unit)
     assert LEVELS.index(level) <= LEVELS.index("MEDIUM"), (score, level)

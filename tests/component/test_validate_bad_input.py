@@ -56,6 +56,19 @@ def _site_profile_shadows(f: FleetFiles) -> None:
     f.write("sites/store-1/profiles/extras-1.0.0.yaml", f.read(EXTRAS))
 
 
+def _repo_k3s_pack_setting_the_network(f: FleetFiles) -> None:
+    """A repository k8s pack whose values and presets set the cluster network."""
+    f.write(
+        "packs/k3s/9.0.0/pack.yaml",
+        "name: k3s\nversion: 9.0.0\nlayer: k8s\ndescription: repo k3s\n",
+    )
+    f.write("packs/k3s/9.0.0/values.yaml", "nodeImage: rancher/k3s:v1\npodCIDR: 192.168.1.0/25\n")
+    f.write(
+        "packs/k3s/9.0.0/presets.yaml",
+        "presets:\n  - name: dns\n    group: dns\n    values:\n      clusterDNS: 10.43.0.53\n",
+    )
+
+
 def _two_documents(f: FleetFiles) -> None:
     f.append("sites/store-1/appliances/store-1-a.yaml", "---\nkind: Appliance\n")
 
@@ -203,8 +216,65 @@ CASES = [
         "service-cidr-overlaps-pod",
         edit(STORE, "  nodePools:", "  config:\n    serviceCIDR: 10.42.128.0/17\n  nodePools:"),
         STORE,
-        "config:",
+        "serviceCIDR",
         "pod CIDR 10.42.0.0/16 overlaps service CIDR 10.42.128.0/17",
+    ),
+    Case(
+        "service-cidr-overlaps-site",
+        edit(STORE, "  nodePools:", "  config:\n    serviceCIDR: 192.168.1.128/25\n  nodePools:"),
+        STORE,
+        "serviceCIDR",
+        "service CIDR 192.168.1.128/25 overlaps site CIDR 192.168.1.0/24",
+    ),
+    Case(
+        "site-cidr-added-under-the-pod-cidr",
+        edit("sites/store-1/site.yaml", "cidrs: [192.168.1.0/24]", "cidrs: [192.168.1.0/24, 10.42.7.0/24]"),
+        STORE,
+        "spec:",
+        "pod CIDR 10.42.0.0/16 overlaps site CIDR 10.42.7.0/24",
+    ),
+    Case(
+        "cluster-dns-outside-the-service-cidr",
+        edit(STORE, "  nodePools:", "  config:\n    clusterDNS: 10.42.0.10\n  nodePools:"),
+        STORE,
+        "clusterDNS",
+        "cluster DNS 10.42.0.10 is not in the service CIDR 10.43.0.0/16",
+    ),
+    Case(
+        "bad-cluster-domain",
+        edit(STORE, "  nodePools:", "  config:\n    clusterDomain: Cluster_Local\n  nodePools:"),
+        STORE,
+        "clusterDomain",
+        "'Cluster_Local' is not a DNS domain",
+    ),
+    Case(
+        # the grocery-store case: a pack override would reach the nodes unchecked
+        "pod-cidr-in-a-cluster-pack-override",
+        edit(STORE, "maxPods: 80", "maxPods: 80\n        podCIDR: 192.168.1.0/25"),
+        STORE,
+        "podCIDR",
+        "podCIDR is the cluster network: set it in the cluster's spec.config.podCIDR",
+    ),
+    Case(
+        "service-cidr-in-a-profile-layer",
+        edit(STORE_PROFILE, "presets: [small]", "presets: [small]\n      values:\n        serviceCIDR: 10.96.0.0/12"),
+        STORE_PROFILE,
+        "serviceCIDR",
+        "serviceCIDR is the cluster network: each cluster sets it in its spec.config.serviceCIDR",
+    ),
+    Case(
+        "pod-cidr-in-a-repository-pack",
+        _repo_k3s_pack_setting_the_network,
+        "packs/k3s/9.0.0/values.yaml",
+        "podCIDR",
+        "podCIDR is the cluster network, which each cluster sets in its spec.config.podCIDR",
+    ),
+    Case(
+        "cluster-dns-in-a-repository-pack-preset",
+        _repo_k3s_pack_setting_the_network,
+        "packs/k3s/9.0.0/presets.yaml",
+        "clusterDNS",
+        "clusterDNS is the cluster network, which each cluster sets in its spec.config.clusterDNS",
     ),
     Case(
         "site-cidrs-overlap",

@@ -126,7 +126,7 @@ def test_an_appliance_enrolled_with_a_one_time_token(loop: Loop, tmp_path: Path)
     install = [
         "agent.installer", "-i", "127.0.0.1", "-d", APPLIANCE, "-a", loop.url, "--insecure-http",
         "--server-key", str(loop.work / "signing.pem.pub"), "--registration-token", one_time,
-        "--target", str(root),
+        "--docker-host", loop.engine.base_url, "--target", str(root),
     ]  # fmt: skip
     done = agent_command(*install)
     assert done.returncode == 0, done.stderr

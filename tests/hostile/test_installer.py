@@ -8,6 +8,7 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from agent.apply.inventory import (
 )
 from agent.config import AGE_KEY_NAME
 from agent.installer import main
+from tests.support.engine import Engine
 from tests.support.hostile import BOOTSTRAP, Served
 
 DEVICE = "4f1c9b2a7d3e4c5f8a9b0c1d2e3f4a5b"
@@ -42,6 +44,14 @@ FLAGS = [
     ("--registration-token", "token\n"),
     ("-s", "/root/.ssh/id_ed25519\x00"),
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def docker_host(engine: Engine) -> Iterator[str]:
+    """The installer's preflight asks the session's Docker engine."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOCKER_HOST", engine.base_url)
+        yield engine.base_url
 
 
 @pytest.fixture
@@ -108,7 +118,8 @@ def test_config_secrets_and_data_are_private(target: Path) -> None:
     unit = (target / "etc/systemd/system/edgefleet-agent.service").read_text()
     assert [line for line in unit.splitlines() if line.startswith("ExecStart")] != []
     assert len([line for line in unit.splitlines() if line.startswith("Exec")]) == 1
-    assert "Environment=NO_PROXY=.store.test,10.0.0.0/8\n" in unit
+    assert "NO_PROXY=.store.test,10.0.0.0/8\n" in (target / "etc/edgefleet/agent.env").read_text()
+    assert mode(target / "etc/edgefleet/agent.env") == 0o600
 
     before = secret.read_bytes()
     assert main([*BASE, "--target", str(target)]) == 0
@@ -160,7 +171,9 @@ def test_the_agent_makes_an_existing_data_folder_and_its_database_private(tmp_pa
     assert mode(data / "inventory.sqlite3") == 0o600
 
 
-def test_the_agent_token_is_private(served: Served, target: Path) -> None:
+def test_the_agent_token_is_private(
+    served: Served, target: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     served.start()
     code = main([
         "-i", "10.0.0.5", "-a", served.url, "-d", "store-1-a",
@@ -171,6 +184,13 @@ def test_the_agent_token_is_private(served: Served, target: Path) -> None:
     token = target / "etc/edgefleet/agent-token"
     assert mode(token) == 0o600 and mode(token.parent) == 0o700
     assert token.read_text().strip()
+    # a root that is not this machine's: systemd does not run it, the command is printed
+    out = capsys.readouterr().out
+    assert (
+        f"systemd does not run in {target}: start the agent there with: "
+        "systemctl enable --now edgefleet-agent.service"
+    ) in out
+    assert f"ok: the reconciler answers at {served.url}" in out
 
 
 APPLIANCE_ID = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from agent.installer import main as install
 from tests.service.servers import free_port
 from tests.service.serving import Served
+from tests.support.engine import Engine
 from tests.support.services import unavailable
 
 
@@ -100,6 +101,8 @@ def test_installer_registers_through_the_proxy_trusting_the_site_ca(
     served: Served,  # noqa: F811
     proxy: tuple[str, Path],
     tmp_path: Path,
+    engine: Engine,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ca, cert, key = make_tls(tmp_path)
     served.start(
@@ -116,11 +119,17 @@ def test_installer_registers_through_the_proxy_trusting_the_site_ca(
         "-i", "192.168.1.10", "-d", "store-1-a", "-a", f"https://127.0.0.1:{served.port}",
         "--https-proxy", proxy_url, "--target", str(target),
         "--registration-token", (served.work / "bootstrap").read_text(),
-        "--server-key", str(served.work / "signing.pem.pub"),
+        "--server-key", str(served.work / "signing.pem.pub"), "--docker-host", engine.base_url,
     ]  # fmt: skip
-    # without the site CA the reconciler's certificate is not trusted
+    # without the site CA the reconciler's certificate is not trusted: the preflight says so
+    # (through the proxy) and nothing is written
     assert install(flags) == 1
-    assert not (target / "etc/edgefleet/agent-token").exists()
+    err = capsys.readouterr().err
+    assert (
+        f"-a/--apiurl: https://127.0.0.1:{served.port}: its TLS certificate is not signed by the "
+        f"system's CAs through the proxy {proxy_url}"
+    ) in err
+    assert not target.exists()
 
     assert install([*flags, "--custom-cacert", str(ca)]) == 0
     assert (target / "etc/edgefleet/agent-token").read_text().strip()

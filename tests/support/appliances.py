@@ -16,6 +16,7 @@ from typing import Any
 import docker
 from docker.models.containers import Container
 
+from agent.apply.admission import InstalledNetwork
 from agent.apply.applying import apply_state
 from agent.apply.inventory import Inventory, Record
 from agent.apply.passes import ApplyResult, Progress
@@ -65,6 +66,7 @@ class Agent:
         state: DesiredState,
         *,
         on_progress: Callable[[Progress], None] | None = None,
+        network: InstalledNetwork | None = None,
         **settings: Any,
     ) -> ApplyResult:
         driver = DockerDriver(client=self.client, settings=self.settings(**settings))
@@ -77,6 +79,7 @@ class Agent:
                 on_progress=on_progress,
                 start_timeout=20,
                 age_key=self.data_dir / AGE_KEY_NAME,
+                network=network,
             )
 
     def apply_and_kill(self, state: DesiredState, *, pause_at: str, stage: str) -> None:

@@ -1,8 +1,10 @@
 """The Docker driver: a containerized cluster's nodes as containers on one bridge network.
 
-A node is a container ``<node>-<generation>`` with a named data volume, its user data in a file
-and, on control-plane nodes, the cluster's manifests in the k3s auto-deploy folder. Everything
-carries ``edgefleet.*`` labels, and :meth:`DockerDriver.observe` finds what exists by them.
+A node is a container ``<node>-<generation>`` with a named data volume, its user data in a file,
+what it must read (its k3s configuration files, the site's CA certificates in its trust store,
+the proxies in its environment, its profiles' tags as labels: docs/node-images.md) and, on
+control-plane nodes, the cluster's manifests in the k3s auto-deploy folder. Everything carries
+``edgefleet.*`` labels, and :meth:`DockerDriver.observe` finds what exists by them.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class DockerSettings:
     data_path: str = "/var/lib/rancher/k3s"
     manifests_path: str = "/var/lib/rancher/k3s/server/manifests"
     user_data_path: str = "/etc/edgefleet/user-data.yaml"
+    # the site's CA certificates: Go (k3s, its containerd) reads every file of /etc/ssl/certs
+    ca_path: str = "/etc/ssl/certs/edgefleet-{index}.pem"
     tmpfs: Mapping[str, str] = field(default_factory=lambda: {"/run": "", "/var/run": ""})
     extra_labels: Mapping[str, str] = field(default_factory=dict)
 
@@ -174,6 +178,7 @@ class DockerDriver:
             settings.server_command if launch.role == "control-plane" else settings.agent_command
         )
         labels = {
+            **launch.setup.labels,
             APPLIANCE: launch.appliance,
             CLUSTER: launch.cluster,
             POOL: launch.pool,
@@ -191,6 +196,14 @@ class DockerDriver:
             if launch.resources.cpuSet:
                 limits["cpuset_cpus"] = launch.resources.cpuSet
         files = {settings.user_data_path: launch.user_data.encode()}
+        modes: dict[str, int] = {}
+        for node_file in launch.setup.files:
+            files[node_file.path] = node_file.content.encode()
+            modes[node_file.path] = int(node_file.mode, 8)
+        for index, cert in enumerate(launch.setup.caCerts):
+            path = settings.ca_path.format(index=index)
+            files[path] = cert.encode()
+            modes[path] = 0o644
         for manifest in launch.manifests:
             path = posixpath.join(settings.manifests_path, manifest.filename)
             files[path] = manifest.content.encode()
@@ -213,6 +226,7 @@ class DockerDriver:
                 hostname=launch.container,
                 labels=labels,
                 environment={
+                    **launch.setup.environment,  # the proxies of k3s and its containerd
                     "EDGEFLEET_CLUSTER": launch.cluster,
                     "EDGEFLEET_NODE": launch.node,
                     "EDGEFLEET_ROLE": launch.role,
@@ -240,7 +254,7 @@ class DockerDriver:
                 detach=True,
                 **limits,
             )
-            self._client.api.put_archive(launch.container, "/", _archive(files))
+            self._client.api.put_archive(launch.container, "/", _archive(files, modes))
 
     def start_node(self, container: str) -> None:
         with mapped(f"start {container}"):
@@ -320,14 +334,15 @@ class DockerDriver:
         return {}
 
 
-def _archive(files: Mapping[str, bytes]) -> bytes:
-    """A tar of absolute paths, extracted at "/"; the engine creates missing folders."""
+def _archive(files: Mapping[str, bytes], modes: Mapping[str, int] | None = None) -> bytes:
+    """A tar of absolute paths, extracted at "/"; the engine creates missing folders. A file
+    is 0600 unless ``modes`` says otherwise (manifests and user data may carry credentials)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path, data in files.items():
             info = tarfile.TarInfo(path.lstrip("/"))
             info.size = len(data)
-            info.mode = 0o600  # manifests and user data may carry credentials
+            info.mode = (modes or {}).get(path, 0o600)
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()

@@ -179,6 +179,7 @@ class LibvirtDriver:
                     str(seed_name),
                     tuple(ManifestRef(f.filename, f.sha256) for f in launch.manifests),
                 ),
+                labels=tuple(sorted(launch.setup.labels.items())),
             )
             kind = "bridge" if placement.networkType == "bridge" else "network"
             xml = self._templates.domain(

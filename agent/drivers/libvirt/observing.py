@@ -103,6 +103,9 @@ def parse_metadata(element: ET.Element) -> NodeMetadata:
             volume="" if seed is None else seed.get("volume", ""),
             manifests=files,
         ),
+        labels=tuple(
+            (label.get("name", ""), label.text or "") for label in element.findall("ef:label", _NS)
+        ),
     )
 
 

@@ -51,6 +51,7 @@ class NodeMetadata:
     digest: str
     spec: str
     seed: SeedRef
+    labels: tuple[tuple[str, str], ...] = ()  # the profiles' tags, as the node carries them
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 
 # how many status reports at most wait for the tick that covers them (see _tick_covering)
 TICK_WAITERS = 4
+# seconds between the ticks reports ask for while more keep arriving
+TICK_SPACING = 1.0
 PAUSED = "paused"
 CHANGES_KEPT = 600.0  # seconds the change log keeps rows for replicas that fall behind
 MAX_ERRORS = 200
@@ -328,9 +331,13 @@ class RolloutService:
         return more
 
     def _tick_rounds(self) -> None:
+        """The rounds reports keep asking for, :data:`TICK_SPACING` apart so the reports
+        get the database between them."""
         try:
-            while self._tick_round():
-                pass
+            while True:
+                time.sleep(TICK_SPACING)
+                if not self._tick_round():
+                    return
         except Exception:  # the periodic tick carries on; no report waits for this one
             log.exception("a rollout tick after status reports failed")
 

@@ -58,6 +58,7 @@ class Agent:
             inventory=self.inventory,
             clock=SystemClock(),
             age_key=self.config.age_key(),
+            node_ip=self.config.ip,
         )
 
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.apply.admission import StateRefused, UntrustedState, parse_state
 from agent.config import AgentConfig
-from agent.contract import DesiredState
+from agent.contract import DesiredState, etag_digest
 from agent.errors import AgentError
 from agent.signatures import HEADER, SignatureError, load_public_keys, verify
 
@@ -218,7 +218,7 @@ class AgentLink:
                 raise UntrustedState(f"desired state: {e}") from e
             return parse_state(response.content)
         except StateRefused as e:
-            e.digest = response.headers.get("etag", "").strip('"') or None
+            e.digest = etag_digest(response.headers.get("etag", "").strip('"')) or None
             raise
 
     def report(self, token: str, status: dict[str, Any]) -> None:

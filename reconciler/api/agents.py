@@ -123,10 +123,12 @@ def agent_routes(services: Services) -> APIRouter:
         appliance: Annotated[str, Depends(agent)],
         wait: Annotated[float, Query(ge=0, le=services.max_wait)] = 0,
     ) -> Response:
-        """This appliance's DesiredState with ``ETag: "<digest>"`` and, signed with the
-        reconciler's Ed25519 key, ``Edgefleet-Signature: ed25519:<key id> <base64>`` over
-        the body's bytes. With ``If-None-Match`` and ``?wait=N``, waits up to N seconds for
-        a new state before answering 304."""
+        """This appliance's DesiredState with ``ETag: "<digest>"`` (``"<digest>+<joins>"``
+        when it carries its clusters' joins: their token and the server to join, which
+        change without the digest) and, signed with the reconciler's Ed25519 key,
+        ``Edgefleet-Signature: ed25519:<key id> <base64>`` over the body's bytes. With
+        ``If-None-Match`` and ``?wait=N``, waits up to N seconds for a new state before
+        answering 304."""
         known = _etags(request.headers.get("if-none-match", ""))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -137,8 +139,8 @@ def agent_routes(services: Services) -> APIRouter:
                     fresh, served = services.documents.remembered(appliance)
                     if not fresh:
                         served = await run_in_threadpool(services.documents.current, appliance)
-                    if served is not None and not _matches(served.digest, known):
-                        headers = _tag(served.digest)
+                    if served is not None and not _matches(served.tag, known):
+                        headers = _tag(served.tag)
                         if served.signature is not None:
                             headers[SIGNATURE_HEADER] = served.signature
                         return Response(served.body, media_type="application/json", headers=headers)
@@ -153,7 +155,7 @@ def agent_routes(services: Services) -> APIRouter:
                     gone.cancel()
         if served is None:
             raise NotFound(f"no desired state for {appliance}: not declared or not released yet")
-        return Response(status_code=304, headers=_tag(served.digest))
+        return Response(status_code=304, headers=_tag(served.tag))
 
     @router.post("/status", status_code=202, response_model=Accepted, dependencies=as_agent)
     def status(report: StatusReport, appliance: Annotated[str, Depends(agent)]) -> Accepted:

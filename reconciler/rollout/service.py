@@ -21,6 +21,7 @@ webhooks), which must return at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -30,8 +31,9 @@ from dataclasses import replace
 from agent.contract import StatusReport
 
 from ..clocks import Clock, epoch, system_clock
-from ..delivery import Notifier
+from ..delivery import Notifier, joins_changed
 from ..store import (
+    Assignment,
     ChangeRecord,
     EventRecord,
     ReportRecord,
@@ -101,6 +103,8 @@ class RolloutService:
                 self._carry_over(tx, before, plan)
             # the documents, the rollout rows and the new targets
             self._store_plan(tx, plan, now=now)
+            # every cluster's join secret, made once (served with the states, never in them)
+            tx.joins.keep(release.clusters(), at=now)
             # the rollout's first step: the first wave, reverts, unchanged sites
             removed = [ChangeRecord("served", a, at=now) for a in plan.removed]
             tx.changes.add(removed)
@@ -248,6 +252,7 @@ class RolloutService:
                 tx.reports.put_streaks([streak])
             assignment = tx.assignments.get(appliance)
             site = assignment.site if assignment else None
+            formed = self._formed(tx, assignment, report, now=now)
             tx.events.add(
                 EventRecord(
                     at=now,
@@ -261,10 +266,48 @@ class RolloutService:
                 for e in report.events
             )
             moves = self._moves_rollout(tx, appliance)
+        self.notifier.publish(formed)
         if moves:
             self._tick_covering()
 
     # -- internals ----------------------------------------------------------------------
+    def _formed(
+        self,
+        tx: Transaction,
+        assignment: Assignment | None,
+        report: StatusReport,
+        *,
+        now: float,
+    ) -> list[ChangeRecord]:
+        """A cluster has formed once its first server's appliance reports it Running: from
+        then on a first server made anew joins the cluster instead of starting one. The
+        members' served joins change: returns the changes that tell them."""
+        running = [c.name for c in report.clusters if c.phase == "Running"]
+        if assignment is None or assignment.served_digest is None or not running:
+            return []
+        pending = tx.joins.get_many((assignment.site, name) for name in running)
+        waiting = [
+            n for n in running if (r := pending.get((assignment.site, n))) and not r.formed_at
+        ]
+        if not waiting:
+            return []
+        content = tx.documents.get(assignment.served_digest)
+        if content is None:
+            return []
+        clusters = {c["name"]: c for c in json.loads(content).get("clusters", [])}
+        starts = [
+            name
+            for name in waiting
+            if name in clusters
+            and all(
+                s.get("appliance") == assignment.appliance
+                for s in (clusters[name].get("servers") or [])[:1]
+            )
+        ]
+        if not tx.joins.formed(assignment.site, starts, at=now):
+            return []
+        return joins_changed(tx, assignment.site, at=now)
+
     @contextmanager
     def _decision(self) -> Iterator[Transaction]:
         """One decision: under the lock, in one exclusive transaction; once it committed,

@@ -7,6 +7,7 @@ by ``edgefleet db upgrade``.
 ``versions/r0003_replicas_and_deliveries.py`` the change log, reports in use, deliveries
 ``versions/r0004_names_and_authors.py``    display names, cluster descriptions, authors
 ``versions/r0005_enrolments.py``           one-time enrolment tokens
+``versions/r0007_cluster_joins_and_leases.py`` join secrets, leases, decommissioned appliances
 
 A schema change comes with a new module in ``versions/`` whose ``down_revision`` is the
 latest, and :data:`HEAD` names it; a test fails while the newest migration's schema differs
@@ -33,7 +34,7 @@ from sqlalchemy.engine import make_url
 from ..errors import StoreError
 from ..schema import metadata
 
-HEAD = "0005"
+HEAD = "0007"
 BASELINE = "0001"
 # the tables every database since the baseline has: proof that an unversioned one is ours
 BASELINE_TABLES = frozenset(

@@ -16,5 +16,8 @@ setup(
     package_data={
         "edgefleet_templates": ["packs/**/*", "nodes/*"],
         "edgefleet_deploy": ["*.service", "*.env"],
+        "reconciler.api.dashboard": [
+            "templates/*.html", "static/*.css", "static/*.js", "static/htmx/*"
+        ],
     },
 )

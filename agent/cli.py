@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from agent.apply.admission import StateRefused, parse_state
@@ -30,6 +29,7 @@ from agent.errors import AgentError, one_line
 from agent.link.bundles import BundleError
 from agent.link.client import AGENT_VERSION, AgentLink, LinkSettings
 from agent.link.syncing import rotate_token
+from agent.terminal import TerminalConsole, printable
 from agent.wiring import operations_for, run_offline, run_online, saved_state
 
 
@@ -255,7 +255,7 @@ def _command(text: str) -> tuple[str, ...] | None:
 
 
 def _print(result: ApplyResult) -> None:
-    console = Console(highlight=False, soft_wrap=True)
+    console = TerminalConsole(soft_wrap=True)
     table = Table(title=f"{result.appliance} at {result.revision} ({result.digest[:19]})")
     for column in ("cluster", "phase", "tasks", "reason"):
         table.add_column(column)
@@ -269,5 +269,5 @@ def _print(result: ApplyResult) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"edgefleet-agent: {message}", file=sys.stderr)
+    print(printable(f"edgefleet-agent: {message}", lines=False), file=sys.stderr)
     return 1

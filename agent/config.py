@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -59,11 +61,13 @@ class AgentConfig(BaseModel):
         return Path(self.ageKeyFile) if self.ageKeyFile else Path(self.dataDir) / AGE_KEY_NAME
 
     def save(self, path: Path) -> None:
+        """Write the file atomically, mode 0600 (it names the agent's keys and tokens)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         yaml = YAML(typ="safe")
         yaml.default_flow_style = False
-        with path.open("w") as out:
-            yaml.dump(self.model_dump(), out)
+        text = io.StringIO()
+        yaml.dump(self.model_dump(), text)
+        write_private(path, text.getvalue().encode())
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -79,3 +83,19 @@ def load_config(path: Path) -> AgentConfig:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with ``data``, mode 0600: a temporary file beside it,
+    fsync, rename."""
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

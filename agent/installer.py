@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from agent.config import AGE_KEY_NAME, AgentConfig
+from agent.apply.inventory import join_secret, private_folder
+from agent.config import AGE_KEY_NAME, AgentConfig, write_private
 from agent.errors import AgentError
 from agent.link.client import AGENT_VERSION, AgentLink, LinkError, LinkSettings
 from agent.secrets.errors import SecretError
@@ -28,7 +29,6 @@ from agent.secrets.keys import (
     identity_file,
     parse_identities,
     read_identities,
-    write_private,
 )
 from agent.signatures import SignatureError, key_id, load_public_keys
 
@@ -36,6 +36,13 @@ SERVER_KEY = "/etc/edgefleet/server-key.pem"
 
 UNIT = "edgefleet-agent.service"  # deploy/ of the project, the data package edgefleet_deploy
 DEFAULT_EXECUTABLE = "/usr/local/bin/edgefleet-agent"
+
+
+MAX_FLAG_CHARS = 4096
+# a host, a domain (.example.com), an address or a network, as NO_PROXY lists them
+_NO_PROXY_ENTRY = re.compile(
+    r"|\*|(\*\.|\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(:\d+)?|[0-9A-Fa-f:.]+(/\d+)?"
+)
 
 
 class FlagError(AgentError):
@@ -132,7 +139,7 @@ def _file(flag: str, value: str | None) -> Path | None:
 
 
 def _device_id(value: str | None, target: Path) -> str:
-    if value:
+    if value is not None:  # given, even empty: never silently the machine ID instead
         device = value
     else:
         machine_id = target / "etc" / "machine-id"
@@ -142,7 +149,7 @@ def _device_id(value: str | None, target: Path) -> str:
                 break
         else:
             raise FlagError("-d/--deviceid: not given and /etc/machine-id is missing")
-    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", device) or len(device) > 63:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", device) or len(device) > 63:
         raise FlagError(f"-d/--deviceid: '{device}' is not a valid appliance ID")
     return device
 
@@ -157,8 +164,39 @@ def _server_key(value: str | None) -> Path | None:
     return path
 
 
-def check(args: argparse.Namespace) -> tuple[AgentConfig, Path | None, str | None]:
+def _plain_text(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """No flag may carry a control character (a newline in --no-proxy would add a line of
+    the caller's choosing to the systemd unit) or be longer than any real value is."""
+    flags = {a.dest: "/".join(a.option_strings) for a in parser._actions if a.option_strings}
+    for dest, value in vars(args).items():
+        if not isinstance(value, str):
+            continue
+        flag = flags.get(dest, dest)
+        if not value.isprintable():
+            raise FlagError(f"{flag}: control characters are not allowed")
+        if len(value) > MAX_FLAG_CHARS:
+            raise FlagError(f"{flag}: longer than {MAX_FLAG_CHARS} characters")
+
+
+def _no_proxy(value: str | None) -> str | None:
+    if value is not None and not all(_NO_PROXY_ENTRY.fullmatch(e) for e in value.split(",")):
+        raise FlagError(
+            f"--no-proxy: '{value}' is not a comma-separated list of hosts, domains and networks"
+        )
+    return value
+
+
+def _ssh_user(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", value):
+        raise FlagError(f"-u/--sshuser: '{value}' is not a user name")
+    return value
+
+
+def check(
+    args: argparse.Namespace, parser: argparse.ArgumentParser | None = None
+) -> tuple[AgentConfig, Path | None, str | None]:
     """The configuration the flags describe, the CA file, and the registration token."""
+    _plain_text(args, parser or build_parser())
     try:
         ipaddress.IPv4Address(args.ip)
     except ValueError:
@@ -190,13 +228,13 @@ def check(args: argparse.Namespace) -> tuple[AgentConfig, Path | None, str | Non
         apiUrl=_url("-a/--apiurl", args.apiurl),
         isVirtual=virtual,
         sshKey=str(ssh_key) if ssh_key else None,
-        sshUser=args.sshuser,
+        sshUser=_ssh_user(args.sshuser),
         virtSock=args.virtsock,
         podCIDR=_cidr("--pod-cidr", args.pod_cidr),
         serviceCIDR=_cidr("--service-cidr", args.service_cidr),
         httpProxy=_url("--http-proxy", args.http_proxy),
         httpsProxy=_url("--https-proxy", args.https_proxy),
-        noProxy=args.no_proxy,
+        noProxy=_no_proxy(args.no_proxy),
         caCert="/etc/edgefleet/ca.pem" if ca is not None else None,
         serverKey=SERVER_KEY if server_key is not None else None,
         insecureHttp=args.insecure_http,
@@ -217,8 +255,10 @@ def _inside(target: Path, path: str) -> Path:
 
 
 def install(config: AgentConfig, ca: Path | None, target: Path) -> Path:
-    """Write the configuration, the CA and the systemd unit; returns the config file."""
+    """Write the configuration (0600, in a 0700 folder), the CA, the systemd unit, the data
+    folder (0700) and the join secret; returns the config file."""
     config_path = _inside(target, "/etc/edgefleet/agent.yaml")
+    private_folder(config_path.parent)
     config.save(config_path)
     if ca is not None and config.caCert:
         ca_path = _inside(target, config.caCert)
@@ -227,7 +267,9 @@ def install(config: AgentConfig, ca: Path | None, target: Path) -> Path:
     unit = _inside(target, "/etc/systemd/system/edgefleet-agent.service")
     unit.parent.mkdir(parents=True, exist_ok=True)
     unit.write_text(agent_unit(config, _agent_executable()))
-    _inside(target, config.dataDir).mkdir(parents=True, exist_ok=True)
+    data = _inside(target, config.dataDir)
+    private_folder(data)
+    join_secret(data)
     return config_path
 
 
@@ -279,8 +321,7 @@ def install_identity(config: AgentConfig, given: list[Identity] | None, target: 
         return read_identities(path)[0]
     identities = given or [generate()]
     created = datetime.now(UTC)
-    path.unlink(missing_ok=True)
-    write_private(path, "".join(identity_file(i, created=created) for i in identities))
+    write_private(path, "".join(identity_file(i, created=created) for i in identities).encode())
     return identities[0]
 
 
@@ -299,21 +340,25 @@ def register(config: AgentConfig, token: str, target: Path) -> None:
     with AgentLink(settings) as link:
         agent_token = link.register(token, hostname=os.uname().nodename)
     token_path = _inside(target, config.tokenFile)
-    token_path.parent.mkdir(parents=True, exist_ok=True)
-    token_path.touch(mode=0o600)
-    token_path.write_text(agent_token)
+    private_folder(token_path.parent)
+    write_private(token_path, agent_token.encode())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        config, ca, token = check(args)
+        config, ca, token = check(args, parser)
         given = age_key(args.age_key)
     except FlagError as e:
         print(f"edge-installer: {e}", file=sys.stderr)
         return 2
     target = Path(args.target)
-    path = install(config, ca, target)
+    try:
+        path = install(config, ca, target)
+    except AgentError as e:  # a join secret that is there but wrong
+        print(f"edge-installer: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {path} and the edgefleet-agent systemd unit")
     identity = install_identity(config, given, target)
     print(

@@ -37,7 +37,7 @@ spec:
       bucket: fleet-backups
       endpoint: https://s3.example.test
       region: us-east-1
-      credentialsRef: FLEET_S3
+      credentialsRef: EDGEFLEET_FLEET_S3
   packRegistries: [vendor-packs]
 """
 

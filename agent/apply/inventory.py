@@ -57,6 +57,9 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
+JOIN_SECRET_BYTES = 32
+
+
 class InventoryError(AgentError): ...
 
 
@@ -119,7 +122,10 @@ class Inventory:
 
     @classmethod
     def open(cls, data_dir: Path) -> Inventory:
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_folder(data_dir)
+        # the database (and the journal files SQLite makes beside it with its mode) 0600
+        os.close(os.open(data_dir / DB_NAME, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(data_dir / DB_NAME, 0o600)
         lock = open(data_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held until close()
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -273,13 +279,8 @@ class Inventory:
             os.close(folder)
 
     def join_secret(self) -> bytes:
-        """This agent's secret for cluster join tokens, made on first use (mode 0600)."""
-        path = self.data_dir / JOIN_SECRET_NAME
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(secrets.token_bytes(32))
-        return path.read_bytes()
+        """This agent's secret for cluster join tokens (see :func:`join_secret`)."""
+        return join_secret(self.data_dir)
 
     def last_good_state(self) -> DesiredState | None:
         path = self.data_dir / STATE_NAME
@@ -331,3 +332,43 @@ def _applied(value: str | None) -> Applied | None:
         revision=fields["revision"],
         at=datetime.fromisoformat(fields["at"]),
     )
+
+
+def private_folder(folder: Path) -> None:
+    """``folder`` made if missing, and 0700 either way: the agent's data is its own."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
+
+
+def join_secret(data_dir: Path) -> bytes:
+    """The agent's secret for cluster join tokens: made on first use, written atomically
+    (a temporary file, fsync, rename: a crash leaves none or all of it) mode 0600, and read
+    back only if it is exactly 32 bytes. An empty or short secret would make a join token
+    anyone can compute, so it is refused, never replaced (clusters joined with it)."""
+    path = data_dir / JOIN_SECRET_NAME
+    if not path.exists():
+        partial = data_dir / f".{JOIN_SECRET_NAME}.partial-{secrets.token_hex(4)}"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(JOIN_SECRET_BYTES))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        folder = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    try:
+        secret = path.read_bytes()
+    except OSError as e:
+        raise InventoryUnreadable(f"{path}: {e.strerror}") from e
+    if len(secret) != JOIN_SECRET_BYTES:
+        raise InventoryUnreadable(
+            f"{path}: a join secret is exactly {JOIN_SECRET_BYTES} bytes, this one is "
+            f"{len(secret)}; the clusters' join tokens depend on it, so it is not replaced"
+        )
+    return secret

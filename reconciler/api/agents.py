@@ -33,7 +33,7 @@ class RegisterRequest(BaseModel):
     hostname: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")]
     ip: str
     arch: Literal["amd64", "arm64"]
-    agentVersion: Annotated[str, Field(min_length=1, max_length=64)]
+    agentVersion: Annotated[str, Field(pattern=r"^[\x21-\x7e][\x20-\x7e]{0,63}$")]
 
     @field_validator("ip")
     @classmethod
@@ -128,12 +128,16 @@ def agent_routes(services: Services) -> APIRouter:
         change without the digest) and, signed with the reconciler's Ed25519 key,
         ``Edgefleet-Signature: ed25519:<key id> <base64>`` over the body's bytes. With
         ``If-None-Match`` and ``?wait=N``, waits up to N seconds for a new state before
-        answering 304."""
+        answering 304; an appliance holds at most two such waits, a third answers the
+        oldest."""
         known = _etags(request.headers.get("if-none-match", ""))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        gone: asyncio.Task[None] | None = None  # the client hung up (long-polls only)
-        with services.notifier.subscribe(appliance) as subscription:
+        gone: asyncio.Task[None] | None = None  # the client hung up, or a newer poll came
+        with (
+            services.notifier.subscribe(appliance) as subscription,
+            services.polls.opened(appliance, waits=wait > 0) as ended,
+        ):
             try:
                 while True:
                     fresh, served = services.documents.remembered(appliance)
@@ -145,9 +149,9 @@ def agent_routes(services: Services) -> APIRouter:
                             headers[SIGNATURE_HEADER] = served.signature
                         return Response(served.body, media_type="application/json", headers=headers)
                     remaining = deadline - loop.time()
-                    if remaining <= 0 or services.notifier.closed:
+                    if remaining <= 0 or services.notifier.closed or ended.done():
                         break
-                    gone = gone or asyncio.ensure_future(_disconnected(request))
+                    gone = gone or asyncio.ensure_future(_disconnected(request, ended))
                     if not await subscription.wait(remaining, unless=gone):
                         break
             finally:
@@ -171,11 +175,19 @@ def _address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-async def _disconnected(request: Request) -> None:
-    """Return once the client has gone: a long-poll then frees its slot at once instead of
-    at the end of its wait."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+async def _disconnected(request: Request, ended: asyncio.Future[None]) -> None:
+    """Return once the client has gone (a long-poll then frees its slot at once instead of
+    at the end of its wait) or a newer long-poll of the appliance has ended this one."""
+
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    receiving = asyncio.ensure_future(hung_up())
+    try:
+        await asyncio.wait({receiving, ended}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        receiving.cancel()
 
 
 def _etags(header: str) -> set[str]:

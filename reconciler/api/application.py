@@ -114,6 +114,8 @@ def create_app(
         lifespan=lifespan,
         max_body_size=max_body_bytes,
     )
+    if "max_body_size" in getattr(app, "extra", {}):  # FastAPI before 0.164 ignores it
+        raise RuntimeError("this FastAPI ignores max_body_size: edgefleet needs fastapi>=0.164")
     install_handlers(app)
     app.include_router(agent_routes(services))
     app.include_router(fleet_routes(services))

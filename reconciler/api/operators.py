@@ -55,7 +55,7 @@ def parse_tokens(text: str, *, source: str) -> list[_Entry]:
         role, name, token = parts
         if role not in ROLES:
             raise OperatorTokenError(f"{where}: role must be viewer or admin (got {role[:16]!r})")
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise OperatorTokenError(f"{where}: {name[:64]!r} is not a valid name")
         if len(token) < MIN_TOKEN:
             raise OperatorTokenError(f"{where}: the token must be at least {MIN_TOKEN} characters")

@@ -4,13 +4,14 @@ in by :func:`reconciler.api.create_app` (no module-level state)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..delivery import DesiredDocuments, Notifier, Registrations
 from ..rollout import RolloutService
 from ..store import Store
 from ..views import FleetViews
 from .operators import OperatorTokens
+from .polls import LongPolls
 from .pushes import PushEvent
 
 
@@ -28,3 +29,4 @@ class Services:
     operators: OperatorTokens
     metrics_public: bool = False
     leading: Callable[[], bool] = lambda: False  # noqa: E731 - runs the reconcile loop
+    polls: LongPolls = field(default_factory=LongPolls)

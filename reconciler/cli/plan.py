@@ -13,10 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agent.terminal import printable
+
 from ..errors import FleetError
 from ..planning import ANCESTORS, BaseInvalid, make_plan
+from ..rendering import Renderer
 from ..sources import AllowedSigners, GitRepository, SourceError, UntrustedCommit
-from .common import builtin_packs, fail_usage, print_problems
+from .common import add_limit_options, builtin_packs, fail_usage, limits_of, print_problems
 from .plan_markdown import as_markdown
 from .plan_text import as_json, as_text
 
@@ -49,15 +52,20 @@ def register(commands: Any) -> None:
         type=Path,
         help="ssh-keygen allowed-signers file: the head commit must be signed by one of them",
     )
+    add_limit_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        renderer = Renderer(limits_of(args))
+    except ValueError as e:
+        return fail_usage(str(e))
+    try:
         git = GitRepository(Path(args.repo))
         if args.allowed_signers is not None:
             AllowedSigners(args.allowed_signers).verify(git, args.head)
-        plan = make_plan(git, args.base, args.head, builtin=builtin_packs())
+        plan = make_plan(git, args.base, args.head, builtin=builtin_packs(), renderer=renderer)
     except UntrustedCommit as e:
         print(f"the head revision {args.head} would not roll out: {e}")
         return 1
@@ -81,5 +89,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"edgefleet: {args.out}: {e.strerror}", file=sys.stderr)
             return 1
     formats = {"text": as_text, "markdown": as_markdown, "json": as_json}
-    print(formats[args.format](plan), end="")
+    # rendered manifests are data: a control character in a diff is shown escaped
+    print(printable(formats[args.format](plan)), end="")
     return EXIT_CHANGES if args.detailed_exitcode and plan.sites else 0

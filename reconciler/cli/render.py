@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,16 @@ from agent.contract import DesiredState
 from ..errors import FleetError
 from ..rendering import Renderer, render_sites
 from ..validation import check_repository
-from .common import UsageError, builtin_packs, fail_usage, open_tree, print_problems, revision_of
+from .common import (
+    UsageError,
+    add_limit_options,
+    builtin_packs,
+    fail_usage,
+    limits_of,
+    open_tree,
+    print_problems,
+    revision_of,
+)
 
 
 def register(commands: Any) -> None:
@@ -29,13 +39,15 @@ def register(commands: Any) -> None:
     parser.add_argument("--rev", help="render this git revision instead of the folder as it is")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--site", action="append", help="only this site (repeatable)")
+    add_limit_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         tree = open_tree(args.repo, args.rev)
-    except UsageError as e:
+        limits = limits_of(args)
+    except (UsageError, ValueError) as e:
         return fail_usage(str(e))
     checked = check_repository(tree, builtin=builtin_packs())
     if checked.diagnostics:
@@ -52,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             checked.registry,
             revision=revision_of(tree),
             sites=sites or sorted(checked.repo.sites),
-            renderer=Renderer(),
+            renderer=Renderer(limits),
         )
     except FleetError as e:
         print_problems(e.diagnostics)
@@ -65,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_site(folder: Path, states: dict[str, DesiredState]) -> int:
-    """Replace ``folder`` with the site's rendered files; returns how many were written."""
+    """Replace ``folder`` with the site's rendered files; returns how many were written.
+    They may hold sensitive values: files are 0600 and the folders made for them 0700."""
     if folder.exists():
         shutil.rmtree(folder)
     written: dict[Path, str] = {}
@@ -82,6 +95,19 @@ def write_site(folder: Path, states: dict[str, DesiredState]) -> int:
             for node in cluster.nodes:
                 written[base / "user-data" / f"{node.name}.yaml"] = node.userData
     for path, text in written.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        _private_folder(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(text)
     return len(written)
+
+
+def _private_folder(folder: Path) -> None:
+    """``folder`` and the parents missing on the way, each made 0700 (those that exist
+    already keep their mode: ``--out /tmp`` must not change /tmp)."""
+    if folder.is_dir():
+        return
+    _private_folder(folder.parent)
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o700)  # whatever the umask

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from agent.terminal import printable
+
 from .client import ClientError, add_options, call
 
 
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         answer = call(args, "POST", f"/v1/rollout/{args.action}", body=body).json()
     except ClientError as e:
-        print(f"edgefleet: {e}", file=sys.stderr)
+        print(printable(f"edgefleet: {e}", lines=False), file=sys.stderr)
         return 1
     rollout = answer.get("rollout") or {}
     where = f"{rollout.get('short', '-')} {rollout.get('state', 'none')}"
@@ -47,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
     if rollout.get("paused"):
         where += ", paused"
     done = "done" if answer.get("changed") else "nothing to do"
-    print(f"{args.action}: {done} (by {answer.get('by')}); rollout {where}")
+    print(printable(f"{args.action}: {done} (by {answer.get('by')}); rollout {where}", lines=False))
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -30,6 +31,7 @@ from ruamel.yaml.error import YAMLError
 from agent.signatures import SignatureError, key_id, load_private_key
 
 from ..api import create_app
+from ..api.connections import deadline_protocol
 from ..api.operators import OperatorTokenError, OperatorTokens
 from ..clocks import system_clock
 from ..delivery import ChangeFeed
@@ -38,9 +40,10 @@ from ..service import Loop, Reconciler, RemoteSource, Replica, open_source
 from ..sources import AllowedSigners, Credentials, FetchFailed, SourceError
 from ..store import Store, StoreError
 from . import reporting
-from .common import builtin_packs, fail_usage
+from .common import LIMIT_OPTIONS, builtin_packs, fail_usage, render_limits
 
 log = logging.getLogger("edgefleet.serve")
+FILES_KEPT = 256  # file descriptors kept for the database, git, logs and the listener
 OPTIONS = {  # name: (default, help)
     "listen": ("127.0.0.1:8080", "address:port to serve on"),
     "db": ("sqlite:///edgefleet.db", "database URL: sqlite:///PATH or postgresql+psycopg://..."),
@@ -64,6 +67,13 @@ OPTIONS = {  # name: (default, help)
     **reporting.OPTIONS,
     "max-discovered": ("1000", "undeclared appliances kept as discovered, at most"),
     "registrations-per-minute": ("60", "undeclared registrations and refusals per address"),
+    "max-connections": (
+        "20000",
+        "connections (long-polls included) served at once; more are answered 503",
+    ),
+    "request-timeout": ("10", "seconds a request's headers and body may take to arrive"),
+    "idle-timeout": ("5", "seconds an idle kept-alive connection stays open"),
+    **LIMIT_OPTIONS,
 }
 MIN_BOOTSTRAP_TOKEN = 16
 
@@ -113,6 +123,28 @@ def settings(args: argparse.Namespace) -> dict[str, str | None]:
     return out
 
 
+def _positive(value: str | None, name: str, *, whole: bool = False) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        number = -1.0
+    if not 0 < number < float("inf") or (whole and number != int(number)):
+        kind = "a positive whole number" if whole else "a positive number"
+        raise ValueError(f"--{name} must be {kind} (got {value})")
+    return number
+
+
+def _connection_cap(wanted: int) -> int:
+    """``--max-connections``, or fewer when the process may not open that many files: past
+    the cap clients are answered 503, rather than connections failing with EMFILE."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted <= soft - FILES_KEPT:
+        return wanted
+    cap = max(soft - FILES_KEPT, 1)
+    log.info("--max-connections %d is more than this process may open: %d", wanted, cap)
+    return cap
+
+
 def _read_secret(path: str | None, what: str, *, min_length: int = 1) -> str | None:
     if path is None:
         return None
@@ -159,16 +191,6 @@ def _signing_key(path: str | None) -> Ed25519PrivateKey:
 
 def _operators(path: str | None) -> OperatorTokens:
     return OperatorTokens() if path is None else OperatorTokens.from_file(Path(path))
-
-
-def _seconds(value: str | None, name: str) -> float:
-    try:
-        seconds = float(str(value))
-    except ValueError:
-        raise ValueError(f"--{name} must be a number of seconds (got {value})") from None
-    if not seconds > 0:
-        raise ValueError(f"--{name} must be more than 0 seconds (got {value})")
-    return seconds
 
 
 def _count(value: str | None, name: str) -> int:
@@ -235,8 +257,14 @@ def run(args: argparse.Namespace) -> int:
         host, _, port = str(options["listen"]).rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"--listen must be address:port (got {options['listen']})")
-        interval = _seconds(options["fetch-interval"], "fetch-interval")
-        tick = _seconds(options["tick-interval"], "tick-interval")
+        interval = _positive(options["fetch-interval"], "fetch-interval")
+        tick = _positive(options["tick-interval"], "tick-interval")
+        limits = render_limits(
+            options["render-timeout"], options["render-memory"], options["render-output"]
+        )
+        connections = _positive(options["max-connections"], "max-connections", whole=True)
+        request_timeout = _positive(options["request-timeout"], "request-timeout")
+        idle_timeout = _positive(options["idle-timeout"], "idle-timeout", whole=True)
         source = open_source(
             str(options["repo"]),
             branch=str(options["branch"]),
@@ -285,7 +313,11 @@ def run(args: argparse.Namespace) -> int:
         """The reconcile loop of a replica that has just become the leader, carrying on
         from the last good revision recorded."""
         reconciler = Reconciler(
-            git=source.git, rollout=rollout, builtin=builtin_packs(), signers=signers
+            git=source.git,
+            rollout=rollout,
+            builtin=builtin_packs(),
+            signers=signers,
+            limits=limits,
         )
         with store.read() as tx:
             last_good = tx.revisions.latest("good")
@@ -324,6 +356,9 @@ def run(args: argparse.Namespace) -> int:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=3,  # do not wait out open long-polls
+        http=deadline_protocol(request_timeout),
+        limit_concurrency=_connection_cap(int(connections)),
+        timeout_keep_alive=int(idle_timeout),
     )
     try:
         Server(config, on_exit=rollout.notifier.close).run(sockets=[listener])

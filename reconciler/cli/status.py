@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.contract import StatusReport
+from agent.terminal import TerminalConsole, printable
 
 from ..rollout import RolloutService
 from ..store import Store, StoreError
@@ -55,7 +56,7 @@ def register(commands: Any) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     """Record the report as if the agent had posted it; gates move as they would online."""
-    errors = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+    errors = TerminalConsole(stderr=True, soft_wrap=True)
     try:
         document = json.loads(args.file.read_text())
         appliance = str(document["appliance"])
@@ -73,16 +74,17 @@ def run_import(args: argparse.Namespace) -> int:
         errors.print(f"edgefleet: {args.db}: {e}")
         return 1
     applied = report.appliedDigest[:19] if report.appliedDigest else "nothing"
-    print(f"imported {appliance}: {report.health}, applied {applied}")
+    print(printable(f"imported {appliance}: {report.health}, applied {applied}", lines=False))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     path = f"/v1/sites/{args.site}" if args.site else "/v1/fleet"
-    # markup off: site names, waiting reasons and errors are data, never rich markup
+    # site names, versions, waiting reasons, errors and events are data: never rich markup,
+    # and every control character in them is shown escaped
     wide = None if Console().is_terminal else 200
-    console = Console(width=wide, highlight=False, markup=False)
-    errors = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+    console = TerminalConsole(width=wide)
+    errors = TerminalConsole(stderr=True, soft_wrap=True)
     try:
         answer = call(args, "GET", path)
     except ClientError as e:

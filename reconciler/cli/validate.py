@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agent.terminal import printable
+
 from ..sources import AllowedSigners, GitRepository, SourceError, UntrustedCommit
 from ..validation import check_repository, plaintext_secrets
 from .common import UsageError, builtin_packs, fail_usage, open_tree
@@ -70,16 +72,16 @@ def run(args: argparse.Namespace) -> int:
         if untrusted is not None:
             print(f"::error::{untrusted}")
         for d in problems:
-            print(f"::error file={d.path},line={d.line}::{d.message}")
+            print(f"::error file={_property(d.path)},line={d.line}::{_data(d.message)}")
         for d in warnings:
-            print(f"::warning file={d.path},line={d.line}::{d.message}")
+            print(f"::warning file={_property(d.path)},line={d.line}::{_data(d.message)}")
     else:
         if untrusted is not None:
             print(untrusted)
         for d in problems:
-            print(d)
+            print(printable(str(d), lines=False))
         for d in warnings:
-            print(f"{d.path}:{d.line}: warning: {d.message}")
+            print(printable(f"{d.path}:{d.line}: warning: {d.message}", lines=False))
         repo = checked.repo
         clusters = sum(len(s.clusters) for s in repo.sites.values())
         appliances = sum(len(s.appliances) for s in repo.sites.values())
@@ -103,3 +105,13 @@ def _signature(args: argparse.Namespace) -> str | None:
     except SourceError as e:
         raise UsageError(str(e)) from e
     return None
+
+
+def _data(text: str) -> str:
+    """A workflow command's message: a newline in it would start a command of its own."""
+    escaped = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return printable(escaped, lines=False)
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")

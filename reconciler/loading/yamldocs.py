@@ -50,7 +50,7 @@ class LineIndex:
             self._parsed = True
             try:
                 self._root = YAML(typ="rt").load(self.text)
-            except (YAMLError, RecursionError):
+            except (YAMLError, RecursionError, ValueError):
                 self._root = None
         node = self._root
         line = _first_content_line(self.text)
@@ -77,12 +77,13 @@ def _first_content_line(text: str) -> int:
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$|^0o[0-7]+$|^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$")
 _SPECIAL_FLOATS = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
+_INT_CHARS = 64  # longer than any 64-bit integer can be written, underscores and all
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _TAG = "tag:yaml.org,2002:"
 
 
-def _plain(value: str) -> Any:
+def _plain(value: str, line: int) -> Any:
     """A plain scalar under the YAML 1.2 core schema (dates stay strings)."""
     if value in _NULLS:
         return None
@@ -92,7 +93,7 @@ def _plain(value: str) -> Any:
     head = value[:1]
     if head.isdigit() or head in "-+.":
         if _INT.match(value):
-            return int(value.replace("_", ""), 0) if value[:2] in ("0o", "0x") else int(value)
+            return _integer(value, line)
         if _FLOAT.match(value):
             return float(value.replace("_", ""))
         special = _SPECIAL_FLOATS.get(value.lower())
@@ -101,13 +102,26 @@ def _plain(value: str) -> Any:
     return value
 
 
+def _integer(text: str, line: int, *, base: int | None = None) -> int:
+    """An integer literal, refused beyond 64 bits (what Kubernetes, JSON readers and the
+    store keep) before a long one costs anything to parse."""
+    if len(text) <= _INT_CHARS:
+        if base is not None:
+            value = int(text, base)
+        else:
+            value = int(text.replace("_", ""), 0) if text[:2] in ("0o", "0x") else int(text)
+        if -(2**63) <= value < 2**63:
+            return value
+    raise YamlError(line, "integer too large (beyond 64 bits; quote it to keep it as text)")
+
+
 def _tagged(tag: str, value: str, line: int) -> Any:
     kind = tag.removeprefix(_TAG)
     try:
         if kind == "str":
             return value
         if kind == "int":
-            return int(value, 0)
+            return _integer(value, line, base=0)
         if kind == "float":
             return float(value)
         if kind == "bool":
@@ -152,7 +166,7 @@ def _construct(text: str) -> list[Any]:
             if kind is events.ScalarEvent:
                 tag = event.tag
                 if tag is None or tag == "!":
-                    value = _plain(event.value) if event.implicit[0] else event.value
+                    value = _plain(event.value, line) if event.implicit[0] else event.value
                 else:
                     value = _tagged(tag, event.value, line)
             elif kind is events.MappingStartEvent or kind is events.SequenceStartEvent:

@@ -34,7 +34,7 @@ class Strict(BaseModel):
 
 
 def _name(value: str) -> str:
-    if len(value) > 63 or not _NAME.match(value):
+    if len(value) > 63 or not _NAME.fullmatch(value):
         raise ValueError(
             f"'{value}' is not a valid name (lowercase letters, digits and '-', at most 63)"
         )
@@ -111,7 +111,7 @@ def _age_recipient(value: str) -> str:
 
 
 def _plain_file_name(value: str) -> str:
-    if not _PLAIN_FILE.match(value) or value in (".", ".."):
+    if not _PLAIN_FILE.fullmatch(value) or value in (".", ".."):
         raise ValueError(f"manifest name '{value}' must be a plain file name, not a path")
     return value
 

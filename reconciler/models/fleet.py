@@ -15,8 +15,18 @@ def _max_failures(value: int | str) -> int | str:
         if value < 0:
             raise ValueError("maxFailures must not be negative")
         return value
-    if not re.match(r"^(100|[1-9]?\d)%$", value):
+    if not re.fullmatch(r"(100|[1-9]?\d)%", value):
         raise ValueError(f"maxFailures '{value}' must be a count or a percentage like 10%")
+    return value
+
+
+def _credentials_ref(value: str) -> str:
+    # the agent reads <ref>_ACCESS_KEY_ID and <ref>_SECRET_ACCESS_KEY: only its own variables
+    if not re.fullmatch(r"EDGEFLEET_[A-Z0-9_]{1,100}", value):
+        raise ValueError(
+            f"credentialsRef must name EDGEFLEET_-prefixed variables, like EDGEFLEET_S3 "
+            f"(got '{value[:60]}')"
+        )
     return value
 
 
@@ -43,7 +53,7 @@ class BackupLocation(Strict):
     endpoint: Url | None = None
     region: NonEmptyStr | None = None
     prefix: str = ""
-    credentialsRef: NonEmptyStr | None = None
+    credentialsRef: Annotated[str, AfterValidator(_credentials_ref)] | None = None
     caCert: NonEmptyStr | None = None
 
     @model_validator(mode="after")

@@ -28,13 +28,14 @@ from agent.contract import (
     Schedule,
 )
 
-from ..errors import Diagnostic, FleetError
+from ..errors import Diagnostic, FleetError, mask
 from ..loading import Doc, LineIndex, SiteFiles
 from ..loading.files import ManifestSource, locate
 from ..loading.yamldocs import YamlError, check_mappings
 from ..models import ChartLayer, Fleet, Manifest, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
+from .limits import LimitBroken
 from .packfiles import PackFiles
 from .sandbox import Sandbox, TemplateFailure
 from .values import choose_presets, merge, render_values
@@ -80,6 +81,13 @@ class ClusterRenderer:
         self.fleet = fleet
         self.cluster = resolved.doc.model
         self.where = f"site {site.name}, cluster {self.cluster.metadata.name}"
+        # a template's error may hold what it computed from a sensitive variable: masked
+        self.secrets = {
+            str(rl.variables[v.name])
+            for rl in resolved.layers
+            for v in rl.profile.model.spec.variables
+            if v.sensitive and rl.variables.get(v.name) not in (None, "")
+        }
         self.base_context = {
             "site": site_context(site.name, site.site.model if site.site else None),
             "cluster": cluster_context(self.cluster, resolved.mode),
@@ -87,15 +95,19 @@ class ClusterRenderer:
 
     # -- failures -----------------------------------------------------------------------------
 
-    def _fail(self, path: str, line: int, reason: str, what: str = "") -> FleetError:
+    def _fail(
+        self, path: str, line: int, reason: str, what: str = "", *, limit: bool = False
+    ) -> FleetError:
         label = f"{what}, {self.where}" if what else self.where
-        return FleetError([Diagnostic(path, max(line, 1), f"{reason} ({label})")])
+        error = LimitBroken if limit else FleetError
+        message = mask(f"{reason} ({label})", self.secrets)
+        return error([Diagnostic(path, max(line, 1), message)])
 
     def _render(self, path: str, source: str, context: dict[str, Any], what: str) -> str:
         try:
             return self.sandbox.render(path, source, context)
         except TemplateFailure as e:
-            raise self._fail(path, e.line, e.reason, what) from None
+            raise self._fail(path, e.line, e.reason, what, limit=e.limit) from None
 
     def _values(
         self,
@@ -110,7 +122,7 @@ class ClusterRenderer:
             return render_values(self.sandbox, path, value, context)
         except TemplateFailure as e:
             line = lines.line(loc) if lines is not None else e.line
-            raise self._fail(path, line, e.reason, what) from None
+            raise self._fail(path, line, e.reason, what, limit=e.limit) from None
 
     def _check_yaml(self, path: str, text: str, what: str, offset: int = 0) -> None:
         """Rendered text must be YAML mappings; ``offset`` is the file line before the text's
@@ -315,7 +327,7 @@ class ClusterRenderer:
         try:
             text = self.sandbox.render(f"{path}#{name}", content, context)
         except TemplateFailure as e:
-            raise self._fail(path, first + e.line, e.reason, what) from None
+            raise self._fail(path, first + e.line, e.reason, what, limit=e.limit) from None
         # the output's lines match the template's only roughly; point into the content block
         self._check_yaml(path, text, f"{what}, manifest {name}", offset=first)
         return text

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import Diagnostic, FleetError
 from ..loading import Parsed, parse_file
+from ..loading.yamldocs import MAX_FILE_BYTES
 from ..packs import PackVersion
 
 
@@ -42,12 +43,25 @@ def read_pack(pack: PackVersion) -> PackFiles:
     for path in pack.tree.files(pack.path("manifests")):
         name = path.rsplit("/", 1)[1]
         if name.endswith(".j2"):
-            manifests.append((name.removesuffix(".j2"), path, pack.tree.read(path).decode()))
+            manifests.append((name.removesuffix(".j2"), path, _template(pack, path)))
     user_data = None
     if pack.tree.exists(pack.path("user-data.yaml.j2")):
         path = pack.path("user-data.yaml.j2")
-        user_data = (path, pack.tree.read(path).decode())
+        user_data = (path, _template(pack, path))
     return PackFiles(pack, values, _parse(pack, "presets.yaml"), tuple(manifests), user_data)
+
+
+def _template(pack: PackVersion, path: str) -> str:
+    """A template's text: UTF-8, no larger than a YAML file may be."""
+    data = pack.tree.read(path)
+    if len(data) > MAX_FILE_BYTES:
+        reason = f"template is {len(data)} bytes, larger than the {MAX_FILE_BYTES} byte limit"
+        raise FleetError([Diagnostic(path, 1, reason)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise FleetError([Diagnostic(path, line, "template is not UTF-8 text")]) from None
 
 
 def pack_values(files: PackFiles) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from ..loading import FleetRepo, SiteFiles
 from ..packs import PackRegistry, PackVersion
 from ..validation import FleetIndex, build_index, resolve_cluster
 from .clusters import ClusterRenderer, RenderedCluster
+from .limits import LimitBroken, RenderLimits
 from .packfiles import PackFiles, read_pack
 from .sandbox import Sandbox
 
@@ -21,9 +22,13 @@ class Renderer:
     """Holds what is worth keeping between sites and revisions: compiled templates, read
     pack files and rendered text already checked to be YAML."""
 
-    sandbox: Sandbox = field(default_factory=Sandbox)
+    limits: RenderLimits = field(default_factory=RenderLimits)
+    sandbox: Sandbox = field(init=False)
     _packs: dict[tuple[int, str], PackFiles] = field(default_factory=dict)
     _yaml_ok: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.sandbox = Sandbox(self.limits)
 
     def pack_files(self, pack: PackVersion) -> PackFiles:
         key = (id(pack.tree), pack.folder)
@@ -42,28 +47,32 @@ class Renderer:
         registry: PackRegistry,
         revision: str,
     ) -> dict[str, DesiredState]:
-        """Every appliance of ``site``: its DesiredState. Raises FleetError."""
+        """Every appliance of ``site``: its DesiredState. Raises FleetError, LimitBroken when
+        a template broke a rendering limit (the site's templates share one set of limits)."""
         assert repo.fleet is not None
         clusters: list[RenderedCluster] = []
         problems: list[Diagnostic] = []
-        for doc in sorted(site.clusters, key=lambda d: d.model.metadata.name):
-            resolved, why = resolve_cluster(site, doc, index, registry)
-            if resolved is None:
-                problems += why
-                continue
-            renderer = ClusterRenderer(
-                sandbox=self.sandbox,
-                pack_files=self.pack_files,
-                yaml_ok=self._yaml_ok,
-                site=site,
-                resolved=resolved,
-                fleet=repo.fleet.model,
-                files=repo.manifest_files,
-            )
-            try:
-                clusters.append(renderer.render())
-            except FleetError as e:
-                problems += e.diagnostics
+        with self.sandbox.limited():
+            for doc in sorted(site.clusters, key=lambda d: d.model.metadata.name):
+                resolved, why = resolve_cluster(site, doc, index, registry)
+                if resolved is None:
+                    problems += why
+                    continue
+                renderer = ClusterRenderer(
+                    sandbox=self.sandbox,
+                    pack_files=self.pack_files,
+                    yaml_ok=self._yaml_ok,
+                    site=site,
+                    resolved=resolved,
+                    fleet=repo.fleet.model,
+                    files=repo.manifest_files,
+                )
+                try:
+                    clusters.append(renderer.render())
+                except LimitBroken as e:
+                    raise LimitBroken(problems + e.diagnostics) from None
+                except FleetError as e:
+                    problems += e.diagnostics
         if problems:
             raise FleetError(problems)
         return {
@@ -129,7 +138,8 @@ def render_repository(
     renderer: Renderer | None = None,
 ) -> dict[str, dict[str, DesiredState]]:
     """DesiredStates of the chosen sites (default: all), by site then appliance. The
-    repository must have validated; raises FleetError with every template problem."""
+    repository must have validated; raises FleetError with every template problem, or
+    LimitBroken as soon as a site broke a rendering limit."""
     renderer = renderer or Renderer()
     index = build_index(repo)
     out: dict[str, dict[str, DesiredState]] = {}
@@ -140,6 +150,8 @@ def render_repository(
             out[name] = renderer.render_site(
                 repo.sites[name], repo=repo, index=index, registry=registry, revision=revision
             )
+        except LimitBroken as e:
+            raise LimitBroken(problems + e.diagnostics) from None
         except FleetError as e:
             problems += e.diagnostics
     if problems:

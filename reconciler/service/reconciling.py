@@ -3,10 +3,11 @@ status.
 
 Each step is one function; a failing step records the revision as failed with its errors and
 stops, so every site keeps the last good state it is served. With allowed signers, a commit
-no allowed key signed fails at verify: nothing of it is read further. Rendering is
-incremental: only sites whose inputs changed since the last good revision are rendered again
-(the tree diff and per-site input digests of :mod:`reconciler.planning`), the rest keep their
-documents.
+no allowed key signed fails at verify: nothing of it is read further. An unexpected exception
+(a bug some input reaches) fails the revision too, with a one-line reason; only a git or store
+error is temporary and leaves the revision to be tried again. Rendering is incremental: only
+sites whose inputs changed since the last good revision are rendered again (the tree diff and
+per-site input digests of :mod:`reconciler.planning`), the rest keep their documents.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from agent.contract import DesiredState, MaintenanceWindow
+from agent.errors import one_line
 
-from ..errors import Diagnostic, FleetError
-from ..loading import ParseCache
+from ..errors import Diagnostic, FleetError, mask
+from ..loading import ParseCache, load_repository
 from ..models import parse_duration
 from ..planning.impact import candidate_sites, input_digest
-from ..rendering import Renderer, render_sites
+from ..rendering import Renderer, RenderLimits, render_sites
 from ..rollout import Release, RolloutService, SiteRelease, Wave
 from ..sources import (
     AllowedSigners,
@@ -34,7 +36,8 @@ from ..sources import (
     UntrustedCommit,
     changed_paths,
 )
-from ..validation import Checked, build_index, check_repository
+from ..store import StoreError
+from ..validation import Checked, build_index, check_repository, fleet_secrets
 
 log = logging.getLogger(__name__)
 SiteStates = dict[str, dict[str, DesiredState]]
@@ -46,6 +49,7 @@ class Reason(Enum):
     UNTRUSTED = "signature check failed"
     INVALID = "validation failed"
     RENDER_FAILED = "rendering failed"
+    CRASHED = "reconciling failed unexpectedly"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Reconciler:
         builtin: tuple[Tree, str],
         clock: Callable[[], float] = time.monotonic,
         signers: AllowedSigners | None = None,
+        limits: RenderLimits | None = None,
     ) -> None:
         """``signers``: only commits they signed are reconciled (None: every commit)."""
         self.git = git
@@ -86,34 +91,55 @@ class Reconciler:
         self.rollout = rollout
         self.builtin = builtin
         self.clock = clock
-        self.renderer = Renderer()
+        self.renderer = Renderer(limits or RenderLimits())
         self.cache: ParseCache = {}
         self.good: _Good | None = None
         self.last_attempted: str | None = None
+        self._checked: Checked | None = None  # the revision being reconciled, once loaded
 
     def seed(self, revision: str) -> bool:
         """Take ``revision`` (the last good one a restarted service had published) as the
         base the next revision is compared with, without publishing it again."""
         try:
             tree = self.git.tree(revision)
-        except SourceError:
-            return False
-        checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
-        if checked.diagnostics:
-            return False
-        try:
+            checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
+            if checked.diagnostics:
+                return False
             states, digests, _ = self._render(tree, checked)
-        except FleetError:
+        except Exception:  # without a base, the next revision renders every site
+            log.debug("seeding from %s failed", revision[:12], exc_info=True)
             return False
         self.good = _Good(tree, checked, states, digests)
         return True
 
     def reconcile(self, revision: str) -> Outcome:
+        """Reconcile ``revision``; raises only SourceError and StoreError (temporary)."""
         started = self.clock()
         # fetch source: the commit's tree, straight from the object database
         tree = self.git.tree(revision)
         sha = tree.commit
         self.last_attempted = sha
+        self._checked = None
+        try:
+            return self._reconcile(tree, started)
+        except (SourceError, StoreError):
+            raise
+        except Exception as e:  # a bug some input reaches: the revision fails, the loop goes on
+            log.debug("reconciling %s failed", sha[:12], exc_info=True)
+            return self._failed(tree, Reason.CRASHED, [self._crash_reason(tree, e)], started)
+
+    def _crash_reason(self, tree: GitTree, error: Exception) -> str:
+        """One line, with the repository's sensitive values masked; when they cannot be
+        known (the repository did not load), the error's type alone."""
+        try:
+            repo = self._checked.repo if self._checked is not None else load_repository(tree)
+            secrets = fleet_secrets(repo, build_index(repo))
+        except Exception:  # the same bug, or another: say no more than the type
+            return f"internal error: {type(error).__name__} (details in the server's debug log)"
+        return mask(f"internal error: {type(error).__name__}: {one_line(error)}", secrets)
+
+    def _reconcile(self, tree: GitTree, started: float) -> Outcome:
+        sha = tree.commit
         # verify: an allowed signer signed the commit
         if self.signers is not None:
             try:
@@ -122,7 +148,7 @@ class Reconciler:
                 return self._failed(tree, Reason.UNTRUSTED, [str(e)], started)
             log.info("revision %s signed by %s", sha[:12], signer)
         # load and validate the whole repository (unchanged files come from the parse cache)
-        checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
+        checked = self._checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
         if checked.diagnostics:
             return self._failed(tree, Reason.INVALID, _lines(checked.diagnostics), started)
         # render the sites whose inputs changed

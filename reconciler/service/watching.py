@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from watchfiles import Change, watch
 
 from ..clocks import Clock, system_clock
 from ..sources import Credentials, FetchFailed, GitRepository, Mirror, SourceError
+from ..store import StoreError
 from ..views import SourceView
 
 log = logging.getLogger(__name__)
@@ -147,14 +149,25 @@ def open_source(
 
 
 class Loop:
-    """Reconciles the source's head whenever it moves."""
+    """Reconciles the source's head whenever it moves. A head counts as seen once it was
+    reconciled (published or recorded as failed); a git or store error leaves it to be
+    tried again, backing off up to a minute."""
 
-    def __init__(self, source: Source, reconcile: Callable[[str], object]) -> None:
+    def __init__(
+        self,
+        source: Source,
+        reconcile: Callable[[str], object],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.source = source
         self.reconcile = reconcile
+        self.clock = clock
         self.stop = threading.Event()
         self.poke = threading.Event()
         self.seen: str | None = None
+        self._failures = 0
+        self._retry_at = 0.0
 
     def run(self) -> None:
         for _ in self.source.changes(self.stop, self.poke):
@@ -162,10 +175,18 @@ class Loop:
 
     def step(self) -> None:
         head = self.source.head()
-        if head is None or head == self.seen:
+        if head is None or head == self.seen or self.clock() < self._retry_at:
             return
-        self.seen = head
         try:
             self.reconcile(head)
-        except Exception:  # a bug must not stop the loop; the next commit is tried again
+        except (SourceError, StoreError) as e:  # temporary: the same head is tried again
+            self._failures += 1
+            delay = min(2.0**self._failures, 60.0)
+            self._retry_at = self.clock() + delay
+            log.warning("reconciling %s failed, again in %.0f s: %s", head[:12], delay, e)
+            return
+        except Exception:  # a bug must not stop the loop, nor be retried in a busy loop
             log.exception("reconciling %s failed", head[:12])
+        self.seen = head
+        self._failures = 0
+        self._retry_at = 0.0

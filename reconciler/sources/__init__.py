@@ -24,6 +24,7 @@ from .remotes import (
 )
 from .signatures import AllowedSigners, UntrustedCommit
 from .trees import DirectoryTree, Tree
+from .urls import redacted
 
 __all__ = [
     "AllowedSigners",
@@ -41,4 +42,5 @@ __all__ = [
     "Tree",
     "UntrustedCommit",
     "changed_paths",
+    "redacted",
 ]

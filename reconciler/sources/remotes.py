@@ -17,12 +17,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pygit2
 from pygit2.enums import CredentialType
 
 from .git import GitRepository, SourceError
+from .urls import redacted
 
 REMOTE = "origin"
 
@@ -59,14 +60,9 @@ class Credentials:
 
 
 def shown(url: str) -> str:
-    """``url`` as messages and status show it: without a password."""
-    parts = urlsplit(url)
-    if parts.scheme and parts.password is not None:
-        user = f"{parts.username}@" if parts.username else ""
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
-    return url
+    """``url`` as messages and status show it: without the credentials it may carry (a
+    password, or a token written as the user)."""
+    return redacted(url)
 
 
 def is_ssh(url: str) -> bool:

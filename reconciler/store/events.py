@@ -1,35 +1,71 @@
-"""Events for operators: rollout steps, failed revisions, what agents reported."""
+"""Events for operators: rollout steps, failed revisions, what agents reported; kept per
+partition (an appliance's quota, a site, the fleet, each security kind apart), so no one's
+events can erase another's history."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import groupby
 
-from sqlalchemy import Connection, RowMapping, delete, func, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, delete, select
 
 from .records import EventRecord
 from .schema import events
 from .upserts import upsert_many
 
-KEEP = 20_000  # events kept; older ones are pruned
+AGENT = "agent"  # the kind of every event an agent reports
+SECURITY_KINDS = frozenset(
+    {
+        "agent-registered",
+        "appliance-removed",
+        "appliance-reset",
+        "enrolment-issued",
+        "registration-refused",
+        "rollout-paused",
+        "rollout-resumed",
+        "wave-promoted",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Retention:
+    appliance: int = 200  # events one appliance reported
+    site: int = 1_000  # rollout steps of one site
+    fleet: int = 2_000  # events of no site: the rollout's own, failed revisions
+    security: int = 10_000  # of each security kind
+
+
+RETENTION = Retention()
 
 
 class Events:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, retention: Retention = RETENTION) -> None:
         self._conn = conn
+        self._retention = retention
         self.added: list[EventRecord] = []  # by this transaction, for what follows its commit
 
     def add(self, records: Iterable[EventRecord]) -> None:
         """Append events in order; one an agent already sent (same appliance and key) is
-        skipped."""
-        records = list(records)
-        self.added += records
-        for keyed, run in groupby(records, key=lambda r: r.key is not None):
+        skipped. The partitions they fall in are trimmed to their retention."""
+        added = list(records)
+        self.added += added
+        for keyed, run in groupby(added, key=lambda r: r.key is not None):
             rows = [{k: v for k, v in r.__dict__.items() if k != "id"} for r in run]
             if keyed:
                 upsert_many(self._conn, events, rows, keys=["appliance", "key"], update=[])
             else:
                 self._conn.execute(events.insert(), rows)
+        keep = self._retention
+        for appliance in sorted({r.appliance for r in added if r.kind == AGENT and r.appliance}):
+            self._trim(_reported_by(appliance), keep.appliance)
+        for site in sorted({r.site for r in added if _partition(r) == "site" and r.site}):
+            self._trim(_steps_of(site), keep.site)
+        if any(_partition(r) == "fleet" for r in added):
+            self._trim(_fleet(), keep.fleet)
+        for kind in sorted({r.kind for r in added if r.kind in SECURITY_KINDS}):
+            self._trim(events.c.kind == kind, keep.security)
 
     def recent(
         self,
@@ -50,13 +86,49 @@ class Events:
             query = query.where(events.c.appliance == appliance)
         return [_record(row._mapping) for row in self._conn.execute(query)]
 
-    def prune(self, *, keep: int = KEEP) -> int:
-        """Delete all but the newest ``keep`` events; returns how many were deleted."""
-        newest = self._conn.execute(select(func.max(events.c.id))).scalar()
-        if newest is None or newest <= keep:
-            return 0
-        result = self._conn.execute(delete(events).where(events.c.id <= newest - keep))
+    def prune(self) -> int:
+        """Trim the fleet's own and the security partitions (an appliance's and a site's
+        are trimmed as they grow); returns how many events were deleted."""
+        keep = self._retention
+        deleted = self._trim(_fleet(), keep.fleet)
+        for kind in sorted(SECURITY_KINDS):
+            deleted += self._trim(events.c.kind == kind, keep.security)
+        return deleted
+
+    def _trim(self, where: ColumnElement[bool], keep: int) -> int:
+        """Delete all but the newest ``keep`` events ``where`` selects."""
+        oldest_kept = (
+            select(events.c.id)
+            .where(where)
+            .order_by(events.c.id.desc())
+            .offset(max(keep - 1, 0))
+            .limit(1)
+            .scalar_subquery()
+        )
+        result = self._conn.execute(delete(events).where(where, events.c.id < oldest_kept))
         return int(result.rowcount)
+
+
+def _partition(record: EventRecord) -> str:
+    if record.kind in SECURITY_KINDS:
+        return "security"
+    if record.kind == AGENT:
+        return "appliance"
+    return "site" if record.site is not None else "fleet"
+
+
+def _reported_by(appliance: str) -> ColumnElement[bool]:
+    return and_(events.c.appliance == appliance, events.c.kind == AGENT)
+
+
+def _steps_of(site: str) -> ColumnElement[bool]:
+    return and_(events.c.site == site, events.c.kind != AGENT, events.c.kind.not_in(SECURITY_KINDS))
+
+
+def _fleet() -> ColumnElement[bool]:
+    return and_(
+        events.c.site.is_(None), events.c.kind != AGENT, events.c.kind.not_in(SECURITY_KINDS)
+    )
 
 
 def _record(m: RowMapping) -> EventRecord:

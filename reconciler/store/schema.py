@@ -17,7 +17,8 @@ SQLite and PostgreSQL store and compare them the same way.
 ``agents``           registrations: facts, token hash, registered and last-seen times
 ``enrolments``       one-time enrolment tokens, one per appliance: hash, expiry, issuer
 ``reports``          the latest status report of each appliance
-``events``           what happened, for operators (rollout steps, agent events)
+``events``           what happened, for operators (rollout steps, agent events), kept per
+                     appliance, site, the fleet and security kind (:mod:`.events`)
 ``deliveries``       results reported out: commit statuses and webhooks, their attempts
 ``cluster_joins``    per cluster of a site: its join secret (served only to its member
                      appliances), when it first ran (formed) and when Git dropped it
@@ -227,6 +228,8 @@ events = Table(
     UniqueConstraint("appliance", "key", name="events_once_per_key"),
 )
 Index("events_by_site", events.c.site, events.c.id)
+Index("events_by_appliance", events.c.appliance, events.c.id)  # an appliance's quota
+Index("events_by_kind", events.c.kind, events.c.id)  # security events, kept apart
 
 deliveries = Table(
     "deliveries",

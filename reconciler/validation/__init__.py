@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import Diagnostic
+from ..errors import Diagnostic, masked
 from ..loading import FleetRepo, ParseCache, load_repository
 from ..packs import PackRegistry, load_registry
 from ..sources import Tree
@@ -17,6 +17,7 @@ from .clusters import (
     ResolvedLayer,
     check_appliance_sharing,
     check_cluster,
+    fleet_secrets,
     resolve_cluster,
     sensitive_values,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ResolvedLayer",
     "build_index",
     "check_repository",
+    "fleet_secrets",
     "plaintext_secrets",
     "registry_roots",
     "resolve_cluster",
@@ -117,5 +119,7 @@ def check_repository(
     registry, pack_problems = load_registry(
         registry_roots(repo, builtin), partial=repo.pack_registries is None
     )
-    diagnostics = validate(repo, registry)
-    return Checked(repo, registry, sorted(set(diagnostics + pack_problems)))
+    diagnostics = sorted(set(validate(repo, registry) + pack_problems))
+    if diagnostics:  # no sensitive value is ever printed, annotated or recorded
+        diagnostics = masked(diagnostics, fleet_secrets(repo, build_index(repo)))
+    return Checked(repo, registry, diagnostics)

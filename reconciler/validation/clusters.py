@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import Diagnostic
-from ..loading import Doc, SiteFiles
+from ..loading import Doc, FleetRepo, SiteFiles
 from ..models import Cluster, ClusterProfile, Fleet, PackLayer
 from ..models.common import Scalar
 from ..models.profile import Layer
@@ -346,4 +346,18 @@ def sensitive_values(site: SiteFiles, index: FleetIndex) -> set[str]:
                 value = ref.variables.get(variable.name, variable.default)
                 if value is not None and str(value):
                     found.add(str(value))
+    return found
+
+
+def fleet_secrets(repo: FleetRepo, index: FleetIndex) -> set[str]:
+    """Every value of a sensitive variable in the repository, given or defaulted, for
+    errors and output to mask."""
+    found: set[str] = set()
+    profiles = [*repo.profiles, *(p for site in repo.sites.values() for p in site.profiles)]
+    for profile in profiles:
+        for variable in profile.model.spec.variables:
+            if variable.sensitive and variable.default is not None and str(variable.default):
+                found.add(str(variable.default))
+    for site in repo.sites.values():
+        found |= sensitive_values(site, index)
     return found

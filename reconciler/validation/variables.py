@@ -7,12 +7,21 @@ import re
 
 from packaging.version import InvalidVersion, Version
 
+from ..errors import mask
 from ..models.common import Scalar
 from ..models.profile import Variable
 
 
 def format_problem(variable: Variable, value: Scalar) -> str | None:
-    """Why ``value`` does not fit the variable, or None when it does."""
+    """Why ``value`` does not fit the variable, or None when it does; a sensitive variable's
+    value is never part of the reason."""
+    problem = _problem(variable, value)
+    if problem is not None and variable.sensitive:
+        return mask(problem, {repr(value), str(value)})
+    return problem
+
+
+def _problem(variable: Variable, value: Scalar) -> str | None:
     fmt = variable.format
     if fmt == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):

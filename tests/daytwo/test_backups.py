@@ -144,11 +144,11 @@ def test_a_backup_to_s3_restores_into_a_fresh_cluster_byte_for_byte(
     client: Any = s3.client(ca_file=tmp_path / "ca.pem")
     client.create_bucket(Bucket=bucket)
     site.environ.update(
-        EDGE_S3_ACCESS_KEY_ID=s3.access_key, EDGE_S3_SECRET_ACCESS_KEY=s3.secret_key
+        EDGEFLEET_S3_ACCESS_KEY_ID=s3.access_key, EDGEFLEET_S3_SECRET_ACCESS_KEY=s3.secret_key
     )
     location = {
         "name": "site-s3", "provider": "s3", "bucket": bucket, "endpoint": s3.endpoint,
-        "region": "us-east-1", "credentialsRef": "EDGE_S3", "caCert": s3.ca_pem,
+        "region": "us-east-1", "credentialsRef": "EDGEFLEET_S3", "caCert": s3.ca_pem,
     }  # fmt: skip
     source = site.cluster("pos", workers=0)
     source = source.model_copy(
@@ -196,18 +196,21 @@ def test_a_backup_that_cannot_be_stored_is_failed_never_done(
         }  # fmt: skip
 
     site.environ.update(
-        GOOD_ACCESS_KEY_ID=s3.access_key, GOOD_SECRET_ACCESS_KEY=s3.secret_key,
-        BAD_ACCESS_KEY_ID=s3.access_key, BAD_SECRET_ACCESS_KEY="not-the-secret",
+        EDGEFLEET_GOOD_ACCESS_KEY_ID=s3.access_key, EDGEFLEET_GOOD_SECRET_ACCESS_KEY=s3.secret_key,
+        EDGEFLEET_BAD_ACCESS_KEY_ID=s3.access_key, EDGEFLEET_BAD_SECRET_ACCESS_KEY="not-the-secret",
     )  # fmt: skip
     cases: list[tuple[dict[str, Any], str]] = [
         (
             {"name": "local-disk", "provider": "file", "path": str(tmp_path / "a-file" / "b")},
             "Not a directory",
         ),
-        (s3_location("BAD"), "access denied (SignatureDoesNotMatch)"),
-        (s3_location("UNSET"), "backup location site-s3: UNSET_ACCESS_KEY_ID is not set"),
-        (s3_location("GOOD", name="no-such-bucket"), "the bucket does not exist"),
-        ({**s3_location("GOOD"), "caCert": None}, "TLS certificate not trusted"),
+        (s3_location("EDGEFLEET_BAD"), "access denied (SignatureDoesNotMatch)"),
+        (
+            s3_location("EDGEFLEET_UNSET"),
+            "backup location site-s3: EDGEFLEET_UNSET_ACCESS_KEY_ID is not set",
+        ),
+        (s3_location("EDGEFLEET_GOOD", name="no-such-bucket"), "the bucket does not exist"),
+        ({**s3_location("EDGEFLEET_GOOD"), "caCert": None}, "TLS certificate not trusted"),
     ]
     base = site.cluster("pos", workers=0)
     site.apply(site.state(base))

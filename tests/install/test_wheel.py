@@ -31,6 +31,10 @@ def test_the_wheel_holds_the_templates_and_units(installed: Installation) -> Non
     assert "edgefleet_deploy/edgefleet.service" in names
     assert "edgefleet_deploy/edgefleet-agent.service" in names
     assert "reconciler/store/migrations/versions/r0001_baseline.py" in names
+    dashboard = ROOT / "reconciler/api/dashboard"
+    for kept in ("templates/base.html", "static/dashboard.css", "static/htmx/htmx.min.js",
+                 "static/htmx/LICENSE"):  # fmt: skip
+        assert (dashboard / kept).is_file() and f"reconciler/api/dashboard/{kept}" in names
 
 
 def test_an_appliance_install_runs_the_agent_without_the_server_set(

@@ -36,9 +36,9 @@ def statements(server: Harness) -> Iterator[list[str]]:
 
 
 def test_a_wave_wakes_its_held_agents_without_a_read_each(server: Harness) -> None:
-    agents = {a: server.agent(a) for s in SITES for a in s.appliances}
     first = release(revision("f1"), SITES, waves=WAVES)
-    server.rollout.record_release(first)
+    server.rollout.record_release(first)  # declared first: discovered ones are rate-limited
+    agents = {a: server.agent(a) for s in SITES for a in s.appliances}
     for agent in agents.values():
         agent.apply()
     server.rollout.tick()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.sources import redacted
 from tests.integration.conftest import git
 from tests.support.operators import VIEWER_TOKEN
 from tests.support.services import unavailable
@@ -120,7 +121,7 @@ def test_ssh_repository_with_a_key_and_a_checked_host_key(
     push_change(served, remote, '"40 2 * * *"', '"50 2 * * *"')
     wait_for("the refused key on the status", lambda: not source(served)["ok"], served)
     refused = source(served)
-    assert refused["error"] == f"{sshd.url(remote)}: the credentials were refused"
+    assert refused["error"] == f"{redacted(sshd.url(remote))}: the credentials were refused"
     assert refused["failingSince"] is not None
     fleet = served.fleet_status()
     assert fleet["revision"]["sha"] == good  # type: ignore[index]
@@ -139,7 +140,7 @@ def test_ssh_repository_with_a_key_and_a_checked_host_key(
     )
     error = source(served)["error"]
     assert error == (
-        f"{sshd.url(remote)}: the host key of 127.0.0.1 is unknown or changed "
+        f"{redacted(sshd.url(remote))}: the host key of 127.0.0.1 is unknown or changed "
         f"(not in {known_hosts})"
     )
     assert agent.digest() == served_now
@@ -169,7 +170,7 @@ def test_https_style_repository_with_a_token_file(served: Served, httpd: HttpGit
         env={"EDGEFLEET_GIT_PASSWORD_FILE": str(password)},
     )  # fmt: skip
     assert source(served) | {"lastFetchedAt": None} == {
-        "url": httpd.url("fleet.git"),
+        "url": redacted(httpd.url("fleet.git")),
         "branch": "main",
         "ok": True,
         "error": None,
@@ -186,7 +187,8 @@ def test_https_style_repository_with_a_token_file(served: Served, httpd: HttpGit
     httpd.set_password("fleet", "a-newer-token-the-reconciler-lacks")
     push_change(served, remote, '"40 2 * * *"', '"50 2 * * *"')
     wait_for("the refused token on the status", lambda: not source(served)["ok"], served)
-    assert source(served)["error"] == f"{httpd.url('fleet.git')}: the credentials were refused"
+    refused = f"{redacted(httpd.url('fleet.git'))}: the credentials were refused"
+    assert source(served)["error"] == refused
     assert served.fleet_status()["revision"]["sha"] == good  # type: ignore[index]
     assert agent.digest() == served_now
 

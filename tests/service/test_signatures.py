@@ -20,7 +20,7 @@ from tests.support.keys import allowed_signers, sign_commits, ssh_key
 from tests.support.operators import VIEWER
 from tests.support.services import install_missing_packages, unavailable
 
-from .test_serve import STORE, Served, args, served  # noqa: F401
+from .serving import STORE, Served, args
 
 SITE = "store-1"
 

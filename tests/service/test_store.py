@@ -26,6 +26,7 @@ from reconciler.store import (
     StoreError,
     StoreUnavailable,
 )
+from reconciler.store.events import RETENTION
 
 from .clocks import ManualClock
 from .fleets import digests, release, revision, site
@@ -183,7 +184,7 @@ def test_reports_keep_the_latest_and_healthy_digests(store: Store) -> None:
         assert pairs == {("a1", "sha256:1")}
 
 
-def test_events_from_agents_are_stored_once_per_key_and_pruned(store: Store) -> None:
+def test_events_from_agents_are_stored_once_per_key_and_kept_to_a_quota(store: Store) -> None:
     event = EventRecord(
         at=1.0, level="info", kind="agent", message="m", site="s1", appliance="a1", key="k1"
     )
@@ -192,10 +193,15 @@ def test_events_from_agents_are_stored_once_per_key_and_pruned(store: Store) -> 
     with store.read() as tx:
         assert len(tx.events.recent(site="s1")) == 3
     with store.write() as tx:
-        tx.events.add(replace(event, key=f"n{i}", message=str(i)) for i in range(10))
-        assert tx.events.prune(keep=5) == 8
+        step = EventRecord(at=1.0, level="info", kind="site-done", message="done", site="s1")
+        tx.events.add([step])
+        tx.events.add(replace(event, key=f"n{i}", message=str(i)) for i in range(300))
     with store.read() as tx:
-        assert [e.message for e in tx.events.recent(appliance="a1", limit=3)] == ["9", "8", "7"]
+        mine = tx.events.recent(appliance="a1", limit=1000)
+        assert len(mine) == RETENTION.appliance
+        assert [e.message for e in mine[:3]] == ["299", "298", "297"]
+        # the appliance's flood dropped its own oldest events, never the site's history
+        assert "done" in [e.message for e in tx.events.recent(site="s1", limit=1000)]
 
 
 def test_concurrent_exclusive_writers_do_not_fail(store: Store) -> None:

@@ -82,7 +82,7 @@ def write_base_fleet(f: FleetFiles) -> None:
               bucket: acme-backups
               endpoint: https://s3.example.test
               region: us-east-1
-              credentialsRef: ACME_S3
+              credentialsRef: EDGEFLEET_ACME_S3
         """,
     )
     f.write(

@@ -7,18 +7,23 @@ system's errors are mapped here::
     ├── LocationUnreachable    the endpoint does not answer or its TLS certificate is not trusted
     ├── LocationDenied         the credentials are refused or lack permission
     ├── LocationUnwritable     the directory cannot be written, the bucket does not exist
-    └── ObjectMissing          a key that should be there is not
+    ├── ObjectMissing          a key that should be there is not
+    └── ObjectTooLarge         an object is larger than the reader allows
+
+A key is a relative path of plain segments: an empty, ``.`` or ``..`` segment is refused, so
+no key written by a hostile manifest can leave the location's folder or prefix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import boto3
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 PARTIAL = ".partial-"
+# only the agent's own variables may be named: never AWS_..., HOME or another service's
+CREDENTIALS_REF = re.compile(r"EDGEFLEET_[A-Z0-9_]{1,100}")
 DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"}
 MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -64,6 +71,9 @@ class LocationUnwritable(LocationError): ...
 class ObjectMissing(LocationError): ...
 
 
+class ObjectTooLarge(LocationError): ...
+
+
 class Location(Protocol):
     name: str
 
@@ -75,7 +85,10 @@ class Location(Protocol):
 
     def get(self, key: str, target: Path) -> None: ...
 
-    def get_bytes(self, key: str) -> bytes: ...
+    def get_bytes(self, key: str, *, limit: int) -> bytes:
+        """The object's bytes; ObjectTooLarge past ``limit``."""
+
+    def size(self, key: str) -> int: ...
 
     def list(self, prefix: str) -> list[str]:
         """Every key under ``prefix`` (a folder: ``prefix/...``)."""
@@ -119,9 +132,16 @@ class DirectoryLocation:
         with self._reading(key) as path:
             shutil.copyfile(path, target)
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, limit: int) -> bytes:
+        with self._reading(key) as path, path.open("rb") as data:
+            found = data.read(limit + 1)
+        if len(found) > limit:
+            raise ObjectTooLarge(f"{self.describe()}: {key} is larger than {limit} bytes")
+        return found
+
+    def size(self, key: str) -> int:
         with self._reading(key) as path:
-            return path.read_bytes()
+            return path.stat().st_size
 
     def list(self, prefix: str) -> list[str]:
         folder = self._path(prefix)
@@ -196,10 +216,19 @@ class S3Location:
         with self._mapped(f"download {key}"):
             self._client.download_file(self._bucket, _checked(key), str(target))
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, limit: int) -> bytes:
         with self._mapped(f"download {key}"):
             found = self._client.get_object(Bucket=self._bucket, Key=_checked(key))
-            return found["Body"].read()
+            data = found["Body"].read(limit + 1)
+            found["Body"].close()
+        if len(data) > limit:
+            raise ObjectTooLarge(f"{self.describe()}: {key} is larger than {limit} bytes")
+        return data
+
+    def size(self, key: str) -> int:
+        with self._mapped(f"look up {key}"):
+            found = self._client.head_object(Bucket=self._bucket, Key=_checked(key))
+            return int(found["ContentLength"])
 
     def list(self, prefix: str) -> list[str]:
         folder = _checked(prefix) + "/"
@@ -254,6 +283,10 @@ def _s3(location: BackupLocation, *, environ: Mapping[str, str], ca_dir: Path) -
         raise LocationInvalid(f"backup location {name}: no bucket")
     if not ref:
         raise LocationInvalid(f"backup location {name}: no credentialsRef")
+    if not CREDENTIALS_REF.fullmatch(ref):
+        raise LocationInvalid(
+            f"backup location {name}: credentialsRef must name EDGEFLEET_ variables (got {ref!r})"
+        )
     key_id = environ.get(f"{ref}_ACCESS_KEY_ID")
     secret = environ.get(f"{ref}_SECRET_ACCESS_KEY")
     for variable, value in ((f"{ref}_ACCESS_KEY_ID", key_id), (f"{ref}_SECRET_ACCESS_KEY", secret)):
@@ -304,10 +337,12 @@ def _client_error(where: str, error: ClientError) -> LocationError:
 
 
 def _checked(key: str) -> str:
-    parts = PurePosixPath(key).parts
-    if not key or key.startswith("/") or any(part in ("..", ".") for part in parts):
-        raise LocationInvalid(f"{key!r} is not a relative key")
-    return "/".join(parts)
+    """``key`` as it is, if it is a relative path of plain segments (``a//b``, ``a/./b`` and
+    ``/a`` are refused, never folded into a valid key)."""
+    segments = key.split("/")
+    if any(s in ("", ".", "..") or not s.isprintable() for s in segments) or len(key) > 1024:
+        raise LocationInvalid(f"{key[:200]!r} is not a relative key of plain segments")
+    return key
 
 
 def _first_line(error: Exception) -> str:

@@ -1,6 +1,8 @@
 """Restoring a backup into the cluster it was taken of, or another: find its manifest, fit its
 files to the target's volumes, verify every file, then stop the nodes, write the volumes and
-start them. Nothing changes until every check has passed::
+start them. Nothing changes until every check has passed, and a manifest is untrusted (every
+appliance shares the location): its file names must be plain ``<volume>.tar.gz`` names and
+each download must land inside the staging folder, checked before anything is written::
 
     RestoreError (agent.daytwo.DayTwoError)
     ├── BackupNotFound     no location holds the backup (nothing changed)
@@ -11,6 +13,7 @@ start them. Nothing changes until every check has passed::
 
 from __future__ import annotations
 
+import re
 import shutil
 import tarfile
 from collections.abc import Mapping, Sequence
@@ -23,7 +26,13 @@ from agent.clocks import Clock
 from agent.contract import BackupLocation, ClusterState, DesiredState
 from agent.daytwo import DayTwoError
 from agent.daytwo.backups.creating import MANIFEST, Manifest, file_sha256, parse_id, prefix_of
-from agent.daytwo.backups.locations import Location, LocationError, ObjectMissing, open_location
+from agent.daytwo.backups.locations import (
+    Location,
+    LocationError,
+    ObjectMissing,
+    ObjectTooLarge,
+    open_location,
+)
 from agent.daytwo.history import History
 from agent.daytwo.records import BackupFile, RestoreResult
 from agent.drivers import DriverError
@@ -31,6 +40,8 @@ from agent.drivers.datavolumes import ROOT, NodeVolume, Volumes
 from agent.errors import one_line
 
 T = TypeVar("T")
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\.tar\.gz")
 
 
 class RestoreError(DayTwoError): ...
@@ -67,6 +78,10 @@ def restore(
         backup, state=state, environ=environ, ca_dir=work_dir / "ca"
     )
 
+    # Check what the manifest names before anything is written
+    staging = work_dir / "restore" / backup
+    _check_files(backup, manifest, staging)
+
     # Fit its files to the target cluster's volumes
     target = _target(state, cluster or manifest.cluster)
     try:
@@ -74,12 +89,12 @@ def restore(
     except DriverError as e:
         raise TargetMismatch(f"cluster {target.name}: {one_line(e)}") from e
 
-    staging = work_dir / "restore" / backup
     try:
         # Verify every file before touching a node
-        staging.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(parents=True, exist_ok=True, mode=0o700)
         for file, _ in pairs:
-            _fetch(backup, location, f"{prefix}/{backup}/{file.name}", file, staging / file.name)
+            target_file = _inside(backup, staging, file.name)
+            _fetch(backup, location, f"{prefix}/{backup}/{file.name}", file, target_file)
 
         # Restore: stop, replace every volume's content, start
         try:
@@ -126,7 +141,9 @@ def find_backup(
     for params, prefix in candidates:
         try:
             location = open_location(params, environ=environ, ca_dir=ca_dir)
-            raw = location.get_bytes(f"{prefix}/{backup}/{MANIFEST}")
+            raw = location.get_bytes(f"{prefix}/{backup}/{MANIFEST}", limit=MAX_MANIFEST_BYTES)
+        except ObjectTooLarge as e:
+            raise BackupCorrupted(f"backup {backup}: {MANIFEST} is not valid: {one_line(e)}") from e
         except ObjectMissing:
             looked.append(f"{params.name}:{prefix}")
             continue
@@ -142,6 +159,27 @@ def find_backup(
             raise BackupCorrupted(f"backup {backup}: {MANIFEST} describes {manifest.id}")
         return location, prefix, manifest
     raise BackupNotFound(f"backup {backup} not found (looked in {', '.join(looked)})")
+
+
+def _check_files(backup: str, manifest: Manifest, staging: Path) -> None:
+    """Each file a plain ``<volume>.tar.gz`` name, named once, landing inside ``staging``."""
+    seen: set[str] = set()
+    for file in manifest.files:
+        name = file.name
+        if not _FILE.fullmatch(name) or name != f"{file.volume}.tar.gz" or name in seen:
+            raise BackupCorrupted(
+                f"backup {backup}: {MANIFEST} names a file {name[:100]!r} that is not a plain"
+                " <volume>.tar.gz name of its own"
+            )
+        seen.add(name)
+        _inside(backup, staging, name)
+
+
+def _inside(backup: str, staging: Path, name: str) -> Path:
+    target = staging / name
+    if target.resolve().parent != staging.resolve():
+        raise BackupCorrupted(f"backup {backup}: {name[:100]!r} would be written outside staging")
+    return target
 
 
 def _target(state: DesiredState, name: str) -> ClusterState:
@@ -182,6 +220,13 @@ def _by_node(items: Sequence[tuple[str, str, T]]) -> list[dict[str, T]]:
 
 def _fetch(backup: str, location: Location, key: str, file: BackupFile, target: Path) -> None:
     try:
+        # the size first: a file the manifest does not describe is never downloaded
+        size = location.size(key)
+        if size != file.size:
+            raise BackupCorrupted(
+                f"backup {backup}: {file.name} is corrupted ({size} bytes, manifest says"
+                f" {file.size})"
+            )
         location.get(key, target)
     except ObjectMissing as e:
         raise BackupCorrupted(f"backup {backup}: {file.name} is missing") from e

@@ -7,6 +7,7 @@ by ``edgefleet db upgrade``.
 ``versions/r0003_replicas_and_deliveries.py`` the change log, reports in use, deliveries
 ``versions/r0004_names_and_authors.py``    display names, cluster descriptions, authors
 ``versions/r0005_enrolments.py``           one-time enrolment tokens
+``versions/r0006_event_partitions.py``     indexes for the events' retention by partition
 ``versions/r0007_cluster_joins_and_leases.py`` join secrets, leases, decommissioned appliances
 
 A schema change comes with a new module in ``versions/`` whose ``down_revision`` is the

@@ -224,6 +224,23 @@ class AgentLink:
     def report(self, token: str, status: dict[str, Any]) -> None:
         self._send("POST", "/v1/status", headers={"Authorization": f"Bearer {token}"}, json=status)
 
+    def lease(self, token: str, cluster: str, *, seconds: float) -> dict[str, Any]:
+        """Ask for the cluster's reboot lease: ``{"granted", "holder", "expiresAt"}``."""
+        response = self._send(
+            "POST",
+            "/v1/leases",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"cluster": cluster, "purpose": "patch", "seconds": seconds},
+        )
+        try:
+            found: dict[str, Any] = response.json()
+        except ValueError as e:
+            raise Unreachable(f"/v1/leases: the answer is not JSON ({e})") from None
+        return found
+
+    def release_lease(self, token: str, cluster: str) -> None:
+        self._send("DELETE", f"/v1/leases/{cluster}", headers={"Authorization": f"Bearer {token}"})
+
 
 def _detail(response: httpx.Response) -> str:
     try:

@@ -1,4 +1,4 @@
-"""Each cluster's join as one member appliance is served it: the cluster's token (a secret the
+"""Each join of a cluster spanning appliances, as one member appliance is served it: the cluster's token (a secret the
 store made for it, never in Git, a rendered state or a log), the URL of an existing server
 its nodes join, and whether the cluster's first server starts the cluster.
 
@@ -7,7 +7,9 @@ else the address the first server's appliance registered with. Once the cluster 
 (a member reported it Running), the first server's own appliance is pointed at another
 server instead, so a first server made anew (a lost volume, a new root disk) joins the
 running cluster rather than start a second one. The join is added to the state when it is
-served, outside its digest: the rollout and its proofs judge what Git asked for.
+served, outside its digest: the rollout and its proofs judge what Git asked for. A cluster
+on one appliance gets none: its agent makes its token from its own secret, and its nodes
+reach each other on the cluster's own network.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def joins_for(
     for assignment, content in served:
         joins = []
         for cluster in content.get("clusters", []):
+            if len(cluster.get("appliances") or []) < 2:
+                continue  # on one appliance its agent makes the token (agent.apply.planning)
             record = records.get((assignment.site, str(cluster["name"])))
             if record is None or record.retired_at is not None:
                 continue

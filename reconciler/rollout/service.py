@@ -45,6 +45,7 @@ from ..store import (
 from ..store.records import Level
 from .errors import InvalidRelease, RolloutConflict
 from .health import next_streak, ran_healthy
+from .leases import Grant, give_back, grant
 from .progress import SETTLED, Snapshot, advance
 from .publishing import ReleasePlan, new_documents, plan_release
 from .releases import Release
@@ -106,7 +107,17 @@ class RolloutService:
             # every cluster's join secret, made once (served with the states, never in them)
             tx.joins.keep(release.clusters(), at=now)
             # the rollout's first step: the first wave, reverts, unchanged sites
-            removed = [ChangeRecord("served", a, at=now) for a in plan.removed]
+            removed = [
+                ChangeRecord(
+                    "served",
+                    a.appliance,
+                    at=now,
+                    digest=a.served_digest,
+                    revision=a.served_revision,
+                )
+                for a in plan.assignments
+                if a.appliance in plan.removed
+            ]
             tx.changes.add(removed)
             changes = removed + self._advance(tx, release.revision)
             tx.events.prune()
@@ -253,6 +264,7 @@ class RolloutService:
             assignment = tx.assignments.get(appliance)
             site = assignment.site if assignment else None
             formed = self._formed(tx, assignment, report, now=now)
+            revoked = self._decommission(tx, assignment, report, now=now)
             tx.events.add(
                 EventRecord(
                     at=now,
@@ -266,11 +278,72 @@ class RolloutService:
                 for e in report.events
             )
             moves = self._moves_rollout(tx, appliance)
-        self.notifier.publish(formed)
+        self.notifier.publish(formed + revoked)
         if moves:
             self._tick_covering()
 
+    def take_lease(self, appliance: str, cluster: str, *, purpose: str, seconds: float) -> Grant:
+        """Grant (or renew) the lease that lets ``appliance`` take ``cluster``'s nodes down,
+        unless another member holds it; raises NotMember for a cluster it is not served."""
+        with self._decision() as tx:
+            now = epoch(self.clock)
+            found = grant(tx, appliance, cluster, purpose=purpose, seconds=seconds, now=now)
+            if found.granted:
+                tx.events.add(
+                    [
+                        self._event(
+                            now,
+                            "info",
+                            "lease-granted",
+                            f"{appliance} may take cluster {cluster}'s nodes down ({purpose})",
+                        )
+                    ]
+                )
+        return found
+
+    def give_back_lease(self, appliance: str, cluster: str) -> bool:
+        with self._decision() as tx:
+            return give_back(tx, appliance, cluster)
+
     # -- internals ----------------------------------------------------------------------
+    def _decommission(
+        self,
+        tx: Transaction,
+        assignment: Assignment | None,
+        report: StatusReport,
+        *,
+        now: float,
+    ) -> list[ChangeRecord]:
+        """An appliance removed from the fleet repository that reports its empty state
+        applied and no node left: its token is revoked (returns the change that makes every
+        replica forget it) and it is listed decommissioned."""
+        if (
+            assignment is None
+            or assignment.declared
+            or assignment.decommissioned_at is not None
+            or assignment.served_digest is None
+            or report.appliedDigest != assignment.served_digest
+            or any(c.phase != "Deleted" or c.nodes for c in report.clusters)
+        ):
+            return []
+        tx.agents.remove(assignment.appliance)
+        revoked = [ChangeRecord("token", assignment.appliance, at=now)]
+        tx.changes.add(revoked)
+        tx.assignments.put(replace(assignment, decommissioned_at=now))
+        tx.events.add(
+            [
+                EventRecord(
+                    at=now,
+                    level="info",
+                    kind="appliance-decommissioned",
+                    message=f"{assignment.appliance} removed its nodes: its token is revoked",
+                    site=assignment.site,
+                    appliance=assignment.appliance,
+                )
+            ]
+        )
+        return revoked
+
     def _formed(
         self,
         tx: Transaction,

@@ -1,6 +1,7 @@
-"""Each join of a cluster spanning appliances, as one member appliance is served it: the cluster's token (a secret the
-store made for it, never in Git, a rendered state or a log), the URL of an existing server
-its nodes join, and whether the cluster's first server starts the cluster.
+"""Each join of a cluster spanning appliances, as one member appliance is served it: the
+cluster's token (a secret the store made for it, never in Git, a rendered state or a log),
+the URL of an existing server its nodes join, and whether the cluster's first server starts
+the cluster.
 
 The server is the VIP where the cluster has one (kube-vip holds it on the control plane),
 else the address the first server's appliance registered with. Once the cluster has formed

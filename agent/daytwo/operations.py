@@ -118,7 +118,7 @@ class Operations:
         elif schedule.kind == "scan":
             self._scan(cluster, schedule.parameters.scan, Trigger.SCHEDULE)
         else:
-            self._backup(state, cluster, schedule.parameters, Trigger.SCHEDULE)
+            self._backup(state, cluster, schedule.parameters, Trigger.SCHEDULE, due=occurrence.due)
         return None
 
     def on_boot(
@@ -215,6 +215,8 @@ class Operations:
         cluster: ClusterState,
         parameters: BackupParameters,
         trigger: Trigger,
+        *,
+        due: datetime | None = None,
     ) -> BackupResult:
         return backup_cluster(
             state,
@@ -227,6 +229,7 @@ class Operations:
             work_dir=self._work_dir,
             trigger=trigger,
             settings=self._settings.backups,
+            due=due,
         )
 
 

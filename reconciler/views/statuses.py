@@ -18,7 +18,9 @@ from agent.contract import ClusterPhase, ClusterStatus, StatusReport
 
 from ..store import AgentRecord, Assignment, ReportRecord
 
-ApplianceStatus = Literal["Unpaired", "Ready", "In-Use", "Discovered", "Decommissioning"]
+ApplianceStatus = Literal[
+    "Unpaired", "Ready", "In-Use", "Discovered", "Decommissioning", "Decommissioned"
+]
 Health = Literal["healthy", "unhealthy", "unknown"]
 
 
@@ -26,8 +28,11 @@ def appliance_status(
     assignment: Assignment | None, agent: AgentRecord | None, report: StatusReport | None
 ) -> ApplianceStatus:
     in_use = report is not None and any(c.phase != "Deleted" for c in report.clusters)
-    if assignment is not None and not assignment.declared and assignment.served_digest:
-        return "Decommissioning"  # removed from Git: served an empty state until its nodes go
+    if assignment is not None and not assignment.declared:
+        if assignment.decommissioned_at is not None:
+            return "Decommissioned"  # registered again since: listed, served nothing new
+        if assignment.served_digest:
+            return "Decommissioning"  # removed from Git: served an empty state until its nodes go
     return status_of(
         declared=assignment is not None and assignment.declared,
         registered=agent is not None,

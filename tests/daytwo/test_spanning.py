@@ -19,7 +19,6 @@ from agent.contract import (
     BackupSchedule,
     ClusterJoin,
     ClusterServer,
-    ClusterState,
     DesiredState,
     PatchParameters,
     PatchSchedule,
@@ -82,7 +81,6 @@ def spanning(one: Site, two: Site, schedules: list[Schedule]) -> tuple[DesiredSt
                 "servers": [ClusterServer(node=n.name, appliance=n.appliance) for n in nodes],
             }
         )
-        ClusterState.model_validate(mine.model_dump())
         join = ClusterJoin(
             cluster=name,
             token=TOKEN,

@@ -253,8 +253,7 @@ def test_a_cluster_over_four_appliances_joins_keeps_its_data_and_decommissions(
     # removing the worker's appliance (and its pool) from Git removes its node and volume,
     # then revokes its token
     agent_token = Path(loop.work / WORKER / "token").read_text().strip()
-    pool = "            - name: workers\n              size: 1\n"
-    loop.fleet.edit(shop, f"{pool}              appliances: [{WORKER}]\n", "")
+    loop.fleet.edit(shop, f"    - name: workers\n      size: 1\n      appliances: [{WORKER}]\n", "")
     loop.fleet.remove(f"sites/{SITE}/appliances/{WORKER}.yaml")
     loop.commit("mall-9: the fourth appliance leaves")
     wait_for(lambda: WORKER not in running(loop), 120, "the worker node to be removed")

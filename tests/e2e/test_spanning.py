@@ -274,3 +274,88 @@ def test_a_cluster_over_four_appliances_joins_keeps_its_data_and_decommissions(
     assert [d["appliance"] for d in listed] == [WORKER]  # type: ignore[index]
     # the others keep running, with the data they had
     assert set(running(loop)) == set(SERVERS)
+
+
+def test_a_worker_on_an_appliance_without_a_server_joins_the_server_on_another(
+    loop: Loop,
+) -> None:
+    # two appliances: the control plane on one, the only worker on the other
+    f = loop.fleet
+    addresses = {"deli-3-a": "127.0.0.21", "deli-3-b": "127.0.0.22"}
+    f.write(
+        "sites/deli-3/site.yaml",
+        """
+        apiVersion: edgefleet.dev/v1
+        kind: Site
+        metadata:
+          name: deli-3
+          labels:
+            ring: canary
+        spec:
+          timezone: Europe/Berlin
+          network:
+            cidrs: [192.168.3.0/24]
+        """,
+    )
+    for appliance in addresses:
+        f.write(
+            f"sites/deli-3/appliances/{appliance}.yaml",
+            f"""
+            apiVersion: edgefleet.dev/v1
+            kind: Appliance
+            metadata:
+              name: {appliance}
+            spec:
+              type: bare-metal
+            """,
+        )
+    f.write(
+        "sites/deli-3/clusters/deli.yaml",
+        f"""
+        apiVersion: edgefleet.dev/v1
+        kind: Cluster
+        metadata:
+          name: deli
+        spec:
+          profiles:
+            - name: store
+              version: 1.0.0
+              variables:
+                storeId: "0003"
+          packs:
+            k3s:
+              values:
+                nodeImage: {loop.image}
+          nodePools:
+            - name: main
+              controlPlane: true
+              size: 1
+              appliances: [deli-3-a]
+            - name: workers
+              size: 1
+              appliances: [deli-3-b]
+        """,
+    )
+    loop.commit("deli-3: a server and a worker on two appliances")
+    for appliance, address in addresses.items():
+        config = loop.agent_config(appliance).model_copy(update={"ip": address})
+        loop.start_agent(appliance, config=config)
+
+    def both() -> dict[str, str]:
+        found = {a: loop.containers(a) for a in addresses}
+        if "deli-main-1" in found["deli-3-a"] and "deli-workers-1" in found["deli-3-b"]:
+            return {"server": found["deli-3-a"]["deli-main-1"],
+                    "worker": found["deli-3-b"]["deli-workers-1"]}  # fmt: skip
+        return {}
+
+    nodes = wait_for(both, 120, "the server and the worker")
+    assert isinstance(nodes, dict)
+    server, worker = join_of(loop, nodes["server"]), join_of(loop, nodes["worker"])
+    assert server["token"] == worker["token"]
+    assert server["cluster-init"] == "true"
+    assert worker["server"] == "https://127.0.0.21:6443"
+    env = environment(loop, nodes["worker"])
+    assert (env["K3S_TOKEN"], env["K3S_URL"]) == (server["token"], "https://127.0.0.21:6443")
+    assert not reaches(loop, nodes["worker"], worker["server"])
+    stand_in_api(loop, nodes["server"], "127.0.0.21")
+    assert reaches(loop, nodes["worker"], worker["server"])

@@ -82,6 +82,13 @@ class Node(Contract):
     setup: NodeSetup = NodeSetup()
 
 
+class ClusterServer(Contract):
+    """A control-plane node of a cluster that spans appliances, and the appliance it runs on."""
+
+    node: str
+    appliance: str
+
+
 class Pool(Contract):
     name: str
     controlPlane: bool
@@ -203,6 +210,11 @@ class ClusterNetwork(Contract):
 
 
 class ClusterState(Contract):
+    """The part of a cluster one appliance runs. A cluster that spans appliances also names
+    every member appliance (``appliances``) and every control-plane node in the order the
+    cluster forms (``servers``: the first starts it); both are left out of the JSON when
+    empty, so a cluster on one appliance keeps its digest."""
+
     name: str
     mode: Mode
     phase: Literal["present", "absent"] = "present"
@@ -215,6 +227,34 @@ class ClusterState(Contract):
     schedules: list[Schedule]
     maintenanceWindows: list[MaintenanceWindow] = []
     timezone: str
+    appliances: list[str] = []
+    servers: list[ClusterServer] = []
+
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, serialize: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = serialize(self)
+        for key in ("appliances", "servers"):
+            if not dumped.get(key):
+                dumped.pop(key, None)
+        return dumped
+
+    @property
+    def spans_appliances(self) -> bool:
+        return len(self.appliances) > 1
+
+
+class ClusterJoin(Contract):
+    """How this appliance's nodes join a cluster: the cluster's join token, made by the
+    reconciler and served only to its member appliances, and the URL of an existing server
+    (the VIP, or the first server's appliance address; None while it is not known yet).
+    ``init``: the cluster's first server starts the cluster (it has not formed yet, or has no
+    other server to join). Never part of the digest: it comes from the reconciler's store,
+    not from Git."""
+
+    cluster: str
+    token: str = Field(repr=False)
+    server: str | None = None
+    init: bool = True
 
 
 class DesiredState(Contract):
@@ -223,16 +263,33 @@ class DesiredState(Contract):
     revision: str
     digest: str
     clusters: list[ClusterState]
+    # added by the reconciler when it serves the state (signed with it), outside the digest
+    join: list[ClusterJoin] = []
+
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, serialize: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = serialize(self)
+        if not dumped.get("join"):
+            dumped.pop("join", None)
+        return dumped
 
     def content(self) -> dict[str, Any]:
         """Everything the digest covers."""
-        return self.model_dump(mode="json", exclude={"revision", "digest"})
+        return self.model_dump(mode="json", exclude={"revision", "digest", "join"})
 
     def computed_digest(self) -> str:
         return digest_of(self.content())
 
     def canonical_json(self) -> bytes:
         return canonical_json(self.model_dump(mode="json"))
+
+    def etag(self) -> str:
+        """What the reconciler tags the served state with: the digest, and a fingerprint of
+        the join section when there is one (it changes without the digest)."""
+        return served_etag(self.digest, self.join)
+
+    def joining(self, cluster: str) -> ClusterJoin | None:
+        return next((j for j in self.join if j.cluster == cluster), None)
 
 
 def schedule_from(value: Any) -> Schedule:
@@ -246,6 +303,20 @@ _SCHEDULE: TypeAdapter[Schedule] = TypeAdapter(Schedule)
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the same value always gives the same bytes."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def served_etag(digest: str, join: list[ClusterJoin]) -> str:
+    """``digest``, or ``digest+<fingerprint of join>``: a new token or server address makes a
+    new tag although the digest stays."""
+    if not join:
+        return digest
+    body = canonical_json([j.model_dump(mode="json") for j in join])
+    return f"{digest}+{hashlib.sha256(body).hexdigest()[:16]}"
+
+
+def etag_digest(etag: str) -> str:
+    """The digest part of a served state's tag."""
+    return etag.split("+", 1)[0]
 
 
 def digest_of(content: dict[str, Any]) -> str:

@@ -1,5 +1,14 @@
-"""The names the agent gives what it creates, and a node's spec digest, which changes exactly
-when the node must be replaced. Pure: the same node always gets the same names."""
+"""The names the agent gives what it creates, and what a change of a node's spec does to it.
+Pure: the same node always gets the same names.
+
+A node's container (or domain) is named after its whole spec: any change makes a new one. Its
+data volume is named after what it was made for (the node, its role, its appliance, and for a
+virtual machine its data disk's size and pool): a change k3s applies by restart (config,
+flags, k3s version, user data, resources) makes a new container on the same volume. A
+virtual machine's root disk is named after its image and size: a change of those recreates
+the node from its image (k3s starts afresh on it) but keeps its data disk. :func:`effect`
+says which, for ``plan`` and the rollout (``reconciler.planning.changes``) as for the agent.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +16,9 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
-from agent.contract import ManifestFile, Node, digest_of
+from agent.contract import ManifestFile, Mode, Node, digest_of
 
 NETWORK_PREFIX = "edgefleet-"
 GENERATION_LENGTH = 8
@@ -39,10 +49,67 @@ def is_plain_file_name(name: str) -> bool:
     return bool(_FILE_NAME.fullmatch(name))
 
 
-def spec_digest(node: Node, *, default_image: str) -> str:
+def spec_digest(node: Node, *, default_image: str | None) -> str:
     spec = node.model_dump(mode="json", exclude={"name"})
     spec["image"] = node.image or default_image
     return digest_of(spec)
+
+
+# restart: a new container (domain) on the node's disks, as k3s applies a new config, flag,
+#   version or user data; replace: a virtual machine made again from its image, keeping its
+#   data disk (k3s starts afresh: a server joins the cluster again); lose-data: a new, empty
+#   data volume (the node's role, appliance or data disk changed)
+Effect = Literal["restart", "replace", "lose-data"]
+DATA_SUFFIX = "-data"
+ROOT_SUFFIX = "-root"
+
+
+def data_key(node: Node) -> str:
+    """What the node's data volume is made for; a change makes a new, empty one."""
+    placement = node.placement
+    resources = node.resources
+    return digest_of(
+        {
+            "node": node.name,
+            "pool": node.pool,
+            "role": node.role,
+            "appliance": node.appliance,
+            "dataDiskGiB": resources.dataDiskGiB if resources else None,
+            "dataStoragePool": placement.dataStoragePool if placement else None,
+        }
+    )
+
+
+def root_key(node: Node, *, default_image: str | None) -> str:
+    """What a virtual machine's root disk is cloned from and where; a change clones it anew."""
+    placement = node.placement
+    resources = node.resources
+    return digest_of(
+        {
+            "data": data_key(node),
+            "image": node.image or default_image,
+            "rootDiskGiB": resources.rootDiskGiB if resources else None,
+            "imageStoragePool": placement.imageStoragePool if placement else None,
+            "targetStoragePool": placement.targetStoragePool if placement else None,
+        }
+    )
+
+
+def effect(
+    before: Node, after: Node, *, mode: Mode, default_image: str | None = None
+) -> Effect | None:
+    """What going from ``before`` to ``after`` (the same node) does to it; None: nothing."""
+    if spec_digest(before, default_image=default_image) == spec_digest(
+        after, default_image=default_image
+    ):
+        return None
+    if data_key(before) != data_key(after):
+        return "lose-data"
+    if mode == "virtualized" and root_key(before, default_image=default_image) != root_key(
+        after, default_image=default_image
+    ):
+        return "replace"
+    return "restart"
 
 
 def generation(spec: str) -> str:
@@ -54,7 +121,30 @@ def container_name(node: str, spec: str) -> str:
 
 
 def volume_name(container: str) -> str:
-    return f"{container}-data"
+    """The data volume of a container made before volumes outlived containers."""
+    return f"{container}{DATA_SUFFIX}"
+
+
+def data_volume(node: Node) -> str:
+    """The node's data volume: it outlives the node's containers while :func:`data_key`
+    stays."""
+    return f"{node.name}-{generation(data_key(node))}{DATA_SUFFIX}"
+
+
+def root_volume(node: Node, *, default_image: str | None) -> str:
+    """A virtual machine's root disk, while :func:`root_key` stays."""
+    return f"{node.name}-{generation(root_key(node, default_image=default_image))}{ROOT_SUFFIX}"
+
+
+def volume_node(volume: str) -> str | None:
+    """The node a volume named by this module belongs to (``<node>-<generation>-data``,
+    ``-root``); None for another name."""
+    for suffix in (DATA_SUFFIX, ROOT_SUFFIX):
+        if volume.endswith(suffix):
+            head, _, gen = volume.removesuffix(suffix).rpartition("-")
+            if head and len(gen) == GENERATION_LENGTH:
+                return head
+    return None
 
 
 def network_name(cluster: str) -> str:

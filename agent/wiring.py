@@ -25,6 +25,7 @@ from agent.clocks import SystemClock
 from agent.config import AgentConfig, ConfigError
 from agent.contract import DesiredState
 from agent.daytwo.operations import OperationError, Operations
+from agent.daytwo.patching import RebootGate
 from agent.daytwo.schedules.scheduler import Scheduler
 from agent.drivers import Driver
 from agent.drivers.datavolumes import Volumes
@@ -34,8 +35,9 @@ from agent.drivers.docker.nodes import DockerNodes
 from agent.drivers.nodes import Host
 from agent.link.bundles import BundleError, BundleLedger, open_bundle
 from agent.link.client import AgentLink, LinkSettings
+from agent.link.leases import LeaseGate
 from agent.link.reports import status_report
-from agent.link.syncing import SyncLoop, SyncSettings
+from agent.link.syncing import SyncLoop, SyncSettings, read_token
 from agent.signatures import load_public_keys
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class Agent:
             clock=SystemClock(),
             age_key=self.config.age_key(),
             network=InstalledNetwork(self.config.podCIDR, self.config.serviceCIDR),
+            node_ip=self.config.ip,
         )
 
 
@@ -114,14 +117,21 @@ def _libvirt(config: AgentConfig) -> Iterator[tuple[Driver, Any]]:
         connection.close()
 
 
-def day_two(agent: Agent, current: Callable[[], DesiredState | None]) -> Operations | None:
+def day_two(
+    agent: Agent,
+    current: Callable[[], DesiredState | None],
+    *,
+    gate: RebootGate | None = None,
+) -> Operations | None:
     """The patch, scan and backup runner of the appliance's nodes: Docker containers, or
     libvirt domains reached through their guest agents (None for libvirt's test driver,
-    whose domains have no guest agent)."""
+    whose domains have no guest agent). ``gate``: the reconciler's reboot lease."""
     if agent.client is not None:
-        return _operations(agent.config, _docker_day_two(agent.config, agent.client), current)
+        places = _docker_day_two(agent.config, agent.client)
+        return _operations(agent.config, places, current, gate)
     if agent.connection is not None and not str(agent.connection.getURI()).startswith("test:"):
-        return _operations(agent.config, _libvirt_day_two(agent.config, agent.connection), current)
+        places = _libvirt_day_two(agent.config, agent.connection)
+        return _operations(agent.config, places, current, gate)
     return None
 
 
@@ -142,6 +152,7 @@ def _operations(
     config: AgentConfig,
     places: tuple[Host, Volumes],
     current: Callable[[], DesiredState | None],
+    gate: RebootGate | None = None,
 ) -> Operations:
     host, volumes = places
     return Operations(
@@ -151,6 +162,7 @@ def _operations(
         clock=SystemClock(),
         environ=os.environ,
         current_state=current,
+        gate=gate,
     )
 
 
@@ -167,7 +179,8 @@ def run_online(config: AgentConfig, *, once: bool = False, wait: float = 30.0) -
     with open_agent(config) as agent, AgentLink(LinkSettings.from_config(config)) as link:
         last_good = agent.inventory.last_good_state()
         current: list[DesiredState | None] = [last_good]
-        operations = day_two(agent, lambda: current[0])
+        gate = LeaseGate(link=link, token=lambda: read_token(Path(config.tokenFile)) or "")
+        operations = day_two(agent, lambda: current[0], gate=gate)
         scheduler = (
             Scheduler(
                 data_dir=Path(config.dataDir), clock=SystemClock(), runner=operations.scheduled

@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -102,6 +103,7 @@ def admit(
             f"desired state is for appliance {state.appliance!r}, this agent is {appliance!r}"
         )
     _refuse_duplicates("cluster", (c.name for c in state.clusters))
+    _check_joins(state)
     for cluster in state.clusters:
         where = f"cluster {cluster.name!r}"
         _require_label(cluster.name, "cluster name", "desired state")
@@ -169,6 +171,24 @@ def _check_network(cluster: ClusterState, installed: InstalledNetwork) -> None:
                 f"(edge-installer {flag}): change the cluster's spec.config, or install the "
                 f"appliance again with {flag} {have}"
             )
+
+
+def _check_joins(state: DesiredState) -> None:
+    """A join is for a cluster of the state, once, and names an https:// server."""
+    _refuse_duplicates("join of cluster", (j.cluster for j in state.join))
+    names = {c.name for c in state.clusters}
+    for join in state.join:
+        if join.cluster not in names:
+            raise InconsistentState(f"join of cluster {join.cluster!r}: no such cluster")
+        server = join.server
+        if server is not None:
+            parts = urlsplit(server)
+            if parts.scheme != "https" or not parts.hostname or parts.path or "\n" in server:
+                raise InconsistentState(
+                    f"join of cluster {join.cluster!r}: server {server!r} is not https://HOST:PORT"
+                )
+        if not join.token or any(ch.isspace() for ch in join.token):
+            raise InconsistentState(f"join of cluster {join.cluster!r}: no usable token")
 
 
 def _require_label(name: str, what: str, where: str, *, longest: int = 63) -> None:

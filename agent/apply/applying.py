@@ -61,11 +61,13 @@ def apply_state(
     start_timeout: float = 60.0,
     age_key: Path | None = None,
     network: InstalledNetwork | None = None,
+    node_ip: str | None = None,
 ) -> ApplyResult:
     """Apply ``state``; raises :class:`agent.apply.admission.StateRefused` before touching anything
     when the state may not be applied here. ``age_key`` is the appliance's age identity file,
     which opens the state's encrypted manifests; ``network`` the CIDRs the appliance was
-    installed for, which its clusters must use."""
+    installed for, which its clusters must use; ``node_ip`` the appliance's address, at which
+    the nodes of a cluster spanning appliances are reached."""
     # Admit: a refused state changes nothing, not even the saved state
     admit(state, appliance=inventory.appliance(), network=network)
 
@@ -104,6 +106,7 @@ def apply_state(
         mode=driver.mode,
         join_secret=inventory.join_secret(),
         opened=opened,
+        node_ip=node_ip,
     )
 
     # Execute, cluster by cluster: one failing cluster never stops the others
@@ -174,6 +177,17 @@ class _Runner:
                 tasks.append(Task(plan.name, index, total, step.title, TaskState.FAILED, str(e)))
         self.inventory.forget(*plan.forget)
 
+        if failure is None and plan.waiting:
+            # what could be done is done; the rest waits for the reconciler to know more
+            self.inventory.record(*plan.keep)
+            return ClusterResult(
+                plan.name,
+                Phase.PROVISIONING,
+                tuple(tasks),
+                tuple(events),
+                message="; ".join(plan.waiting)[:2000],
+                retryable=True,
+            )
         if failure is not None:
             return ClusterResult(
                 plan.name,
@@ -275,7 +289,7 @@ class _Runner:
                 driver.start_node(step.container)
                 self._wait_running(step.container)
             case RemoveNode():
-                driver.remove_node(container=step.container, volume=step.volume)
+                driver.remove_node(container=step.container, volumes=step.volumes)
             case WriteManifests():
                 driver.write_manifests(step.container, step.files)
             case RemoveManifests():
@@ -300,9 +314,10 @@ class _Runner:
             self.clock.sleep(POLL_SECONDS)
 
     def _undo_create(self, step: CreateNode) -> None:
-        """A node that failed half way is removed, so the next pass starts it clean."""
+        """A node that failed half way is removed, so the next pass starts it clean; its
+        volumes stay (a node restarted on them keeps its data; others are swept later)."""
         try:
-            self.driver.remove_node(container=step.launch.container, volume=step.launch.volume)
+            self.driver.remove_node(container=step.launch.container)
         except DriverError:
             pass  # the journal says failed; the next observation finds what is left
 
@@ -327,6 +342,13 @@ def _told(step: Step) -> tuple[EventKind, str, str] | None:
             launch = step.launch
             message = f"spec changed; {launch.container} replaces {', '.join(step.replaces)}"
             return EventKind.REPLACED, launch.node, f"node {launch.node}: {message}"
+        case CreateNode(reason="restart"):
+            launch = step.launch
+            message = (
+                f"spec changed; restarted as {launch.container} on its data "
+                f"(was {', '.join(step.replaces)})"
+            )
+            return EventKind.RESTARTED, launch.node, f"node {launch.node}: {message}"
         case CreateNode():
             launch = step.launch
             return (

@@ -30,6 +30,7 @@ class TaskState(StrEnum):
 class EventKind(StrEnum):
     CREATED = "created"
     REPLACED = "replaced"
+    RESTARTED = "restarted"
     REMOVED = "removed"
     DRIFT = "drift"
     RECOVERED = "recovered"

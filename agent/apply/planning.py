@@ -8,12 +8,13 @@ import hashlib
 import hmac
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from agent.apply.inventory import ClusterStage, Record
 from agent.apply.steps import (
     CreateNode,
+    CreateReason,
     EnsureNetwork,
     RemoveManifests,
     RemoveNetwork,
@@ -24,15 +25,16 @@ from agent.apply.steps import (
     Step,
     WriteManifests,
 )
-from agent.contract import ClusterState, DesiredState, Mode, Node, Pool
-from agent.drivers import NodeLaunch, Observation, ObservedContainer
+from agent.contract import ClusterJoin, ClusterState, DesiredState, Mode, Node, Pool
+from agent.drivers import Join, NodeLaunch, Observation, ObservedContainer
 from agent.naming import (
     ManifestWrite,
     container_name,
+    data_volume,
     manifest_files,
     network_name,
+    root_volume,
     spec_digest,
-    volume_name,
 )
 
 Action = Literal["converge", "delete", "abort", "unsupported"]
@@ -48,6 +50,8 @@ class ClusterPlan:
     # what the inventory holds once a converge succeeds (adopts what exists unrecorded)
     keep: tuple[Record, ...] = ()
     message: str | None = None
+    # nodes that cannot be created yet, and why (their join address is not known)
+    waiting: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,12 @@ def plan_state(
     mode: Mode,
     join_secret: bytes = b"",
     opened: Mapping[str, Mapping[int, str]] | None = None,
+    node_ip: str | None = None,
 ) -> Plan:
-    """``opened``: the plaintext of the encrypted manifests, by cluster and position."""
+    """``opened``: the plaintext of the encrypted manifests, by cluster and position;
+    ``join_secret``: this agent's own secret, whose tokens serve clusters the reconciler
+    sent no join token for (an offline bundle); ``node_ip``: this appliance's address, which
+    nodes of a cluster spanning appliances are reached at."""
     wanted = {c.name: c for c in state.clusters if c.phase == "present"}
     known = set(stages) | {r.cluster for r in records} | observed.clusters()
     removed = sorted(
@@ -89,11 +97,71 @@ def plan_state(
             plans.append(ClusterPlan(cluster.name, "unsupported", message=message))
             continue
         files = manifest_files(cluster.manifests, (opened or {}).get(cluster.name))
-        recorded = by_cluster[cluster.name]
-        plans.append(
-            _converge(state, cluster, files, recorded, observed, default_image, mode, join_secret)
+        joining = _Joining(
+            cluster,
+            state.joining(cluster.name),
+            join_token(join_secret, cluster.name),
+            node_ip,
         )
+        recorded = by_cluster[cluster.name]
+        plans.append(_converge(state, cluster, files, recorded, observed, default_image, joining))
     return Plan(tuple(plans))
+
+
+@dataclass(frozen=True)
+class _Joining:
+    """How the nodes of one cluster join it, from what the reconciler served (``served``)
+    or, without it, this agent's own token."""
+
+    cluster: ClusterState
+    served: ClusterJoin | None
+    own_token: str
+    node_ip: str | None
+
+    def join(self, node: Node) -> Join | str:
+        """The node's join, or why it must wait for one."""
+        cluster, served = self.cluster, self.served
+        spans = cluster.spans_appliances
+        host = spans and cluster.mode == "containerized"
+
+        def made(server: str | None = None, init: bool = False) -> Join:
+            token = served.token if served is not None else self.own_token
+            return Join(token, server, init, host, self.node_ip if host else None)
+
+        first = first_server(cluster)
+        if node.role == "control-plane" and node.name == first:
+            if served is None or served.init:
+                return made(init=True)
+            if spans or cluster.mode == "virtualized":
+                if served.server:
+                    return made(server=served.server)
+                return f"node {node.name} waits for the address of another server to join"
+            # a replaced first server joins a server beside it rather than start anew
+            other = next((n for n in _servers(cluster) if n != first), None)
+            return made(server=_by_name(other)) if other else made(init=True)
+        if cluster.mode == "virtualized":
+            server = served.server if served is not None else _by_vip(cluster.vip)
+        elif spans:
+            server = served.server if served is not None else None
+        else:
+            server = _by_name(first) if first else None
+        if server is None:
+            where = next((s.appliance for s in cluster.servers if s.node == first), "")
+            at = f" on {where}" if where else ""
+            return (
+                f"node {node.name} waits for the address of the first server {first}{at} "
+                "(its appliance has not registered with the reconciler yet)"
+            )
+        return made(server=server)
+
+
+def _by_name(node: str) -> str:
+    # on a cluster's own network a node is reached by its name (its network alias)
+    return f"https://{node}:6443"
+
+
+def _by_vip(vip: str | None) -> str | None:
+    return f"https://{vip}:6443" if vip else None
 
 
 def _converge(
@@ -103,22 +171,29 @@ def _converge(
     recorded: list[Record],
     observed: Observation,
     default_image: str,
-    mode: Mode,
-    join_secret: bytes = b"",
+    joining: _Joining,
 ) -> ClusterPlan:
     steps: list[Step] = []
     keep: list[Record] = []
+    waiting: list[str] = []
     removals: list[RemoveNode] = []
     staying: dict[str, Node] = {}  # container -> node, for containers kept as they are
     had = {(r.kind, r.parent, r.name) for r in recorded}
+    host_network = cluster.spans_appliances and cluster.mode == "containerized"
 
-    # the network
+    # the network (a cluster spanning appliances uses each appliance's own)
     network = network_name(cluster.name)
-    if mode == "containerized":
+    if cluster.mode == "containerized" and not host_network:
         keep.append(Record("network", network, cluster.name))
         if network not in observed.networks:
             drift = ("network", "", network) in had
             steps.append(EnsureNetwork(cluster.name, network, drift=drift))
+
+    # what every node of the state runs on: volumes outlive the containers that used them
+    launches = {
+        node.name: _launch(state, cluster, node, files, default_image) for node in cluster.nodes
+    }
+    wanted_volumes = {v for launch in launches.values() for v in _volumes(launch)}
 
     # the nodes, pool by pool, control plane first
     present: dict[str, list[ObservedContainer]] = defaultdict(list)
@@ -127,24 +202,35 @@ def _converge(
             present[container.node].append(container)
     for pool in pools_in_order(cluster.pools):
         for node in (n for n in cluster.nodes if n.pool == pool.name):
-            launch = _launch(state, cluster, node, files, default_image, join_secret)
-            create = CreateNode(cluster.name, launch, "new")
-            keep.extend(create.records())
+            launch = launches[node.name]
             containers = present.pop(node.name, [])
             current = next((c for c in containers if c.name == launch.container), None)
-            old = [_remove(c, "replaced", recorded) for c in containers if c is not current]
-            removals.extend(old)
+            others = [c for c in containers if c is not current]
             if current is not None:
+                keep.extend(CreateNode(cluster.name, launch, "new").records())
+                old = [_remove(c, "replaced", recorded, keeping=wanted_volumes) for c in others]
+                removals.extend(old)
                 staying[current.name] = node
                 if not current.running:
                     drift = ("container", "", current.name) in had
                     steps.append(StartNode(cluster.name, node.name, current.name, drift))
                 steps.extend(old)  # an interrupted replacement: finish it
-            elif old:
-                create = CreateNode(
-                    cluster.name, launch, "replace", tuple(r.container for r in old)
-                )
-                expand = pool.updateStrategy == "expand-first"
+                continue
+            joined = joining.join(node)
+            if isinstance(joined, str):
+                waiting.append(joined)  # what runs now keeps running meanwhile
+                continue
+            launch = replace(launch, join=joined)
+            keep.extend(CreateNode(cluster.name, launch, "new").records())
+            old = [_remove(c, "replaced", recorded, keeping=wanted_volumes) for c in others]
+            removals.extend(old)
+            if old:
+                mine = set(_volumes(launch))
+                shared = {v for c in others for v in c.volumes} & mine
+                reason: CreateReason = "restart" if shared and shared == mine else "replace"
+                create = CreateNode(cluster.name, launch, reason, tuple(r.container for r in old))
+                # a node started on the volumes its old container used waits for it to stop
+                expand = pool.updateStrategy == "expand-first" and not shared
                 steps.extend([create, *old] if expand else [*old, create])
             else:
                 drift = any(r.kind == "container" and r.node == node.name for r in recorded)
@@ -162,17 +248,24 @@ def _converge(
         if node.role != "control-plane":
             continue
         have = observed.manifests.get(name, {})
-        mine = {r.name for r in recorded if r.kind == "manifest" and r.parent == name}
+        mine_files = {r.name for r in recorded if r.kind == "manifest" and r.parent == name}
         write = tuple(f for f in files if have.get(f.filename) != f.sha256)
         if write:
-            changed = tuple(f.filename for f in write if f.filename in mine)
+            changed = tuple(f.filename for f in write if f.filename in mine_files)
             steps.append(WriteManifests(cluster.name, node.name, name, write, changed))
-        stale = tuple(sorted(f for f in mine - wanted_files if f in have))
+        stale = tuple(sorted(f for f in mine_files - wanted_files if f in have))
         if stale:
             steps.append(RemoveManifests(cluster.name, node.name, name, stale))
 
-    # volumes no node uses any more
-    used = {r.name for r in keep if r.kind == "volume"} | {r.volume for r in removals}
+    # volumes no node uses any more (those of containers kept while they wait stay)
+    removed_containers = {r.container for r in removals}
+    used = wanted_volumes | {v for r in removals for v in r.volumes}
+    used |= {
+        v
+        for c in observed.containers.values()
+        if c.cluster == cluster.name and c.name not in removed_containers
+        for v in c.volumes
+    }
     for volume in sorted(observed.volumes.values(), key=lambda v: v.name):
         if volume.cluster == cluster.name and volume.name not in used:
             steps.append(RemoveVolume(cluster.name, volume.name))
@@ -181,7 +274,13 @@ def _converge(
     forget = tuple(
         r for r in recorded if (r.kind, r.parent, r.name) not in kept and not _exists(r, observed)
     )
-    return ClusterPlan(cluster.name, "converge", tuple(steps), forget, tuple(keep))
+    return ClusterPlan(
+        cluster.name, "converge", tuple(steps), forget, tuple(keep), waiting=tuple(waiting)
+    )
+
+
+def _volumes(launch: NodeLaunch) -> tuple[str, ...]:
+    return tuple(v for v in (launch.volume, launch.root) if v)
 
 
 def _removal(
@@ -192,7 +291,7 @@ def _removal(
         key=lambda c: (c.role == "control-plane", c.name),
     )
     steps: list[Step] = [_remove(c, "cluster-removed", recorded) for c in containers]
-    used = {volume_name(c.name) for c in containers}
+    used = {v for c in containers for v in c.volumes}
     steps.extend(
         RemoveVolume(name, v.name)
         for v in sorted(observed.volumes.values(), key=lambda v: v.name)
@@ -222,8 +321,13 @@ def _surplus(
 
 
 def _remove(
-    container: ObservedContainer, reason: RemoveReason, recorded: list[Record]
+    container: ObservedContainer,
+    reason: RemoveReason,
+    recorded: list[Record],
+    *,
+    keeping: set[str] | frozenset[str] = frozenset(),
 ) -> RemoveNode:
+    """Remove ``container`` with the volumes it used, but those in ``keeping``."""
     files = tuple(
         sorted(r.name for r in recorded if r.kind == "manifest" and r.parent == container.name)
     )
@@ -232,7 +336,7 @@ def _remove(
         container.node,
         container.pool,
         container.name,
-        volume_name(container.name),
+        tuple(v for v in container.volumes if v not in keeping),
         reason,
         files,
     )
@@ -244,11 +348,12 @@ def _launch(
     node: Node,
     files: tuple[ManifestWrite, ...],
     default_image: str,
-    join_secret: bytes = b"",
 ) -> NodeLaunch:
+    """The node as it is to run, without its join (only a creation needs one)."""
     spec = spec_digest(node, default_image=default_image)
     container = container_name(node.name, spec)
-    first = first_server(cluster)
+    virtual = cluster.mode == "virtualized"
+    has_data = not virtual or bool(node.resources and node.resources.dataDiskGiB)
     return NodeLaunch(
         appliance=state.appliance,
         cluster=cluster.name,
@@ -256,7 +361,7 @@ def _launch(
         node=node.name,
         role=node.role,
         container=container,
-        volume=volume_name(container),
+        volume=data_volume(node) if has_data else "",
         network=network_name(cluster.name),
         image=node.image or default_image,
         spec=spec,
@@ -266,28 +371,35 @@ def _launch(
         resources=node.resources,
         placement=node.placement,
         manifests=files if node.role == "control-plane" else (),
-        join=None if node.name == first else first,
-        token=join_token(join_secret, cluster.name),
         setup=node.setup,
+        root=root_volume(node, default_image=default_image) if virtual else None,
     )
 
 
 def first_server(cluster: ClusterState) -> str | None:
-    """The control-plane node that starts the cluster: the first of the control-plane pool
-    (by index, so pos-main-2 comes before pos-main-10); the others join it."""
-    servers = [n.name for n in cluster.nodes if n.role == "control-plane"]
+    """The control-plane node that starts the cluster: for a cluster spanning appliances the
+    first the reconciler names (it may run elsewhere), else the first of the control-plane
+    pool (by index, so pos-main-2 comes before pos-main-10); the others join it."""
+    if cluster.servers:
+        return cluster.servers[0].node
+    servers = _servers(cluster)
+    return servers[0] if servers else None
+
+
+def _servers(cluster: ClusterState) -> list[str]:
+    """This appliance's control-plane nodes in the order the cluster forms."""
 
     def index(name: str) -> tuple[int, str]:
         tail = name.rsplit("-", 1)[-1]
         return (int(tail) if tail.isdigit() else 0, name)
 
-    return min(servers, key=index) if servers else None
+    return sorted((n.name for n in cluster.nodes if n.role == "control-plane"), key=index)
 
 
 def join_token(secret: bytes, cluster: str) -> str:
-    """The cluster's join token: derived from the agent's own secret (kept in its data
-    folder, never in the desired state or the repository) and the cluster's name, so it is
-    the same on every pass and after restarts."""
+    """A token of this agent's own for a cluster the reconciler sent none for (an offline
+    bundle): derived from the agent's secret (kept in its data folder, never in the desired
+    state or the repository) and the cluster's name, so it is the same on every pass."""
     return hmac.new(secret, f"k3s-join:{cluster}".encode(), hashlib.sha256).hexdigest()[:48]
 
 

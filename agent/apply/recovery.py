@@ -18,9 +18,10 @@ def recover(
     for entry in inventory.open_steps():
         records = tuple(Record.from_json(value) for value in entry.resources)
         if entry.action == CreateNode.action:
+            # the half-made container goes; its volumes stay, as a node restarted on them
+            # keeps its data (those no node uses are swept by the next plan)
             container = next(r for r in records if r.kind == "container")
-            volume = next(r for r in records if r.kind == "volume")
-            driver.remove_node(container=container.name, volume=volume.name)
+            driver.remove_node(container=container.name)
             inventory.settle_step(entry.id, StepStatus.UNDONE, at=clock.now(), forget=records)
             message = f"interrupted step {entry.title!r} undone: {container.name} removed"
             subject = container.node

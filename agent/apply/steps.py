@@ -10,7 +10,7 @@ from agent.apply.inventory import Record
 from agent.drivers import NodeLaunch
 from agent.naming import ManifestWrite
 
-CreateReason = Literal["new", "drift", "replace"]
+CreateReason = Literal["new", "drift", "replace", "restart"]
 RemoveReason = Literal["replaced", "scale-down", "cluster-removed"]
 
 
@@ -41,7 +41,7 @@ class CreateNode:
 
     @property
     def title(self) -> str:
-        verb = "replace" if self.reason == "replace" else "create"
+        verb = {"replace": "replace", "restart": "restart"}.get(self.reason, "create")
         return f"{verb} node {self.launch.node}"
 
     def records(self) -> tuple[Record, ...]:
@@ -49,12 +49,16 @@ class CreateNode:
         node = Record(
             "container", launch.container, self.cluster, pool=launch.pool, node=launch.node
         )
-        volume = Record("volume", launch.volume, self.cluster, pool=launch.pool, node=launch.node)
+        volumes = tuple(
+            Record("volume", name, self.cluster, pool=launch.pool, node=launch.node)
+            for name in (launch.volume, launch.root)
+            if name
+        )
         files = tuple(
             Record("manifest", f.filename, self.cluster, parent=launch.container)
             for f in launch.manifests
         )
-        return (node, volume, *files)
+        return (node, *volumes, *files)
 
 
 @dataclass(frozen=True)
@@ -76,11 +80,14 @@ class StartNode:
 
 @dataclass(frozen=True)
 class RemoveNode:
+    """Remove a node's container (domain) and ``volumes``: a node restarted on its data
+    keeps its volumes (none named)."""
+
     cluster: str
     node: str
     pool: str
     container: str
-    volume: str
+    volumes: tuple[str, ...]
     reason: RemoveReason
     files: tuple[str, ...] = ()
     action = "remove-node"
@@ -92,11 +99,14 @@ class RemoveNode:
 
     def records(self) -> tuple[Record, ...]:
         node = Record("container", self.container, self.cluster, pool=self.pool, node=self.node)
-        volume = Record("volume", self.volume, self.cluster, pool=self.pool, node=self.node)
+        volumes = tuple(
+            Record("volume", name, self.cluster, pool=self.pool, node=self.node)
+            for name in self.volumes
+        )
         files = tuple(
             Record("manifest", name, self.cluster, parent=self.container) for name in self.files
         )
-        return (node, volume, *files)
+        return (node, *volumes, *files)
 
 
 @dataclass(frozen=True)

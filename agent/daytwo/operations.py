@@ -29,7 +29,7 @@ from agent.daytwo import DayTwoError
 from agent.daytwo.backups.creating import BackupSettings, backup_cluster
 from agent.daytwo.backups.restoring import restore
 from agent.daytwo.history import History
-from agent.daytwo.patching import PatchSettings, patch_cluster
+from agent.daytwo.patching import PatchSettings, RebootGate, patch_cluster
 from agent.daytwo.records import (
     BackupResult,
     DayTwoStatus,
@@ -79,6 +79,7 @@ class Operations:
         environ: Mapping[str, str],
         settings: DayTwoSettings | None = None,
         current_state: Callable[[], DesiredState | None] = lambda: None,
+        gate: RebootGate | None = None,
     ) -> None:
         self.history = History(data_dir=data_dir)
         self._work_dir = data_dir / "daytwo"
@@ -88,6 +89,7 @@ class Operations:
         self._environ = environ
         self._settings = settings or DayTwoSettings()
         self._current_state = current_state
+        self._gate = gate  # the reconciler's reboot lease, for clusters spanning appliances
 
     # -- on schedule -----------------------------------------------------------------------
 
@@ -116,7 +118,7 @@ class Operations:
         elif schedule.kind == "scan":
             self._scan(cluster, schedule.parameters.scan, Trigger.SCHEDULE)
         else:
-            self._backup(state, cluster, schedule.parameters, Trigger.SCHEDULE)
+            self._backup(state, cluster, schedule.parameters, Trigger.SCHEDULE, due=occurrence.due)
         return None
 
     def on_boot(
@@ -193,6 +195,7 @@ class Operations:
             reboot_if_required=reboot,
             within_window=within_window,
             resume_since=resume_since,
+            gate=self._gate,
         )
 
     def _scan(self, cluster: ClusterState, scan: str, trigger: Trigger) -> ScanResult:
@@ -212,6 +215,8 @@ class Operations:
         cluster: ClusterState,
         parameters: BackupParameters,
         trigger: Trigger,
+        *,
+        due: datetime | None = None,
     ) -> BackupResult:
         return backup_cluster(
             state,
@@ -224,6 +229,7 @@ class Operations:
             work_dir=self._work_dir,
             trigger=trigger,
             settings=self._settings.backups,
+            due=due,
         )
 
 

@@ -1,11 +1,14 @@
 """OS patching: a cluster's nodes upgraded one at a time, control plane first, rebooted when
 the upgrade asks for it and the policy allows. A failing node stops the run; a run held to the
-maintenance window leaves the rest for its next opening."""
+maintenance window leaves the rest for its next opening. A control-plane node of a cluster
+that spans appliances reboots only while this appliance holds the cluster's reboot lease
+(:class:`RebootGate`, granted by the reconciler to one member appliance at a time)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
 from agent.clocks import Clock
 from agent.contract import ClusterState
@@ -30,6 +33,20 @@ VERSION = '. /etc/os-release && echo "${VERSION_ID:-unknown}"'
 class UpgradeFailed(DayTwoError): ...
 
 
+class LeaseRefused(DayTwoError):
+    """Another appliance of the cluster held the reboot lease for as long as we waited."""
+
+
+class RebootGate(Protocol):
+    """The reconciler's reboot lease of a cluster: one member appliance at a time."""
+
+    def acquire(self, cluster: str, *, seconds: float) -> str | None:
+        """None when granted (or renewed); otherwise who holds it, as one line."""
+        ...
+
+    def release(self, cluster: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class PatchSettings:
     command: tuple[str, ...] = ("sh", "-c", UPGRADE)
@@ -38,6 +55,8 @@ class PatchSettings:
     reboot_marker: str = "/var/run/reboot-required"
     timeout: float = 1800  # seconds the upgrade of one node may take
     reboot_timeout: float = 300  # seconds a rebooted node has to run again
+    lease_wait: float = 1800  # seconds to wait for another appliance's reboots to end
+    lease_poll: float = 2.0  # seconds between asks for the lease
 
 
 def patch_cluster(
@@ -51,9 +70,11 @@ def patch_cluster(
     reboot_if_required: bool,
     within_window: bool,
     resume_since: datetime | None = None,
+    gate: RebootGate | None = None,
 ) -> PatchResult:
     """Patch the cluster's nodes; ``resume_since`` (a postponed run) skips the nodes patched
-    since the run was first due."""
+    since the run was first due; ``gate`` holds control-plane reboots of a cluster spanning
+    appliances to one appliance at a time."""
     started = clock.now()
     try:
         refs = nodes.cluster_nodes(cluster)
@@ -76,6 +97,7 @@ def patch_cluster(
             clock=clock,
             settings=settings,
             reboot_if_required=reboot_if_required,
+            gate=gate if cluster.spans_appliances and ref.role == "control-plane" else None,
         )
         done.append(patched)
         if patched.state is RunState.FAILED:
@@ -91,6 +113,7 @@ def _patch_node(
     clock: Clock,
     settings: PatchSettings,
     reboot_if_required: bool,
+    gate: RebootGate | None,
 ) -> NodePatch:
     previous = _version(nodes, ref, settings)
     patched = NodePatch(
@@ -110,10 +133,16 @@ def _patch_node(
         required = nodes.exists(ref, settings.reboot_marker)
         rebooted = False
         if required and reboot_if_required:
-            nodes.restart(ref, timeout=settings.reboot_timeout)
+            if gate is not None:
+                _wait_for_lease(gate, cluster, clock=clock, settings=settings)
+            try:
+                nodes.restart(ref, timeout=settings.reboot_timeout)
+            finally:
+                if gate is not None:
+                    gate.release(cluster)
             rebooted = True
             required = nodes.exists(ref, settings.reboot_marker)
-    except (DriverError, UpgradeFailed) as e:
+    except (DriverError, UpgradeFailed, LeaseRefused) as e:
         return replace(patched, at=clock.now(), error=one_line(e))
     return replace(
         patched,
@@ -123,6 +152,20 @@ def _patch_node(
         reboot_required=required,
         rebooted=rebooted,
     )
+
+
+def _wait_for_lease(
+    gate: RebootGate, cluster: str, *, clock: Clock, settings: PatchSettings
+) -> None:
+    """Hold until this appliance holds the cluster's reboot lease, long enough to reboot."""
+    deadline = clock.monotonic() + settings.lease_wait
+    while True:
+        holder = gate.acquire(cluster, seconds=settings.reboot_timeout + 60)
+        if holder is None:
+            return
+        if clock.monotonic() >= deadline:
+            raise LeaseRefused(f"no reboot lease for cluster {cluster}: {holder}")
+        clock.sleep(settings.lease_poll)
 
 
 def _version(nodes: Nodes, ref: NodeRef, settings: PatchSettings) -> str | None:

@@ -13,6 +13,7 @@ day-2 work. Each driver maps its library's errors into its own tree below :class
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -66,7 +67,9 @@ class TimedOut(DriverError): ...
 
 @dataclass(frozen=True)
 class NodeLaunch:
-    """Everything a driver needs to create one node, named by :mod:`agent.naming`."""
+    """Everything a driver needs to create one node, named by :mod:`agent.naming`. ``volume``
+    is the node's data volume and ``root`` a virtual machine's root disk: both are used again
+    when they exist (a node restarted on its data)."""
 
     appliance: str
     cluster: str
@@ -84,12 +87,51 @@ class NodeLaunch:
     resources: NodeResources | None = None
     placement: NodePlacement | None = None
     manifests: tuple[ManifestWrite, ...] = ()
-    # the node whose Kubernetes API a joining node registers with (None: this node starts
-    # the cluster), and the cluster's join token
-    join: str | None = None
-    token: str = ""
     # what the node must read (its k3s files, CA certificates, environment, labels)
     setup: NodeSetup = NodeSetup()
+    root: str | None = None
+    join: Join | None = None
+
+
+@dataclass(frozen=True)
+class Join:
+    """How a node joins its cluster: the token every node shares, and either the URL of an
+    existing server (``server``) or, for the first server of a cluster not formed yet, to
+    start the cluster (``init``). A node of a cluster that spans appliances runs in its
+    appliance's network (``host_network``) with the appliance's address (``node_ip``)."""
+
+    token: str = field(repr=False)
+    server: str | None = None
+    init: bool = False
+    host_network: bool = False
+    node_ip: str | None = None
+
+    def config(self, *, role: Role) -> str:
+        """The k3s configuration drop-in (``config.yaml.d/10-join.yaml``) that says so."""
+        lines = ["# written by the edgefleet agent: how this node joins its cluster"]
+        lines.append(f"token: {_quoted(self.token)}")
+        if self.init and role == "control-plane":
+            lines.append("cluster-init: true")
+        elif self.server:
+            lines.append(f"server: {_quoted(self.server)}")
+        if self.node_ip:
+            lines.append(f"node-ip: {_quoted(self.node_ip)}")
+            if role == "control-plane":
+                lines.append(f"advertise-address: {_quoted(self.node_ip)}")
+        return "\n".join(lines) + "\n"
+
+    def environment(self, *, role: Role) -> dict[str, str]:
+        """The same as the k3s environment variables a node container gets."""
+        found = {"K3S_TOKEN": self.token}
+        if self.init and role == "control-plane":
+            found["K3S_CLUSTER_INIT"] = "true"
+        elif self.server:
+            found["K3S_URL"] = self.server
+        return found
+
+
+def _quoted(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a YAML scalar
 
 
 @dataclass(frozen=True)
@@ -111,6 +153,7 @@ class ObservedContainer:
     role: str
     spec: str
     state: str  # the engine's word: running, exited, created, restarting, paused, dead
+    volumes: tuple[str, ...] = ()  # the (logical) volumes it uses
 
     @property
     def running(self) -> bool:
@@ -121,7 +164,8 @@ class ObservedContainer:
 class ObservedVolume:
     name: str
     cluster: str
-    container: str
+    container: str  # the container it was made with (volumes made before they outlived it)
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,7 +220,8 @@ class Driver(Protocol):
     def node_state(self, container: str) -> str | None:
         """The engine's word for the container's state, None when it does not exist."""
 
-    def remove_node(self, *, container: str, volume: str) -> None: ...
+    def remove_node(self, *, container: str, volumes: Sequence[str] = ()) -> None:
+        """Remove the node's container (domain) and the volumes named; others it used stay."""
 
     def remove_volume(self, name: str) -> None: ...
 
@@ -201,6 +246,7 @@ __all__ = [
     "NodeMissing",
     "NodeNotRunning",
     "TimedOut",
+    "Join",
     "NodeLaunch",
     "NodeRemoval",
     "PlacementChange",

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.apply.admission import StateRefused, UntrustedState, parse_state
 from agent.config import AgentConfig
-from agent.contract import DesiredState
+from agent.contract import DesiredState, etag_digest
 from agent.errors import AgentError
 from agent.signatures import HEADER, SignatureError, load_public_keys, verify
 
@@ -218,11 +218,28 @@ class AgentLink:
                 raise UntrustedState(f"desired state: {e}") from e
             return parse_state(response.content)
         except StateRefused as e:
-            e.digest = response.headers.get("etag", "").strip('"') or None
+            e.digest = etag_digest(response.headers.get("etag", "").strip('"')) or None
             raise
 
     def report(self, token: str, status: dict[str, Any]) -> None:
         self._send("POST", "/v1/status", headers={"Authorization": f"Bearer {token}"}, json=status)
+
+    def lease(self, token: str, cluster: str, *, seconds: float) -> dict[str, Any]:
+        """Ask for the cluster's reboot lease: ``{"granted", "holder", "expiresAt"}``."""
+        response = self._send(
+            "POST",
+            "/v1/leases",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"cluster": cluster, "purpose": "patch", "seconds": seconds},
+        )
+        try:
+            found: dict[str, Any] = response.json()
+        except ValueError as e:
+            raise Unreachable(f"/v1/leases: the answer is not JSON ({e})") from None
+        return found
+
+    def release_lease(self, token: str, cluster: str) -> None:
+        self._send("DELETE", f"/v1/leases/{cluster}", headers={"Authorization": f"Bearer {token}"})
 
 
 def _detail(response: httpx.Response) -> str:

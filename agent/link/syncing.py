@@ -114,7 +114,7 @@ class SyncLoop:
         token: str | None = None
         try:
             token = self.token()
-            etag = self.state.digest if self.state is not None else None
+            etag = self.state.etag() if self.state is not None else None
             fresh = self.link.desired(
                 token, etag=etag, wait=self.settings.wait if self.passes else 0
             )

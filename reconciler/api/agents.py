@@ -1,4 +1,5 @@
-"""The agent endpoints: ``POST /v1/register``, ``GET /v1/desired``, ``POST /v1/status``.
+"""The agent endpoints: ``POST /v1/register``, ``GET /v1/desired``, ``POST /v1/status``,
+``POST /v1/leases`` and ``DELETE /v1/leases/{cluster}``.
 
 Handlers parse, call the rollout package and map its answer to a status code. The desired
 state long-poll waits on the notifier, never on the database.
@@ -46,6 +47,21 @@ class RegisterResponse(BaseModel):
     token: str
     status: Literal["Ready", "Discovered"]
     rotated: bool = False  # the request carried the appliance's current token
+
+
+class LeaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+    purpose: Literal["patch"] = "patch"
+    seconds: Annotated[float, Field(gt=0, le=3600)] = 600
+
+
+class LeaseResponse(BaseModel):
+    cluster: str
+    granted: bool
+    holder: str  # the appliance that holds it (this one when granted)
+    expiresAt: float  # seconds since the epoch
 
 
 class Accepted(BaseModel):
@@ -102,9 +118,7 @@ def agent_routes(services: Services) -> APIRouter:
             arch=body.arch,
             agent_version=body.agentVersion,
         )
-        done = services.registrations.register(
-            facts, credential=token, address=_address(request)
-        )
+        done = services.registrations.register(facts, credential=token, address=_address(request))
         return RegisterResponse(
             applianceId=done.appliance,
             token=done.token,
@@ -123,11 +137,13 @@ def agent_routes(services: Services) -> APIRouter:
         appliance: Annotated[str, Depends(agent)],
         wait: Annotated[float, Query(ge=0, le=services.max_wait)] = 0,
     ) -> Response:
-        """This appliance's DesiredState with ``ETag: "<digest>"`` and, signed with the
-        reconciler's Ed25519 key, ``Edgefleet-Signature: ed25519:<key id> <base64>`` over
-        the body's bytes. With ``If-None-Match`` and ``?wait=N``, waits up to N seconds for
-        a new state before answering 304; an appliance holds at most two such waits, a third
-        answers the oldest."""
+        """This appliance's DesiredState with ``ETag: "<digest>"`` (``"<digest>+<joins>"``
+        when it carries its clusters' joins: their token and the server to join, which
+        change without the digest) and, signed with the reconciler's Ed25519 key,
+        ``Edgefleet-Signature: ed25519:<key id> <base64>`` over the body's bytes. With
+        ``If-None-Match`` and ``?wait=N``, waits up to N seconds for a new state before
+        answering 304; an appliance holds at most two such waits, a third answers the
+        oldest."""
         known = _etags(request.headers.get("if-none-match", ""))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -141,8 +157,8 @@ def agent_routes(services: Services) -> APIRouter:
                     fresh, served = services.documents.remembered(appliance)
                     if not fresh:
                         served = await run_in_threadpool(services.documents.current, appliance)
-                    if served is not None and not _matches(served.digest, known):
-                        headers = _tag(served.digest)
+                    if served is not None and not _matches(served.tag, known):
+                        headers = _tag(served.tag)
                         if served.signature is not None:
                             headers[SIGNATURE_HEADER] = served.signature
                         return Response(served.body, media_type="application/json", headers=headers)
@@ -157,13 +173,39 @@ def agent_routes(services: Services) -> APIRouter:
                     gone.cancel()
         if served is None:
             raise NotFound(f"no desired state for {appliance}: not declared or not released yet")
-        return Response(status_code=304, headers=_tag(served.digest))
+        return Response(status_code=304, headers=_tag(served.tag))
 
     @router.post("/status", status_code=202, response_model=Accepted, dependencies=as_agent)
     def status(report: StatusReport, appliance: Annotated[str, Depends(agent)]) -> Accepted:
         """The agent's applied digest, cluster phases, tasks, events and health."""
         services.rollout.accept_report(appliance, report)
         return Accepted()
+
+    @router.post(
+        "/leases",
+        response_model=LeaseResponse,
+        dependencies=as_agent,
+        responses={403: {"model": ErrorBody, "description": "not a member of the cluster"}},
+    )
+    def lease(body: LeaseRequest, appliance: Annotated[str, Depends(agent)]) -> LeaseResponse:
+        """Ask for (or renew) the lease that lets this appliance take the cluster's nodes
+        down, one member appliance at a time (an OS patch's control-plane reboots).
+        ``granted: false`` names the member that holds it and until when."""
+        found = services.rollout.take_lease(
+            appliance, body.cluster, purpose=body.purpose, seconds=body.seconds
+        )
+        return LeaseResponse(
+            cluster=body.cluster,
+            granted=found.granted,
+            holder=found.holder,
+            expiresAt=found.expires_at,
+        )
+
+    @router.delete("/leases/{cluster}", status_code=204, dependencies=as_agent)
+    def release(cluster: str, appliance: Annotated[str, Depends(agent)]) -> Response:
+        """Give the cluster's lease back (nothing happens when this appliance holds none)."""
+        services.rollout.give_back_lease(appliance, cluster)
+        return Response(status_code=204)
 
     return router
 

@@ -11,7 +11,7 @@
     │                          address (Retry-After when waiting helps)
     └── Unavailable    503     the store cannot be reached (StoreError)
 
-Mapped here too: InvalidToken → 401; WrongAppliance → 403; RolloutConflict and
+Mapped here too: InvalidToken → 401; WrongAppliance and NotMember → 403; RolloutConflict and
 AlreadyRegistered → 409; RegistrationsLimited → 429; request validation → 422 listing what
 is wrong (but never echoing the input back); oversized bodies → 413 (FastAPI's
 ``max_body_size``).
@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..delivery import AlreadyRegistered, InvalidToken, RegistrationsLimited, WrongAppliance
-from ..rollout import RolloutConflict
+from ..rollout import NotMember, RolloutConflict
 from ..store import StoreError
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(WrongAppliance, _wrong_appliance)
     app.add_exception_handler(RegistrationsLimited, _limited)
     app.add_exception_handler(RolloutConflict, _conflict)
+    app.add_exception_handler(NotMember, _wrong_appliance)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RecursionError, _too_deep)

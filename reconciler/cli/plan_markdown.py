@@ -105,13 +105,15 @@ def _head(plan: Plan) -> str:
         return "\n".join(out) + "\n"
     look = plan.outlook
     out += [
-        "| wave (rollout order) | sites | clusters | nodes added | replaced | removed |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| wave (rollout order) | sites | clusters | nodes added | restarted | replaced "
+        "| removed | lose their data |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, wave in enumerate(look.waves, start=1):
         out.append(
             f"| {i}. {wave.name} | {len(wave.sites):,} | {wave.clusters:,} | "
-            f"{wave.nodes_added:,} | {wave.nodes_replaced:,} | {wave.nodes_removed:,} |"
+            f"{wave.nodes_added:,} | {wave.nodes_restarted:,} | {wave.nodes_replaced:,} | "
+            f"{wave.nodes_removed:,} | {wave.nodes_losing_data:,} |"
         )
     out.append("")
     for warning in look.warnings:
@@ -120,7 +122,7 @@ def _head(plan: Plan) -> str:
         out.append("")
     if look.held:
         out += [
-            "**Node replacements held by maintenance windows**",
+            "**Node restarts and replacements held by maintenance windows**",
             "",
             "| site | wave | next window | windows |",
             "|---|---|---|---|",
@@ -138,7 +140,8 @@ def _head(plan: Plan) -> str:
         more = len(look.unheld) - SUMMARY_ROWS
         names += f" and {more:,} more" if more > 0 else ""
         out += [
-            f"Replaced as soon as their wave reaches them (no maintenance window): {names}.",
+            "Restarted or replaced as soon as their wave reaches them (no maintenance "
+            f"window): {names}.",
             "",
         ]
     changes = len(plan.groups)
@@ -155,7 +158,8 @@ def _group(index: int, group: ChangeGroup, detail: _Detail) -> str:
     own = re.compile(rf"(?<![A-Za-z0-9]){re.escape(site.name)}(?![A-Za-z0-9])")
     what = "; ".join(
         f"cluster {own.sub('&lt;site&gt;', c.name) if count > 1 else c.name} {c.kind}"
-        + (" (replaces nodes)" if c.replaces_nodes else "")
+        + (" (restarts or replaces nodes)" if c.replaces_nodes else "")
+        + (" (loses node data)" if c.loses_data and c.kind == "changed" else "")
         for c in site.clusters
     )
     plural = "s" if count != 1 else ""

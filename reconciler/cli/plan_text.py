@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from ..planning import ClusterChange, Plan, SiteChange
 
-_MARK = {"added": "+", "removed": "-", "changed": "~", "replaced": "~"}
+_MARK = {"added": "+", "removed": "-", "changed": "~", "replaced": "~", "restarted": "~"}
 
 
 def as_json(plan: Plan) -> str:
@@ -35,10 +35,9 @@ def cluster_lines(cluster: ClusterChange, indent: str) -> list[str]:
     for pack in cluster.packs:
         lines.append(f"{deeper}pack {pack}")
     for node in cluster.nodes:
-        why = f" ({', '.join(node.fields)} changed)" if node.fields else ""
-        lines.append(
-            f"{deeper}{_MARK[node.kind]} node {node.node} on {node.appliance} {node.kind}{why}"
-        )
+        why = f"; {', '.join(node.fields)} changed" if node.fields else ""
+        effect = node.effect.removesuffix(")") + why + ")" if "(" in node.effect else node.effect
+        lines.append(f"{deeper}{_MARK[node.kind]} node {node.node} on {node.appliance} {effect}")
     for i, step in enumerate(cluster.order, start=1):
         lines.append(f"{deeper}step {i}: {step}")
     for schedule in cluster.schedules:
@@ -52,7 +51,7 @@ def site_lines(site: SiteChange) -> list[str]:
     lines = [f"{_MARK[site.kind]} site {site.name} {site.kind}"]
     for a in site.appliances:
         arrow = f"{(a.before or '-')[:19]} → {(a.after or '-')[:19]}"
-        disruptive = " (replaces or removes nodes)" if a.disruptive else ""
+        disruptive = " (restarts, replaces or removes nodes)" if a.disruptive else ""
         lines.append(f"  {_MARK[a.kind]} appliance {a.appliance} {arrow}{disruptive}")
     for cluster in site.clusters:
         lines += cluster_lines(cluster, "  ")
@@ -90,21 +89,23 @@ def as_text(plan: Plan) -> str:
         for i, wave in enumerate(plan.outlook.waves, start=1):
             lines.append(
                 f"  {i}. {wave.name}: {len(wave.sites)} sites, {wave.clusters} clusters, "
-                f"nodes {wave.nodes_added} added, {wave.nodes_replaced} replaced, "
-                f"{wave.nodes_removed} removed"
+                f"nodes {wave.nodes_added} added, {wave.nodes_restarted} restarted, "
+                f"{wave.nodes_replaced} replaced, {wave.nodes_removed} removed"
+                + (f" ({wave.nodes_losing_data} lose their data)" if wave.nodes_losing_data else "")
             )
         for warning in plan.outlook.warnings:
             lines.append(f"warning: {warning}")
         for hold in plan.outlook.held:
             lines.append(
-                f"held: {hold.site} ({hold.wave}) replaces nodes in its maintenance window: "
+                f"held: {hold.site} ({hold.wave}) restarts or replaces nodes in its maintenance "
+                "window: "
                 f"{window_text(hold.opens, hold.timezone)} ({hold.windows})"
             )
         if plan.outlook.unheld:
             lines.append(
                 "no maintenance window: "
                 + ", ".join(plan.outlook.unheld)
-                + " replace nodes as soon as their wave reaches them"
+                + " restart or replace nodes as soon as their wave reaches them"
             )
         lines.append("")
     for group in plan.groups:

@@ -18,6 +18,7 @@ from .errors import (
     WrongAppliance,
 )
 from .feed import ChangeFeed
+from .joins import joins_changed
 from .notifications import Notifier
 from .registrations import AgentFacts, Enrolment, Registration, Registrations
 
@@ -36,4 +37,5 @@ __all__ = [
     "RegistrationsLimited",
     "Served",
     "WrongAppliance",
+    "joins_changed",
 ]

@@ -5,20 +5,25 @@ another replica, see :mod:`.feed`) reaches :meth:`DesiredDocuments.take` before 
 agent wakes, which loads the new documents in bulk, so a wave of thousands of agents costs
 no database read per agent. ``ttl`` bounds how long an entry lives without word of a change.
 Each document is signed once, with ``signer`` (the reconciler's key), when its bytes are made.
+
+A state is served with its clusters' joins (:mod:`.joins`: the join token and the server to
+join), which come from the store, not from Git: they are part of the signed bytes but not of
+the digest, and the state's tag (``ETag``) is the digest with a fingerprint of the joins, so
+an agent also hears of a new server address.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agent.contract import canonical_json
+from agent.contract import ClusterJoin, canonical_json, served_etag
 
-from ..store import ChangeRecord, Store
+from ..store import Assignment, ChangeRecord, Store, Transaction
+from .joins import joins_for, parse
 from .notifications import Notifier
 
 Signer = Callable[[bytes], str]  # bytes -> the Edgefleet-Signature header value
@@ -30,7 +35,14 @@ class Served:
     revision: str
     body: bytes
     signature: str | None = None  # None: served unsigned (no signing key)
+    etag: str = ""  # the digest, with a fingerprint of the joins when there are some
 
+    @property
+    def tag(self) -> str:
+        return self.etag or self.digest
+
+
+Made = tuple[bytes, str | None, str]  # body, signature, tag
 
 class DesiredDocuments:
     def __init__(
@@ -44,7 +56,7 @@ class DesiredDocuments:
     ) -> None:
         self._store = store
         self._signer = signer
-        self._cache: OrderedDict[tuple[str, str], tuple[bytes, str | None]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str], Made] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._ttl = ttl if notifier is not None else 0.0
@@ -55,40 +67,37 @@ class DesiredDocuments:
             notifier.on_forget_all(self.forget_all)
 
     def take(self, changes: Sequence[ChangeRecord]) -> None:
-        """Served states changed: remember the new ones (their documents read in one go),
-        forget those whose new state is not named."""
+        """Served states changed: remember the new ones (their documents and joins read in
+        one go), forget those whose new state is not named."""
         served = [c for c in changes if c.kind == "served"]
         if not served:
             return
-        known = [c for c in served if c.digest is not None and c.revision is not None]
+        known = {
+            c.appliance: c for c in served if c.digest is not None and c.revision is not None
+        }
         self.forget({c.appliance for c in served})
         if not known or not self._ttl:
             return
-        missing = {
-            c.digest
-            for c in known
-            if c.digest is not None
-            and c.revision is not None
-            and self._cached(c.digest, c.revision) is None
-        }
-        contents: dict[str, str] = {}
-        if missing:
-            with self._store.read() as tx:
-                contents = tx.documents.get_many(missing)
+        with self._store.read() as tx:
+            assignments = tx.assignments.get_many(known)
+            digests = {c.digest for c in known.values() if c.digest is not None}
+            contents = {d: parse(text) for d, text in tx.documents.get_many(digests).items()}
+            pairs = [
+                (assignments[a], contents[c.digest])
+                for a, c in known.items()
+                if a in assignments and c.digest in contents
+            ]
+            joins = joins_for(tx, pairs)
         until = time.monotonic() + self._ttl
         with self._lock:
-            for change in known:
+            for appliance, change in known.items():
                 assert change.digest is not None and change.revision is not None
-                key = (change.digest, change.revision)
-                made = self._cache.get(key)
-                if made is None:
-                    content = contents.get(change.digest)
-                    if content is None:
-                        continue  # read on demand
-                    made = self._make(content, change.digest, change.revision)
-                    self._cache[key] = made
-                self._served[change.appliance] = (
-                    Served(change.digest, change.revision, *made),
+                content = contents.get(change.digest)
+                if content is None or appliance not in assignments:
+                    continue  # read on demand
+                made = self._made(content, change.digest, change.revision, joins.get(appliance))
+                self._served[appliance] = (
+                    Served(change.digest, change.revision, made[0], made[1], made[2]),
                     until,
                 )
             while len(self._cache) > self._cache_size:
@@ -133,34 +142,56 @@ class DesiredDocuments:
     def _read(self, appliance: str) -> Served | None:
         with self._store.read() as tx:
             assignment = tx.assignments.get(appliance)
-            if assignment is None or not assignment.declared:
+            if assignment is None:
                 return None
             digest, revision = assignment.served_digest, assignment.served_revision
             if digest is None or revision is None:
                 return None
-            made = self._cached(digest, revision)
-            if made is None:
-                content = tx.documents.get(digest)
-                if content is None:
-                    return None
-                made = self._make(content, digest, revision)
-                self._remember(digest, revision, made)
-        return Served(digest, revision, *made)
+            text = tx.documents.get(digest)
+            if text is None:
+                return None
+            content = parse(text)
+            joins = self._joins(tx, assignment, content)
+        body, signature, tag = self._made_locked(content, digest, revision, joins)
+        return Served(digest, revision, body, signature, tag)
 
-    def _make(self, content: str, digest: str, revision: str) -> tuple[bytes, str | None]:
-        """The document's bytes and their signature."""
-        body = canonical_json({**json.loads(content), "revision": revision, "digest": digest})
-        return body, self._signer(body) if self._signer is not None else None
+    @staticmethod
+    def _joins(
+        tx: Transaction, assignment: Assignment, content: dict[str, object]
+    ) -> list[ClusterJoin] | None:
+        return joins_for(tx, [(assignment, content)]).get(assignment.appliance)
 
-    def _cached(self, digest: str, revision: str) -> tuple[bytes, str | None] | None:
+    def _made_locked(
+        self,
+        content: dict[str, object],
+        digest: str,
+        revision: str,
+        joins: list[ClusterJoin] | None,
+    ) -> Made:
         with self._lock:
-            made = self._cache.get((digest, revision))
-            if made is not None:
-                self._cache.move_to_end((digest, revision))
+            return self._made(content, digest, revision, joins)
+
+    def _made(
+        self,
+        content: dict[str, object],
+        digest: str,
+        revision: str,
+        joins: list[ClusterJoin] | None,
+    ) -> Made:
+        """The document's bytes, signature and tag, made once per (digest, revision, tag);
+        called with the lock held."""
+        tag = served_etag(digest, joins or [])
+        key = (digest, revision, tag)
+        made = self._cache.get(key)
+        if made is not None:
+            self._cache.move_to_end(key)
             return made
-
-    def _remember(self, digest: str, revision: str, made: tuple[bytes, str | None]) -> None:
-        with self._lock:
-            self._cache[(digest, revision)] = made
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        document: dict[str, object] = {**content, "revision": revision, "digest": digest}
+        if joins:
+            document["join"] = [j.model_dump(mode="json") for j in joins]
+        body = canonical_json(document)
+        made = (body, self._signer(body) if self._signer is not None else None, tag)
+        self._cache[key] = made
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return made

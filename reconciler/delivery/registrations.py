@@ -40,6 +40,7 @@ from .errors import (
     RegistrationsLimited,
     WrongAppliance,
 )
+from .joins import joins_changed
 from .notifications import Notifier
 from .throttles import Throttle
 
@@ -143,13 +144,15 @@ class Registrations:
         token = secrets.token_urlsafe(32)
         try:
             with self._store.write() as tx:
-                done = self._register(tx, facts, credential, token, address, now)
+                done, joins = self._register(tx, facts, credential, token, address, now)
         except StoreConflict:  # a racing request paired it first
             refusal: InvalidToken | RegistrationRefused = _already(facts.appliance)
         except (InvalidToken, RegistrationRefused) as e:
             refusal = e
         else:
             self._changed(facts.appliance)
+            if joins and self._notifier is not None:
+                self._notifier.publish(joins)
             return done
         raise self._refused(facts, address, refusal, now)
 
@@ -161,7 +164,9 @@ class Registrations:
         token: str,
         address: str,
         now: float,
-    ) -> Registration:
+    ) -> tuple[Registration, list[ChangeRecord]]:
+        """The registration, and the served states whose joins it changes (the address of a
+        cluster's server)."""
         presented = token_hash(credential)
         assignment = tx.assignments.get(facts.appliance)
         declared = assignment is not None and assignment.declared
@@ -175,6 +180,7 @@ class Registrations:
             last_seen=now,
         )
         holder = tx.agents.by_token_hash(presented)
+        before = holder[0].ip if holder is not None else None
         if holder is not None:  # an agent token: a rotation, of its own appliance only
             agent, stored = holder
             if agent.appliance != facts.appliance or not hmac.compare_digest(stored, presented):
@@ -214,7 +220,13 @@ class Registrations:
                 )
             ]
         )
-        return Registration(facts.appliance, token, declared, rotated=holder is not None)
+        # the members of its clusters join it at the address it registered with
+        moved = assignment is not None and declared and facts.ip != before
+        joins = joins_changed(tx, assignment.site, at=now) if assignment and moved else []
+        return (
+            Registration(facts.appliance, token, declared, rotated=holder is not None),
+            joins,
+        )
 
     def _credential(
         self, tx: Transaction, facts: AgentFacts, credential: str, presented: str, now: float

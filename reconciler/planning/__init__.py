@@ -82,13 +82,22 @@ class Plan:
 
     @property
     def summary(self) -> str:
-        replacing = sum(1 for s in self.sites for c in s.clusters if c.replaces_nodes)
-        deleted = sum(1 for s in self.sites for c in s.clusters if c.kind == "removed")
-        added = sum(1 for s in self.sites for c in s.clusters if c.kind == "added")
+        clusters = [c for s in self.sites for c in s.clusters]
+        restarting = sum(any(n.kind == "restarted" for n in c.nodes) for c in clusters)
+        replacing = sum(any(n.kind == "replaced" for n in c.nodes) for c in clusters)
+        losing = sum(c.kind == "changed" and c.loses_data for c in clusters)
+        deleted = sum(1 for c in clusters if c.kind == "removed")
+        added = sum(1 for c in clusters if c.kind == "added")
         parts = [f"{len(self.sites)} of {self.total_sites} sites change"]
+        if restarting:
+            verb = "restarts" if restarting == 1 else "restart"
+            parts.append(f"{restarting} {_clusters(restarting)} {verb} nodes (keeping their data)")
         if replacing:
             verb = "replaces" if replacing == 1 else "replace"
             parts.append(f"{replacing} {_clusters(replacing)} {verb} nodes")
+        if losing:
+            verb = "loses" if losing == 1 else "lose"
+            parts.append(f"{losing} {_clusters(losing)} {verb} node data")
         if added:
             parts.append(f"{added} {_clusters(added)} {'is' if added == 1 else 'are'} added")
         if deleted:

@@ -13,20 +13,39 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from agent.contract import ClusterState, DesiredState, ManifestFile, Node
+from agent.contract import ClusterState, DesiredState, ManifestFile, Mode, Node
+from agent.naming import effect
 
 from .secrets import secret_change
 
 Kind = Literal["added", "removed", "changed"]
 
 
+NodeKind = Literal["added", "removed", "restarted", "replaced"]
+
+
 @dataclass(frozen=True)
 class NodeChange:
+    """What a change does to one node: ``restarted`` on its own disks (a change k3s applies
+    by restart), ``replaced`` (made again from its image; a server rejoins the cluster), or
+    added or removed; ``loses_data``: its data volume is made anew (or goes with it)."""
+
     node: str
     pool: str
     appliance: str
-    kind: Literal["added", "removed", "replaced"]
-    fields: tuple[str, ...] = ()  # what made a replacement necessary
+    kind: NodeKind
+    fields: tuple[str, ...] = ()  # what made the restart or replacement necessary
+    loses_data: bool = False
+
+    @property
+    def effect(self) -> str:
+        """The change in words: "restarted (keeps its data)"."""
+        if self.kind == "added":
+            return "added"
+        if self.kind == "removed":
+            return "removed (its data volume goes)"
+        data = "loses its data" if self.loses_data else "keeps its data"
+        return f"{self.kind} ({data})"
 
 
 @dataclass(frozen=True)
@@ -42,7 +61,11 @@ class ClusterChange:
 
     @property
     def replaces_nodes(self) -> bool:
-        return any(n.kind == "replaced" for n in self.nodes)
+        return any(n.kind in ("replaced", "restarted") for n in self.nodes)
+
+    @property
+    def loses_data(self) -> bool:
+        return any(n.loses_data for n in self.nodes)
 
 
 @dataclass(frozen=True)
@@ -111,16 +134,34 @@ def _appliance_changes(
 
 
 def disruptive(before: Iterable[ClusterState], after: Iterable[ClusterState]) -> bool:
-    """Whether going from the clusters ``before`` to those ``after`` replaces or removes a
-    node of a present cluster: the one rule that plan shows and the rollout holds for
-    maintenance windows and takes one appliance at a time."""
+    """Whether going from the clusters ``before`` to those ``after`` restarts, replaces or
+    removes a node of a present cluster: the one rule that plan shows and the rollout holds
+    for maintenance windows and takes one appliance at a time (a restart stops a node too:
+    a control plane restarting on two appliances at once loses its quorum)."""
     old = _present_nodes(before)
     new = _present_nodes(after)
-    return any(name not in new or _spec(new[name]) != _spec(node) for name, node in old.items())
+    return any(
+        name not in new or node_kind(node, new[name][0], mode) is not None
+        for name, (node, mode) in old.items()
+    )
 
 
-def _present_nodes(clusters: Iterable[ClusterState]) -> dict[str, Node]:
-    return {f"{c.name}/{n.name}": n for c in clusters if c.phase == "present" for n in c.nodes}
+def node_kind(before: Node, after: Node, mode: Mode) -> tuple[NodeKind, bool] | None:
+    """What changing ``before`` into ``after`` does to the node, and whether it loses its
+    data; None when nothing. The agent names its containers and volumes by the same rule
+    (:func:`agent.naming.effect`), so the plan says what it will do."""
+    found = effect(before, after, mode=mode)
+    if found is None:
+        return None
+    if found == "restart":
+        return "restarted", False
+    return "replaced", found == "lose-data"
+
+
+def _present_nodes(clusters: Iterable[ClusterState]) -> dict[str, tuple[Node, Mode]]:
+    return {
+        f"{c.name}/{n.name}": (n, c.mode) for c in clusters if c.phase == "present" for n in c.nodes
+    }
 
 
 def _spec(node: Node) -> dict[str, object]:
@@ -159,18 +200,21 @@ def _cluster_change(
     old_nodes = {n.name: n for n in (old.nodes if old else [])}
     new_nodes = {n.name: n for n in (new.nodes if new else [])}
     nodes: list[NodeChange] = []
+    current = new or old
+    assert current is not None
     for node in sorted(set(old_nodes) | set(new_nodes)):
         a, b = old_nodes.get(node), new_nodes.get(node)
         if a is None and b is not None:
             nodes.append(NodeChange(node, b.pool, b.appliance, "added"))
         elif b is None and a is not None:
-            nodes.append(NodeChange(node, a.pool, a.appliance, "removed"))
-        elif a is not None and b is not None and _spec(a) != _spec(b):
-            before, after = _spec(a), _spec(b)
-            fields = tuple(sorted(k for k in after if after[k] != before.get(k)))
-            nodes.append(NodeChange(node, b.pool, b.appliance, "replaced", fields))
-    current = new or old
-    assert current is not None
+            nodes.append(NodeChange(node, a.pool, a.appliance, "removed", loses_data=True))
+        elif a is not None and b is not None:
+            found = node_kind(a, b, current.mode)
+            if found is not None:
+                before, after = _spec(a), _spec(b)
+                fields = tuple(sorted(k for k in after if after[k] != before.get(k)))
+                change, lost = found
+                nodes.append(NodeChange(node, b.pool, b.appliance, change, fields, lost))
     return ClusterChange(
         name=name,
         kind=kind,
@@ -184,15 +228,28 @@ def _cluster_change(
 
 
 def _replacement_order(cluster: ClusterState, nodes: list[NodeChange]) -> tuple[str, ...]:
-    """The steps replacements take: control-plane pool first, each pool by its strategy."""
+    """The steps restarts and replacements take: control-plane pool first; a node that keeps
+    its data stops before it starts again on it, one that loses it goes by its pool's
+    strategy."""
     steps: list[str] = []
     pools = sorted(cluster.pools, key=lambda p: not p.controlPlane)
     for pool in pools:
-        for change in (n for n in nodes if n.pool == pool.name and n.kind == "replaced"):
-            if pool.updateStrategy == "expand-first":
-                steps.append(f"create new {change.node}, wait until it runs, remove the old one")
+        for change in (n for n in nodes if n.pool == pool.name):
+            if change.kind == "restarted":
+                steps.append(f"stop {change.node}, start it again with the new spec on its data")
+            elif change.kind != "replaced":
+                continue
+            elif not change.loses_data:
+                steps.append(f"remove {change.node}, make it again from its image on its data disk")
+            elif pool.updateStrategy == "expand-first":
+                steps.append(
+                    f"create new {change.node} on a new volume, wait until it runs, "
+                    "remove the old one with its volume"
+                )
             else:
-                steps.append(f"remove {change.node}, then create it again with the new spec")
+                steps.append(
+                    f"remove {change.node} with its volume, then create it again on a new one"
+                )
     return tuple(steps)
 
 

@@ -39,8 +39,10 @@ class WaveChange:
     sites: tuple[str, ...]
     clusters: int  # clusters added, changed or deleted
     nodes_added: int
-    nodes_replaced: int
+    nodes_replaced: int  # made again from their image
     nodes_removed: int
+    nodes_restarted: int = 0  # on their own disks
+    nodes_losing_data: int = 0  # replaced on a new volume, or removed
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ def _wave_change(name: str, sites: list[SiteChange]) -> WaveChange:
         nodes_added=sum(n.kind == "added" for n in nodes),
         nodes_replaced=sum(n.kind == "replaced" for n in nodes),
         nodes_removed=sum(n.kind == "removed" for n in nodes),
+        nodes_restarted=sum(n.kind == "restarted" for n in nodes),
+        nodes_losing_data=sum(n.loses_data for n in nodes),
     )
 
 

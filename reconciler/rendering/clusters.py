@@ -254,6 +254,8 @@ class ClusterRenderer:
                 }
                 for name, path, source in files.manifests:
                     text = self._render(path, source, context, what)
+                    if not text.strip():
+                        continue  # a manifest this cluster does not need (kube-vip: no VIP)
                     self._check_yaml(path, text, what)
                     out.append(
                         ManifestFile(layer=layer.layer, pack=layer.pack, name=name, content=text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agent.contract import ClusterState, DesiredState, seal
+from agent.contract import ClusterServer, ClusterState, DesiredState, seal
 
 from ..errors import Diagnostic, FleetError
 from ..loading import FleetRepo, SiteFiles
@@ -87,8 +87,10 @@ def _for_appliance(
     appliance: str, site: str, revision: str, clusters: Iterable[RenderedCluster]
 ) -> DesiredState:
     """The part of each cluster an appliance runs: its own nodes; the manifests where it runs
-    a control-plane node; the cluster-wide schedules (scans, backups) on the appliance of the
-    first control-plane node, OS patching wherever nodes run."""
+    a control-plane node; the scans on the appliance of the first control-plane node, OS
+    patching and backups (each appliance its own nodes' volumes) wherever nodes run. A
+    cluster spanning appliances also names its members and its servers in the order the
+    cluster forms, so each appliance knows which node starts it and where."""
     states = []
     for cluster in clusters:
         nodes = [n for n in cluster.nodes if n.appliance == appliance]
@@ -97,7 +99,16 @@ def _for_appliance(
         first_cp = next(n for n in cluster.nodes if n.role == "control-plane")
         runs_cp = any(n.role == "control-plane" for n in nodes)
         schedules = [
-            s for s in cluster.schedules if s.kind == "patch" or first_cp.appliance == appliance
+            s
+            for s in cluster.schedules
+            if s.kind in ("patch", "backup") or first_cp.appliance == appliance
+        ]
+        members = sorted({n.appliance for n in cluster.nodes})
+        spans = len(members) > 1
+        servers = [
+            ClusterServer(node=n.name, appliance=n.appliance)
+            for n in cluster.nodes
+            if n.role == "control-plane"
         ]
         states.append(
             ClusterState(
@@ -112,6 +123,8 @@ def _for_appliance(
                 schedules=schedules,
                 maintenanceWindows=list(cluster.windows),
                 timezone=cluster.timezone,
+                appliances=members if spans else [],
+                servers=servers if spans else [],
             )
         )
     return seal(appliance=appliance, site=site, revision=revision, clusters=states)

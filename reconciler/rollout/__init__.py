@@ -7,16 +7,20 @@ one at a time, and admins pause, resume and promote it. Errors (:mod:`.errors`):
 
     RolloutError
     ├── InvalidRelease   (permanent: the release is inconsistent; nothing recorded)
-    └── RolloutConflict  (an operator action that does not fit the rollout's state)
+    ├── RolloutConflict  (an operator action that does not fit the rollout's state)
+    └── NotMember        (a lease asked for a cluster the appliance is not served)
 """
 
 from ..planning.waves import Wave
-from .errors import InvalidRelease, RolloutConflict, RolloutError
+from .errors import InvalidRelease, NotMember, RolloutConflict, RolloutError
+from .leases import Grant
 from .releases import Release, SiteRelease
 from .service import RolloutService
 
 __all__ = [
+    "Grant",
     "InvalidRelease",
+    "NotMember",
     "Release",
     "RolloutConflict",
     "RolloutError",

@@ -4,7 +4,8 @@
     ├── InvalidRelease        permanent: the release handed over is inconsistent (a digest
     │                         that does not match its document, an appliance in two sites);
     │                         nothing of it is recorded, the same input will fail again
-    └── RolloutConflict       an operator action that does not fit the rollout's state
+    ├── RolloutConflict       an operator action that does not fit the rollout's state
+    └── NotMember             an agent asked for the lease of a cluster it is not served
 
 Store errors (``reconciler.store.StoreError`` and its temporary ``StoreUnavailable``) pass
 through unchanged: the caller decides whether to retry.
@@ -24,3 +25,7 @@ class InvalidRelease(RolloutError):
 class RolloutConflict(RolloutError):
     """An operator action that does not fit the rollout's state (nothing to promote, a
     halted rollout to promote, no such wave)."""
+
+
+class NotMember(RolloutError):
+    """The appliance is not served the cluster whose lease it asked for."""

@@ -123,9 +123,20 @@ def plan_release(
             )
     for appliance, before in sorted(current.items()):
         if appliance not in declared and before.declared:
+            # served an empty state at once (its clusters left Git with it) until it reports
+            # its nodes gone; then its token is revoked (see the service's report handling)
+            empty, content = emptied(appliance, before.site, release.revision)
+            documents.setdefault(empty, content)
             plan.removed.append(appliance)
             plan.assignments.append(
-                Assignment(appliance=appliance, site=before.site, declared=False)
+                Assignment(
+                    appliance=appliance,
+                    site=before.site,
+                    declared=False,
+                    served_digest=empty,
+                    served_revision=release.revision,
+                    served_at=now,
+                )
             )
             plan.events.append(
                 EventRecord(
@@ -139,6 +150,14 @@ def plan_release(
                 )
             )
     return plan
+
+
+def emptied(appliance: str, site: str, revision: str) -> tuple[str, str]:
+    """The digest and canonical content of the empty state an appliance removed from the
+    fleet repository is served: no clusters, so its agent removes every node it runs."""
+    state = DesiredState(appliance=appliance, site=site, revision=revision, digest="", clusters=[])
+    content = canonical_json(state.content())
+    return "sha256:" + hashlib.sha256(content).hexdigest(), content.decode()
 
 
 def _targets(

@@ -58,6 +58,15 @@ class Release:
                     )
         return found
 
+    def clusters(self) -> set[tuple[str, str]]:
+        """Every cluster of the release, as (site, cluster)."""
+        return {
+            (name, cluster.name)
+            for name, site in self.sites.items()
+            for state in site.states.values()
+            for cluster in state.clusters
+        }
+
     def states(self) -> dict[str, DesiredState]:
         """Every appliance's state, by appliance ID."""
         return {a: s for site in self.sites.values() for a, s in site.states.items()}

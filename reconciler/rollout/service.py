@@ -21,6 +21,7 @@ webhooks), which must return at once.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -31,8 +32,9 @@ from dataclasses import replace
 from agent.contract import StatusReport
 
 from ..clocks import Clock, epoch, system_clock
-from ..delivery import Notifier
+from ..delivery import Notifier, joins_changed
 from ..store import (
+    Assignment,
     ChangeRecord,
     EventRecord,
     ReportRecord,
@@ -44,6 +46,7 @@ from ..store import (
 from ..store.records import Level
 from .errors import InvalidRelease, RolloutConflict
 from .health import next_streak, ran_healthy
+from .leases import Grant, give_back, grant
 from .progress import SETTLED, Snapshot, advance
 from .publishing import ReleasePlan, new_documents, plan_release
 from .releases import Release
@@ -108,8 +111,20 @@ class RolloutService:
                 self._carry_over(tx, before, plan)
             # the documents, the rollout rows and the new targets
             self._store_plan(tx, plan, now=now)
+            # every cluster's join secret, made once (served with the states, never in them)
+            tx.joins.keep(release.clusters(), at=now)
             # the rollout's first step: the first wave, reverts, unchanged sites
-            removed = [ChangeRecord("served", a, at=now) for a in plan.removed]
+            removed = [
+                ChangeRecord(
+                    "served",
+                    a.appliance,
+                    at=now,
+                    digest=a.served_digest,
+                    revision=a.served_revision,
+                )
+                for a in plan.assignments
+                if a.appliance in plan.removed
+            ]
             tx.changes.add(removed)
             changes = removed + self._advance(tx, release.revision)
             tx.events.prune()
@@ -255,6 +270,8 @@ class RolloutService:
                 tx.reports.put_streaks([streak])
             assignment = tx.assignments.get(appliance)
             site = assignment.site if assignment else None
+            formed = self._formed(tx, assignment, report, now=now)
+            revoked = self._decommission(tx, assignment, report, now=now)
             tx.events.add(
                 EventRecord(
                     at=now,
@@ -268,10 +285,109 @@ class RolloutService:
                 for e in report.events
             )
             moves = self._moves_rollout(tx, appliance)
+        self.notifier.publish(formed + revoked)
         if moves:
             self._tick_covering()
 
+    def take_lease(self, appliance: str, cluster: str, *, purpose: str, seconds: float) -> Grant:
+        """Grant (or renew) the lease that lets ``appliance`` take ``cluster``'s nodes down,
+        unless another member holds it; raises NotMember for a cluster it is not served."""
+        with self._decision() as tx:
+            now = epoch(self.clock)
+            found = grant(tx, appliance, cluster, purpose=purpose, seconds=seconds, now=now)
+            if found.granted:
+                tx.events.add(
+                    [
+                        self._event(
+                            now,
+                            "info",
+                            "lease-granted",
+                            f"{appliance} may take cluster {cluster}'s nodes down ({purpose})",
+                        )
+                    ]
+                )
+        return found
+
+    def give_back_lease(self, appliance: str, cluster: str) -> bool:
+        with self._decision() as tx:
+            return give_back(tx, appliance, cluster)
+
     # -- internals ----------------------------------------------------------------------
+    def _decommission(
+        self,
+        tx: Transaction,
+        assignment: Assignment | None,
+        report: StatusReport,
+        *,
+        now: float,
+    ) -> list[ChangeRecord]:
+        """An appliance removed from the fleet repository that reports its empty state
+        applied and no node left: its token is revoked (returns the change that makes every
+        replica forget it) and it is listed decommissioned."""
+        if (
+            assignment is None
+            or assignment.declared
+            or assignment.decommissioned_at is not None
+            or assignment.served_digest is None
+            or report.appliedDigest != assignment.served_digest
+            or any(c.phase != "Deleted" or c.nodes for c in report.clusters)
+        ):
+            return []
+        tx.agents.remove(assignment.appliance)
+        revoked = [ChangeRecord("token", assignment.appliance, at=now)]
+        tx.changes.add(revoked)
+        tx.assignments.put(replace(assignment, decommissioned_at=now))
+        tx.events.add(
+            [
+                EventRecord(
+                    at=now,
+                    level="info",
+                    kind="appliance-decommissioned",
+                    message=f"{assignment.appliance} removed its nodes: its token is revoked",
+                    site=assignment.site,
+                    appliance=assignment.appliance,
+                )
+            ]
+        )
+        return revoked
+
+    def _formed(
+        self,
+        tx: Transaction,
+        assignment: Assignment | None,
+        report: StatusReport,
+        *,
+        now: float,
+    ) -> list[ChangeRecord]:
+        """A cluster has formed once its first server's appliance reports it Running: from
+        then on a first server made anew joins the cluster instead of starting one. The
+        members' served joins change: returns the changes that tell them."""
+        running = [c.name for c in report.clusters if c.phase == "Running"]
+        if assignment is None or assignment.served_digest is None or not running:
+            return []
+        pending = tx.joins.get_many((assignment.site, name) for name in running)
+        waiting = [
+            n for n in running if (r := pending.get((assignment.site, n))) and not r.formed_at
+        ]
+        if not waiting:
+            return []
+        content = tx.documents.get(assignment.served_digest)
+        if content is None:
+            return []
+        clusters = {c["name"]: c for c in json.loads(content).get("clusters", [])}
+        starts = [
+            name
+            for name in waiting
+            if name in clusters
+            and all(
+                s.get("appliance") == assignment.appliance
+                for s in (clusters[name].get("servers") or [])[:1]
+            )
+        ]
+        if not tx.joins.formed(assignment.site, starts, at=now):
+            return []
+        return joins_changed(tx, assignment.site, at=now)
+
     @contextmanager
     def _decision(self) -> Iterator[Transaction]:
         """One decision: under the lock, in one exclusive transaction; once it committed,

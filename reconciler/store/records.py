@@ -38,6 +38,7 @@ class Assignment:
     target_digest: str | None = None
     target_revision: str | None = None
     display_name: str | None = None  # the appliance's `name` tag
+    decommissioned_at: float | None = None  # removed from Git, nodes gone, token revoked
 
 
 @dataclass(frozen=True)
@@ -186,3 +187,28 @@ class DeliveryRecord:
     created_at: float
     updated_at: float
     id: int = 0  # assigned by the store
+
+
+@dataclass(frozen=True)
+class ClusterJoinRecord:
+    """A cluster's join secret (its k3s token), when a member first reported it Running,
+    and when it left the fleet repository."""
+
+    site: str
+    cluster: str
+    secret: str = field(repr=False)
+    created_at: float
+    formed_at: float | None = None
+    retired_at: float | None = None
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """One appliance of a cluster may take its nodes down (``purpose``) until ``expires_at``."""
+
+    site: str
+    cluster: str
+    holder: str
+    purpose: str
+    granted_at: float
+    expires_at: float

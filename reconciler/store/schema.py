@@ -20,6 +20,10 @@ SQLite and PostgreSQL store and compare them the same way.
 ``events``           what happened, for operators (rollout steps, agent events), kept per
                      appliance, site, the fleet and security kind (:mod:`.events`)
 ``deliveries``       results reported out: commit statuses and webhooks, their attempts
+``cluster_joins``    per cluster of a site: its join secret (served only to its member
+                     appliances), when it first ran (formed) and when Git dropped it
+``leases``           per cluster: which appliance may take its nodes down now (an OS patch's
+                     reboots), until when
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ assignments = Table(
     Column("target_digest", String(DIGEST), ForeignKey("documents.digest")),
     Column("target_revision", String(SHA)),
     Column("display_name", String(200)),  # the appliance's `name` tag
+    Column("decommissioned_at", Float),  # removed from Git, its nodes gone, its token revoked
 )
 
 rollouts = Table(
@@ -239,4 +244,26 @@ deliveries = Table(
     Column("detail", Text, nullable=False),  # the last answer or error, short
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+cluster_joins = Table(
+    "cluster_joins",
+    metadata,
+    Column("site", String(ID), primary_key=True),
+    Column("cluster", String(ID), primary_key=True),
+    Column("secret", String(128), nullable=False),  # the k3s join token; never logged
+    Column("created_at", Float, nullable=False),
+    Column("formed_at", Float),  # a member first reported it Running
+    Column("retired_at", Float),  # no longer in the latest release
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("site", String(ID), primary_key=True),
+    Column("cluster", String(ID), primary_key=True),
+    Column("holder", String(ID), nullable=False),  # the appliance
+    Column("purpose", String(16), nullable=False),  # patch
+    Column("granted_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
 )

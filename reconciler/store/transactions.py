@@ -29,6 +29,7 @@ from sqlalchemy import Connection, text
 from .agents import Agents
 from .assignments import Assignments
 from .changes import Changes
+from .clusters import ClusterJoins, Leases
 from .controls import Controls
 from .deliveries import Deliveries
 from .documents import Documents
@@ -92,6 +93,8 @@ class Transaction:
         self.figures = Figures(conn)
         self.deliveries = Deliveries(conn)
         self.listings = Listings(conn)
+        self.joins = ClusterJoins(conn)
+        self.leases = Leases(conn)
 
 
 class Store:

@@ -132,6 +132,7 @@ def check_cluster(
     yield from _check_overrides(doc, resolved)
     yield from _check_dependencies(doc, resolved)
     yield from _check_networks(site, doc)
+    yield from _check_spanning(doc, resolved.mode)
     spec = doc.model.spec
     if resolved.mode == "virtualized" and spec.config.vip is None:
         yield doc.at(("spec", "config"), "a virtualized cluster needs spec.config.vip")
@@ -143,6 +144,52 @@ def check_cluster(
                 ("spec", "policies", "backup", "location"),
                 f"unknown backup location '{backup.location}' "
                 f"(fleet.yaml defines: {', '.join(names) or 'none'})",
+            )
+    if backup is not None:
+        yield from _check_backup_scope(doc)
+
+
+def _check_backup_scope(doc: Doc[Cluster]) -> Iterator[Diagnostic]:
+    """A backup copies every node's whole data volume: every namespace, and the cluster's
+    own resources (held by the control plane's datastore). What it cannot honour is refused
+    until it can."""
+    backup = doc.model.spec.policies.backup
+    assert backup is not None
+    where = ("spec", "policies", "backup")
+    if backup.namespaces:
+        yield doc.at(
+            (*where, "namespaces"),
+            "backup namespaces are not supported yet: a backup copies the nodes' whole data "
+            "volumes, every namespace (remove namespaces)",
+        )
+    if backup.includeClusterResources == "never":
+        yield doc.at(
+            (*where, "includeClusterResources"),
+            "includeClusterResources: never is not supported yet: a backup copies the control "
+            "plane's data volumes, which hold the cluster's resources (use always or auto)",
+        )
+
+
+def _check_spanning(doc: Doc[Cluster], mode: Mode) -> Iterator[Diagnostic]:
+    """A containerized cluster that spans appliances runs each node in its appliance's own
+    network (host networking: nodes on other appliances reach it at the appliance's
+    address), so an appliance runs one of its nodes at most."""
+    if mode != "containerized":
+        return
+    placed: dict[str, list[tuple[int, int]]] = {}
+    for i, pool in enumerate(doc.model.spec.nodePools):
+        for index in range(1, pool.size + 1):
+            placed.setdefault(pool.appliance_of(index), []).append((i, index))
+    if len(placed) < 2:
+        return
+    for appliance, nodes in sorted(placed.items()):
+        if len(nodes) > 1:
+            i, _ = nodes[1]
+            yield doc.at(
+                ("spec", "nodePools", i, "appliances"),
+                f"appliance '{appliance}' would run {len(nodes)} nodes of this cluster: the "
+                "nodes of a containerized cluster spanning appliances use their appliance's "
+                "network, one node per appliance",
             )
 
 

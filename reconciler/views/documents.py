@@ -204,6 +204,12 @@ class SourceView(View):
     lastFetchedAt: datetime | None = None  # the last fetch that worked
 
 
+class DecommissionedView(View):
+    appliance: str
+    site: str
+    at: datetime
+
+
 class FleetView(View):
     generatedAt: datetime
     revision: RevisionView | None
@@ -212,6 +218,8 @@ class FleetView(View):
     rollout: RolloutView | None
     sites: list[SiteSummary]
     discovered: list[ApplianceView]
+    # removed from the fleet repository, its nodes gone and its token revoked
+    decommissioned: list[DecommissionedView] = []
     events: list[EventView] = []  # the newest fleet-wide ones: rollout steps, operators' actions
     reporting: ReportingView | None = None  # None: nothing was ever reported out
 

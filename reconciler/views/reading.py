@@ -39,6 +39,7 @@ from .documents import (
     ApplianceView,
     ClusterSummary,
     ClusterView,
+    DecommissionedView,
     DeliveryView,
     EventView,
     FailureView,
@@ -134,6 +135,13 @@ class FleetViews:
                 self._appliance(agent.appliance, rows, now)
                 for agent in rows.agents.values()
                 if not _declared(rows.assignments.get(agent.appliance))
+            ],
+            decommissioned=[
+                DecommissionedView(
+                    appliance=a.appliance, site=a.site, at=_time(a.decommissioned_at)
+                )
+                for a in sorted(rows.assignments.values(), key=lambda a: a.appliance)
+                if a.decommissioned_at is not None
             ],
             events=[_event(e) for e in events],
             reporting=(

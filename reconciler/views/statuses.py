@@ -1,7 +1,9 @@
 """The statuses of DESIGN.md, derived from what the store holds.
 
 Appliance: Unpaired (in Git, agent never seen) → Ready (agent registered) → In-Use (runs a
-cluster); Discovered when an agent registered an appliance the repository does not declare.
+cluster); Discovered when an agent registered an appliance the repository does not declare;
+Decommissioning once Git dropped it, until it reports its nodes gone (then it is listed
+decommissioned and its token revoked).
 Health: healthy while heartbeats (status reports) are recent and say healthy.
 Cluster: Pending → Provisioning → Running; Deleting → Deleted; Aborted; Error; a cluster
 spanning several appliances takes the most telling phase any of them reports.
@@ -16,7 +18,9 @@ from agent.contract import ClusterPhase, ClusterStatus, StatusReport
 
 from ..store import AgentRecord, Assignment, ReportRecord
 
-ApplianceStatus = Literal["Unpaired", "Ready", "In-Use", "Discovered"]
+ApplianceStatus = Literal[
+    "Unpaired", "Ready", "In-Use", "Discovered", "Decommissioning", "Decommissioned"
+]
 Health = Literal["healthy", "unhealthy", "unknown"]
 
 
@@ -24,6 +28,11 @@ def appliance_status(
     assignment: Assignment | None, agent: AgentRecord | None, report: StatusReport | None
 ) -> ApplianceStatus:
     in_use = report is not None and any(c.phase != "Deleted" for c in report.clusters)
+    if assignment is not None and not assignment.declared:
+        if assignment.decommissioned_at is not None:
+            return "Decommissioned"  # registered again since: listed, served nothing new
+        if assignment.served_digest:
+            return "Decommissioning"  # removed from Git: served an empty state until its nodes go
     return status_of(
         declared=assignment is not None and assignment.declared,
         registered=agent is not None,

@@ -3,6 +3,7 @@ and that applying it again changes nothing."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from agent.apply.passes import EventKind, Phase
@@ -52,8 +53,9 @@ def test_first_apply_creates_the_network_the_nodes_and_their_files(agent: TestAg
     assert worker.labels["edgefleet.role"] == "worker"
     assert agent.listing(worker) == []  # manifests go to control-plane nodes only
     mounts = {m["Destination"]: m["Name"] for m in control.attrs["Mounts"]}
-    assert mounts["/var/lib/rancher/k3s"] == f"{control.name}-data"
-    assert agent.volume_names() == sorted(f"{c.name}-data" for c in containers)
+    # the node's data volume, named after the node (it outlives its containers)
+    assert re.fullmatch(rf"{name}-main-1-[0-9a-f]{{8}}-data", mounts["/var/lib/rancher/k3s"])
+    assert agent.volume_names() == agent.data_volumes()
 
 
 def test_the_same_state_applied_twice_changes_nothing(agent: TestAgent) -> None:
@@ -133,7 +135,7 @@ def test_scale_up_then_down(agent: TestAgent) -> None:
     ]
     nodes = sorted(c.labels["edgefleet.node"] for c in agent.containers(name))
     assert nodes == [f"{name}-main-1", f"{name}-workers-1"]
-    assert agent.volume_names() == sorted(f"{c.name}-data" for c in agent.containers(name))
+    assert agent.volume_names() == agent.data_volumes(name)
     assert sorted(r.name for r in agent.records() if r.kind == "container") == sorted(
         agent.container_names(name)
     )

@@ -16,7 +16,7 @@ def assert_converged(agent: TestAgent, name: str, nodes: int) -> None:
     node_names = [c.labels["edgefleet.node"] for c in containers]
     assert len(node_names) == len(set(node_names)) == nodes, agent.container_names()
     assert {c.status for c in containers} == {"running"}
-    assert agent.volume_names() == sorted(f"{c.name}-data" for c in containers)
+    assert agent.volume_names() == agent.data_volumes(name)
     assert agent.network_names() == [f"edgefleet-{name}"]
     recorded = sorted(r.name for r in agent.records() if r.kind == "container")
     assert recorded == agent.container_names(name)
@@ -52,26 +52,27 @@ def test_a_pass_killed_while_creating_a_node_is_finished_by_the_next(
     assert_converged(agent, name, nodes=3)
 
 
-def test_a_replacement_killed_between_create_and_remove_is_finished(agent: TestAgent) -> None:
+def test_a_restart_killed_between_stop_and_start_is_finished_on_the_same_volume(
+    agent: TestAgent,
+) -> None:
     name = agent.name("pos")
     agent.apply(state(agent.appliance, cluster(name, appliance=agent.appliance)))
-    old = agent.node_container(f"{name}-main-1").name
+    old = agent.node_container(f"{name}-main-1")
+    volume = agent.data_volume(old)
     changed = state(agent.appliance, cluster(name, appliance=agent.appliance, user_data="# v2\n"))
 
-    agent.apply_and_kill(changed, pause_at=f"remove node {name}-main-1 ({old})", stage="intent")
+    agent.apply_and_kill(changed, pause_at=f"restart node {name}-main-1", stage="created")
 
-    both = [
-        c.name for c in agent.containers(name) if c.labels["edgefleet.node"] == f"{name}-main-1"
-    ]
-    assert len(both) == 2 and old in both  # expand-first: the new one runs beside the old
+    # the old container went first (its volume is the new one's); the new one was made
+    nodes = [c for c in agent.containers(name) if c.labels["edgefleet.node"] == f"{name}-main-1"]
+    assert [c.status for c in nodes] == ["created"] and nodes[0].name != old.name
 
     result = agent.apply(changed)
 
     assert result.ok, result
     assert_converged(agent, name, nodes=2)
-    new = agent.node_container(f"{name}-main-1").name
-    assert new != old and new in both
-    assert f"{old}-data" not in agent.volume_names()
+    new = agent.node_container(f"{name}-main-1")
+    assert new.name not in (old.name,) and agent.data_volume(new) == volume
 
 
 def test_removing_a_cluster_still_provisioning_aborts_it(agent: TestAgent) -> None:

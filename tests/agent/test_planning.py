@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from agent.apply.inventory import ClusterStage, Record
 from agent.apply.planning import Plan, plan_state
-from agent.apply.steps import CreateNode, StartNode, Step
+from agent.apply.steps import CreateNode, RemoveNode, RemoveVolume, StartNode, Step
 from agent.contract import ClusterState, DesiredState
 from agent.drivers import Observation, ObservedContainer, ObservedVolume
-from agent.naming import container_name, manifest_files, network_name, spec_digest, volume_name
+from agent.naming import (
+    container_name,
+    data_volume,
+    manifest_files,
+    network_name,
+    spec_digest,
+    volume_name,
+)
 from tests.support.states import cluster, state
 
 IMAGE = "example/node:1"
@@ -21,10 +28,11 @@ def running(desired: DesiredState, *, state_of: str = "running") -> Observation:
         for node in c.nodes:
             spec = spec_digest(node, default_image=IMAGE)
             name = container_name(node.name, spec)
+            volume = data_volume(node)
             containers[name] = ObservedContainer(
-                name, c.name, node.pool, node.name, node.role, spec, state_of
+                name, c.name, node.pool, node.name, node.role, spec, state_of, (volume,)
             )
-            volumes[volume_name(name)] = ObservedVolume(volume_name(name), c.name, name)
+            volumes[volume] = ObservedVolume(volume, c.name, name, node.name)
             if node.role == "control-plane":
                 files[name] = {f.filename: f.sha256 for f in manifest_files(c.manifests)}
     networks = {network_name(c.name): c.name for c in desired.clusters}
@@ -81,16 +89,71 @@ def test_the_control_plane_pool_comes_first_even_when_listed_last() -> None:
     ]
 
 
-def test_a_spec_change_replaces_by_the_pools_strategy() -> None:
+def test_a_change_k3s_applies_by_restart_keeps_each_nodes_volume() -> None:
     before = state("a1", pos(workers=1))
     after = state("a1", pos(workers=1, user_data="v2\n"))
     steps = plan(after, running(before)).cluster("pos").steps
+    # the old container stops before the new one starts on its volume, whatever the strategy
     assert [who(s) for s in steps] == [
-        ("CreateNode", "pos-main-1"),  # expand-first
+        ("RemoveNode", "pos-main-1"),
+        ("CreateNode", "pos-main-1"),
+        ("RemoveNode", "pos-workers-1"),
+        ("CreateNode", "pos-workers-1"),
+    ]
+    removals = [s for s in steps if isinstance(s, RemoveNode)]
+    creations = [s for s in steps if isinstance(s, CreateNode)]
+    assert [r.volumes for r in removals] == [(), ()]
+    assert [c.reason for c in creations] == ["restart", "restart"]
+    assert [c.launch.volume for c in creations] == [
+        data_volume(n) for n in sorted(before.clusters[0].nodes, key=lambda n: n.pool)
+    ]
+
+
+def test_a_change_that_loses_data_replaces_by_the_pools_strategy() -> None:
+    before = state("a1", pos(workers=1))
+    changed = pos(workers=1)
+    # the pools swap roles: each node's data volume was made for the other role
+    swapped = changed.model_copy(
+        update={
+            "nodes": [
+                n.model_copy(
+                    update={"role": "worker" if n.role == "control-plane" else "control-plane"}
+                )
+                for n in changed.nodes
+            ]
+        }
+    )
+    steps = plan(state("a1", swapped), running(before)).cluster("pos").steps
+    assert [who(s) for s in steps] == [
+        ("CreateNode", "pos-main-1"),  # expand-first: a new, empty volume
         ("RemoveNode", "pos-main-1"),
         ("RemoveNode", "pos-workers-1"),  # contract-first
         ("CreateNode", "pos-workers-1"),
     ]
+    old = {n.name: data_volume(n) for n in before.clusters[0].nodes}
+    removals = {s.node: s.volumes for s in steps if isinstance(s, RemoveNode)}
+    assert removals == {name: (volume,) for name, volume in old.items()}
+
+
+def test_a_node_made_before_volumes_outlived_containers_gets_a_volume_of_its_own() -> None:
+    before = state("a1", pos(workers=0))
+    observed = running(before)
+    (node,) = observed.containers.values()
+    name = f"{node.node}-0a1b2c3d"  # its spec changed since; its volume is named after it
+    legacy = ObservedContainer(
+        name, "pos", node.pool, node.node, node.role, "old", "running", (volume_name(name),)
+    )
+    old = Observation(
+        observed.networks,
+        {name: legacy},
+        {volume_name(name): ObservedVolume(volume_name(name), "pos", name)},
+        {},
+    )
+    steps = plan(before, old).cluster("pos").steps
+    assert [type(s).__name__ for s in steps] == ["CreateNode", "RemoveNode"]  # expand-first
+    (removal,) = [s for s in steps if isinstance(s, RemoveNode)]
+    assert removal.volumes == (volume_name(name),)
+    assert not any(isinstance(s, RemoveVolume) for s in steps)
 
 
 def test_a_recorded_node_that_is_gone_is_drift_an_unrecorded_one_is_new() -> None:

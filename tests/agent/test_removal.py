@@ -39,7 +39,7 @@ def test_removing_a_running_cluster_deletes_everything_it_had(agent: TestAgent, 
     assert result.cluster(gone).events[-1].kind is EventKind.DELETED
     assert agent.containers(gone) == []
     assert agent.network_names() == [f"edgefleet-{kept}"]
-    assert agent.volume_names() == sorted(f"{name}-data" for name in kept_before)
+    assert agent.volume_names() == agent.data_volumes(kept)
     assert {c.name: c.id for c in agent.containers(kept)} == kept_before
     assert {r.cluster for r in agent.records()} == {kept}
 

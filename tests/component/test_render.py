@@ -269,3 +269,31 @@ def test_render_is_byte_identical_across_processes(example_fleet: Path, tmp_path
         outputs.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()})
     assert outputs[0] == outputs[1]
     assert len(outputs[0]) > 50
+
+
+@pytest.mark.parametrize(("pack", "kubernetes"), [("1.30.6", "1.30"), ("1.29.8", "1.29")])
+def test_kube_vip_holds_a_virtualized_clusters_vip_in_arp_mode(
+    run_cli, fleet: FleetFiles, tmp_path: Path, pack: str, kubernetes: str
+) -> None:
+    fleet.edit("profiles/hospital-1.0.0.yaml", "version: 1.30.6", f"version: {pack}")
+    out = tmp_path / "out"
+    result = render(run_cli, fleet.root, out)
+    assert result.code == 0, result.out
+    # the virtualized hospital cluster's control plane holds it; no containerized store
+    (found,) = out.glob("*/*/manifests/*kube-vip.yaml")
+    assert found.parts[-4:-2] == ("hospital-1", "imaging")
+    documents = list(YAML(typ="safe").load_all(found.read_text()))
+    for document in documents:
+        kubernetes_validate.validate(document, kubernetes, strict=True)
+    (daemonset,) = [d for d in documents if d["kind"] == "DaemonSet"]
+    (container,) = daemonset["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["address"] == "172.16.10.50"
+    assert (env["vip_arp"], env["cp_enable"], env["vip_interface"]) == ("true", "true", "enp1s0")
+    assert daemonset["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert {d["kind"] for d in documents} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "DaemonSet",
+    }

@@ -48,6 +48,18 @@ def _appliance_in_two_clusters(f: FleetFiles) -> None:
     )
 
 
+def _two_nodes_on_one_appliance_of_a_spanning_cluster(f: FleetFiles) -> None:
+    f.write(
+        "sites/store-1/appliances/store-1-b.yaml",
+        f.read("sites/store-1/appliances/store-1-a.yaml").replace("store-1-a", "store-1-b"),
+    )
+    f.edit(
+        STORE,
+        "  policies:\n",
+        "    - name: tills\n      size: 2\n      appliances: [store-1-b]\n  policies:\n",
+    )
+
+
 def _two_dev_presets(f: FleetFiles) -> None:
     f.edit(STORE_PROFILE, "presets: [small]", "presets: [small, large]")
 
@@ -520,6 +532,35 @@ CASES = [
         STORE,
         "location: nas2",
         "unknown backup location 'nas2' (fleet.yaml defines: nas, s3-main)",
+    ),
+    Case(
+        "backup-namespaces",
+        edit(STORE, "      location: nas\n", "      location: nas\n      namespaces: [pos]\n"),
+        STORE,
+        "namespaces: [pos]",
+        "backup namespaces are not supported yet: a backup copies the nodes' whole data "
+        "volumes, every namespace (remove namespaces)",
+    ),
+    Case(
+        "backup-without-cluster-resources",
+        edit(
+            STORE,
+            "      location: nas\n",
+            "      location: nas\n      includeClusterResources: never\n",
+        ),
+        STORE,
+        "includeClusterResources: never",
+        "includeClusterResources: never is not supported yet: a backup copies the control "
+        "plane's data volumes, which hold the cluster's resources (use always or auto)",
+    ),
+    Case(
+        "containerized-spanning-two-nodes-on-one-appliance",
+        _two_nodes_on_one_appliance_of_a_spanning_cluster,
+        STORE,
+        "appliances: [store-1-b]",
+        "appliance 'store-1-b' would run 2 nodes of this cluster: the nodes of a "
+        "containerized cluster spanning appliances use their appliance's network, one node "
+        "per appliance",
     ),
     Case(
         "s3-without-bucket",

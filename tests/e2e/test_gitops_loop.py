@@ -36,7 +36,7 @@ def test_gitops_loop(loop: Loop) -> None:
     plan = plan_json(loop, "main", "store-1-more-pods")
     assert [s["name"] for s in plan["sites"]] == [CANARY]  # type: ignore[index]
     (cluster,) = plan["sites"][0]["clusters"]  # type: ignore[index]
-    assert [(n["node"], n["kind"]) for n in cluster["nodes"]] == [("pos-main-1", "replaced")]
+    assert [(n["node"], n["kind"]) for n in cluster["nodes"]] == [("pos-main-1", "restarted")]
 
     # merging it replaces that site's node, and only that site's
     loop.git("checkout", "-q", "main")

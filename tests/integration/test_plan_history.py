@@ -58,15 +58,20 @@ def test_history(fleet_repo: FleetFiles) -> None:
     assert cluster.manifests and all(m.startswith("monitoring/") for m in cluster.manifests)
     assert p.summary == "1 of 3 sites change"
 
-    # 2. a profile used by two sites changes: both store sites replace their node
+    # 2. a profile used by two sites changes: both store sites restart their node (k3s
+    #    applies a new kubelet flag by restart), on its data
     f.edit("profiles/store-1.0.0.yaml", "presets: [small]", "presets: [large]")
     commit(f, "stores: large k3s preset")
     p = plan(f)
     assert [s.name for s in p.sites] == STORE_SITES
-    assert nodes(p, "replaced") == ["pos-main-1", "pos-main-1"]
-    assert p.summary == "2 of 3 sites change; 2 clusters replace nodes"
+    assert nodes(p, "restarted") == ["pos-main-1", "pos-main-1"]
+    assert nodes(p, "replaced") == []
+    assert p.summary == "2 of 3 sites change; 2 clusters restart nodes (keeping their data)"
     (cluster,) = p.sites[0].clusters
-    assert cluster.order == ("create new pos-main-1, wait until it runs, remove the old one",)
+    assert not cluster.loses_data
+    assert cluster.order == (
+        "stop pos-main-1, start it again with the new spec on its data",
+    )
 
     # 3. a new pack version appears that the stores' train (k3s 1.30.x) picks up;
     #    the hospital pins k3s 1.30.6 and does not change

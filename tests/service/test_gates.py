@@ -116,7 +116,9 @@ def test_an_inconsistent_release_is_refused_whole(server: Harness) -> None:
     assert server.fleet()["revision"] is None
 
 
-def test_an_appliance_removed_from_the_repository_gets_no_state(server: Harness) -> None:
+def test_an_appliance_removed_from_the_repository_gets_an_empty_state_then_none(
+    server: Harness,
+) -> None:
     two = site("store-2", "s-a", "s-b", control_plane=["s-a"])
     first = release(revision("r1"), [two])
     server.rollout.record_release(first)
@@ -124,8 +126,21 @@ def test_an_appliance_removed_from_the_repository_gets_no_state(server: Harness)
     assert removed.digest() == digests(first)["s-b"]
     one = site("store-2", "s-a")
     server.rollout.record_release(release(revision("r2"), [one]))
-    assert removed.desired().status_code == 404
-    assert [d["id"] for d in server.fleet()["discovered"]] == ["s-b"]
+    emptied = removed.desired()
+    assert emptied.status_code == 200
+    assert emptied.json()["clusters"] == []
+    assert [(d["id"], d["status"]) for d in server.fleet()["discovered"]] == [
+        ("s-b", "Decommissioning")
+    ]
+    # once it reports no node left its token is revoked
+    answer = removed.http.post(
+        "/v1/status",
+        json={"appliedDigest": emptied.json()["digest"], "health": "healthy"},
+        headers=removed.auth,
+    )
+    assert answer.status_code == 202
+    assert removed.desired().status_code == 401
+    assert server.fleet()["discovered"] == []
 
 
 def test_reports_arriving_together_each_see_their_effect(server: Harness) -> None:

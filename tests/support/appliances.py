@@ -31,6 +31,7 @@ from agent.drivers.docker.driving import (
 
 RUN_LABEL = "edgefleet.test-run"
 MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
+K3S_DATA = "/var/lib/rancher/k3s"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -134,6 +135,17 @@ class Agent:
 
     def container_names(self, cluster: str | None = None) -> list[str]:
         return [c.name or "" for c in self.containers(cluster)]
+
+    def data_volume(self, container: Container) -> str:
+        """The volume a node container holds its k3s data on."""
+        (found,) = [
+            m["Name"] for m in container.attrs["Mounts"] if m["Destination"] == K3S_DATA
+        ]
+        return str(found)
+
+    def data_volumes(self, cluster: str | None = None) -> list[str]:
+        """The data volumes of the appliance's node containers, sorted."""
+        return sorted(self.data_volume(c) for c in self.containers(cluster))
 
     def volume_names(self) -> list[str]:
         found = self.client.volumes.list(filters={"label": [f"{APPLIANCE}={self.appliance}"]})

@@ -25,7 +25,7 @@ from tests.support.services import install_missing_packages
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 NODE_COMMAND = "mkdir -p /var/lib/rancher/k3s/server/manifests; exec sleep 1000000"
-BUSYBOX_APPLETS = ("sh", "cat", "ls", "rm", "mkdir", "sleep", "echo")
+BUSYBOX_APPLETS = ("sh", "cat", "ls", "rm", "mkdir", "sleep", "echo", "nc", "httpd", "grep", "env")
 
 
 class EngineUnavailable(Exception):
@@ -131,7 +131,6 @@ def static_busybox() -> str:
         if line.endswith("/bin/busybox") and Path(line).exists():
             return line
     raise EngineUnavailable("the Debian package busybox-static is not installed")
-
 
 
 def _answers(base_url: str) -> bool:

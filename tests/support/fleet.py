@@ -283,7 +283,6 @@ def write_base_fleet(f: FleetFiles) -> None:
               location: s3-main
               prefix: imaging
               expiryHours: 336
-              namespaces: [pacs]
               includeClusterResources: always
         """,
     )

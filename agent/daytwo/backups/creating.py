@@ -93,11 +93,20 @@ def backup_cluster(
     work_dir: Path,
     trigger: Trigger,
     settings: BackupSettings | None = None,
+    due: datetime | None = None,
 ) -> BackupResult:
+    """``due``: the schedule's run time, which names the backup: every appliance of a cluster
+    spanning appliances runs the same schedule, so their parts share one backup ID, each in
+    a folder named after its appliance."""
     settings = settings or BackupSettings()
     started = clock.now()
-    identity = backup_id(cluster.name, started)
+    identity = backup_id(cluster.name, due or started)
     prefix = prefix_of(parameters, cluster)
+    folder = (
+        f"{prefix}/{identity}/{state.appliance}"
+        if cluster.spans_appliances
+        else (f"{prefix}/{identity}")
+    )
     expiry = parameters.expiryHours
     staging = work_dir / "staging" / identity
     location: Location | None = None
@@ -123,7 +132,7 @@ def backup_cluster(
 
         # Upload the files, then commit with the manifest
         for file in files:
-            key = f"{prefix}/{identity}/{file.name}"
+            key = f"{folder}/{file.name}"
             location.put(key, staging / file.name)
             uploaded.append(key)
         manifest = Manifest(
@@ -143,9 +152,7 @@ def backup_cluster(
             consistency=consistency,
             files=list(files),
         )
-        location.put_bytes(
-            f"{prefix}/{identity}/{MANIFEST}", manifest.model_dump_json(indent=2).encode()
-        )
+        location.put_bytes(f"{folder}/{MANIFEST}", manifest.model_dump_json(indent=2).encode())
     except (BackupFailed, LocationError, DriverError, OSError) as e:
         _discard(location, uploaded)
         return _record(history, replace(result, finished_at=clock.now(), error=one_line(e)))

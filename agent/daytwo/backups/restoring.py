@@ -74,7 +74,7 @@ def restore(
     started = clock.now()
 
     # Find the backup and read its manifest
-    location, prefix, manifest = find_backup(
+    location, folder, manifest = find_backup(
         backup, state=state, environ=environ, ca_dir=work_dir / "ca"
     )
 
@@ -94,7 +94,7 @@ def restore(
         staging.mkdir(parents=True, exist_ok=True, mode=0o700)
         for file, _ in pairs:
             target_file = _inside(backup, staging, file.name)
-            _fetch(backup, location, f"{prefix}/{backup}/{file.name}", file, target_file)
+            _fetch(backup, location, f"{folder}/{file.name}", file, target_file)
 
         # Restore: stop, replace every volume's content, start
         try:
@@ -123,7 +123,9 @@ def restore(
 def find_backup(
     backup: str, *, state: DesiredState, environ: Mapping[str, str], ca_dir: Path
 ) -> tuple[Location, str, Manifest]:
-    """The location and prefix holding ``backup``, and its manifest."""
+    """The location and folder holding ``backup``'s part for this appliance, and its
+    manifest. A cluster spanning appliances keeps each appliance's part in a folder of its
+    own under the one backup ID (``<prefix>/<id>/<appliance>/``)."""
     parsed = parse_id(backup)
     if parsed is None:
         raise BackupNotFound(f"{backup!r} is not a backup ID (<cluster>-<YYYYmmddTHHMMSSZ>)")
@@ -138,10 +140,13 @@ def find_backup(
     if not candidates:
         raise BackupNotFound(f"backup {backup}: the desired state names no backup location")
     looked: list[str] = []
+    spans = any(c.name == source and c.spans_appliances for c in state.clusters)
+    part = f"/{state.appliance}" if spans else ""
     for params, prefix in candidates:
+        folder = f"{prefix}/{backup}{part}"
         try:
             location = open_location(params, environ=environ, ca_dir=ca_dir)
-            raw = location.get_bytes(f"{prefix}/{backup}/{MANIFEST}", limit=MAX_MANIFEST_BYTES)
+            raw = location.get_bytes(f"{folder}/{MANIFEST}", limit=MAX_MANIFEST_BYTES)
         except ObjectTooLarge as e:
             raise BackupCorrupted(f"backup {backup}: {MANIFEST} is not valid: {one_line(e)}") from e
         except ObjectMissing:
@@ -157,7 +162,7 @@ def find_backup(
             raise BackupCorrupted(f"backup {backup}: {MANIFEST} is not valid: {reason}") from e
         if manifest.id != backup:
             raise BackupCorrupted(f"backup {backup}: {MANIFEST} describes {manifest.id}")
-        return location, prefix, manifest
+        return location, folder, manifest
     raise BackupNotFound(f"backup {backup} not found (looked in {', '.join(looked)})")
 
 

@@ -1,10 +1,14 @@
-"""The Docker driver: a containerized cluster's nodes as containers on one bridge network.
+"""The Docker driver: a containerized cluster's nodes as containers on one bridge network, or,
+for a cluster that spans appliances, in the appliance's own network (host networking: its
+nodes on other appliances reach it at the appliance's address).
 
-A node is a container ``<node>-<generation>`` with a named data volume, its user data in a file,
-what it must read (its k3s configuration files, the site's CA certificates in its trust store,
-the proxies in its environment, its profiles' tags as labels: docs/node-images.md) and, on
-control-plane nodes, the cluster's manifests in the k3s auto-deploy folder. Everything carries
-``edgefleet.*`` labels, and :meth:`DockerDriver.observe` finds what exists by them.
+A node is a container ``<node>-<generation>`` on a named data volume that outlives it (a
+restart keeps the node's data), its user data in a file, what it must read (its k3s
+configuration files, the site's CA certificates in its trust store, the proxies in its
+environment, its profiles' tags as labels: docs/node-images.md), its join in a k3s
+configuration drop-in (and k3s's environment variables) and, on control-plane nodes, the
+cluster's manifests in the k3s auto-deploy folder. Everything carries ``edgefleet.*`` labels,
+and :meth:`DockerDriver.observe` finds what exists by them.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class DockerSettings:
     user_data_path: str = "/etc/edgefleet/user-data.yaml"
     # the site's CA certificates: Go (k3s, its containerd) reads every file of /etc/ssl/certs
     ca_path: str = "/etc/ssl/certs/edgefleet-{index}.pem"
+    join_path: str = "/etc/rancher/k3s/config.yaml.d/10-join.yaml"
     tmpfs: Mapping[str, str] = field(default_factory=lambda: {"/run": "", "/var/run": ""})
     extra_labels: Mapping[str, str] = field(default_factory=dict)
 
@@ -121,6 +126,11 @@ class DockerDriver:
                 role=labels.get(ROLE, ""),
                 spec=labels.get(SPEC, ""),
                 state=item.attrs.get("State", ""),
+                volumes=tuple(
+                    str(m["Name"])
+                    for m in item.attrs.get("Mounts") or []
+                    if m.get("Type") == "volume" and m.get("Name")
+                ),
             )
         manifests = {
             name: self._read_manifests(name)
@@ -138,6 +148,7 @@ class DockerDriver:
                     name=v.name,
                     cluster=(v.attrs.get("Labels") or {}).get(CLUSTER, ""),
                     container=(v.attrs.get("Labels") or {}).get(CONTAINER, ""),
+                    node=(v.attrs.get("Labels") or {}).get(NODE, ""),
                 )
                 for v in volumes
             },
@@ -195,6 +206,7 @@ class DockerDriver:
             limits["mem_limit"] = launch.resources.memoryGiB * 1024**3
             if launch.resources.cpuSet:
                 limits["cpuset_cpus"] = launch.resources.cpuSet
+        join = launch.join
         files = {settings.user_data_path: launch.user_data.encode()}
         modes: dict[str, int] = {}
         for node_file in launch.setup.files:
@@ -204,26 +216,39 @@ class DockerDriver:
             path = settings.ca_path.format(index=index)
             files[path] = cert.encode()
             modes[path] = 0o644
+        if join is not None:
+            files[settings.join_path] = join.config(role=launch.role).encode()
+            modes[settings.join_path] = 0o600  # the cluster's join token
         for manifest in launch.manifests:
             path = posixpath.join(settings.manifests_path, manifest.filename)
             files[path] = manifest.content.encode()
+        host = join is not None and join.host_network
+        network: dict[str, Any] = (
+            {"network_mode": "host"}
+            if host
+            else {
+                "network": launch.network,
+                "networking_config": {
+                    launch.network: self._client.api.create_endpoint_config(aliases=[launch.node])
+                },
+                "hostname": launch.container,
+            }
+        )
         with mapped(f"create node {launch.node}"):
+            # the node's data volume: made once, used again by the node's later containers
             self._client.volumes.create(
                 name=launch.volume,
                 labels={
                     APPLIANCE: launch.appliance,
                     CLUSTER: launch.cluster,
                     NODE: launch.node,
-                    CONTAINER: launch.container,
                     **settings.extra_labels,
                 },
             )
-            endpoint = self._client.api.create_endpoint_config(aliases=[launch.node])
             self._client.containers.create(
                 launch.image,
                 command=None if command is None else list(command),
                 name=launch.container,
-                hostname=launch.container,
                 labels=labels,
                 environment={
                     **launch.setup.environment,  # the proxies of k3s and its containerd
@@ -231,20 +256,11 @@ class DockerDriver:
                     "EDGEFLEET_NODE": launch.node,
                     "EDGEFLEET_ROLE": launch.role,
                     "EDGEFLEET_USER_DATA": settings.user_data_path,
-                    # k3s reads these: the token every node shares, and where a joining
-                    # node finds the first server (its network alias is its node name)
-                    "K3S_TOKEN": launch.token,
                     "K3S_NODE_NAME": launch.node,
-                    **(
-                        {"K3S_URL": f"https://{launch.join}:6443"}
-                        if launch.join
-                        else {"K3S_CLUSTER_INIT": "true"}
-                        if launch.role == "control-plane"
-                        else {}
-                    ),
+                    # k3s reads these too: the token every node shares, and the server a
+                    # joining node registers with (or, for the first server, to start)
+                    **(join.environment(role=launch.role) if join is not None else {}),
                 },
-                network=launch.network,
-                networking_config={launch.network: endpoint},
                 volumes={launch.volume: {"bind": settings.data_path, "mode": "rw"}},
                 privileged=settings.privileged,
                 tmpfs=dict(settings.tmpfs),
@@ -252,6 +268,7 @@ class DockerDriver:
                 # stopped until the agent notices (the stub's Literal lacks this policy)
                 restart_policy=cast(Any, {"Name": "unless-stopped"}),
                 detach=True,
+                **network,
                 **limits,
             )
             self._client.api.put_archive(launch.container, "/", _archive(files, modes))
@@ -260,10 +277,11 @@ class DockerDriver:
         with mapped(f"start {container}"):
             self._client.api.start(container)
 
-    def remove_node(self, *, container: str, volume: str) -> None:
+    def remove_node(self, *, container: str, volumes: Sequence[str] = ()) -> None:
         with mapped(f"remove {container}"), absent_is_fine():
             self._client.api.remove_container(container, force=True)
-        self.remove_volume(volume)
+        for volume in volumes:
+            self.remove_volume(volume)
 
     def remove_volume(self, name: str) -> None:
         with mapped(f"remove volume {name}"), absent_is_fine():

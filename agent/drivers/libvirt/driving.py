@@ -1,6 +1,7 @@
 """The libvirt driver: a virtualized cluster's nodes as KVM domains, each with its root disk
-cloned from the image pool, an optional data disk, a seed CD-ROM (user data, manifests) and
-NICs on its placement's networks."""
+cloned from the image pool, an optional data disk, a seed CD-ROM (user data, the node's join,
+manifests) and NICs on its placement's networks. Root and data disks outlive the domain: the
+node's next domain (a restart, see :mod:`agent.naming`) boots on them."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from agent.drivers.libvirt.rendering import (
     SeedRef,
     Templates,
 )
-from agent.drivers.libvirt.seeds import Seed, read_seed
+from agent.drivers.libvirt.seeds import JOIN_CONFIG, JOIN_TOKEN, Seed, read_seed
 from agent.drivers.libvirt.volumes import (
     DATA,
     ROOT,
@@ -50,6 +51,7 @@ from agent.drivers.libvirt.volumes import (
     VolumeContents,
     VolumeName,
     agent_volumes,
+    parse_logical,
     seed_kind,
 )
 from agent.naming import ManifestWrite, content_sha256
@@ -145,23 +147,30 @@ class LibvirtDriver:
                 f"pool {launch.pool}: node {launch.node} has no resources or placement"
             )
 
-        def name(kind: str) -> VolumeName:
-            return VolumeName.of(launch.appliance, launch.cluster, launch.container, kind)
+        def name(owner: str, kind: str) -> VolumeName:
+            return VolumeName.of(launch.appliance, launch.cluster, owner, kind)
 
+        join = launch.join
         seed = Seed(
             user_data=launch.user_data,
             meta_data=self._templates.meta_data(instance_id=launch.container, hostname=launch.node),
             vendor_data=self._templates.vendor_data(hostname=launch.node, role=launch.role),
             manifests={f.filename: f.content for f in launch.manifests},
+            join=(
+                {}
+                if join is None
+                else {JOIN_CONFIG: join.config(role=launch.role), JOIN_TOKEN: join.token + "\n"}
+            ),
         )
-        seed_name = name(seed_kind(seed.digest()))
-        disks = [Disk(placement.targetStoragePool, str(name(ROOT)), "vda")]
+        seed_name = name(launch.container, seed_kind(seed.digest()))
+        root = name(_owner(launch.root or f"{launch.container}-root"), ROOT)
+        disks = [Disk(placement.targetStoragePool, str(root), "vda")]
         with mapped(f"create node {launch.node}"):
-            self._clone_root(launch, str(name(ROOT)))
+            self._clone_root(launch, str(root))
             if resources.dataDiskGiB:
                 if not placement.dataStoragePool:
                     raise PlacementFailed(f"pool {launch.pool}: data disk without dataStoragePool")
-                data = str(name(DATA))
+                data = str(name(_owner(launch.volume or f"{launch.container}-data"), DATA))
                 self._ensure_disk(placement.dataStoragePool, data, resources.dataDiskGiB * GIB)
                 disks.append(Disk(placement.dataStoragePool, data, "vdb"))
             self._write_volume(placement.targetStoragePool, str(seed_name), seed.build())
@@ -208,7 +217,7 @@ class LibvirtDriver:
             if not domain.isActive():
                 domain.create()
 
-    def remove_node(self, *, container: str, volume: str) -> None:
+    def remove_node(self, *, container: str, volumes: Sequence[str] = ()) -> None:
         with mapped(f"remove {container}"):
             domain = self._lookup(container)
             if domain is not None:
@@ -222,13 +231,19 @@ class LibvirtDriver:
                         if e.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
                             raise
                         domain.undefine()
-        self.remove_volume(volume)
+        for name in (f"{container}-seed", *volumes):
+            self.remove_volume(name)
 
     def remove_volume(self, name: str) -> None:
-        """``name`` is the node's logical volume: every volume of its container goes."""
-        container = name.removesuffix("-data")
+        """``name`` is a logical volume (``<owner>-root``, ``-data`` or ``-seed``)."""
+        parsed = parse_logical(name)
+        if parsed is None:
+            return
+        owner, kind = parsed
         for found in agent_volumes(self._connection):
-            if found.name.container == container:
+            if found.name.container != owner:
+                continue
+            if found.name.kind == kind or (kind is None and found.name.is_seed):
                 with mapped(f"remove volume {found.name}"), absent_is_fine():
                     found.handle.delete(0)
 
@@ -363,6 +378,11 @@ class LibvirtDriver:
                 if (volume.pool, str(volume.name)) != (pool, name):
                     with mapped(f"remove volume {volume.name}"), absent_is_fine():
                         volume.handle.delete(0)
+
+
+def _owner(logical: str) -> str:
+    parsed = parse_logical(logical)
+    return parsed[0] if parsed is not None else logical
 
 
 def _unqualified(xml: str) -> str:

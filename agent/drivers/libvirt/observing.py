@@ -13,8 +13,8 @@ import libvirt
 from agent.drivers import Observation, ObservedContainer, ObservedVolume
 from agent.drivers.libvirt.errors import classify, is_absent, mapped
 from agent.drivers.libvirt.rendering import NAMESPACE, ManifestRef, NodeMetadata, SeedRef
-from agent.drivers.libvirt.volumes import FoundVolume
-from agent.naming import volume_name
+from agent.drivers.libvirt.volumes import FoundVolume, VolumeName, logical_name
+from agent.naming import volume_node
 
 STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "nostate",
@@ -46,6 +46,7 @@ class FoundDomain:
     vcpus: int
     memory_kib: int
     seed_source: tuple[str, str] | None  # (pool, volume) the CD-ROM holds
+    disks: tuple[str, ...] = ()  # the volumes of its disks (root, data), by name
 
 
 def domain_state(code: int) -> str:
@@ -70,6 +71,11 @@ def read_domain(domain: Any) -> FoundDomain | None:
     metadata = parse_metadata(element)
     source = root.find("devices/disk[@device='cdrom']/source")
     seed = None if source is None else (source.get("pool", ""), source.get("volume", ""))
+    disks = tuple(
+        str(found.get("volume", ""))
+        for found in root.findall("devices/disk[@device='disk']/source")
+        if found.get("volume")
+    )
     return FoundDomain(
         name=str(domain.name()),
         metadata=metadata,
@@ -78,6 +84,7 @@ def read_domain(domain: Any) -> FoundDomain | None:
         vcpus=int(info[3]),
         memory_kib=int(info[1]),
         seed_source=seed,
+        disks=disks,
     )
 
 
@@ -130,13 +137,16 @@ def observation(domains: list[FoundDomain], volumes: list[FoundVolume]) -> Obser
             role=d.metadata.role,
             spec=d.metadata.spec,
             state=d.state,
+            volumes=_used(d),
         )
         for d in domains
     }
     logical: dict[str, ObservedVolume] = {}
     for volume in volumes:
-        name = volume_name(volume.name.container)
-        logical[name] = ObservedVolume(name, volume.name.cluster, volume.name.container)
+        name = logical_name(volume.name)
+        logical[name] = ObservedVolume(
+            name, volume.name.cluster, volume.name.container, node=volume_node(name) or ""
+        )
     present = {(v.pool, str(v.name)) for v in volumes}
     manifests: dict[str, Mapping[str, str]] = {}
     for d in domains:
@@ -146,3 +156,10 @@ def observation(domains: list[FoundDomain], volumes: list[FoundVolume]) -> Obser
         intact = d.seed_source == seed and seed in present
         manifests[d.name] = {f.name: f.sha256 for f in d.metadata.seed.manifests} if intact else {}
     return Observation(networks={}, containers=containers, volumes=logical, manifests=manifests)
+
+
+def _used(domain: FoundDomain) -> tuple[str, ...]:
+    """The logical names of the volumes a domain uses: its disks, and its seeds."""
+    names = [VolumeName.parse(disk) for disk in domain.disks]
+    used = [logical_name(n) for n in names if n is not None and not n.is_seed]
+    return (*used, f"{domain.name}-seed")

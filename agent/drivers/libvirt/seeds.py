@@ -1,4 +1,5 @@
-"""A node's seed: the cloud-init NoCloud CD (user data, meta-data, vendor-data and, on
+"""A node's seed: the cloud-init NoCloud CD (user data, meta-data, vendor-data, the node's join
+(``join/10-join.yaml``, a k3s configuration drop-in, and ``join/token``), and, on
 control-plane nodes, the cluster's manifests), built and read back with pycdlib."""
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from agent.drivers.libvirt.errors import Refused
 
 LABEL = "cidata"
 MANIFESTS = "manifests"
+JOIN = "join"
+JOIN_CONFIG = "10-join.yaml"
+JOIN_TOKEN = "token"
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class Seed:
     meta_data: str
     vendor_data: str
     manifests: Mapping[str, str] = field(default_factory=dict)  # file name -> content
+    join: Mapping[str, str] = field(default_factory=dict, repr=False)  # file name -> content
 
     def build(self) -> bytes:
         iso = pycdlib.PyCdlib()
@@ -39,6 +44,10 @@ class Seed:
             iso.add_directory("/MANIFEST", rr_name=MANIFESTS)
             for index, name in enumerate(sorted(self.manifests), start=1):
                 _add(iso, f"/MANIFEST/F{index:05d}.;1", name, self.manifests[name].encode())
+        if self.join:
+            iso.add_directory("/JOIN", rr_name=JOIN)
+            for index, name in enumerate(sorted(self.join), start=1):
+                _add(iso, f"/JOIN/F{index:05d}.;1", name, self.join[name].encode())
         out = io.BytesIO()
         iso.write_fp(out)
         iso.close()
@@ -52,6 +61,7 @@ class Seed:
             "meta-data": self.meta_data,
             "vendor-data": self.vendor_data,
             MANIFESTS: dict(self.manifests),
+            **({JOIN: dict(self.join)} if self.join else {}),
         }
         return hashlib.sha256(canonical_json(files)).hexdigest()
 
@@ -62,17 +72,23 @@ def read_seed(data: bytes) -> Seed:
         iso.open_fp(io.BytesIO(data))
         files = {name: _read(iso, f"/{name}") for name in ("user-data", "meta-data")}
         vendor = _read(iso, "/vendor-data") if _has(iso, "/vendor-data") else ""
-        manifests: dict[str, str] = {}
-        if _has(iso, f"/{MANIFESTS}"):
-            for child in iso.list_children(rr_path=f"/{MANIFESTS}"):
-                if child.is_dot() or child.is_dotdot() or not child.is_file():
-                    continue
-                name = bytes(child.rock_ridge.name()).decode()
-                manifests[name] = _read(iso, f"/{MANIFESTS}/{name}")
+        manifests = _folder(iso, MANIFESTS)
+        join = _folder(iso, JOIN)
         iso.close()
     except PyCdlibException as e:
         raise Refused(f"the node's seed cannot be read back: {e}") from e
-    return Seed(files["user-data"], files["meta-data"], vendor, manifests)
+    return Seed(files["user-data"], files["meta-data"], vendor, manifests, join)
+
+
+def _folder(iso: pycdlib.PyCdlib, folder: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    if _has(iso, f"/{folder}"):
+        for child in iso.list_children(rr_path=f"/{folder}"):
+            if child.is_dot() or child.is_dotdot() or not child.is_file():
+                continue
+            name = bytes(child.rock_ridge.name()).decode()
+            found[name] = _read(iso, f"/{folder}/{name}")
+    return found
 
 
 def _add(iso: pycdlib.PyCdlib, iso_path: str, rr_name: str, data: bytes) -> None:

@@ -1,5 +1,10 @@
-"""The storage volumes of the agent's nodes, named ``<appliance>.<cluster>.<container>.<kind>``
-(libvirt volumes carry no labels): finding them, writing their bytes."""
+"""The storage volumes of the agent's nodes, named ``<appliance>.<cluster>.<owner>.<kind>``
+(libvirt volumes carry no labels): finding them, writing their bytes.
+
+A seed belongs to its domain (the owner is the domain's name); a root or data disk belongs to
+the node while what it was made for stays (the owner is ``<node>-<generation>``, see
+:mod:`agent.naming`), so the node's next domain starts on it. The planner knows each by a
+logical name: ``<owner>-root``, ``<owner>-data``, ``<owner>-seed``."""
 
 from __future__ import annotations
 
@@ -53,6 +58,25 @@ class VolumeName:
 
 def seed_kind(digest: str) -> str:
     return f"{SEED_PREFIX}{digest[:12]}{SEED_SUFFIX}"
+
+
+_LOGICAL = {ROOT: "-root", DATA: "-data"}
+SEED_LOGICAL = "-seed"
+
+
+def logical_name(name: VolumeName) -> str:
+    """The name the planner knows a volume by."""
+    return name.container + (SEED_LOGICAL if name.is_seed else _LOGICAL[name.kind])
+
+
+def parse_logical(logical: str) -> tuple[str, str | None] | None:
+    """(owner, kind) of a logical name; kind None for a domain's seeds."""
+    for kind, suffix in _LOGICAL.items():
+        if logical.endswith(suffix):
+            return logical.removesuffix(suffix), kind
+    if logical.endswith(SEED_LOGICAL):
+        return logical.removesuffix(SEED_LOGICAL), None
+    return None
 
 
 @dataclass(frozen=True)

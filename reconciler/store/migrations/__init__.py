@@ -8,6 +8,7 @@ by ``edgefleet db upgrade``.
 ``versions/r0004_names_and_authors.py``    display names, cluster descriptions, authors
 ``versions/r0005_enrolments.py``           one-time enrolment tokens
 ``versions/r0006_event_partitions.py``     indexes for the events' retention by partition
+``versions/r0007_cluster_joins_and_leases.py`` join secrets, leases, decommissioned appliances
 
 A schema change comes with a new module in ``versions/`` whose ``down_revision`` is the
 latest, and :data:`HEAD` names it; a test fails while the newest migration's schema differs
@@ -34,7 +35,7 @@ from sqlalchemy.engine import make_url
 from ..errors import StoreError
 from ..schema import metadata
 
-HEAD = "0006"
+HEAD = "0007"
 BASELINE = "0001"
 # the tables every database since the baseline has: proof that an unversioned one is ours
 BASELINE_TABLES = frozenset(

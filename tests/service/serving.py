@@ -17,6 +17,7 @@ import httpx
 from tests.integration.conftest import git
 from tests.support.fleet import FleetFiles
 from tests.support.operators import VIEWER
+from tests.support.serving import serve_flags
 
 from .agents import Agent
 
@@ -96,11 +97,4 @@ class Served:
 
 
 def args(served: Served) -> list[str]:
-    return [
-        "--listen", f"127.0.0.1:{served.port}",
-        "--db", f"sqlite:///{served.work / 'reconciler.db'}",
-        "--bootstrap-token-file", str(served.work / "bootstrap"),
-        "--operator-token-file", str(served.work / "operators"),
-        "--signing-key", str(served.work / "signing.pem"),
-        "--tick-interval", "0.2",
-    ]  # fmt: skip
+    return serve_flags(served.work, served.port)

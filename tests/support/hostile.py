@@ -20,6 +20,7 @@ from tests.support.fleet import FleetFiles
 from tests.support.git import git
 from tests.support.keys import signing_key
 from tests.support.operators import VIEWER, write_token_file
+from tests.support.serving import serve_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "enr-7f3c9d1e-hostile-secret-5a2b"  # the value of a sensitive variable
@@ -170,14 +171,7 @@ class Served:
         raise AssertionError("serve did not publish a revision:\n" + self.log())
 
     def args(self) -> list[str]:
-        return [
-            "--listen", f"127.0.0.1:{self.port}",
-            "--db", f"sqlite:///{self.work / 'reconciler.db'}",
-            "--bootstrap-token-file", str(self.work / "bootstrap"),
-            "--operator-token-file", str(self.work / "operators"),
-            "--signing-key", str(self.work / "signing.pem"),
-            "--tick-interval", "0.2",
-        ]  # fmt: skip
+        return serve_flags(self.work, self.port)
 
     @property
     def pid(self) -> int:

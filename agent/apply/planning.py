@@ -257,9 +257,12 @@ def _converge(
         if stale:
             steps.append(RemoveManifests(cluster.name, node.name, name, stale))
 
-    # volumes no node uses any more (those of containers kept while they wait stay)
+    # volumes no node uses any more (those of containers kept while they wait stay, and
+    # those made for a container the state wants, as a domain's seed made again this pass)
     removed_containers = {r.container for r in removals}
+    wanted_containers = {launch.container for launch in launches.values()}
     used = wanted_volumes | {v for r in removals for v in r.volumes}
+    used |= {v.name for v in observed.volumes.values() if v.container in wanted_containers}
     used |= {
         v
         for c in observed.containers.values()

@@ -106,7 +106,16 @@ class LibvirtAgent:
         return [str(v.name) for v in agent_volumes(self.connection, appliance=self.appliance)]
 
     def volumes_of(self, domain: str) -> list[str]:
-        return [n for n in self.volume_names() if n.split(".")[2] == domain]
+        """The volumes a domain uses: its disks (which outlive it) and its seeds."""
+        (found,) = [d for d in self.domains() if d.name == domain]
+        return [n for n in self.volume_names() if n in found.disks or n.split(".")[2] == domain]
+
+    def disk_of(self, node: str, kind: str) -> str:
+        """The name of the node's ``root`` or ``data`` disk, as its domain uses it."""
+        (name,) = [
+            n for n in self.node_domain(node).disks if n.endswith(f".{kind}.qcow2")
+        ]
+        return name
 
     def seed(self, domain: str) -> Seed:
         found = self.node_domain(next(d.metadata.node for d in self.domains() if d.name == domain))

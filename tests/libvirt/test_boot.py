@@ -1,7 +1,7 @@
 """A real virtual machine through the driver: a Debian kernel and a busybox initramfs boot,
 read the seed CD and copy its manifests as a control-plane node does; new manifests reach
-the running guest through a media change; an expand-first replacement boots the new node
-before the old one goes; deleting the cluster leaves no volume behind."""
+the running guest through a media change; new user data boots a new domain on the node's
+disks; deleting the cluster leaves no volume behind."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.support.hosts import RealHost
 from tests.support.libvirtd import Guest
 
 
-def test_a_tiny_vm_boots_follows_its_seed_is_replaced_and_deleted(
+def test_a_tiny_vm_boots_follows_its_seed_is_restarted_and_deleted(
     real_agent: LibvirtAgent, real_host: RealHost, guest: Guest
 ) -> None:
     agent, host, uri = real_agent, real_host, real_agent.uri
@@ -35,7 +35,8 @@ def test_a_tiny_vm_boots_follows_its_seed_is_replaced_and_deleted(
     line = wait_for_console(agent.connection, old, r"manifests: 01-demo-a.yaml 02-demo-c.yaml")
     assert "02-demo-b.yaml" not in line  # the guest removed the stale file it had copied
 
-    replaced = agent.apply(
+    disks = agent.node_domain(node).disks
+    restarted = agent.apply(
         state(
             agent.appliance,
             real_cluster(agent, host, name, workers=0, files=files, user_data="# v2\n"),
@@ -43,18 +44,19 @@ def test_a_tiny_vm_boots_follows_its_seed_is_replaced_and_deleted(
         )
     )
 
-    assert replaced.ok, replaced
-    assert [(e.kind, e.subject) for e in replaced.cluster(name).events] == [
-        (EventKind.REPLACED, node),
+    # new user data: a new domain boots on the old one's disks, once the old one is gone
+    assert restarted.ok, restarted
+    assert [(e.kind, e.subject) for e in restarted.cluster(name).events] == [
         (EventKind.REMOVED, node),
+        (EventKind.RESTARTED, node),
     ]
     new = agent.node_domain(node).name
-    assert new != old
+    assert new != old and agent.node_domain(node).disks == disks
     assert wait_for_console(agent.connection, new, rf"edgefleet-test: up {node} ")
     assert ours(virsh(uri, "list", "--all", "--name"), agent) == [new]
     assert all(
         old not in volume for volume in ours(virsh(uri, "vol-list", "--pool", host.vms), agent)
-    )
+    )  # the old domain's seed went with it
 
     deleted = agent.apply(state(agent.appliance, revision="rev-3"))
 

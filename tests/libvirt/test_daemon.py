@@ -68,12 +68,13 @@ def test_nodes_seen_with_virsh_then_new_manifests_then_deleted(
     worker = agent.node_domain(f"{name}-workers-1").name
     running = virsh(uri, "list", "--name").split()
     assert control in running and worker in running
-    root = f"{agent.appliance}.{name}.{control}.root.qcow2"
+    root = agent.disk_of(f"{name}-main-1", "root")
     vms = ours(virsh(uri, "vol-list", "--pool", host.vms), agent)
-    assert root in vms and f"{agent.appliance}.{name}.{worker}.root.qcow2" in vms
+    assert root in vms and agent.disk_of(f"{name}-workers-1", "root") in vms
+    assert root in virsh(uri, "domblklist", control)
     assert [v for v in vms if ".seed-" in v and control in v]
     data = ours(virsh(uri, "vol-list", "--pool", host.data), agent)
-    assert data == [f"{agent.appliance}.{name}.{worker}.data.qcow2"]
+    assert data == [agent.disk_of(f"{name}-workers-1", "data")]
     assert "4.00 GiB" in virsh(uri, "vol-info", "--pool", host.vms, root)  # grown past the image
     xml = virsh(uri, "dumpxml", control)
     assert "cpuset='0'" in xml and f"<source network='{host.network}'" in xml
@@ -163,7 +164,7 @@ def test_a_pass_killed_while_creating_a_node_is_finished_by_the_next(
     nodes = [d.metadata.node for d in agent.domains(name)]
     assert len(nodes) == len(set(nodes)) == 3
     assert {d.state for d in agent.domains(name)} == {"running"}
-    owners = {volume.split(".")[2] for volume in agent.volume_names()}
-    assert owners == set(agent.domain_names()), "nothing half made is left behind"
+    used = {volume for domain in agent.domain_names() for volume in agent.volumes_of(domain)}
+    assert set(agent.volume_names()) == used, "nothing half made is left behind"
     with Inventory.open(agent.data_dir) as inventory:
         assert inventory.open_steps() == []

@@ -4,6 +4,7 @@ metadata and seeds it yields, and that applying it again changes nothing."""
 from __future__ import annotations
 
 from agent.apply.passes import Phase
+from agent.naming import data_volume, root_volume
 from agent.secrets.keys import generate
 from tests.libvirt.harness import NAMESPACE, LibvirtAgent
 from tests.libvirt.states import manifests, state, vm_cluster
@@ -40,8 +41,12 @@ def test_each_node_becomes_a_domain_with_its_disks_nics_pinning_and_seed(
         (d.get("device"), d.find("source").get("pool"), d.find("source").get("volume"))
         for d in xml.findall("devices/disk")
     ]
+    # the root disk is named after what it is cloned from (it outlives the domain), the seed
+    # after the domain
+    control_node, worker_node = desired.clusters[0].nodes[1], desired.clusters[0].nodes[0]
+    root_owner = root_volume(control_node, default_image=None).removesuffix("-root")
+    assert disks[0] == ("disk", "vms", f"{agent.appliance}.{name}.{root_owner}.root.qcow2")
     prefix = f"{agent.appliance}.{name}.{control.name}"
-    assert disks[0] == ("disk", "vms", f"{prefix}.root.qcow2")
     assert disks[1][:2] == ("cdrom", "vms") and disks[1][2].startswith(f"{prefix}.seed-")
     assert [
         (i.get("type"), i.find("source").get("network")) for i in xml.findall("devices/interface")
@@ -67,11 +72,13 @@ def test_each_node_becomes_a_domain_with_its_disks_nics_pinning_and_seed(
     assert [
         (i.get("type"), i.find("source").get("bridge")) for i in xml.findall("devices/interface")
     ] == [("bridge", "br-test")]
+    root_owner = root_volume(worker_node, default_image=None).removesuffix("-root")
+    data_owner = data_volume(worker_node).removesuffix("-data")
     root = agent.connection.storagePoolLookupByName("vms").storageVolLookupByName(
-        f"{agent.appliance}.{name}.{worker.name}.root.qcow2"
+        f"{agent.appliance}.{name}.{root_owner}.root.qcow2"
     )
     data = agent.connection.storagePoolLookupByName("data").storageVolLookupByName(
-        f"{agent.appliance}.{name}.{worker.name}.data.qcow2"
+        f"{agent.appliance}.{name}.{data_owner}.data.qcow2"
     )
     assert (root.info()[1], data.info()[1]) == (4 * GIB, 8 * GIB)
 

@@ -12,7 +12,7 @@ import pytest
 from agent.apply.inventory import Inventory
 from agent.apply.passes import EventKind, Phase, Progress
 from tests.libvirt.harness import LibvirtAgent
-from tests.libvirt.states import state, vm_cluster
+from tests.libvirt.states import placement, resources, state, vm_cluster
 
 
 class Crash(Exception):
@@ -34,8 +34,8 @@ def three_volumes_per_node(agent: LibvirtAgent, cluster: str) -> None:
         )
         data = ["data.qcow2"] if domain.metadata.role == "worker" else []
         assert kinds == sorted(["root.qcow2", "seed", *data]), kinds
-    owners = {name.split(".")[2] for name in agent.volume_names()}
-    assert owners == set(agent.domain_names()), "no volume outlives its node"
+    used = {name for domain in agent.domain_names() for name in agent.volumes_of(domain)}
+    assert set(agent.volume_names()) == used, "no volume outlives its node"
 
 
 def test_scale_up_then_down(fast_agent: LibvirtAgent) -> None:
@@ -63,28 +63,71 @@ def test_scale_up_then_down(fast_agent: LibvirtAgent) -> None:
     three_volumes_per_node(agent, name)
 
 
-def test_a_spec_change_replaces_each_node_by_its_pools_strategy(fast_agent: LibvirtAgent) -> None:
+def test_a_new_root_disk_replaces_each_node_by_its_pools_strategy(
+    fast_agent: LibvirtAgent,
+) -> None:
     agent = fast_agent
     name = agent.name("pos")
     agent.apply(state(agent.appliance, vm_cluster(name, appliance=agent.appliance)))
     old_control = agent.node_domain(f"{name}-main-1").name
     old_worker = agent.node_domain(f"{name}-workers-1").name
+    old_roots = {agent.disk_of(f"{name}-{n}", "root") for n in ("main-1", "workers-1")}
+    data = agent.disk_of(f"{name}-workers-1", "data")
+
+    bigger = vm_cluster(
+        name,
+        appliance=agent.appliance,
+        control=(resources(cpuSet="0", rootDiskGiB=5), placement()),
+        worker=(
+            resources(dataDiskGiB=8, rootDiskGiB=5),
+            placement(networkType="bridge", networks=["br-test"], dataStoragePool="data"),
+        ),
+    )
+    result = agent.apply(state(agent.appliance, bigger, revision="rev-2"))
+
+    assert result.ok, result
+    new_control = agent.node_domain(f"{name}-main-1")
+    new_worker = agent.node_domain(f"{name}-workers-1")
+    assert [t.title for t in result.cluster(name).tasks] == [
+        # expand-first: the new node runs first (it shares no disk with the old one)
+        f"replace node {name}-main-1",
+        f"remove node {name}-main-1 ({old_control})",
+        # the new worker starts on the old one's data disk: the old one stops first
+        f"remove node {name}-workers-1 ({old_worker})",
+        f"replace node {name}-workers-1",
+    ]
+    assert new_control.metadata.revision == "rev-2"
+    assert {new_control.name, new_worker.name}.isdisjoint({old_control, old_worker})
+    new_roots = {agent.disk_of(f"{name}-{n}", "root") for n in ("main-1", "workers-1")}
+    assert new_roots.isdisjoint(old_roots) and not old_roots & set(agent.volume_names())
+    assert agent.disk_of(f"{name}-workers-1", "data") == data  # its data disk stays
+    three_volumes_per_node(agent, name)
+
+
+def test_new_user_data_restarts_each_node_on_its_own_disks(fast_agent: LibvirtAgent) -> None:
+    agent = fast_agent
+    name = agent.name("pos")
+    agent.apply(state(agent.appliance, vm_cluster(name, appliance=agent.appliance)))
+    old_control = agent.node_domain(f"{name}-main-1").name
+    old_worker = agent.node_domain(f"{name}-workers-1").name
+    disks = {n: agent.node_domain(f"{name}-{n}").disks for n in ("main-1", "workers-1")}
 
     changed = vm_cluster(name, appliance=agent.appliance, user_data="ntp: [pool]\n")
     result = agent.apply(state(agent.appliance, changed, revision="rev-2"))
 
     assert result.ok, result
     new_control = agent.node_domain(f"{name}-main-1")
-    new_worker = agent.node_domain(f"{name}-workers-1")
+    # a node restarts on the disks its old domain used: the old one stops first, whatever
+    # its pool's strategy (the control plane's is expand-first)
     assert [t.title for t in result.cluster(name).tasks] == [
-        f"replace node {name}-main-1",  # expand-first: the new node runs first,
         f"remove node {name}-main-1 ({old_control})",
-        f"remove node {name}-workers-1 ({old_worker})",  # contract-first: the old goes first
-        f"replace node {name}-workers-1",
+        f"restart node {name}-main-1",
+        f"remove node {name}-workers-1 ({old_worker})",
+        f"restart node {name}-workers-1",
     ]
-    assert new_control.metadata.revision == "rev-2"
+    assert new_control.name != old_control
     assert agent.seed(new_control.name).user_data.endswith("ntp: [pool]\n")
-    assert {new_control.name, new_worker.name}.isdisjoint({old_control, old_worker})
+    assert {n: agent.node_domain(f"{name}-{n}").disks for n in disks} == disks
     three_volumes_per_node(agent, name)
 
 
@@ -115,9 +158,8 @@ def test_a_domain_undefined_by_hand_comes_back_on_its_own_disks(fast_agent: Libv
     desired = state(agent.appliance, vm_cluster(name, appliance=agent.appliance))
     agent.apply(desired)
     control = agent.node_domain(f"{name}-main-1").name
-    root = agent.connection.storagePoolLookupByName("vms").storageVolLookupByName(
-        f"{agent.appliance}.{name}.{control}.root.qcow2"
-    )
+    root_name = agent.disk_of(f"{name}-main-1", "root")
+    root = agent.connection.storagePoolLookupByName("vms").storageVolLookupByName(root_name)
     key = root.key()
     handle = agent.connection.lookupByName(control)
     handle.destroy()
@@ -128,9 +170,7 @@ def test_a_domain_undefined_by_hand_comes_back_on_its_own_disks(fast_agent: Libv
     assert result.ok
     again = agent.node_domain(f"{name}-main-1")
     assert again.name == control and again.state == "running"
-    kept = agent.connection.storagePoolLookupByName("vms").storageVolLookupByName(
-        f"{agent.appliance}.{name}.{control}.root.qcow2"
-    )
+    kept = agent.connection.storagePoolLookupByName("vms").storageVolLookupByName(root_name)
     assert kept.key() == key  # its root disk, not a fresh clone
     (event,) = result.cluster(name).events
     assert (event.kind, event.subject) == (EventKind.DRIFT, f"{name}-main-1")

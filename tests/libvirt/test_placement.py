@@ -101,7 +101,9 @@ def test_expand_first_needs_room_for_both_nodes_contract_first_does_not(
     ).ok
     before = agent.domain_names()
 
-    expand = vm_cluster(name, appliance=agent.appliance, workers=2, user_data="# v2\n")
+    # a new root disk: the control-plane node is made anew (it shares no disk with the old)
+    bigger = (resources(cpuSet="0", rootDiskGiB=5), placement())
+    expand = vm_cluster(name, appliance=agent.appliance, workers=2, control=bigger)
     refused = agent.apply(state(agent.appliance, expand)).cluster(name)
 
     assert refused.reason is Reason.PLACEMENT_FAILED
@@ -111,8 +113,9 @@ def test_expand_first_needs_room_for_both_nodes_contract_first_does_not(
     assert agent.domain_names() == before  # nothing removed either
 
     contract = vm_cluster(
-        name, appliance=agent.appliance, workers=2, user_data="# v2\n", strategy="contract-first"
+        name, appliance=agent.appliance, workers=2, control=bigger, strategy="contract-first"
     )
     result = agent.apply(state(agent.appliance, contract))
     assert result.ok, result
-    assert len(agent.domains()) == 3 and set(agent.domain_names()).isdisjoint(before)
+    assert len(agent.domains()) == 3
+    assert set(agent.domain_names()) - set(before) == {agent.node_domain(f"{name}-main-1").name}

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -20,6 +20,24 @@ AGE_KEY_NAME = "age-key.txt"  # the appliance's age identity, in the data folder
 
 class ConfigError(AgentError):
     """The configuration file is missing or wrong; the message is one line."""
+
+
+class DirectBootConfig(BaseModel):
+    """Virtual machines boot this kernel and initrd (files on the appliance, readable by the
+    hypervisor) instead of their root disk's boot loader: node images without one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kernel: str
+    initrd: str
+    cmdline: str = "console=ttyS0"
+
+    @field_validator("kernel", "initrd")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not os.path.isabs(value) or "\x00" in value:
+            raise ValueError("must be an absolute path")
+        return value
 
 
 class AgentConfig(BaseModel):
@@ -38,6 +56,7 @@ class AgentConfig(BaseModel):
     libvirtUri: str | None = None  # any libvirt URI; wins over the socket and ssh
     libvirtDomainType: str = "kvm"  # qemu: software emulation, where KVM is not available
     libvirtCpuMode: str | None = "host-passthrough"
+    libvirtDirectBoot: DirectBootConfig | None = None
     podCIDR: str | None = None
     serviceCIDR: str | None = None
     httpProxy: str | None = None

@@ -93,7 +93,13 @@ def open_agent(config: AgentConfig) -> Iterator[Agent]:
 @contextmanager
 def _libvirt(config: AgentConfig) -> Iterator[tuple[Driver, Any]]:
     # libvirt-python is an optional extra: imported only where a driver is wanted
-    from agent.drivers.libvirt import LibvirtDriver, LibvirtSettings, connect, connection_uri
+    from agent.drivers.libvirt import (
+        DirectBoot,
+        LibvirtDriver,
+        LibvirtSettings,
+        connect,
+        connection_uri,
+    )
 
     local = Path(config.virtSock).exists()
     uri = connection_uri(
@@ -110,6 +116,10 @@ def _libvirt(config: AgentConfig) -> Iterator[tuple[Driver, Any]]:
             domain_type="test" if test_driver else config.libvirtDomainType,
             cpu_mode=None if test_driver else config.libvirtCpuMode,
         )
+        if (boot := config.libvirtDirectBoot) is not None:
+            settings = dataclasses.replace(
+                settings, boot=DirectBoot(boot.kernel, boot.initrd, boot.cmdline)
+            )
         if config.defaultImage:
             settings = dataclasses.replace(settings, default_image=config.defaultImage)
         yield LibvirtDriver(connection=connection, settings=settings), connection

@@ -1,7 +1,7 @@
 """Fixtures for every tier: a small fleet and the example one, and, once per session, the Docker
 engine (``engine``, ``docker_client``, ``node_image``) and libvirtd (``daemon``,
-``libvirt_host``) that the heavier tiers share, all removed at the end. A service that cannot
-run here skips its tests with the reason, or fails them when ``CI`` is set."""
+``libvirt_host``, ``guest``) that the heavier tiers share, all removed at the end. A service
+that cannot run here skips its tests with the reason, or fails them when ``CI`` is set."""
 
 from __future__ import annotations
 
@@ -112,3 +112,30 @@ def libvirt_host(daemon: Any, run_id: str) -> Iterator[object]:
     finally:
         host.remove()
         connection.close()
+
+
+@pytest.fixture(scope="session")
+def guest() -> Iterator[Any]:
+    """A tiny guest (tests/libvirt/guest.py: the host's Debian kernel, an initramfs built
+    here) and the accelerator that boots it, for the tests that look inside a virtual
+    machine."""
+    import shutil
+    import tempfile
+
+    from agent.drivers.libvirt import DirectBoot
+    from tests.libvirt.guest import MARKER, GuestUnavailable, build_initrd, find_kernel
+    from tests.support.libvirtd import Guest, guest_accelerator
+
+    # qemu runs as its own user: the initrd lives where that user can read it
+    folder = Path(tempfile.mkdtemp(prefix="edgefleet-guest-"))
+    folder.chmod(0o755)
+    try:
+        try:
+            kernel, version = find_kernel()
+            initrd = build_initrd(version, folder / "initrd.img")
+        except GuestUnavailable as e:
+            unavailable(str(e))
+        domain_type, why = guest_accelerator(kernel, initrd, marker=MARKER)
+        yield Guest(DirectBoot(str(kernel), str(initrd), "console=ttyS0 quiet"), domain_type, why)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

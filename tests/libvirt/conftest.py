@@ -1,13 +1,10 @@
 """Libvirt tier: the agent's libvirt driver against libvirt itself. Provides ``fast_agent``, an
 appliance on libvirt's in-process ``test:///default`` driver, and, on the session's libvirtd,
-``real_host`` (pools, a network, an image), ``guest`` (a kernel and initramfs built here, and
-the accelerator that boots them) and ``real_agent``, whose domains and volumes are removed
-when the test ends."""
+``real_host`` (pools, a network, an image) and ``real_agent``, whose domains and volumes are
+removed when the test ends; it boots the session's ``guest`` (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +13,10 @@ from typing import Any
 import libvirt
 import pytest
 
-from agent.drivers.libvirt import DirectBoot, LibvirtSettings, StreamedContents
-from tests.libvirt.guest import MARKER, GuestUnavailable, build_initrd, find_kernel
+from agent.drivers.libvirt import LibvirtSettings, StreamedContents
 from tests.libvirt.harness import LibvirtAgent, MemoryContents
 from tests.support.hosts import RealHost, prepare_test_host
-from tests.support.libvirtd import Daemon, Guest, guest_accelerator
-from tests.support.services import unavailable
+from tests.support.libvirtd import Daemon, Guest
 
 
 @pytest.fixture
@@ -67,23 +62,6 @@ def real_host(real_connection: Any, daemon: Daemon, run_id: str) -> Iterator[Rea
         yield host
     finally:
         host.remove()
-
-
-@pytest.fixture(scope="session")
-def guest() -> Iterator[Guest]:
-    # qemu runs as its own user: the initrd lives where that user can read it
-    folder = Path(tempfile.mkdtemp(prefix="edgefleet-guest-"))
-    folder.chmod(0o755)
-    try:
-        try:
-            kernel, version = find_kernel()
-            initrd = build_initrd(version, folder / "initrd.img")
-        except GuestUnavailable as e:
-            unavailable(str(e))
-        domain_type, why = guest_accelerator(kernel, initrd, marker=MARKER)
-        yield Guest(DirectBoot(str(kernel), str(initrd), "console=ttyS0 quiet"), domain_type, why)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,8 +3,9 @@ initramfs built here from ``busybox-static`` and ``qemu-guest-agent``, booted di
 (``<kernel>``/``<initrd>``).
 
 Its init loads the CD-ROM, ISO 9660 and virtio modules (PCI, console, block: the data disk is
-``/dev/vdb`` when the domain has one), then starts the QEMU guest agent (``/usr/sbin/qemu-ga``
-with the shared libraries ``ldd`` lists) in the background on the virtio port named
+``/dev/vdb`` when the domain has one; network: its NICs are ``eth0`` on, unconfigured), then
+starts the QEMU guest agent (``/usr/sbin/qemu-ga`` with the shared libraries ``ldd`` lists)
+in the background on the virtio port named
 ``org.qemu.guest_agent.0``, and prints ``edgefleet-test: agent /dev/<port>`` once. Once a
 second it runs the node template ``templates/nodes/manifests-sync.sh`` against the seed CD,
 exactly as a control-plane node does, and prints ``edgefleet-test: up <local-hostname from
@@ -42,7 +43,7 @@ MARKER = b"edgefleet-test:"
 QEMU_GA = "/usr/sbin/qemu-ga"
 DYNAMIC_LOADER = "/lib64/ld-linux-x86-64.so.2"
 # modules in Debian's kernel, loaded in this order (modules.dep): CD-ROM on SATA and ISO 9660,
-# then virtio on PCI, its serial ports (the guest agent's channel) and its disks
+# then virtio on PCI, its serial ports (the guest agent's channel), its disks and NICs
 MODULES = (
     "drivers/scsi/scsi_common",
     "drivers/scsi/scsi_mod",
@@ -59,6 +60,9 @@ MODULES = (
     "drivers/virtio/virtio_pci",
     "drivers/char/virtio_console",
     "drivers/block/virtio_blk",
+    "net/core/failover",
+    "drivers/net/net_failover",
+    "drivers/net/virtio_net",
 )
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin

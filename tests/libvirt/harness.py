@@ -112,9 +112,7 @@ class LibvirtAgent:
 
     def disk_of(self, node: str, kind: str) -> str:
         """The name of the node's ``root`` or ``data`` disk, as its domain uses it."""
-        (name,) = [
-            n for n in self.node_domain(node).disks if n.endswith(f".{kind}.qcow2")
-        ]
+        (name,) = [n for n in self.node_domain(node).disks if n.endswith(f".{kind}.qcow2")]
         return name
 
     def seed(self, domain: str) -> Seed:

@@ -1,6 +1,6 @@
-"""Day-2 runs of a cluster spanning two appliances, against the real Docker driver: two agents
-(two appliances on the session's engine), each running its own control-plane node of the one
-cluster. Reboots take the reconciler's lease (its own grant logic on a real SQLite store);
+"""Day-2 runs of a cluster spanning appliances, against the real Docker driver: two or three
+agents (appliances on the session's engine), each running its own control-plane node of the
+one cluster. Reboots take the reconciler's lease (its own grant logic on a real SQLite store);
 backups of one scheduled run share one backup ID, each appliance's part in its own folder."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,46 +38,51 @@ TOKEN = "0f" * 32
 
 
 @pytest.fixture
-def pair(
+def appliances(
     engine: Engine,
     docker_client: docker.DockerClient,
     images_built: Images,
     run_id: str,
     tmp_path: Path,
-) -> Iterator[tuple[Site, Site]]:
-    sites = []
-    for n in (1, 2):
-        agent = Agent(
-            appliance=f"d{uuid.uuid4().hex[:6]}",
-            data_dir=tmp_path / f"agent-{n}",
-            client=docker_client,
-            base_url=engine.base_url,
-            image=images_built.node,
-            run_id=run_id,
-        )
-        sites.append(Site(agent, images_built))
+) -> Iterator[Callable[[int], tuple[Site, ...]]]:
+    """Make ``count`` appliances (agents on the session's engine); removed at the end."""
+    sites: list[Site] = []
+
+    def make(count: int) -> tuple[Site, ...]:
+        for _ in range(count):
+            agent = Agent(
+                appliance=f"d{uuid.uuid4().hex[:6]}",
+                data_dir=tmp_path / f"agent-{len(sites) + 1}",
+                client=docker_client,
+                base_url=engine.base_url,
+                image=images_built.node,
+                run_id=run_id,
+            )
+            sites.append(Site(agent, images_built))
+        return tuple(sites[-count:])
+
     try:
-        yield sites[0], sites[1]
+        yield make
     finally:
         for site in sites:
             site.remove_everything()
 
 
-def spanning(one: Site, two: Site, schedules: list[Schedule]) -> tuple[DesiredState, ...]:
+def spanning(sites: Sequence[Site], schedules: list[Schedule]) -> tuple[DesiredState, ...]:
     """Each appliance's state of a cluster whose control plane is one node on each."""
     name = f"s{uuid.uuid4().hex[:6]}"
     nodes = []
-    for index, site in enumerate((one, two), 1):
+    for index, site in enumerate(sites, 1):
         (node,) = [n for n in cluster(name, appliance=site.appliance, workers=0).nodes]
         nodes.append(node.model_copy(update={"name": f"{name}-main-{index}"}))
     states = []
-    for index, site in enumerate((one, two)):
+    for index, site in enumerate(sites):
         shape = cluster(name, appliance=site.appliance, workers=0)
         mine = shape.model_copy(
             update={
                 "nodes": [nodes[index]],
                 "schedules": schedules,
-                "appliances": [one.appliance, two.appliance],
+                "appliances": [s.appliance for s in sites],
                 "servers": [ClusterServer(node=n.name, appliance=n.appliance) for n in nodes],
             }
         )
@@ -136,16 +141,16 @@ def serving(store: Store, states: tuple[DesiredState, ...]) -> None:
 
 
 def test_two_control_plane_appliances_never_reboot_at_once(
-    pair: tuple[Site, Site], tmp_path: Path
+    appliances: Callable[[int], tuple[Site, ...]], tmp_path: Path
 ) -> None:
-    one, two = pair
+    pair = appliances(2)
     patch = PatchSchedule(
         name="os-patch",
         cron="0 3 * * sun",
         timezone="UTC",
         parameters=PatchParameters(rebootIfRequired=True),
     )
-    states = spanning(one, two, [patch])
+    states = spanning(pair, [patch])
     store = Store(f"sqlite:///{tmp_path / 'reconciler.db'}")
     serving(store, states)
     gates = []
@@ -179,9 +184,10 @@ def test_two_control_plane_appliances_never_reboot_at_once(
     assert first[1] <= second[0] or second[1] <= first[0], (first, second)
 
 
-def test_one_scheduled_backup_covers_both_appliances_and_restores_them(
-    pair: tuple[Site, Site], tmp_path: Path
+def test_one_scheduled_backup_covers_every_appliance_and_restores_them(
+    appliances: Callable[[int], tuple[Site, ...]], tmp_path: Path
 ) -> None:
+    trio = appliances(3)  # a cluster over three appliances, one server on each
     folder = tmp_path / "backups"
     backup = BackupSchedule(
         name="backup",
@@ -192,11 +198,11 @@ def test_one_scheduled_backup_covers_both_appliances_and_restores_them(
             "prefix": "mall",
         },
     )
-    states = spanning(*pair, [backup])
+    states = spanning(trio, [backup])
     due = datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
     ids = set()
     before = {}
-    for index, (site, desired) in enumerate(zip(pair, states, strict=True)):
+    for index, (site, desired) in enumerate(zip(trio, states, strict=True)):
         site.apply(desired)
         (node,) = desired.clusters[0].nodes
         write_data(site, node.name, f"p{index}")
@@ -210,12 +216,12 @@ def test_one_scheduled_backup_covers_both_appliances_and_restores_them(
         ids.add(result.id)
     (identity,) = ids  # one run, one backup ID
     parts = sorted(p.name for p in (folder / "mall" / identity).iterdir())
-    assert parts == sorted(s.appliance for s in pair)
-    for site in pair:
+    assert parts == sorted(s.appliance for s in trio)
+    for site in trio:
         assert (folder / "mall" / identity / site.appliance / "manifest.json").is_file()
 
     # each appliance restores its own part of the one backup
-    for site, desired in zip(pair, states, strict=True):
+    for site, desired in zip(trio, states, strict=True):
         (node,) = desired.clusters[0].nodes
         site.exec(node.name, "sh", "-c", "cd /var/lib/rancher/k3s && rm -r storage && echo x > y")
         assert tree(site, node.name) != before[site.appliance]

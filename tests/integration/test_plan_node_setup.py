@@ -1,6 +1,7 @@
 """What a node reads is part of the node: a change to a site's proxies or CA certificates, a
 pool's workerCapable or a profile's tags is a node change that ``plan`` shows (the field
-``setup``) and the rollout treats as disruptive; a cluster's own tags change no node."""
+``setup``): the node restarts on its data volume, and the rollout treats that as disruptive; a
+cluster's own tags change no node."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ CHANGES = [
 
 
 @pytest.mark.parametrize("change", [c[1] for c in CHANGES], ids=[c[0] for c in CHANGES])
-def test_a_change_of_what_the_node_reads_replaces_it_in_the_plan(
+def test_a_change_of_what_the_node_reads_restarts_it_in_the_plan(
     fleet_repo: FleetFiles, change
 ) -> None:  # type: ignore[no-untyped-def]
     change(fleet_repo)
@@ -59,7 +60,7 @@ def test_a_change_of_what_the_node_reads_replaces_it_in_the_plan(
     site = next(s for s in p.sites if s.name == "store-1")
     (cluster,) = site.clusters
     (node,) = cluster.nodes
-    assert (node.node, node.kind) == ("pos-main-1", "replaced")
+    assert (node.node, node.kind, node.loses_data) == ("pos-main-1", "restarted", False)
     assert "setup" in node.fields
     assert all(a.disruptive for a in site.appliances)
 
@@ -68,5 +69,5 @@ def test_a_clusters_own_tags_change_no_node(fleet_repo: FleetFiles) -> None:
     fleet_repo.edit(STORE, "  name: pos\n", "  name: pos\n  tags:\n    team: tills\n")
     commit(fleet_repo, "a cluster tag")
     p = plan(fleet_repo)
-    assert all(n.kind != "replaced" for s in p.sites for c in s.clusters for n in c.nodes)
+    assert not [n for s in p.sites for c in s.clusters for n in c.nodes]
     assert not any(a.disruptive for s in p.sites for a in s.appliances)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import httpx
-
-from tests.support.gitops import Loop, plan_json, wait_for
+from tests.support.fleet import write_site
+from tests.support.gitops import Loop, parse_join, plan_json, token_revoked, wait_for
 
 SITE = "mall-9"
 SERVERS = {"mall-9-a": "127.0.0.11", "mall-9-b": "127.0.0.12", "mall-9-c": "127.0.0.13"}
@@ -57,33 +56,7 @@ def write_mall(loop: Loop) -> None:
               version: 0.0.30
         """,
     )
-    f.write(
-        f"sites/{SITE}/site.yaml",
-        f"""
-        apiVersion: edgefleet.dev/v1
-        kind: Site
-        metadata:
-          name: {SITE}
-          labels:
-            ring: canary
-        spec:
-          timezone: Europe/Berlin
-          network:
-            cidrs: [192.168.9.0/24]
-        """,
-    )
-    for appliance in ADDRESSES:
-        f.write(
-            f"sites/{SITE}/appliances/{appliance}.yaml",
-            f"""
-            apiVersion: edgefleet.dev/v1
-            kind: Appliance
-            metadata:
-              name: {appliance}
-            spec:
-              type: bare-metal
-            """,
-        )
+    write_site(f, SITE, list(ADDRESSES), cidr="192.168.9.0/24", appliance_type="bare-metal")
     f.write(
         f"sites/{SITE}/clusters/shop.yaml",
         f"""
@@ -129,12 +102,7 @@ def exec_in(loop: Loop, container: str, command: str) -> tuple[int, str]:
 def join_of(loop: Loop, container: str) -> dict[str, str]:
     code, text = exec_in(loop, container, f"cat {JOIN}")
     assert code == 0, text
-    found = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.partition(": ")
-            found[key] = value.strip('"')
-    return found
+    return parse_join(text)
 
 
 def environment(loop: Loop, container: str) -> dict[str, str]:
@@ -263,13 +231,11 @@ def test_a_cluster_over_four_appliances_joins_keeps_its_data_and_decommissions(
         "the worker's data volume to be removed",
     )
 
-    def revoked() -> bool:
-        answer = httpx.get(
-            f"{loop.url}/v1/desired", headers={"Authorization": f"Bearer {agent_token}"}, timeout=5
-        )
-        return answer.status_code == 401
-
-    wait_for(revoked, 60, "the removed appliance's token to stop working")
+    wait_for(
+        lambda: token_revoked(loop, agent_token),
+        60,
+        "the removed appliance's token to stop working",
+    )
     listed = loop.fleet_status()["decommissioned"]
     assert [d["appliance"] for d in listed] == [WORKER]  # type: ignore[index]
     # the others keep running, with the data they had
@@ -282,33 +248,7 @@ def test_a_worker_on_an_appliance_without_a_server_joins_the_server_on_another(
     # two appliances: the control plane on one, the only worker on the other
     f = loop.fleet
     addresses = {"deli-3-a": "127.0.0.21", "deli-3-b": "127.0.0.22"}
-    f.write(
-        "sites/deli-3/site.yaml",
-        """
-        apiVersion: edgefleet.dev/v1
-        kind: Site
-        metadata:
-          name: deli-3
-          labels:
-            ring: canary
-        spec:
-          timezone: Europe/Berlin
-          network:
-            cidrs: [192.168.3.0/24]
-        """,
-    )
-    for appliance in addresses:
-        f.write(
-            f"sites/deli-3/appliances/{appliance}.yaml",
-            f"""
-            apiVersion: edgefleet.dev/v1
-            kind: Appliance
-            metadata:
-              name: {appliance}
-            spec:
-              type: bare-metal
-            """,
-        )
+    write_site(f, "deli-3", list(addresses), cidr="192.168.3.0/24", appliance_type="bare-metal")
     f.write(
         "sites/deli-3/clusters/deli.yaml",
         f"""

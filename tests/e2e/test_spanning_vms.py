@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import libvirt
 import pytest
 from ruamel.yaml import YAML
@@ -29,9 +28,12 @@ from agent.config import DirectBootConfig
 from agent.drivers.libvirt.guests import GuestAgent
 from agent.drivers.libvirt.observing import agent_domains
 from agent.drivers.libvirt.volumes import agent_volumes
-from tests.support.gitops import Loop, wait_for
+from tests.support.fleet import write_site
+from tests.support.gitops import Loop, parse_join, token_revoked, wait_for
 from tests.support.libvirtd import Guest
 
+CIDR = "172.16.77.0/24"
+HYPERVISOR = "bare-metal-libvirt"
 VIP = "172.16.77.50"
 API = f"https://{VIP}:6443"
 KEY_1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ0 ops@clinic"
@@ -115,12 +117,7 @@ class Vms:
     def join_of(self, domain: str) -> dict[str, str]:
         """The node's join as its seed CD carries it."""
         text = self.ok(domain, f"{SEED} && cat /tmp/seed/join/10-join.yaml; umount /tmp/seed")
-        found = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.partition(": ")
-                found[key] = value.strip('"')
-        return found
+        return parse_join(text)
 
     def bootstrap(self, domain: str) -> str:
         """Run the node's vendor data, then its k3s bootstrap (from its user data), as a
@@ -195,38 +192,6 @@ def start_vm_agents(loop: Loop, host: Any, guest: Guest, addresses: dict[str, st
             }
         )
         loop.start_agent(appliance, config=config)
-
-
-def write_site(loop: Loop, site: str, appliances: list[str], cluster: str, text: str) -> None:
-    f = loop.fleet
-    f.write(
-        f"sites/{site}/site.yaml",
-        f"""
-        apiVersion: edgefleet.dev/v1
-        kind: Site
-        metadata:
-          name: {site}
-          labels:
-            ring: canary
-        spec:
-          timezone: Europe/Berlin
-          network:
-            cidrs: [172.16.77.0/24]
-        """,
-    )
-    for appliance in appliances:
-        f.write(
-            f"sites/{site}/appliances/{appliance}.yaml",
-            f"""
-            apiVersion: edgefleet.dev/v1
-            kind: Appliance
-            metadata:
-              name: {appliance}
-            spec:
-              type: bare-metal-libvirt
-            """,
-        )
-    f.write(f"sites/{site}/clusters/{cluster}.yaml", text)
 
 
 def write_profile(loop: Loop) -> None:
@@ -322,7 +287,8 @@ def test_three_appliances_form_one_cluster_whose_nodes_keep_their_data(
     pools = pool(host, "control-plane", CLINIC, size=3, data=False, cp=True) + pool(
         host, "workers", ["clinic-5-hv2"], size=1, data=True, cp=False
     )
-    write_site(loop, "clinic-5", CLINIC, "ward", cluster_yaml(host, "ward", pools))
+    write_site(loop.fleet, "clinic-5", CLINIC, cidr=CIDR, appliance_type=HYPERVISOR)
+    loop.fleet.write("sites/clinic-5/clusters/ward.yaml", cluster_yaml(host, "ward", pools))
     loop.commit("clinic-5: a virtualized cluster over three appliances")
     ward = Vms(host.connection, "ward", CLINIC)
     vms.append(ward)
@@ -411,7 +377,8 @@ def test_an_appliance_removed_from_git_loses_its_nodes_and_its_token(
     write_profile(loop)
     pools = pool(host, "main", ["lab-2-a"], size=1, data=False, cp=True)
     workers = pool(host, "workers", ["lab-2-b"], size=1, data=True, cp=False)
-    write_site(loop, "lab-2", lab, "lab", cluster_yaml(host, "lab", pools + workers))
+    write_site(loop.fleet, "lab-2", lab, cidr=CIDR, appliance_type=HYPERVISOR)
+    loop.fleet.write("sites/lab-2/clusters/lab.yaml", cluster_yaml(host, "lab", pools + workers))
     loop.commit("lab-2: a server and a worker on two appliances")
     cluster = Vms(host.connection, "lab", lab)
     vms.append(cluster)
@@ -433,13 +400,11 @@ def test_an_appliance_removed_from_git_loses_its_nodes_and_its_token(
     wait_for(lambda: "lab-workers-1" not in cluster.running(), 120, "the worker to be removed")
     wait_for(lambda: not cluster.volumes("lab-2-b"), 60, "the worker's disks to be removed")
 
-    def revoked() -> bool:
-        answer = httpx.get(
-            f"{loop.url}/v1/desired", headers={"Authorization": f"Bearer {agent_token}"}, timeout=5
-        )
-        return answer.status_code == 401
-
-    wait_for(revoked, 60, "the removed appliance's token to stop working")
+    wait_for(
+        lambda: token_revoked(loop, agent_token),
+        60,
+        "the removed appliance's token to stop working",
+    )
     listed = loop.fleet_status()["decommissioned"]
     assert [d["appliance"] for d in listed] == ["lab-2-b"]  # type: ignore[index]
     assert cluster.running().keys() == {"lab-main-1"}  # the server keeps running

@@ -350,3 +350,36 @@ def _store(
               location: nas
         """,
     )
+
+
+def write_site(
+    f: FleetFiles, site: str, appliances: list[str], *, cidr: str, appliance_type: str
+) -> None:
+    """A canary site of ``appliances`` (each of ``appliance_type``) on the network ``cidr``."""
+    f.write(
+        f"sites/{site}/site.yaml",
+        f"""
+        apiVersion: edgefleet.dev/v1
+        kind: Site
+        metadata:
+          name: {site}
+          labels:
+            ring: canary
+        spec:
+          timezone: Europe/Berlin
+          network:
+            cidrs: [{cidr}]
+        """,
+    )
+    for appliance in appliances:
+        f.write(
+            f"sites/{site}/appliances/{appliance}.yaml",
+            f"""
+            apiVersion: edgefleet.dev/v1
+            kind: Appliance
+            metadata:
+              name: {appliance}
+            spec:
+              type: {appliance_type}
+            """,
+        )

@@ -204,3 +204,21 @@ def plan_json(loop: Loop, base: str, head: str) -> dict[str, object]:
     )  # fmt: skip
     result: dict[str, object] = json.loads(done.stdout)
     return result
+
+
+def parse_join(text: str) -> dict[str, str]:
+    """The keys of a node's join drop-in (``10-join.yaml``), their JSON-quoted values bare."""
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(": ")
+            found[key] = value.strip('"')
+    return found
+
+
+def token_revoked(loop: Loop, token: str) -> bool:
+    """Whether the reconciler refuses an agent's ``token`` now."""
+    answer = httpx.get(
+        f"{loop.url}/v1/desired", headers={"Authorization": f"Bearer {token}"}, timeout=5
+    )
+    return answer.status_code == 401

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
+import libvirt_qemu
 import pytest
 from ruamel.yaml import YAML
 
@@ -75,12 +76,12 @@ class Vms:
             return None
         for domain in found.values():
             try:
-                if not GuestAgent(
-                    self.connection.lookupByName(domain), clock=SystemClock()
-                ).answers():
-                    return None
+                # a short ping: a guest still booting would hold the agent's 10 s timeout
+                libvirt_qemu.qemuAgentCommand(
+                    self.connection.lookupByName(domain), '{"execute": "guest-ping"}', 2, 0
+                )
             except libvirt.libvirtError:
-                return None  # replaced while we looked
+                return None  # not answering yet, or replaced while we looked
         return found
 
     def sh(self, domain: str, script: str) -> tuple[int, str]:

@@ -291,34 +291,7 @@ def write_base_fleet(f: FleetFiles) -> None:
 def _store(
     f: FleetFiles, site: str, appliance: str, kind: str, label: str, cidr: str, store_id: str
 ) -> None:
-    f.write(
-        f"sites/{site}/site.yaml",
-        f"""
-        apiVersion: edgefleet.dev/v1
-        kind: Site
-        metadata:
-          name: {site}
-          labels:
-            {label}
-        spec:
-          timezone: Europe/Berlin
-          network:
-            cidrs: [{cidr}]
-          variables:
-            region: emea
-        """,
-    )
-    f.write(
-        f"sites/{site}/appliances/{appliance}.yaml",
-        f"""
-        apiVersion: edgefleet.dev/v1
-        kind: Appliance
-        metadata:
-          name: {appliance}
-        spec:
-          type: {kind}
-        """,
-    )
+    write_site(f, site, [appliance], cidr=cidr, appliance_type=kind, label=label, region="emea")
     f.write(
         f"sites/{site}/clusters/pos.yaml",
         f"""
@@ -353,9 +326,18 @@ def _store(
 
 
 def write_site(
-    f: FleetFiles, site: str, appliances: list[str], *, cidr: str, appliance_type: str
+    f: FleetFiles,
+    site: str,
+    appliances: list[str],
+    *,
+    cidr: str,
+    appliance_type: str,
+    label: str = "ring: canary",
+    region: str | None = None,
 ) -> None:
-    """A canary site of ``appliances`` (each of ``appliance_type``) on the network ``cidr``."""
+    """A site of ``appliances`` (each of ``appliance_type``) on the network ``cidr``, in the
+    wave ``label`` chooses; with a ``region`` variable if given."""
+    variables = f"\n          variables:\n            region: {region}" if region else ""
     f.write(
         f"sites/{site}/site.yaml",
         f"""
@@ -364,11 +346,11 @@ def write_site(
         metadata:
           name: {site}
           labels:
-            ring: canary
+            {label}
         spec:
           timezone: Europe/Berlin
           network:
-            cidrs: [{cidr}]
+            cidrs: [{cidr}]{variables}
         """,
     )
     for appliance in appliances:

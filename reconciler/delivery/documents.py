@@ -152,7 +152,8 @@ class DesiredDocuments:
                 return None
             content = parse(text)
             joins = self._joins(tx, assignment, content)
-        body, signature, tag = self._made_locked(content, digest, revision, joins)
+        with self._lock:
+            body, signature, tag = self._made(content, digest, revision, joins)
         return Served(digest, revision, body, signature, tag)
 
     @staticmethod
@@ -160,16 +161,6 @@ class DesiredDocuments:
         tx: Transaction, assignment: Assignment, content: dict[str, object]
     ) -> list[ClusterJoin] | None:
         return joins_for(tx, [(assignment, content)]).get(assignment.appliance)
-
-    def _made_locked(
-        self,
-        content: dict[str, object],
-        digest: str,
-        revision: str,
-        joins: list[ClusterJoin] | None,
-    ) -> Made:
-        with self._lock:
-            return self._made(content, digest, revision, joins)
 
     def _made(
         self,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class ServerThread:
     """uvicorn serving ``app`` on a free port of 127.0.0.1 until :meth:`stop`."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections
         # only then, and without it every keep-alive response waits ~40 ms (Nagle).
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

@@ -5,20 +5,23 @@ downloaded)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.api import create_app
 from reconciler.cli.common import builtin_packs
@@ -36,6 +39,8 @@ from tests.support.operators import operator_tokens
 from tests.support.services import REPO_ROOT, unavailable
 
 EXAMPLE = REPO_ROOT / "fleet-example"
+T = TypeVar("T")
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # Headless, as root, and quiet: without the background-networking flags Chromium keeps
@@ -74,7 +79,8 @@ class ExampleFleet:
             tick_interval=None,
             operators=operator_tokens(),
         )
-        self.server = ServerThread(app).start()
+        self.lag = Lag(app)
+        self.server = ServerThread(self.lag).start()
         self.base_url = self.server.base_url
         self.reconciler = Reconciler(
             git=GitRepository(self.repo), rollout=self.rollout, builtin=builtin_packs()
@@ -124,6 +130,31 @@ class ExampleFleet:
         self.store.close()
 
 
+class Lag:
+    """A slow network between the page and the server, for the live parts: once the app has
+    answered a live part's fetch (htmx's ``HX-Request``), the answer is held ``seconds``
+    before it leaves; ``answered`` is set when one was made."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.seconds = 0.0
+        self.answered = threading.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        live = scope["type"] == "http" and (b"hx-request", b"true") in scope["headers"]
+        if not (live and self.seconds):
+            await self.app(scope, receive, send)
+            return
+
+        async def held(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.answered.set()
+                await asyncio.sleep(self.seconds)
+            await send(message)
+
+        await self.app(scope, receive, held)
+
+
 class Browser:
     """One headless Chromium with a fresh profile."""
 
@@ -152,14 +183,26 @@ class Browser:
         return str(self.driver.current_url).removeprefix(self.base_url)
 
     def text(self, css: str = "body") -> str:
-        """The element's text; a live update may swap the element while it is read, so a
-        stale one is found again."""
+        """The element's text."""
+        return self._fresh(css, lambda element: str(element.text))
+
+    def click(self, css: str) -> None:
+        """Clicks the element."""
+        self._fresh(css, lambda element: element.click())
+
+    def press(self, css: str, keys: str) -> None:
+        """Sends the keys to the element."""
+        self._fresh(css, lambda element: element.send_keys(keys))
+
+    def _fresh(self, css: str, use: Callable[[WebElement], T]) -> T:
+        """What `use` makes of the element. A live update may swap the element between
+        finding and using it, so a stale one is found again."""
         for _ in range(20):
             try:
-                return str(self.find(css).text)
+                return use(self.find(css))
             except StaleElementReferenceException:
                 time.sleep(0.05)
-        return str(self.find(css).text)
+        return use(self.find(css))
 
     def find(self, css: str) -> WebElement:
         return self.driver.find_element(By.CSS_SELECTOR, css)

@@ -8,7 +8,6 @@ faster in the calling process. The result is the same either way, byte for byte.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from agent.contract import DesiredState
 
+from ..collector import paused_collector
 from ..errors import Diagnostic, FleetError
 from ..loading import FleetRepo
 from ..packs import PackRegistry
@@ -47,8 +47,22 @@ def render_sites(
     """:func:`render_repository` of ``sites``, on ``processes`` cores (default: all) when
     there are at least ``min_sites``. Raises FleetError with every problem, as it does."""
     count = processes if processes is not None else workers()
-    if count < 2 or len(sites) < min_sites:
-        return render_repository(repo, registry, revision=revision, sites=sites, renderer=renderer)
+    with paused_collector():
+        if count < 2 or len(sites) < min_sites:
+            return render_repository(
+                repo, registry, revision=revision, sites=sites, renderer=renderer
+            )
+        return _render_forked(repo, registry, revision, sites, renderer, count)
+
+
+def _render_forked(
+    repo: FleetRepo,
+    registry: PackRegistry,
+    revision: str,
+    sites: Sequence[str],
+    renderer: Renderer,
+    count: int,
+) -> dict[str, dict[str, DesiredState]]:
     global _job
     chunks = [list(sites[i : i + CHUNK]) for i in range(0, len(sites), CHUNK)]
     out: dict[str, dict[str, DesiredState]] = {}
@@ -60,10 +74,9 @@ def render_sites(
         )
     except FleetError as e:
         problems += e.diagnostics
+    # the workers inherit the collector paused: it would otherwise touch every inherited
+    # object and copy the parent's memory page by page
     _job = (repo, registry, revision, renderer)
-    # what exists now is never collected in the workers: the collector would otherwise touch
-    # every inherited object and copy the parent's memory page by page
-    gc.freeze()
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
@@ -75,7 +88,6 @@ def render_sites(
                         for appliance, body in states.items()
                     }
     finally:
-        gc.unfreeze()
         _job = None
     if problems:
         raise FleetError(problems)

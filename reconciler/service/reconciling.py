@@ -21,6 +21,7 @@ from enum import Enum
 from agent.contract import DesiredState, MaintenanceWindow
 from agent.errors import one_line
 
+from ..collector import paused_collector
 from ..errors import Diagnostic, FleetError, mask
 from ..loading import ParseCache, load_repository
 from ..models import parse_duration
@@ -121,7 +122,8 @@ class Reconciler:
         self.last_attempted = sha
         self._checked = None
         try:
-            return self._reconcile(tree, started)
+            with paused_collector():
+                return self._reconcile(tree, started)
         except (SourceError, StoreError):
             raise
         except Exception as e:  # a bug some input reaches: the revision fails, the loop goes on

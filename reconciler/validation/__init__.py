@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..collector import paused_collector
 from ..errors import Diagnostic, masked
 from ..loading import FleetRepo, ParseCache, load_repository
 from ..packs import PackRegistry, load_registry
@@ -115,11 +116,12 @@ def check_repository(
 ) -> Checked:
     """Load ``tree``, index its packs, and run every rule; with ``sites``, only those sites are
     read and checked (fleet-wide rules then see only them)."""
-    repo = load_repository(tree, cache=cache, sites=sites)
-    registry, pack_problems = load_registry(
-        registry_roots(repo, builtin), partial=repo.pack_registries is None
-    )
-    diagnostics = sorted(set(validate(repo, registry) + pack_problems))
+    with paused_collector():
+        repo = load_repository(tree, cache=cache, sites=sites)
+        registry, pack_problems = load_registry(
+            registry_roots(repo, builtin), partial=repo.pack_registries is None
+        )
+        diagnostics = sorted(set(validate(repo, registry) + pack_problems))
     if diagnostics:  # no sensitive value is ever printed, annotated or recorded
         diagnostics = masked(diagnostics, fleet_secrets(repo, build_index(repo)))
     return Checked(repo, registry, diagnostics)

@@ -4,6 +4,7 @@ a one-line reason, and only git and store errors leave it to be tried again."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,7 +95,11 @@ def test_integers_load_exactly_within_64_bits_and_are_refused_beyond(number: int
 class ExplodingTree:
     """Built-in packs whose reading raises what no code expects (a bug some input reaches)."""
 
+    def __init__(self) -> None:
+        self.collecting: list[bool] = []  # whether the garbage collector ran when it was read
+
     def files(self, prefix: str = "") -> Iterator[str]:
+        self.collecting.append(gc.isenabled())
         raise RuntimeError(f"the unexpected, near {SECRET}\nsecond line")
         yield ""
 
@@ -118,11 +123,15 @@ def test_an_unexpected_exception_records_the_commit_as_failed(
 ) -> None:
     git = GitRepository(probed.root)
     sha = str(git.resolve("HEAD").id)
-    reconciler = Reconciler(git=git, rollout=rollout, builtin=(ExplodingTree(), "packs"))
+    exploding = ExplodingTree()
+    reconciler = Reconciler(git=git, rollout=rollout, builtin=(exploding, "packs"))
 
+    gc.enable()
     outcome = reconciler.reconcile(sha)
 
     assert not outcome.published and outcome.reason is Reason.CRASHED
+    # the collector pauses while the fleet loads, and comes back after the crash
+    assert exploding.collecting == [False] and gc.isenabled()
     (error,) = outcome.errors
     assert error.startswith("internal error: RuntimeError: the unexpected, near ***")
     assert "\n" not in error

@@ -32,6 +32,7 @@ from dataclasses import replace
 from agent.contract import StatusReport
 
 from ..clocks import Clock, epoch, system_clock
+from ..collector import paused_collector
 from ..delivery import Notifier, joins_changed
 from ..store import (
     Assignment,
@@ -390,9 +391,10 @@ class RolloutService:
 
     @contextmanager
     def _decision(self) -> Iterator[Transaction]:
-        """One decision: under the lock, in one exclusive transaction; once it committed,
-        the events it recorded go to ``on_events``."""
-        with self._lock, self.store.write(exclusive=True) as tx:
+        """One decision: under the lock, in one exclusive transaction, without pauses for
+        the garbage collector (a release or a wave opening handles every site); once it
+        committed, the events it recorded go to ``on_events``."""
+        with self._lock, paused_collector(), self.store.write(exclusive=True) as tx:
             yield tx
         if self.on_events is not None and tx.events.added:
             try:

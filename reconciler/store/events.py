@@ -4,11 +4,23 @@ events can erase another's history."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import groupby
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, and_, delete, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Delete,
+    RowMapping,
+    String,
+    and_,
+    bindparam,
+    delete,
+    literal,
+    select,
+)
 
 from .records import EventRecord
 from .schema import events
@@ -27,6 +39,10 @@ SECURITY_KINDS = frozenset(
         "wave-promoted",
     }
 )
+
+
+# one bound value each, not one list: a trim statement runs for many partitions at once
+_SECURITY = [literal(kind) for kind in sorted(SECURITY_KINDS)]
 
 
 @dataclass(frozen=True)
@@ -58,10 +74,10 @@ class Events:
             else:
                 self._conn.execute(events.insert(), rows)
         keep = self._retention
-        for appliance in sorted({r.appliance for r in added if r.kind == AGENT and r.appliance}):
-            self._trim(_reported_by(appliance), keep.appliance)
-        for site in sorted({r.site for r in added if _partition(r) == "site" and r.site}):
-            self._trim(_steps_of(site), keep.site)
+        appliances = {r.appliance for r in added if r.kind == AGENT and r.appliance}
+        self._trim_each(_reported_by, sorted(appliances), keep.appliance)
+        sites = {r.site for r in added if _partition(r) == "site" and r.site}
+        self._trim_each(_steps_of, sorted(sites), keep.site)
         if any(_partition(r) == "fleet" for r in added):
             self._trim(_fleet(), keep.fleet)
         for kind in sorted({r.kind for r in added if r.kind in SECURITY_KINDS}):
@@ -97,16 +113,20 @@ class Events:
 
     def _trim(self, where: ColumnElement[bool], keep: int) -> int:
         """Delete all but the newest ``keep`` events ``where`` selects."""
-        oldest_kept = (
-            select(events.c.id)
-            .where(where)
-            .order_by(events.c.id.desc())
-            .offset(max(keep - 1, 0))
-            .limit(1)
-            .scalar_subquery()
-        )
-        result = self._conn.execute(delete(events).where(where, events.c.id < oldest_kept))
+        result = self._conn.execute(_trimmed(where, keep))
         return int(result.rowcount)
+
+    def _trim_each(
+        self,
+        partition: Callable[[BindParameter[str]], ColumnElement[bool]],
+        names: list[str],
+        keep: int,
+    ) -> None:
+        """:meth:`_trim` of each partition named (a wave opening to thousands of sites): one
+        statement, run for each name."""
+        if names:
+            name = bindparam("name", type_=String)
+            self._conn.execute(_trimmed(partition(name), keep), [{"name": n} for n in names])
 
 
 def _partition(record: EventRecord) -> str:
@@ -117,17 +137,29 @@ def _partition(record: EventRecord) -> str:
     return "site" if record.site is not None else "fleet"
 
 
-def _reported_by(appliance: str) -> ColumnElement[bool]:
+def _trimmed(where: ColumnElement[bool], keep: int) -> Delete:
+    oldest_kept = (
+        select(events.c.id)
+        .where(where)
+        .order_by(events.c.id.desc())
+        .offset(max(keep - 1, 0))
+        .limit(1)
+        .scalar_subquery()
+    )
+    return delete(events).where(where, events.c.id < oldest_kept)
+
+
+def _reported_by(appliance: str | BindParameter[str]) -> ColumnElement[bool]:
     return and_(events.c.appliance == appliance, events.c.kind == AGENT)
 
 
-def _steps_of(site: str) -> ColumnElement[bool]:
-    return and_(events.c.site == site, events.c.kind != AGENT, events.c.kind.not_in(SECURITY_KINDS))
+def _steps_of(site: str | BindParameter[str]) -> ColumnElement[bool]:
+    return and_(events.c.site == site, events.c.kind != AGENT, events.c.kind.not_in(_SECURITY))
 
 
 def _fleet() -> ColumnElement[bool]:
     return and_(
-        events.c.site.is_(None), events.c.kind != AGENT, events.c.kind.not_in(SECURITY_KINDS)
+        events.c.site.is_(None), events.c.kind != AGENT, events.c.kind.not_in(_SECURITY)
     )
 
 

@@ -27,7 +27,7 @@ from reconciler.store import (
     StoreError,
     StoreUnavailable,
 )
-from reconciler.store.events import RETENTION
+from reconciler.store.events import RETENTION, Events, Retention
 
 from .clocks import ManualClock
 from .fleets import digests, release, revision, site
@@ -203,6 +203,30 @@ def test_events_from_agents_are_stored_once_per_key_and_kept_to_a_quota(store: S
         assert [e.message for e in mine[:3]] == ["299", "298", "297"]
         # the appliance's flood dropped its own oldest events, never the site's history
         assert "done" in [e.message for e in tx.events.recent(site="s1", limit=1000)]
+
+
+def test_a_wave_opening_to_many_sites_trims_each_one_to_its_own_quota(store: Store) -> None:
+    """One add covers many partitions (a wave opening): each is trimmed to its retention,
+    by the newest events, and no other partition loses one."""
+    keep = Retention(appliance=2, site=3)
+    step = EventRecord(at=1.0, level="info", kind="site-rolling", message="", site="s0")
+    reported = EventRecord(at=1.0, level="info", kind="agent", message="", appliance="a0")
+    with store.write() as tx:
+        events = Events(tx.connection, keep)
+        events.add([replace(step, site="quiet", message="quiet 0")])
+        for n in range(5):
+            events.add(
+                [replace(step, site=f"s{i}", message=f"s{i} {n}") for i in range(4)]
+                + [replace(reported, appliance=f"a{i}", message=f"a{i} {n}") for i in range(3)]
+            )
+    with store.read() as tx:
+        for i in range(4):
+            kept = [e.message for e in tx.events.recent(site=f"s{i}", limit=100)]
+            assert kept == [f"s{i} 4", f"s{i} 3", f"s{i} 2"]
+        for i in range(3):
+            kept = [e.message for e in tx.events.recent(appliance=f"a{i}", limit=100)]
+            assert kept == [f"a{i} 4", f"a{i} 3"]
+        assert [e.message for e in tx.events.recent(site="quiet")] == ["quiet 0"]
 
 
 def test_concurrent_exclusive_writers_do_not_fail(store: Store) -> None:

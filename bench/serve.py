@@ -673,12 +673,10 @@ def rate(args: argparse.Namespace, server: Server, tokens: Path, workdir: Path) 
     return met
 
 
-def run_wrk(
-    wrk: str, args: argparse.Namespace, server: Server, pairs: list[list[str]], workdir: Path
-) -> float:
-    script = workdir / "unchanged.lua"
+def wrk_script(path: Path, pairs: list[list[str]]) -> Path:
+    """A wrk script that polls as the agents of ``pairs`` (token, ETag), each in turn."""
     entries = ",\n".join(f'  {{"{token}", "{etag}"}}' for token, etag in pairs)
-    script.write_text(
+    path.write_text(
         "-- one agent token and its current ETag per entry, used in turn\n"
         f"local agents = {{\n{entries}\n}}\n"
         "local i = 0\n"
@@ -689,32 +687,58 @@ def run_wrk(
         "    [\"If-None-Match\"] = '\"' .. a[2] .. '\"'})\n"
         "end\n"
     )
+    return path
+
+
+def wrk_command(
+    wrk: str, script: Path, url: str, *, clients: int, seconds: float, threads: int
+) -> list[str]:
+    return [wrk, f"-t{threads}", f"-c{clients}", f"-d{seconds:.0f}s", "--latency",
+            "-s", str(script), f"{url}/v1/desired"]  # fmt: skip
+
+
+def wrk_figures(out: str) -> dict[str, str] | None:
+    """Requests/s, p50, p99, non-2xx/3xx answers, socket errors and requests, as wrk
+    printed them; None without a result."""
+    found = {
+        "rps": re.search(r"Requests/sec:\s+([\d.]+)", out),
+        "p50": re.search(r"^\s+50%\s+(\S+)", out, re.M),
+        "p99": re.search(r"^\s+99%\s+(\S+)", out, re.M),
+        "bad": re.search(r"Non-2xx or 3xx responses: (\d+)", out),
+        "errors": re.search(r"Socket errors: (.*)", out),
+        "requests": re.search(r"(\d+) requests in", out),
+    }
+    if found["rps"] is None:
+        return None
+    return {key: match.group(1) for key, match in found.items() if match is not None}
+
+
+def run_wrk(
+    wrk: str, args: argparse.Namespace, server: Server, pairs: list[list[str]], workdir: Path
+) -> float:
+    script = wrk_script(workdir / "unchanged.lua", pairs)
     user, system = server.cpu_seconds()
+    command = wrk_command(
+        wrk, script, server.url, clients=args.rate_clients, seconds=args.rate_seconds, threads=2
+    )
     out = subprocess.run(
-        [wrk, "-t2", f"-c{args.rate_clients}", f"-d{args.rate_seconds:.0f}s", "--latency",
-         "-s", str(script), f"{server.url}/v1/desired"],
-        capture_output=True, text=True, timeout=args.rate_seconds + 60, check=False,
-    ).stdout  # fmt: skip
+        command, capture_output=True, text=True, timeout=args.rate_seconds + 60, check=False
+    ).stdout
     user_after, system_after = server.cpu_seconds()
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    if rps is None:
+    figures = wrk_figures(out)
+    if figures is None:
         print(f"   wrk: no result\n{out}")
         return 0.0
-    requests = re.search(r"(\d+) requests in", out)
     print(
-        f"   wrk -t2 -c{args.rate_clients} (second opinion): {float(rps.group(1)):.0f} "
-        f"requests/s, p50 {p50.group(1) if p50 else '?'}, p99 {p99.group(1) if p99 else '?'}"
-        + (f"; non-2xx/3xx {bad.group(1)}" if bad else "")
-        + (f"; socket errors {errors.group(1)}" if errors else "")
+        f"   wrk -t2 -c{args.rate_clients} (second opinion): {float(figures['rps']):.0f} "
+        f"requests/s, p50 {figures.get('p50', '?')}, p99 {figures.get('p99', '?')}"
+        + (f"; non-2xx/3xx {figures['bad']}" if "bad" in figures else "")
+        + (f"; socket errors {figures['errors']}" if "errors" in figures else "")
     )
-    if requests:
+    if "requests" in figures:
         server_cpu = (user_after - user, system_after - system)
-        print(f"     {cpu_figures(int(requests.group(1)), args.rate_seconds, server_cpu)}")
-    return float(rps.group(1))
+        print(f"     {cpu_figures(int(figures['requests']), args.rate_seconds, server_cpu)}")
+    return float(figures["rps"])
 
 
 def profile(args: argparse.Namespace, server: Server, tokens: Path, workdir: Path) -> None:

@@ -272,7 +272,9 @@ async def long_poll_agent(
                 state.woken.append((name, time.time()))
                 etag = answer.headers["etag"]
                 if report:
-                    status = {"appliedDigest": etag.strip('"'), "health": "healthy"}
+                    # the tag is the digest, with "+<fingerprint>" for a cluster's join
+                    digest = etag.strip('"').split("+", 1)[0]
+                    status = {"appliedDigest": digest, "health": "healthy"}
                     headers = {**agent_headers(token), "Content-Type": "application/json"}
                     posted = await conn.request(
                         "POST", "/v1/status", headers, json.dumps(status).encode()

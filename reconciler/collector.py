@@ -11,18 +11,30 @@ are collected once the collector runs again.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+_lock = threading.Lock()
+_paused = 0  # how many pauses are under way, in every thread
+_was_enabled = False  # whether the collector ran before the first of them
 
 
 @contextmanager
 def paused_collector() -> Iterator[None]:
-    """The collector off inside (processes forked inside inherit that), as it was after;
-    nested uses leave it to the outermost."""
-    enabled = gc.isenabled()
-    gc.disable()
+    """The collector off inside (processes forked inside inherit that). Pauses may overlap,
+    in one thread or several (a reconcile and a rollout decision): the collector comes back
+    when the last one ends, if it ran before the first began."""
+    global _paused, _was_enabled
+    with _lock:
+        if _paused == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _paused += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _lock:
+            _paused -= 1
+            if _paused == 0 and _was_enabled:
+                gc.enable()

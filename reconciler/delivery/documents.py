@@ -14,13 +14,15 @@ an agent also hears of a new server address.
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agent.contract import ClusterJoin, canonical_json, served_etag
+from agent.contract import ClusterJoin, DesiredState, canonical_json, served_etag
 
 from ..store import Assignment, ChangeRecord, Store, Transaction
 from .joins import joins_for, parse
@@ -43,6 +45,50 @@ class Served:
 
 
 Made = tuple[bytes, str | None, str]  # body, signature, tag
+
+# A state's stored text is the canonical JSON of these members (what the digest covers);
+# what is served adds the members after "clusters" in order, before "site", the last.
+_CONTENT = ("appliance", "clusters", "site")
+_ADDED = ("digest", "join", "revision")
+_SPLICES = tuple(sorted(set(DesiredState.model_fields) - set(_ADDED))) == _CONTENT
+_SITE = '],"site":"'
+# a cluster over two appliances or more, as canonical JSON writes its "appliances"
+_SPANS = re.compile(r'"appliances":\["[^"\\]*","')
+
+
+def served_body(
+    text: str, *, digest: str, revision: str, joins: list[ClusterJoin] | None
+) -> bytes:
+    """The served document: the canonical JSON of the stored content (``text``) with its
+    revision, digest and joins. Made by placing those members into the stored text, which
+    is canonical already, rather than by reading ten thousand documents and writing them
+    again; the bytes are the same (a text of any other shape is read and written)."""
+    added = f',"digest":{json.dumps(digest)}'
+    if joins:
+        listed = canonical_json([j.model_dump(mode="json") for j in joins]).decode()
+        added += f',"join":{listed}'
+    added += f',"revision":{json.dumps(revision)}'
+    at = text.rfind(_SITE)
+    site = text[at + len(_SITE) : -2]
+    if (
+        _SPLICES
+        and at > 0
+        and text.startswith('{"appliance":')
+        and text.endswith('"}')
+        and '"' not in site
+        and "\\" not in site
+    ):
+        return (text[: at + 1] + added + text[at + 1 :]).encode()
+    document: dict[str, object] = {**parse(text), "revision": revision, "digest": digest}
+    if joins:
+        document["join"] = [j.model_dump(mode="json") for j in joins]
+    return canonical_json(document)
+
+
+def may_join(text: str) -> bool:
+    """Whether a stored state may carry joins: it has a cluster over several appliances
+    (a state without one never does; one with one is read to find out)."""
+    return _SPANS.search(text) is not None
 
 class DesiredDocuments:
     def __init__(
@@ -81,21 +127,22 @@ class DesiredDocuments:
         with self._store.read() as tx:
             assignments = tx.assignments.get_many(known)
             digests = {c.digest for c in known.values() if c.digest is not None}
-            contents = {d: parse(text) for d, text in tx.documents.get_many(digests).items()}
+            texts = tx.documents.get_many(digests)
+            # only a state with a cluster over several appliances has joins: only it is read
             pairs = [
-                (assignments[a], contents[c.digest])
+                (assignments[a], parse(texts[c.digest]))
                 for a, c in known.items()
-                if a in assignments and c.digest in contents
+                if a in assignments and c.digest in texts and may_join(texts[c.digest])
             ]
             joins = joins_for(tx, pairs)
         until = time.monotonic() + self._ttl
         with self._lock:
             for appliance, change in known.items():
                 assert change.digest is not None and change.revision is not None
-                content = contents.get(change.digest)
-                if content is None or appliance not in assignments:
+                text = texts.get(change.digest)
+                if text is None or appliance not in assignments:
                     continue  # read on demand
-                made = self._made(content, change.digest, change.revision, joins.get(appliance))
+                made = self._made(text, change.digest, change.revision, joins.get(appliance))
                 self._served[appliance] = (
                     Served(change.digest, change.revision, made[0], made[1], made[2]),
                     until,
@@ -150,24 +197,19 @@ class DesiredDocuments:
             text = tx.documents.get(digest)
             if text is None:
                 return None
-            content = parse(text)
-            joins = self._joins(tx, assignment, content)
+            joins = self._joins(tx, assignment, text)
         with self._lock:
-            body, signature, tag = self._made(content, digest, revision, joins)
+            body, signature, tag = self._made(text, digest, revision, joins)
         return Served(digest, revision, body, signature, tag)
 
     @staticmethod
-    def _joins(
-        tx: Transaction, assignment: Assignment, content: dict[str, object]
-    ) -> list[ClusterJoin] | None:
-        return joins_for(tx, [(assignment, content)]).get(assignment.appliance)
+    def _joins(tx: Transaction, assignment: Assignment, text: str) -> list[ClusterJoin] | None:
+        if not may_join(text):
+            return None
+        return joins_for(tx, [(assignment, parse(text))]).get(assignment.appliance)
 
     def _made(
-        self,
-        content: dict[str, object],
-        digest: str,
-        revision: str,
-        joins: list[ClusterJoin] | None,
+        self, text: str, digest: str, revision: str, joins: list[ClusterJoin] | None
     ) -> Made:
         """The document's bytes, signature and tag, made once per (digest, revision, tag);
         called with the lock held."""
@@ -177,10 +219,7 @@ class DesiredDocuments:
         if made is not None:
             self._cache.move_to_end(key)
             return made
-        document: dict[str, object] = {**content, "revision": revision, "digest": digest}
-        if joins:
-            document["join"] = [j.model_dump(mode="json") for j in joins]
-        body = canonical_json(document)
+        body = served_body(text, digest=digest, revision=revision, joins=joins)
         made = (body, self._signer(body) if self._signer is not None else None, tag)
         self._cache[key] = made
         while len(self._cache) > self._cache_size:

@@ -3,8 +3,8 @@
 Each waiting request subscribes for its appliance and awaits an asyncio event; the rollout
 service (for changes this process made) and the change feed (for those of other replicas)
 call :meth:`Notifier.publish` from whatever thread they run on, and the event is set on the
-waiter's own loop. Listeners (the caches of served states and tokens) see every change
-before any waiter wakes. Nothing polls the database while waiting.
+waiter's own loop. Listeners (the caches of served states and tokens) see each change
+before the waiters it concerns wake. Nothing polls the database while waiting.
 
 Subscribe before reading the current state, then wait: a notification that lands between
 the read and the wait is not lost, the event is already set.
@@ -21,6 +21,7 @@ from typing import Any
 from ..store import ChangeRecord
 
 Listener = Callable[[Sequence[ChangeRecord]], None]
+WAKE_BATCH = 500  # changes handed to the listeners, and woken, at a time
 
 
 class Subscription:
@@ -58,8 +59,8 @@ class Notifier:
         self.notify(appliances)
 
     def listen(self, listener: Listener) -> None:
-        """Call ``listener`` with every change, before any waiting request wakes (caches of
-        served states and tokens take the changes there)."""
+        """Call ``listener`` with every change, before the waiting requests it concerns wake
+        (caches of served states and tokens take the changes there)."""
         self._listeners.append(listener)
 
     @contextmanager
@@ -79,12 +80,14 @@ class Notifier:
 
     def publish(self, changes: Sequence[ChangeRecord]) -> None:
         """Hand ``changes`` to the listeners, then wake every request waiting for an
-        appliance whose served state changed; safe from any thread."""
-        if not changes:
-            return
-        for listener in self._listeners:
-            listener(changes)
-        self._wake({c.appliance for c in changes if c.kind == "served"})
+        appliance whose served state changed; safe from any thread. A wave of thousands
+        goes :data:`WAKE_BATCH` at a time, so its first agents are answered while the
+        documents of the last are still being made."""
+        for start in range(0, len(changes), WAKE_BATCH):
+            batch = changes[start : start + WAKE_BATCH]
+            for listener in self._listeners:
+                listener(batch)
+            self._wake({c.appliance for c in batch if c.kind == "served"})
 
     def notify(self, appliances: Iterable[str]) -> None:
         """Wake every request waiting for one of ``appliances``, whose served state changed

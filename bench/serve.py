@@ -26,6 +26,7 @@ figure here is for both sides on one machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -33,6 +34,7 @@ import re
 import resource
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -103,10 +105,22 @@ class Server:
             "--signing-key", str(signing),
             "--cache-dir", str(workdir / "cache"),
         ]  # fmt: skip
+        self.sqlite = None if db else workdir / f"{name}.sqlite"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
         self.pid = self.process.pid
         self.started = time.time()
+
+    def wave_opened(self) -> float | None:
+        """When the rollout last decided to open a wave (its event in the store, read from
+        the database file), as seconds since the epoch."""
+        if self.sqlite is None:
+            return None
+        with contextlib.closing(sqlite3.connect(self.sqlite)) as db:
+            row = db.execute(
+                "SELECT at FROM events WHERE kind = 'wave-opened' ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        return float(row[0]) if row else None
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -563,14 +577,28 @@ def hold(
                 f"first 200: {first_wave[0] - seconds:.1f} s (the log line came "
                 f"{at - committed:.1f} s after the commit)"
             )
+    opened = server.wave_opened()
+    decided = opened - committed if opened is not None else None
     if second_wave:
         spread = second_wave[-1] - second_wave[0]
         print(
             f"     the next wave, opened once every canary reported healthy: {len(second_wave)} "
             f"held agents got their 200 from {second_wave[0]:.1f} s to {second_wave[-1]:.1f} s "
-            f"after the commit: {spread:.1f} s from the wave opening to its last agent "
-            f"(target <= {WAVE_TARGET:.0f} s)"
+            f"after the commit: {spread:.1f} s from its first agent to its last"
         )
+        if decided is not None:
+            print(
+                f"     the rollout opened that wave {decided:.1f} s after the commit (its event "
+                f"in the store): {second_wave[-1] - decided:.1f} s from the wave opening to its "
+                f"last agent (target <= {WAVE_TARGET:.0f} s), {second_wave[0] - decided:.1f} s to"
+                f" its first"
+                + (
+                    f"; it opened {decided - first_wave[-1]:.1f} s after the last canary got its "
+                    f"200 (each reports as it gets it)"
+                    if first_wave
+                    else ""
+                )
+            )
     if not woken:
         print(f"     no agent got a 200 within {args.max_seconds:.0f} s")
     print(
@@ -596,7 +624,8 @@ def hold(
         f"canary wave answered <= {CANARY_TARGET:.0f} s": bool(first_wave)
         and first_wave[-1] <= CANARY_TARGET,
         f"a wave opening to its {len(second_wave)} agents <= {WAVE_TARGET:.0f} s": bool(second_wave)
-        and second_wave[-1] - second_wave[0] <= WAVE_TARGET,
+        and decided is not None
+        and second_wave[-1] - decided <= WAVE_TARGET,
     }
 
 

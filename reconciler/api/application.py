@@ -94,7 +94,9 @@ def create_app(
         metrics_public=metrics_public,
         leading=leading or (lambda: False),
     )
-    registry = build_registry(views=services.views, notifier=services.notifier)
+    registry = build_registry(
+        views=services.views, notifier=services.notifier, documents=services.documents
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

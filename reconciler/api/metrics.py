@@ -26,7 +26,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ..delivery import Notifier
+from ..delivery import DesiredDocuments, Notifier
 from ..views import FleetViews
 from ..views.reading import BUCKETS, Figures
 
@@ -83,11 +83,19 @@ def _histogram(figures: Figures) -> HistogramMetricFamily:
     )
 
 
-def build_registry(*, views: FleetViews, notifier: Notifier) -> CollectorRegistry:
+def build_registry(
+    *, views: FleetViews, notifier: Notifier, documents: DesiredDocuments
+) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(StoreCollector(views))
     longpolls = Gauge(
         "edgefleet_longpolls_open", "Desired-state requests waiting", registry=registry
     )
     longpolls.set_function(lambda: float(notifier.waiting()))
+    ahead = Gauge(
+        "edgefleet_documents_made_ahead",
+        "Signed documents made for appliances the rollout has yet to release",
+        registry=registry,
+    )
+    ahead.set_function(lambda: float(documents.made_ahead()))
     return registry

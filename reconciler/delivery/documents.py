@@ -15,6 +15,7 @@ an agent also hears of a new server address.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -29,6 +30,8 @@ from .joins import joins_for, parse
 from .notifications import Notifier
 
 Signer = Callable[[bytes], str]  # bytes -> the Edgefleet-Signature header value
+AHEAD_BYTES = 1 << 30  # documents made ahead of their wave, at most (10,000 take ~400 MiB)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,12 @@ class DesiredDocuments:
         self._ttl = ttl if notifier is not None else 0.0
         self._served: dict[str, tuple[Served | None, float]] = {}
         self._generation: dict[str, int] = {}
+        # documents made ahead for the appliances a rollout has yet to release, by (digest,
+        # revision): a wave that opens then costs waking its agents, not making its documents
+        self._ahead: dict[tuple[str, str], Made] = {}
+        self._ahead_for: str | None = None  # the revision they are made for
+        self._ahead_bytes = 0
+        self._ahead_asked: OrderedDict[str, None] = OrderedDict()  # revisions seen served
         if notifier is not None:
             notifier.listen(self.take)
             notifier.on_forget_all(self.forget_all)
@@ -124,9 +133,17 @@ class DesiredDocuments:
         self.forget({c.appliance for c in served})
         if not known or not self._ttl:
             return
+        for revision in sorted({c.revision for c in known.values() if c.revision is not None}):
+            self._make_ahead(revision)
+        with self._lock:
+            ahead = {
+                a: self._ahead.pop((c.digest or "", c.revision or ""), None)
+                for a, c in known.items()
+            }
+            self._ahead_bytes -= sum(len(m[0]) for m in ahead.values() if m is not None)
         with self._store.read() as tx:
             assignments = tx.assignments.get_many(known)
-            digests = {c.digest for c in known.values() if c.digest is not None}
+            digests = {c.digest for a, c in known.items() if c.digest and ahead[a] is None}
             texts = tx.documents.get_many(digests)
             # only a state with a cluster over several appliances has joins: only it is read
             pairs = [
@@ -140,15 +157,64 @@ class DesiredDocuments:
             for appliance, change in known.items():
                 assert change.digest is not None and change.revision is not None
                 text = texts.get(change.digest)
-                if text is None or appliance not in assignments:
+                if appliance not in assignments or (text is None and ahead[appliance] is None):
                     continue  # read on demand
-                made = self._made(text, change.digest, change.revision, joins.get(appliance))
+                made = ahead[appliance] or self._made(
+                    text or "", change.digest, change.revision, joins.get(appliance)
+                )
                 self._served[appliance] = (
                     Served(change.digest, change.revision, made[0], made[1], made[2]),
                     until,
                 )
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+
+    def made_ahead(self) -> int:
+        """How many documents are made ahead, waiting for their wave."""
+        with self._lock:
+            return len(self._ahead)
+
+    def _make_ahead(self, revision: str) -> None:
+        """Once a revision is served, make in the background the documents of the appliances
+        it has yet to release (not those with a cluster over several appliances: their joins
+        may change until then)."""
+        with self._lock:
+            if revision in self._ahead_asked:
+                return
+            self._ahead_asked[revision] = None
+            while len(self._ahead_asked) > 64:
+                self._ahead_asked.popitem(last=False)
+        threading.Thread(
+            target=self._making_ahead, args=(revision,), name="documents-ahead", daemon=True
+        ).start()
+
+    def _making_ahead(self, revision: str) -> None:
+        try:
+            with self._store.read() as tx:
+                waiting = {
+                    t.digest
+                    for t in tx.rollouts.targets(revision)
+                    if t.digest is not None and t.released_at is None and not t.shared
+                }
+            if not waiting:
+                return  # an older revision served again (a revert): nothing is to come
+            with self._lock:  # what was made ahead for an earlier rollout is not needed
+                self._ahead_for = revision
+                self._ahead.clear()
+                self._ahead_bytes = 0
+            digests = sorted(waiting)
+            for start in range(0, len(digests), 500):
+                with self._store.read() as tx:
+                    texts = tx.documents.get_many(set(digests[start : start + 500]))
+                made = {(d, revision): self._make(t, d, revision, None) for d, t in texts.items()}
+                with self._lock:
+                    size = sum(len(m[0]) for m in made.values())
+                    if self._ahead_for != revision or self._ahead_bytes + size > AHEAD_BYTES:
+                        return  # a newer rollout began, or enough is made ahead
+                    self._ahead.update(made)
+                    self._ahead_bytes += size
+        except Exception:  # only a head start is lost: each document is made when served
+            log.exception("making the documents of %s ahead failed", revision[:12])
 
     def forget_all(self) -> None:
         with self._lock:
@@ -219,9 +285,15 @@ class DesiredDocuments:
         if made is not None:
             self._cache.move_to_end(key)
             return made
-        body = served_body(text, digest=digest, revision=revision, joins=joins)
-        made = (body, self._signer(body) if self._signer is not None else None, tag)
+        made = self._make(text, digest, revision, joins)
         self._cache[key] = made
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return made
+
+    def _make(
+        self, text: str, digest: str, revision: str, joins: list[ClusterJoin] | None
+    ) -> Made:
+        body = served_body(text, digest=digest, revision=revision, joins=joins)
+        signature = self._signer(body) if self._signer is not None else None
+        return body, signature, served_etag(digest, joins or [])

@@ -1,5 +1,6 @@
 """A wave opening to many held agents costs no database read per agent: the new documents
-are loaded in bulk before the long-polls wake, and each answers from memory."""
+are made ahead, once the revision is served to its first wave, and each long-poll answers
+from memory."""
 
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ def statements(server: Harness) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
+def made_ahead(server: Harness) -> int:
+    metrics = server.http.get("/metrics").raise_for_status().text
+    (line,) = [m for m in metrics.splitlines() if m.startswith("edgefleet_documents_made_ahead ")]
+    return int(float(line.split()[1]))
+
+
 def test_a_wave_wakes_its_held_agents_without_a_read_each(server: Harness) -> None:
     first = release(revision("f1"), SITES, waves=WAVES)
     server.rollout.record_release(first)  # declared first: discovered ones are rate-limited
@@ -61,14 +68,21 @@ def test_a_wave_wakes_its_held_agents_without_a_read_each(server: Harness) -> No
     while server.rollout.notifier.waiting() < len(waiting):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    # once the canary was served the new revision, the stores' documents were made ahead
+    while made_ahead(server) < len(waiting):
+        assert time.monotonic() < deadline, f"{made_ahead(server)} documents made ahead"
+        time.sleep(0.05)
     with statements(server) as seen:
         agents["canary-1-edge"].apply()  # the canary proves it: the last wave opens
         for thread in threads:
             thread.join(30)
     assert {a: r.json()["digest"] for a, r in answers.items()} == {a: new[a] for a in waiting}
     reads = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
-    # the report, the tick and one bulk read of the documents: not one read per agent
+    # the report, the tick and a bulk read of the assignments: not one read per agent, and
+    # no document read or made again
     assert len(reads) < 40, f"{len(reads)} reads for {len(waiting)} agents"
+    assert not [s for s in reads if "FROM documents" in s]
+    assert made_ahead(server) == 0  # each was handed over as its agent was served
 
 
 def test_reports_that_arrive_while_a_tick_runs_do_not_wait_for_it(server: Harness) -> None:

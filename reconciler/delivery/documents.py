@@ -152,27 +152,25 @@ class DesiredDocuments:
                 if a in assignments and c.digest in texts and may_join(texts[c.digest])
             ]
             joins = joins_for(tx, pairs)
+        # made outside the lock: requests answered from memory meanwhile do not wait
+        served_now: dict[str, Served] = {}
+        for appliance, change in known.items():
+            assert change.digest is not None and change.revision is not None
+            text = texts.get(change.digest)
+            if appliance not in assignments or (text is None and ahead[appliance] is None):
+                continue  # read on demand
+            made = ahead[appliance] or self._make(
+                text or "", change.digest, change.revision, joins.get(appliance)
+            )
+            served_now[appliance] = Served(change.digest, change.revision, *made)
         until = time.monotonic() + self._ttl
         with self._lock:
-            for appliance, change in known.items():
-                assert change.digest is not None and change.revision is not None
-                text = texts.get(change.digest)
-                if appliance not in assignments or (text is None and ahead[appliance] is None):
-                    continue  # read on demand
-                made = ahead[appliance] or self._made(
-                    text or "", change.digest, change.revision, joins.get(appliance)
-                )
-                self._served[appliance] = (
-                    Served(change.digest, change.revision, made[0], made[1], made[2]),
-                    until,
-                )
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            for appliance, served_state in served_now.items():
+                self._served[appliance] = (served_state, until)
 
     def made_ahead(self) -> int:
         """How many documents are made ahead, waiting for their wave."""
-        with self._lock:
-            return len(self._ahead)
+        return len(self._ahead)  # one read of a size: no lock to wait for
 
     def _make_ahead(self, revision: str) -> None:
         """Once a revision is served, make in the background the documents of the appliances

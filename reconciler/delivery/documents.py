@@ -93,6 +93,7 @@ def may_join(text: str) -> bool:
     (a state without one never does; one with one is read to find out)."""
     return _SPANS.search(text) is not None
 
+
 class DesiredDocuments:
     def __init__(
         self,

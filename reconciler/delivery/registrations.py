@@ -141,7 +141,7 @@ class Registrations:
         token, an enrolment token, or the appliance's current token; ``address`` the
         client's. Raises InvalidToken or a RegistrationRefused, after recording why."""
         now = epoch(self._clock)
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         try:
             with self._store.write() as tx:
                 done, joins = self._register(tx, facts, credential, token, address, now)
@@ -329,7 +329,7 @@ class Registrations:
         """A one-time token that registers ``appliance`` (and no other) until ``ttl``
         seconds from now. An unused earlier token of the same appliance stops working."""
         now = epoch(self._clock)
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         expires = now + ttl
         with self._store.write() as tx:
             tx.enrolments.prune(before=now - PRUNE_EXPIRED_AFTER)
@@ -393,6 +393,16 @@ class Registrations:
             self._notifier.publish([change])  # its listeners include self.take
         else:
             self.take([change])
+
+
+def new_token() -> str:
+    """A random token (256 bits, URL-safe) that never begins with "-": one that did would
+    read as an option where an operator passes it on a command line
+    (``edge-installer --registration-token TOKEN`` refused one in 64)."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 def _unknown() -> InvalidToken:

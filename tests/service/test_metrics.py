@@ -35,7 +35,7 @@ def test_metrics_name_every_series(server: Harness) -> None:
     short = rel.revision[:7]
 
     waiting = threading.Thread(
-        target=lambda: agent.desired(etag=digests(rel)["grocery-1-edge"], wait=0.5)
+        target=lambda: agent.desired(etag=digests(rel)["grocery-1-edge"], wait=3)
     )
     waiting.start()
     deadline = time.monotonic() + 5

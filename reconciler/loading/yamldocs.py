@@ -239,7 +239,64 @@ def _add(stack: list[_Frame], value: Any, size: int, line: int, documents: list[
 
 def check_mappings(text: str) -> None:
     """Check that ``text`` is YAML whose documents are all mappings (or empty), without
-    building them: rendered output is checked this way before it is served."""
+    building them: rendered output is checked this way before it is served.
+
+    The C parser checks the syntax without handing over a single event; each document's
+    root is then read from the first events of the document alone. A line starting with
+    ``---`` always starts a document in YAML that parsed (no scalar or flow collection may
+    hold one), so the documents are found by their lines. Text that does not parse (to
+    report its first problem), or has directives or line breaks other than ``\\n``, is read
+    event by event."""
+    if _UNUSUAL.search(text) or not _parses(text):
+        check_mappings_by_events(text)
+        return
+    starts = [0, *(m.start() for m in _DOCUMENT_START.finditer(text, 1))]
+    line = 0
+    try:
+        for begin, end in zip(starts, [*starts[1:], len(text)], strict=True):
+            _check_root(text[begin:end], line)
+            line += text.count("\n", begin, end)
+    except MarkedYAMLError:  # not expected of text that parsed: its events tell
+        check_mappings_by_events(text)
+
+
+def _parses(text: str) -> bool:
+    parser = CParser(text)
+    try:
+        parser.raw_parse()
+    except MarkedYAMLError:
+        return False
+    finally:
+        parser.dispose()
+    return True
+
+
+# a document start marker, a directive, and the line breaks YAML knows besides "\n"
+_DOCUMENT_START = re.compile(r"^---(?=[ \t\n]|$)", re.MULTILINE)
+_UNUSUAL = re.compile(r"^%|[\r\x85\u2028\u2029]", re.MULTILINE)
+
+
+def _check_root(document: str, offset: int) -> None:
+    """The root of the one document ``document`` holds (if any) must be a mapping; its
+    lines count from ``offset``."""
+    parser = CParser(document)
+    try:
+        parser.get_event()  # the stream's start
+        if type(parser.get_event()) is not events.DocumentStartEvent:
+            return  # no document: comments, blank lines
+        event = parser.get_event()
+        kind = type(event)
+        empty = kind is events.ScalarEvent and event.value == "" and event.implicit[0]
+        if not (kind is events.MappingStartEvent or empty):
+            raise YamlError(
+                offset + event.start_mark.line + 1, "each YAML document must be a mapping"
+            )
+    finally:
+        parser.dispose()
+
+
+def check_mappings_by_events(text: str) -> None:
+    """:func:`check_mappings` event by event, for any text."""
     parser = CParser(text)
     try:
         expect_root = False

@@ -325,10 +325,20 @@ def digest_of(content: dict[str, Any]) -> str:
 
 def seal(*, appliance: str, site: str, revision: str, clusters: list[ClusterState]) -> DesiredState:
     """A DesiredState with its digest filled in."""
+    return sealed(appliance=appliance, site=site, revision=revision, clusters=clusters)[0]
+
+
+def sealed(
+    *, appliance: str, site: str, revision: str, clusters: list[ClusterState]
+) -> tuple[DesiredState, bytes]:
+    """:func:`seal`, and the canonical JSON its digest is the sha256 of (what the
+    reconciler stores, made once)."""
     draft = DesiredState(
         appliance=appliance, site=site, revision=revision, digest="", clusters=clusters
     )
-    return draft.model_copy(update={"digest": draft.computed_digest()})
+    content = canonical_json(draft.content())
+    digest = "sha256:" + hashlib.sha256(content).hexdigest()
+    return draft.model_copy(update={"digest": digest}), content
 
 
 # -- status reports (agent → reconciler, POST /v1/status) ------------------------------------

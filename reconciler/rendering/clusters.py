@@ -37,7 +37,8 @@ from ..loading.yamldocs import YamlError, check_mappings
 from ..models import ChartLayer, Fleet, Manifest, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
-from .limits import LimitBroken
+from .limits import LimitBroken, current
+from .memo import SiteMemo, output_key
 from .nodesetup import NodeFacts, SetupProblem, node_setup
 from .packfiles import PackFiles
 from .sandbox import Sandbox, TemplateFailure
@@ -71,6 +72,7 @@ class ClusterRenderer:
         sandbox: Sandbox,
         pack_files: Any,  # Callable[[PackVersion], PackFiles]
         yaml_ok: set[int],
+        memo: SiteMemo,
         site: SiteFiles,
         resolved: ResolvedCluster,
         fleet: Fleet,
@@ -80,6 +82,7 @@ class ClusterRenderer:
         self.files = files
         self.pack_files = pack_files
         self.yaml_ok = yaml_ok
+        self.memo = memo
         # each pack's value sources, in layering order (set by final_values)
         self._sources: dict[str, list[tuple[Any, str, LineIndex | None, Loc]]] = {}
         self.site = site
@@ -109,11 +112,35 @@ class ClusterRenderer:
         message = mask(f"{reason} ({label})", self.secrets)
         return error([Diagnostic(path, max(line, 1), message)])
 
-    def _render(self, path: str, source: str, context: dict[str, Any], what: str) -> str:
+    def _text(
+        self,
+        path: str,
+        source: str,
+        context: dict[str, Any],
+        what: str,
+        *,
+        name: str | None = None,
+        first: int = 0,
+    ) -> str:
+        """A template's output, checked to be YAML mappings: the one this site's last
+        render made when the template and its context are the same. ``name``: the
+        template's own name (a manifest written in a document at ``path``), whose lines
+        count from the document's line ``first``."""
+        key = output_key(name or path, source, context)
+        reused = self.memo.reuse(key)
+        if reused is not None:
+            return reused
+        meter = current()
+        before = meter.memory_left
         try:
-            return self.sandbox.render(path, source, context)
+            text = self.sandbox.render(name or path, source, context)
         except TemplateFailure as e:
-            raise self._fail(path, e.line, e.reason, what, limit=e.limit) from None
+            line = first + e.line if name else e.line
+            raise self._fail(path, line, e.reason, what, limit=e.limit) from None
+        self._check_yaml(path, text, what, offset=first)
+        if output_key(name or path, source, context) == key:  # else it changed its context
+            self.memo.keep(key, text, before - meter.memory_left)
+        return text
 
     def _values(
         self,
@@ -253,10 +280,9 @@ class ClusterRenderer:
                     "packs": {k: v for k, v in final.items() if k != layer.pack},
                 }
                 for name, path, source in files.manifests:
-                    text = self._render(path, source, context, what)
+                    text = self._text(path, source, context, what)
                     if not text.strip():
                         continue  # a manifest this cluster does not need (kube-vip: no VIP)
-                    self._check_yaml(path, text, what)
                     out.append(
                         ManifestFile(layer=layer.layer, pack=layer.pack, name=name, content=text)
                     )
@@ -328,8 +354,7 @@ class ClusterRenderer:
                 layer=layer, pack=pack, name=manifest.name, content=source.text, encryption="sops"
             )
         what = f"{what}, manifest {manifest.name}"
-        text = self._render(source.path, source.text, context, what)
-        self._check_yaml(source.path, text, what)
+        text = self._text(source.path, source.text, context, what)
         return ManifestFile(layer=layer, pack=pack, name=manifest.name, content=text)
 
     def _inline(
@@ -342,15 +367,13 @@ class ClusterRenderer:
         what: str,
     ) -> str:
         """A manifest written in a document: its template lines count from its ``content:``."""
-        path = doc.path
+        # the output's lines match the template's only roughly: a rendered text that is not
+        # YAML points into the content block
         first = doc.lines.line((*loc, "content"))
-        try:
-            text = self.sandbox.render(f"{path}#{name}", content, context)
-        except TemplateFailure as e:
-            raise self._fail(path, first + e.line, e.reason, what, limit=e.limit) from None
-        # the output's lines match the template's only roughly; point into the content block
-        self._check_yaml(path, text, f"{what}, manifest {name}", offset=first)
-        return text
+        return self._text(
+            doc.path, content, context, f"{what}, manifest {name}", name=f"{doc.path}#{name}",
+            first=first,
+        )
 
     # -- nodes --------------------------------------------------------------------------------
 
@@ -392,8 +415,7 @@ class ClusterRenderer:
                         "packs": {k: v for k, v in final.items() if k != os_layer.layer.pack},
                         "node": node_context(name, pool.name, role, appliance, setup),
                     }
-                    user_data = self._render(path, source, context, what)
-                    self._check_yaml(path, user_data, what)
+                    user_data = self._text(path, source, context, what)
                 out.append(
                     Node(
                         name=name,

@@ -1,6 +1,7 @@
 """Rendering many sites on every core: the sites are split into chunks, rendered by forked
-worker processes (each inherits the loaded repository, so nothing is read or sent twice)
-and the documents come back as canonical JSON, sealed again by their digests.
+worker processes (each inherits the loaded repository and the renderer's memo, so nothing is
+read or sent twice) and the states come back pickled, with the template outputs they were
+made of and their canonical JSON.
 
 Used for large renders only (a whole fleet, a fleet-wide change); a few sites render
 faster in the calling process. The result is the same either way, byte for byte.
@@ -19,6 +20,7 @@ from ..collector import paused_collector
 from ..errors import Diagnostic, FleetError
 from ..loading import FleetRepo
 from ..packs import PackRegistry
+from .memo import Output
 from .sites import Renderer, render_repository
 
 MIN_SITES = 400  # below this, forking costs more than it saves
@@ -47,6 +49,7 @@ def render_sites(
     """:func:`render_repository` of ``sites``, on ``processes`` cores (default: all) when
     there are at least ``min_sites``. Raises FleetError with every problem, as it does."""
     count = processes if processes is not None else workers()
+    renderer.memo.forget(set(repo.sites))
     with paused_collector():
         if count < 2 or len(sites) < min_sites:
             return render_repository(
@@ -80,13 +83,11 @@ def _render_forked(
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-            for rendered, failed in pool.map(_render_chunk, chunks[1:]):
+            for rendered, memos, contents, failed in pool.map(_render_chunk, chunks[1:]):
                 problems += failed
-                for site, states in rendered.items():
-                    out[site] = {
-                        appliance: DesiredState.model_validate_json(body)
-                        for appliance, body in states.items()
-                    }
+                out.update(rendered)
+                renderer.memo.sites.update(memos)
+                renderer.contents.update(contents)
     finally:
         _job = None
     if problems:
@@ -94,9 +95,17 @@ def _render_forked(
     return out
 
 
-def _render_chunk(
-    sites: list[str],
-) -> tuple[dict[str, dict[str, bytes]], list[Diagnostic]]:
+Chunk = tuple[
+    dict[str, dict[str, DesiredState]],  # states by site and appliance
+    dict[str, dict[bytes, Output]],  # each site's template outputs (memo.RenderMemo)
+    dict[str, str],  # the states' canonical JSON by digest (Renderer.contents)
+    list[Diagnostic],
+]
+
+
+def _render_chunk(sites: list[str]) -> Chunk:
+    """What one chunk rendered, pickled as one (a text in a state and among the outputs is
+    sent once)."""
     assert _job is not None
     repo, registry, revision, renderer = _job
     try:
@@ -104,13 +113,7 @@ def _render_chunk(
             repo, registry, revision=revision, sites=sites, renderer=renderer
         )
     except FleetError as e:
-        return {}, list(e.diagnostics)
-    return (
-        {
-            site: {
-                appliance: state.model_dump_json().encode() for appliance, state in states.items()
-            }
-            for site, states in rendered.items()
-        },
-        [],
-    )
+        renderer.take_contents()
+        return {}, {}, {}, list(e.diagnostics)
+    memos = {site: renderer.memo.sites[site] for site in rendered}
+    return rendered, memos, renderer.take_contents(), []

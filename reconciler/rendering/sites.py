@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agent.contract import ClusterServer, ClusterState, DesiredState, seal
+from agent.contract import ClusterServer, ClusterState, DesiredState, sealed
 
 from ..errors import Diagnostic, FleetError
 from ..loading import FleetRepo, SiteFiles
@@ -13,6 +13,7 @@ from ..packs import PackRegistry, PackVersion
 from ..validation import FleetIndex, build_index, resolve_cluster
 from .clusters import ClusterRenderer, RenderedCluster
 from .limits import LimitBroken, RenderLimits
+from .memo import RenderMemo
 from .packfiles import PackFiles, read_pack
 from .sandbox import Sandbox
 
@@ -20,10 +21,13 @@ from .sandbox import Sandbox
 @dataclass
 class Renderer:
     """Holds what is worth keeping between sites and revisions: compiled templates, read
-    pack files and rendered text already checked to be YAML."""
+    pack files, rendered text already checked to be YAML and each site's last outputs."""
 
     limits: RenderLimits = field(default_factory=RenderLimits)
     sandbox: Sandbox = field(init=False)
+    memo: RenderMemo = field(default_factory=RenderMemo)
+    # the canonical JSON of the states rendered since the last take_contents(), by digest
+    contents: dict[str, str] = field(default_factory=dict)
     _packs: dict[tuple[int, str], PackFiles] = field(default_factory=dict)
     _yaml_ok: set[int] = field(default_factory=set)
 
@@ -37,6 +41,12 @@ class Renderer:
             cached = read_pack(pack)
             self._packs[key] = cached
         return cached
+
+    def take_contents(self) -> dict[str, str]:
+        """The canonical JSON of the states rendered since the last call, by digest (what
+        the store keeps: made once, where the state was sealed)."""
+        taken, self.contents = self.contents, {}
+        return taken
 
     def render_site(
         self,
@@ -52,6 +62,7 @@ class Renderer:
         assert repo.fleet is not None
         clusters: list[RenderedCluster] = []
         problems: list[Diagnostic] = []
+        memo = self.memo.start(site.name)
         with self.sandbox.limited():
             for doc in sorted(site.clusters, key=lambda d: d.model.metadata.name):
                 resolved, why = resolve_cluster(site, doc, index, registry)
@@ -62,6 +73,7 @@ class Renderer:
                     sandbox=self.sandbox,
                     pack_files=self.pack_files,
                     yaml_ok=self._yaml_ok,
+                    memo=memo,
                     site=site,
                     resolved=resolved,
                     fleet=repo.fleet.model,
@@ -75,17 +87,19 @@ class Renderer:
                     problems += e.diagnostics
         if problems:
             raise FleetError(problems)
-        return {
-            appliance.model.metadata.name: _for_appliance(
-                appliance.model.metadata.name, site.name, revision, clusters
-            )
-            for appliance in site.appliances
-        }
+        self.memo.rendered(site.name, memo)
+        states = {}
+        for appliance in site.appliances:
+            name = appliance.model.metadata.name
+            state, content = _for_appliance(name, site.name, revision, clusters)
+            self.contents[state.digest] = content.decode()
+            states[name] = state
+        return states
 
 
 def _for_appliance(
     appliance: str, site: str, revision: str, clusters: Iterable[RenderedCluster]
-) -> DesiredState:
+) -> tuple[DesiredState, bytes]:
     """The part of each cluster an appliance runs: its own nodes; the manifests where it runs
     a control-plane node; the scans on the appliance of the first control-plane node, OS
     patching and backups (each appliance its own nodes' volumes) wherever nodes run. A
@@ -127,7 +141,7 @@ def _for_appliance(
                 servers=servers if spans else [],
             )
         )
-    return seal(appliance=appliance, site=site, revision=revision, clusters=states)
+    return sealed(appliance=appliance, site=site, revision=revision, clusters=states)
 
 
 def render_repository(

@@ -45,11 +45,12 @@ def new_documents(release: Release, known: set[str]) -> tuple[dict[str, str], li
     for appliance, state in sorted(release.states().items()):
         if state.digest in known or state.digest in documents:
             continue
-        content = canonical_json(state.content())
+        made = release.documents.get(state.digest)
+        content = made.encode() if made is not None else canonical_json(state.content())
         if "sha256:" + hashlib.sha256(content).hexdigest() != state.digest:
             forged.append(f"{state.site}/{appliance}: digest does not match the document")
             continue
-        documents[state.digest] = content.decode()
+        documents[state.digest] = made if made is not None else content.decode()
     return documents, forged
 
 

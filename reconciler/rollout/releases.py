@@ -38,6 +38,9 @@ class Release:
     sites: Mapping[str, SiteRelease]
     author: str = ""  # the commit's author and subject, for operators
     subject: str = ""
+    # the canonical JSON of states, by digest, where rendering made it already (the rest is
+    # made from the states); checked against the digests before it is stored
+    documents: Mapping[str, str] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
         """Why this release cannot be recorded; empty when it can."""

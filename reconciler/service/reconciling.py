@@ -158,8 +158,8 @@ class Reconciler:
             states, digests, rendered = self._render(tree, checked)
         except FleetError as e:
             return self._failed(tree, Reason.RENDER_FAILED, _lines(e.diagnostics), started)
-        # publish: hand the whole release to the rollout
-        release = self._release(tree, checked, states)
+        # publish: hand the whole release to the rollout, with the documents rendering made
+        release = self._release(tree, checked, states, self.renderer.take_contents())
         seconds = self.clock() - started
         self.rollout.record_release(release, reconcile_seconds=seconds)
         self.good = _Good(tree, checked, states, digests)
@@ -188,6 +188,7 @@ class Reconciler:
                 if good is None or digests.get(site) != digest or site not in good.states:
                     todo.append(site)
                 digests[site] = digest
+        self.renderer.take_contents()  # what a render that failed left
         rendered = render_sites(
             checked.repo,
             checked.registry,
@@ -202,7 +203,9 @@ class Reconciler:
         digests = {site: digests[site] for site in sites}
         return states, digests, len(todo)
 
-    def _release(self, tree: GitTree, checked: Checked, states: SiteStates) -> Release:
+    def _release(
+        self, tree: GitTree, checked: Checked, states: SiteStates, documents: dict[str, str]
+    ) -> Release:
         # Whether a change replaces nodes is judged by the rollout against what each
         # appliance is served now, not against the previous revision: a revision that never
         # reached a site must not make that site's first deployment wait for its window.
@@ -240,6 +243,7 @@ class Reconciler:
             max_failures=rollout.maxFailures,
             soak_seconds=parse_duration(rollout.soak).total_seconds(),
             sites=sites,
+            documents=documents,
         )
 
 

@@ -113,6 +113,10 @@ def test_an_inconsistent_release_is_refused_whole(server: Harness) -> None:
     )
     with pytest.raises(InvalidRelease, match="digest does not match"):
         server.rollout.record_release(forged)
+    # the documents rendering hands over with a release are checked the same way
+    handed = replace(good, documents={state.digest: state.model_dump_json()})
+    with pytest.raises(InvalidRelease, match="store-2/store-2-edge: digest does not match"):
+        server.rollout.record_release(handed)
     assert server.fleet()["revision"] is None
 
 

@@ -1,0 +1,86 @@
+"""Template outputs a site's last render made, reused when the next render of that site runs
+the same template on the same context: a fleet-wide change to one manifest re-renders only
+that manifest at each site. Used by :mod:`.clusters`, kept by the :class:`~.sites.Renderer`.
+
+An output is known by a digest of the template's name, source and whole context, written
+with ``marshal`` (plain data only, key order kept: a template may loop over a mapping in its
+order). A context holding anything else is never reused, nor is the output of a template
+that changed its context (a list it appended to): the templates after it see the change, so
+it renders every time. An output reused charges the site's memory meter what rendering it
+did, so a site breaks its limits the same way whether its outputs were reused or not; one
+that would break them renders again and fails as it would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .limits import current
+
+# marshal's version 2 writes no back-references, so equal contexts give equal bytes
+_MARSHAL_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Output:
+    """A template's checked output and the memory its rendering charged."""
+
+    text: str
+    charged: int
+
+
+@dataclass
+class SiteMemo:
+    """One render of one site: the outputs its last render made (``previous``), and those
+    this render made or reused (``made``: the site's memo once it rendered)."""
+
+    previous: Mapping[bytes, Output] = field(default_factory=dict)
+    made: dict[bytes, Output] = field(default_factory=dict)
+
+    def reuse(self, key: bytes | None) -> str | None:
+        """The output made for ``key`` last time, charged to the current meter; None when
+        there is none or it would break the memory limit (rendering it again fails)."""
+        found = self.previous.get(key) if key is not None else None
+        if found is None or key is None:
+            return None
+        meter = current()
+        if meter.memory_left < found.charged:
+            return None
+        meter.memory_left -= found.charged
+        self.made[key] = found
+        return found.text
+
+    def keep(self, key: bytes | None, text: str, charged: int) -> None:
+        if key is not None:
+            self.made[key] = Output(text, charged)
+
+
+def output_key(name: str, source: str, context: Mapping[str, Any]) -> bytes | None:
+    """What an output is known by; None for a context that is not plain data."""
+    try:
+        written = marshal.dumps((name, source, dict(context)), _MARSHAL_VERSION)
+    except (ValueError, RecursionError):
+        return None
+    return hashlib.blake2b(written, digest_size=20).digest()
+
+
+@dataclass
+class RenderMemo:
+    """Each site's outputs from its last successful render."""
+
+    sites: dict[str, dict[bytes, Output]] = field(default_factory=dict)
+
+    def start(self, site: str) -> SiteMemo:
+        return SiteMemo(previous=self.sites.get(site, {}))
+
+    def rendered(self, site: str, memo: SiteMemo) -> None:
+        self.sites[site] = memo.made
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the sites no longer in the fleet."""
+        for site in [s for s in self.sites if s not in keep]:
+            del self.sites[site]

@@ -1,0 +1,142 @@
+"""A site renders again from the outputs of its last render where a template and its
+context did not change, and the result is always what a fresh render gives, byte for byte."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli.common import builtin_packs
+from reconciler.rendering import Renderer, RenderLimits, render_sites
+from reconciler.rendering.limits import metered
+from reconciler.rendering.memo import Output, SiteMemo
+from reconciler.sources import DirectoryTree
+from reconciler.validation import check_repository
+from tests.support.fleet import FleetFiles
+
+
+class Counting(Renderer):
+    """A renderer that counts the templates its sandbox renders (in this process)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.rendered = 0
+        render = self.sandbox.render
+
+        def counted(name: str, source: str, context: dict[str, Any]) -> str:
+            self.rendered += 1
+            return render(name, source, context)
+
+        self.sandbox.render = counted  # type: ignore[method-assign]
+
+
+def render(root: Path, renderer: Renderer, *, processes: int = 1) -> dict[str, dict[str, str]]:
+    checked = check_repository(DirectoryTree(root), builtin=builtin_packs())
+    assert not checked.diagnostics, checked.diagnostics
+    states = render_sites(
+        checked.repo,
+        checked.registry,
+        revision="r1",
+        sites=sorted(checked.repo.sites),
+        renderer=renderer,
+        processes=processes,
+        min_sites=1,
+    )
+    return {site: {a: s.model_dump_json() for a, s in d.items()} for site, d in states.items()}
+
+
+def manifest(states: dict[str, dict[str, str]], site: str, name: str) -> str:
+    """The content of the manifest ``name`` that a site's appliances are served."""
+    found = [
+        m["content"]
+        for state in states[site].values()
+        for cluster in json.loads(state)["clusters"]
+        for m in cluster["manifests"]
+        if m["name"] == name
+    ]
+    assert len(found) == 1, found
+    return str(found[0])
+
+
+def test_a_change_to_one_manifest_renders_only_that_manifest_again(fleet: FleetFiles) -> None:
+    renderer = Counting()
+    render(fleet.root, renderer)
+    first = renderer.rendered
+    fleet.edit("profiles/store-1.0.0.yaml", '"{{ vars.storeId }}"', '"{{ vars.storeId }}-tills"')
+    renderer.rendered = 0
+    again = render(fleet.root, renderer)
+    clusters = (fleet.root / "sites").glob("*/clusters/*.yaml")
+    stores = sum("- name: store\n" in path.read_text() for path in clusters)
+    # the store profile's one inline manifest, once per cluster that uses the profile
+    assert first > 10 and stores > 1 and renderer.rendered == stores
+    assert again == render(fleet.root, Renderer())
+    assert "0001-tills" in str(again)
+
+
+def test_nothing_renders_again_when_nothing_changed(fleet: FleetFiles) -> None:
+    renderer = Counting()
+    first = render(fleet.root, renderer)
+    renderer.rendered = 0
+    assert render(fleet.root, renderer) == first
+    assert renderer.rendered == 0
+
+
+def test_a_template_that_changes_what_later_templates_see_renders_every_time(
+    fleet: FleetFiles,
+) -> None:
+    # the inline manifest adds a label that the manifest after it shows: it renders every
+    # time, and the next is reused only as it was made with the label
+    fleet.edit(
+        "profiles/store-1.0.0.yaml",
+        'storeId: "{{ vars.storeId }}"\n',
+        "storeId: \"{{ vars.storeId }}{{ site.labels.update({'seen': 'yes'}) or '' }}\"\n"
+        "        - name: labels.yaml\n"
+        "          content: |\n"
+        "            apiVersion: v1\n"
+        "            kind: ConfigMap\n"
+        "            metadata:\n"
+        "              name: labels\n"
+        "            data:\n"
+        "              seen: \"{{ site.labels.get('seen', 'no') }}\"\n",
+    )
+    renderer = Counting()
+    first = render(fleet.root, renderer)
+    counted = renderer.rendered
+    renderer.rendered = 0
+    assert render(fleet.root, renderer) == first == render(fleet.root, Renderer())
+    assert 'seen: "yes"' in manifest(first, "store-1", "labels.yaml")
+    assert 0 < renderer.rendered < counted
+
+
+@pytest.mark.slow
+def test_outputs_rendered_in_worker_processes_are_reused(fleet: FleetFiles) -> None:
+    renderer = Counting()
+    forked = render(fleet.root, renderer, processes=2)
+    sites = {p.name for p in (fleet.root / "sites").iterdir()}
+    assert set(renderer.memo.sites) == sites and all(renderer.memo.sites.values())
+    renderer.rendered = 0
+    assert render(fleet.root, renderer) == forked
+    assert renderer.rendered == 0
+
+
+def test_a_change_to_what_templates_see_renders_them_again(fleet: FleetFiles) -> None:
+    renderer = Counting()
+    render(fleet.root, renderer)
+    fleet.edit("sites/store-1/clusters/pos.yaml", 'storeId: "0001"', 'storeId: "0011"')
+    renderer.rendered = 0
+    again = render(fleet.root, renderer)
+    assert again == render(fleet.root, Renderer())
+    assert "0011" in str(again["store-1"]) and renderer.rendered > 0
+
+
+def test_an_output_reused_costs_the_memory_its_rendering_did() -> None:
+    memo = SiteMemo(previous={b"key": Output("kind: ConfigMap\n", 1000)})
+    with metered(RenderLimits(memory=1500)) as meter:
+        assert memo.reuse(b"key") == "kind: ConfigMap\n"
+        assert meter.memory_left == 500 and b"key" in memo.made
+        # once more would break the limit: the template renders again, and fails there
+        assert memo.reuse(b"key") is None and meter.memory_left == 500
+    assert memo.reuse(None) is None and memo.reuse(b"other") is None

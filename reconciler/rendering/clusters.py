@@ -37,8 +37,8 @@ from ..loading.yamldocs import YamlError, check_mappings
 from ..models import ChartLayer, Fleet, Manifest, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
-from .limits import LimitBroken, current
-from .memo import SiteMemo, output_key
+from .limits import LimitBroken, Meter, current
+from .memo import SiteMemo, context_key, output_key
 from .nodesetup import NodeFacts, SetupProblem, node_setup
 from .packfiles import PackFiles
 from .sandbox import Sandbox, TemplateFailure
@@ -83,6 +83,7 @@ class ClusterRenderer:
         self.pack_files = pack_files
         self.yaml_ok = yaml_ok
         self.memo = memo
+        self._context: tuple[object, bytes | None, int] = (None, None, 0)
         # each pack's value sources, in layering order (set by final_values)
         self._sources: dict[str, list[tuple[Any, str, LineIndex | None, Loc]]] = {}
         self.site = site
@@ -126,21 +127,30 @@ class ClusterRenderer:
         render made when the template and its context are the same. ``name``: the
         template's own name (a manifest written in a document at ``path``), whose lines
         count from the document's line ``first``."""
-        key = output_key(name or path, source, context)
+        meter = current()
+        key = output_key(name or path, source, self._context_key(context, meter))
         reused = self.memo.reuse(key)
         if reused is not None:
             return reused
-        meter = current()
-        before = meter.memory_left
+        memory, changes = meter.memory_left, meter.changes
         try:
             text = self.sandbox.render(name or path, source, context)
         except TemplateFailure as e:
             line = first + e.line if name else e.line
             raise self._fail(path, line, e.reason, what, limit=e.limit) from None
         self._check_yaml(path, text, what, offset=first)
-        if output_key(name or path, source, context) == key:  # else it changed its context
-            self.memo.keep(key, text, before - meter.memory_left)
+        if meter.changes == changes:  # else what it saw is not what the next one sees
+            self.memo.keep(key, text, memory - meter.memory_left)
         return text
+
+    def _context_key(self, context: dict[str, Any], meter: Meter) -> bytes | None:
+        """The key of ``context``, made once for the templates that share it while none of
+        them changes anything."""
+        known, key, changes = self._context
+        if known is not context or changes != meter.changes:
+            key = context_key(context)
+            self._context = (context, key, meter.changes)
+        return key
 
     def _values(
         self,
@@ -371,7 +381,11 @@ class ClusterRenderer:
         # YAML points into the content block
         first = doc.lines.line((*loc, "content"))
         return self._text(
-            doc.path, content, context, f"{what}, manifest {name}", name=f"{doc.path}#{name}",
+            doc.path,
+            content,
+            context,
+            f"{what}, manifest {name}",
+            name=f"{doc.path}#{name}",
             first=first,
         )
 

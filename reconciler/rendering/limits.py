@@ -50,12 +50,15 @@ class LimitBroken(FleetError):
 class Meter:
     """What is left of one site's limits while its templates render."""
 
-    __slots__ = ("deadline", "limits", "memory_left")
+    __slots__ = ("changes", "deadline", "limits", "memory_left")
 
     def __init__(self, limits: RenderLimits) -> None:
         self.limits = limits
         self.deadline = time.monotonic() + limits.seconds
         self.memory_left = limits.memory
+        # calls of methods that may change a list, mapping or set (see sandbox): what a
+        # template saw is then not what the next one sees (memo)
+        self.changes = 0
 
     def tick(self) -> None:
         if time.monotonic() > self.deadline:

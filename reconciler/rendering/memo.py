@@ -5,10 +5,11 @@ that manifest at each site. Used by :mod:`.clusters`, kept by the :class:`~.site
 An output is known by a digest of the template's name, source and whole context, written
 with ``marshal`` (plain data only, key order kept: a template may loop over a mapping in its
 order). A context holding anything else is never reused, nor is the output of a template
-that changed its context (a list it appended to): the templates after it see the change, so
-it renders every time. An output reused charges the site's memory meter what rendering it
-did, so a site breaks its limits the same way whether its outputs were reused or not; one
-that would break them renders again and fails as it would.
+that may have changed a list, mapping or set (it called a method that can: see the meter's
+``changes``): the templates after it see the change, so it renders every time. An output
+reused charges the site's memory meter what rendering it did, so a site breaks its limits
+the same way whether its outputs were reused or not; one that would break them renders
+again and fails as it would.
 """
 
 from __future__ import annotations
@@ -59,13 +60,22 @@ class SiteMemo:
             self.made[key] = Output(text, charged)
 
 
-def output_key(name: str, source: str, context: Mapping[str, Any]) -> bytes | None:
-    """What an output is known by; None for a context that is not plain data."""
+def context_key(context: Mapping[str, Any]) -> bytes | None:
+    """What a template's whole context is known by; None when it is not plain data."""
     try:
-        written = marshal.dumps((name, source, dict(context)), _MARSHAL_VERSION)
+        written = marshal.dumps(dict(context), _MARSHAL_VERSION)
     except (ValueError, RecursionError):
         return None
     return hashlib.blake2b(written, digest_size=20).digest()
+
+
+def output_key(name: str, source: str, context: bytes | None) -> bytes | None:
+    """What an output is known by: the template's name and source, and its context's key."""
+    if context is None:
+        return None
+    key = hashlib.blake2b(context, digest_size=20)
+    key.update(marshal.dumps((name, source), _MARSHAL_VERSION))
+    return key.digest()
 
 
 @dataclass

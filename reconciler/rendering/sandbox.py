@@ -37,6 +37,15 @@ from .limits import (
 )
 
 _FORMATS = ("format", "format_map")
+# the containers a template can change in place, and their methods that change nothing
+_CHANGEABLE = (list, dict, set)
+_UNCHANGING = frozenset(
+    {
+        "get", "keys", "values", "items", "copy", "count", "index", "union", "intersection",
+        "difference", "symmetric_difference", "issubset", "issuperset", "isdisjoint",
+        "fromkeys",
+    }
+)  # fmt: skip
 
 
 class TemplateFailure(Exception):
@@ -73,6 +82,9 @@ class _LimitedEnvironment(SandboxedEnvironment):
         meter = current()
         if time.monotonic() > meter.deadline:
             meter.tick()
+        if type(__obj) is BuiltinMethodType and type(__obj.__self__) in _CHANGEABLE:
+            if __obj.__name__ not in _UNCHANGING:
+                meter.changes += 1
         if type(__obj) is BuiltinMethodType and __obj.__name__ in guards.READING_METHODS:
             return super().call(__context, __obj, *args, **kwargs)  # nothing grows
         if not PLAIN.issuperset(map(type, args)):

@@ -26,12 +26,9 @@ from .limits import current
 _MARSHAL_VERSION = 2
 
 
-@dataclass(frozen=True)
-class Output:
-    """A template's checked output and the memory its rendering charged."""
-
-    text: str
-    charged: int
+# a template's checked output and the memory its rendering charged (a plain tuple: memos
+# come back from the rendering processes by the hundred thousand)
+Output = tuple[str, int]
 
 
 @dataclass
@@ -48,16 +45,17 @@ class SiteMemo:
         found = self.previous.get(key) if key is not None else None
         if found is None or key is None:
             return None
+        text, charged = found
         meter = current()
-        if meter.memory_left < found.charged:
+        if meter.memory_left < charged:
             return None
-        meter.memory_left -= found.charged
+        meter.memory_left -= charged
         self.made[key] = found
-        return found.text
+        return text
 
     def keep(self, key: bytes | None, text: str, charged: int) -> None:
         if key is not None:
-            self.made[key] = Output(text, charged)
+            self.made[key] = (text, charged)
 
 
 def context_key(context: Mapping[str, Any]) -> bytes | None:

@@ -115,5 +115,6 @@ def _render_chunk(sites: list[str]) -> Chunk:
     except FleetError as e:
         renderer.take_contents()
         return {}, {}, {}, list(e.diagnostics)
-    memos = {site: renderer.memo.sites[site] for site in rendered}
+    # the parent keeps the outputs; this process would only grow with them
+    memos = {site: renderer.memo.sites.pop(site) for site in rendered}
     return rendered, memos, renderer.take_contents(), []

@@ -12,7 +12,7 @@ import pytest
 from reconciler.cli.common import builtin_packs
 from reconciler.rendering import Renderer, RenderLimits, render_sites
 from reconciler.rendering.limits import metered
-from reconciler.rendering.memo import Output, SiteMemo
+from reconciler.rendering.memo import SiteMemo
 from reconciler.sources import DirectoryTree
 from reconciler.validation import check_repository
 from tests.support.fleet import FleetFiles
@@ -133,7 +133,7 @@ def test_a_change_to_what_templates_see_renders_them_again(fleet: FleetFiles) ->
 
 
 def test_an_output_reused_costs_the_memory_its_rendering_did() -> None:
-    memo = SiteMemo(previous={b"key": Output("kind: ConfigMap\n", 1000)})
+    memo = SiteMemo(previous={b"key": ("kind: ConfigMap\n", 1000)})
     with metered(RenderLimits(memory=1500)) as meter:
         assert memo.reuse(b"key") == "kind: ConfigMap\n"
         assert meter.memory_left == 500 and b"key" in memo.made

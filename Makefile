@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: system-deps lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 run: system-deps $(STAMP)
 	$(VENV)/bin/edgefleet validate fleet-example

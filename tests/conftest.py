@@ -1,7 +1,8 @@
 """Fixtures for every tier: a small fleet and the example one, and, once per session, the Docker
 engine (``engine``, ``docker_client``, ``node_image``) and libvirtd (``daemon``,
 ``libvirt_host``, ``guest``) that the heavier tiers share, all removed at the end. A service
-that cannot run here skips its tests with the reason, or fails them when ``CI`` is set."""
+that cannot run here skips its tests with the reason, or fails them when ``CI`` is set. Each
+test gets its worker group when the suite runs on several processes."""
 
 from __future__ import annotations
 
@@ -23,8 +24,16 @@ from tests.support.engine import (
 )
 from tests.support.fleet import FleetFiles, write_base_fleet
 from tests.support.services import unavailable
+from tests.support.workers import group_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's worker group (tests/support/workers.py)."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group(group_of(item.nodeid, fixtures)))
 
 
 @pytest.fixture

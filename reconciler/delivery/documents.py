@@ -31,6 +31,10 @@ from .notifications import Notifier
 
 Signer = Callable[[bytes], str]  # bytes -> the Edgefleet-Signature header value
 AHEAD_BYTES = 1 << 30  # documents made ahead of their wave, at most (10,000 take ~400 MiB)
+# how long what an appliance is served is trusted without word of a change (every change
+# reaches take() first): longer than the longest long-poll (300 s), so an agent whose wait
+# ended is answered from memory, not by reading the store
+SERVED_TTL = 600.0
 log = logging.getLogger(__name__)
 
 
@@ -101,7 +105,7 @@ class DesiredDocuments:
         store: Store,
         cache_size: int = 2048,
         notifier: Notifier | None = None,
-        ttl: float = 30.0,
+        ttl: float = SERVED_TTL,
         signer: Signer | None = None,
     ) -> None:
         self._store = store

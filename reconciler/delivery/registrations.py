@@ -45,6 +45,10 @@ from .notifications import Notifier
 from .throttles import Throttle
 
 PRUNE_EXPIRED_AFTER = 86_400.0  # an expired enrolment token is still named as such for a day
+# how long an agent token is trusted without reading the store: longer than the longest
+# long-poll (300 s), so ten thousand agents that poll without pause are not ten thousand
+# reads a minute (each as its previous wait ends, while a wave's reports are written)
+TOKEN_TTL = 600.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class Registrations:
         store: Store,
         clock: Clock,
         bootstrap_token: str | None,
-        token_ttl: float = 30.0,
+        token_ttl: float = TOKEN_TTL,
         notifier: Notifier | None = None,
         max_discovered: int = 1000,
         per_minute: float = 60.0,
@@ -99,8 +103,9 @@ class Registrations:
         self._max_discovered = max_discovered
         self._throttle = Throttle(per_minute=per_minute)
         # token hash -> (appliance, expiry): an agent polling every few seconds is not looked
-        # up in the database each time; a rotation here or on another replica (the change
-        # feed) drops the old token at once, and the time limit bounds the rest
+        # up in the database each time; a rotation or removal here or on another replica (the
+        # change feed) drops the old token at once, a feed that lost track drops them all,
+        # and the time limit bounds the rest
         self._known: dict[str, tuple[str, float]] = {}
         self._known_lock = threading.Lock()
         self._ttl = token_ttl

@@ -449,13 +449,17 @@ class RolloutService:
         return more
 
     def _tick_rounds(self) -> None:
-        """The rounds reports keep asking for, :data:`TICK_SPACING` apart so the reports
-        get the database between them."""
+        """The rounds reports keep asking for, :data:`TICK_SPACING` apart and at least twice
+        as long as the last round took, so the reports get the database between them (a
+        round over ten thousand sites holds it for a second or more)."""
+        took = 0.0
         try:
             while True:
-                time.sleep(TICK_SPACING)
+                time.sleep(max(TICK_SPACING, 2 * took))
+                started = time.monotonic()
                 if not self._tick_round():
                     return
+                took = time.monotonic() - started
         except Exception:  # the periodic tick carries on; no report waits for this one
             log.exception("a rollout tick after status reports failed")
 

@@ -38,6 +38,7 @@ from ..store import (
     Assignment,
     ChangeRecord,
     EventRecord,
+    GroupCommit,
     ReportRecord,
     RevisionRecord,
     RolloutRecord,
@@ -87,6 +88,8 @@ class RolloutService:
         self._ticks_done = 0
         self._tick_waiters = 0
         self._ticking = False
+        self._reports: GroupCommit[tuple[str, StatusReport], tuple[list[ChangeRecord], bool]]
+        self._reports = GroupCommit(self._write_reports)
 
     # -- what the reconcile loop calls --------------------------------------------------
     def record_release(self, release: Release, *, reconcile_seconds: float | None = None) -> bool:
@@ -244,51 +247,65 @@ class RolloutService:
 
     # -- what the API calls -------------------------------------------------------------
     def accept_report(self, appliance: str, report: StatusReport) -> None:
-        """Keep an agent's latest status; re-evaluate gates when it may move the rollout."""
+        """Keep an agent's latest status; re-evaluate gates when it may move the rollout.
+        Reports that arrive together are written in one transaction (a wave's agents
+        report at once)."""
+        changes, moves = self._reports.submit((appliance, report))
+        self.notifier.publish(changes)
+        if moves:
+            self._tick_covering()
+
+    def _write_reports(
+        self, reports: Sequence[tuple[str, StatusReport]]
+    ) -> list[tuple[list[ChangeRecord], bool]]:
+        """Each report: the changes it made (joins, a revoked token) and whether it may
+        move the rollout."""
+        with self.store.write() as tx:
+            return [self._write_report(tx, appliance, report) for appliance, report in reports]
+
+    def _write_report(
+        self, tx: Transaction, appliance: str, report: StatusReport
+    ) -> tuple[list[ChangeRecord], bool]:
         now = epoch(self.clock)
         healthy = report.health == "healthy"
         # a digest "ran healthy" (a later change back to it is a revert) once it is applied,
         # healthy and every cluster settled; an unbroken run of that is the streak the soak
         # gate proves
         ran = ran_healthy(report)
-        with self.store.write() as tx:
-            tx.reports.put(
-                ReportRecord(
-                    appliance=appliance,
-                    received_at=now,
-                    applied_digest=report.appliedDigest,
-                    healthy=healthy,
-                    body=report.model_dump(mode="json"),
-                    in_use=any(c.phase != "Deleted" for c in report.clusters),
-                )
+        tx.reports.put(
+            ReportRecord(
+                appliance=appliance,
+                received_at=now,
+                applied_digest=report.appliedDigest,
+                healthy=healthy,
+                body=report.model_dump(mode="json"),
+                in_use=any(c.phase != "Deleted" for c in report.clusters),
             )
-            tx.agents.touch(appliance, at=now)
-            if ran is not None:
-                tx.reports.mark_healthy(appliance, ran, at=now)
-            before = tx.reports.streaks([appliance]).get(appliance)
-            streak = next_streak(before, appliance, ran, now=now)
-            if streak is not None and streak != before:
-                tx.reports.put_streaks([streak])
-            assignment = tx.assignments.get(appliance)
-            site = assignment.site if assignment else None
-            formed = self._formed(tx, assignment, report, now=now)
-            revoked = self._decommission(tx, assignment, report, now=now)
-            tx.events.add(
-                EventRecord(
-                    at=now,
-                    level=e.level,
-                    kind="agent",
-                    message=e.message,
-                    site=site,
-                    appliance=appliance,
-                    key=e.key,
-                )
-                for e in report.events
+        )
+        tx.agents.touch(appliance, at=now)
+        if ran is not None:
+            tx.reports.mark_healthy(appliance, ran, at=now)
+        before = tx.reports.streaks([appliance]).get(appliance)
+        streak = next_streak(before, appliance, ran, now=now)
+        if streak is not None and streak != before:
+            tx.reports.put_streaks([streak])
+        assignment = tx.assignments.get(appliance)
+        site = assignment.site if assignment else None
+        formed = self._formed(tx, assignment, report, now=now)
+        revoked = self._decommission(tx, assignment, report, now=now)
+        tx.events.add(
+            EventRecord(
+                at=now,
+                level=e.level,
+                kind="agent",
+                message=e.message,
+                site=site,
+                appliance=appliance,
+                key=e.key,
             )
-            moves = self._moves_rollout(tx, appliance)
-        self.notifier.publish(formed + revoked)
-        if moves:
-            self._tick_covering()
+            for e in report.events
+        )
+        return formed + revoked, self._moves_rollout(tx, appliance)
 
     def take_lease(self, appliance: str, cluster: str, *, purpose: str, seconds: float) -> Grant:
         """Grant (or renew) the lease that lets ``appliance`` take ``cluster``'s nodes down,

@@ -10,6 +10,7 @@ groups on it (:mod:`.transactions`). Errors (:mod:`.errors`)::
     └── SchemaMismatch     (the database's schema is older or newer: edgefleet db upgrade)
 """
 
+from .batches import GroupCommit
 from .errors import StoreConflict, StoreError, StoreUnavailable
 from .listings import SiteQuery, WaveCount
 from .migrations import SchemaMismatch
@@ -42,6 +43,7 @@ __all__ = [
     "DeliveryRecord",
     "EnrolmentRecord",
     "EventRecord",
+    "GroupCommit",
     "LeaseRecord",
     "ReportRecord",
     "RevisionRecord",

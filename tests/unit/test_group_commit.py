@@ -1,0 +1,82 @@
+"""Writes that arrive together are committed together, each caller gets its own result or
+error, and nothing waits forever."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from reconciler.store import GroupCommit
+
+
+class Writer:
+    """Writes numbers; a batch holding a negative one fails whole, as a transaction would."""
+
+    def __init__(self, hold: threading.Event | None = None) -> None:
+        self.hold = hold
+        self.batches: list[list[int]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        if self.hold is not None:
+            self.hold.wait(5)  # the first writer holds on while the others queue up
+        if any(i < 0 for i in items):
+            raise ValueError(f"refused {min(items)}")
+        with self.lock:
+            self.batches.append(list(items))
+        return [i * 10 for i in items]
+
+
+def submit_all(commit: GroupCommit[int, int], items: list[int]) -> list[int | str]:
+    def one(item: int) -> int | str:
+        try:
+            return commit.submit(item)
+        except ValueError as e:
+            return str(e)
+
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(one, items))
+
+
+def test_items_waiting_together_are_written_in_one_batch() -> None:
+    hold = threading.Event()
+    writer = Writer(hold)
+    commit: GroupCommit[int, int] = GroupCommit(writer)
+    items = list(range(1, 41))
+    threading.Timer(0.3, hold.set).start()
+    assert submit_all(commit, items) == [i * 10 for i in items]
+    written = [i for batch in writer.batches for i in batch]
+    assert sorted(written) == items  # each once
+    assert len(writer.batches) < len(items) and max(map(len, writer.batches)) > 1
+
+
+def test_an_error_reaches_its_own_caller_only() -> None:
+    hold = threading.Event()
+    writer = Writer(hold)
+    commit: GroupCommit[int, int] = GroupCommit(writer)
+    threading.Timer(0.3, hold.set).start()
+    results = submit_all(commit, [1, 2, -3, 4, 5, -6, 7])
+    assert results == [10, 20, "refused -3", 40, 50, "refused -6", 70]
+    assert sorted(i for batch in writer.batches for i in batch) == [1, 2, 4, 5, 7]
+
+
+def test_batches_hold_at_most_the_limit() -> None:
+    hold = threading.Event()
+    writer = Writer(hold)
+    commit: GroupCommit[int, int] = GroupCommit(writer, most=4)
+    threading.Timer(0.3, hold.set).start()
+    items = list(range(30))
+    assert submit_all(commit, items) == [i * 10 for i in items]
+    assert max(map(len, writer.batches)) <= 4
+
+
+def test_one_caller_alone_writes_its_own_item() -> None:
+    writer = Writer()
+    commit: GroupCommit[int, int] = GroupCommit(writer)
+    assert commit.submit(3) == 30 and writer.batches == [[3]]
+    with pytest.raises(ValueError, match="refused -1"):
+        commit.submit(-1)
+    assert commit.submit(4) == 40  # a failure leaves no one leading: the next one writes

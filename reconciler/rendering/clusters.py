@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,7 @@ class ClusterRenderer:
         self.resolved = resolved
         self.fleet = fleet
         self.cluster = resolved.doc.model
+        self.network = self.cluster.spec.config.network()  # with its defaults: made once
         self.where = f"site {site.name}, cluster {self.cluster.metadata.name}"
         # a template's error may hold what it computed from a sensitive variable: masked
         self.secrets = {
@@ -121,7 +122,7 @@ class ClusterRenderer:
         what: str,
         *,
         name: str | None = None,
-        first: int = 0,
+        first: Callable[[], int] | None = None,
     ) -> str:
         """A template's output, checked to be YAML mappings: the one this site's last
         render made when the template and its context are the same. ``name``: the
@@ -136,9 +137,9 @@ class ClusterRenderer:
         try:
             text = self.sandbox.render(name or path, source, context)
         except TemplateFailure as e:
-            line = first + e.line if name else e.line
+            line = first() + e.line if first is not None else e.line
             raise self._fail(path, line, e.reason, what, limit=e.limit) from None
-        self._check_yaml(path, text, what, offset=first)
+        self._check_yaml(path, text, what, first)
         if meter.changes == changes:  # else what it saw is not what the next one sees
             self.memo.keep(key, text, memory - meter.memory_left)
         return text
@@ -167,9 +168,12 @@ class ClusterRenderer:
             line = lines.line(loc) if lines is not None else e.line
             raise self._fail(path, line, e.reason, what, limit=e.limit) from None
 
-    def _check_yaml(self, path: str, text: str, what: str, offset: int = 0) -> None:
-        """Rendered text must be YAML mappings; ``offset`` is the file line before the text's
-        first line (for manifests written inside a profile)."""
+    def _check_yaml(
+        self, path: str, text: str, what: str, first: Callable[[], int] | None = None
+    ) -> None:
+        """Rendered text must be YAML mappings; ``first`` gives the file line before the
+        text's first line (for manifests written inside a profile), asked only for an
+        error."""
         key = hash(text)
         if key in self.yaml_ok:
             return
@@ -178,6 +182,7 @@ class ClusterRenderer:
         except YamlError as e:
             line = min(e.line, max(text.rstrip("\n").count("\n") + 1, 1))
             reason = f"rendered output is not valid YAML (output line {line}: {e.message})"
+            offset = first() if first is not None else 0
             raise self._fail(path, offset + line, reason, what) from None
         self.yaml_ok.add(key)
 
@@ -225,7 +230,7 @@ class ClusterRenderer:
                 )
             raw[layer.pack] = sources
         self._sources = raw
-        network = self.cluster.spec.config.network()
+        network = dict(self.network)
         # the cluster network reaches the k8s pack's values from spec.config alone (validation
         # refuses it anywhere else): templates read values.podCIDR, packs.k3s.podCIDR
         k8s = self._k8s_pack()
@@ -378,15 +383,14 @@ class ClusterRenderer:
     ) -> str:
         """A manifest written in a document: its template lines count from its ``content:``."""
         # the output's lines match the template's only roughly: a rendered text that is not
-        # YAML points into the content block
-        first = doc.lines.line((*loc, "content"))
+        # YAML points into the content block (its line found only then: it parses the file)
         return self._text(
             doc.path,
             content,
             context,
             f"{what}, manifest {name}",
             name=f"{doc.path}#{name}",
-            first=first,
+            first=lambda: doc.lines.line((*loc, "content")),
         )
 
     # -- nodes --------------------------------------------------------------------------------
@@ -459,7 +463,7 @@ class ClusterRenderer:
                 node,
                 cluster=self.cluster.metadata.name,
                 k8s=k8s,
-                network=self.cluster.spec.config.network(),
+                network=dict(self.network),
                 site=site,
                 vip=self.cluster.spec.config.vip,
                 tags=tags,
@@ -566,7 +570,7 @@ class ClusterRenderer:
             vip=self.cluster.spec.config.vip,
             timezone=site.spec.timezone if site else "UTC",
             windows=windows,
-            network=ClusterNetwork(**self.cluster.spec.config.network()),
+            network=ClusterNetwork(**self.network),
         )
 
 

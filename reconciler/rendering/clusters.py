@@ -234,6 +234,30 @@ class ClusterRenderer:
         # the cluster network reaches the k8s pack's values from spec.config alone (validation
         # refuses it anywhere else): templates read values.podCIDR, packs.k3s.podCIDR
         k8s = self._k8s_pack()
+        # everything the values are made of, as this site's last render saw it or not
+        inputs = (
+            [(name, [value for value, *_ in sources]) for name, sources in raw.items()],
+            [(str(rl.pack.version) if rl.pack else "", rl.variables) for rl in self._pack_layers()],
+        )
+        key = output_key(
+            "values", inputs, context_key({**self.base_context, "network": network, "k8s": k8s})
+        )
+        reused = self.memo.reuse_data(key)
+        if reused is not None:
+            return dict(reused)
+        meter = current()
+        memory, changes = meter.memory_left, meter.changes
+        final = self._final_values(raw, network, k8s)
+        if meter.changes == changes:
+            self.memo.keep_data(key, final, memory - meter.memory_left)
+        return final
+
+    def _final_values(
+        self,
+        raw: dict[str, list[tuple[Any, str, LineIndex | None, Loc]]],
+        network: dict[str, str],
+        k8s: str | None,
+    ) -> dict[str, dict[str, Any]]:
         unrendered = {name: _merge_all(s[0] for s in sources) for name, sources in raw.items()}
         if k8s is not None:
             unrendered[k8s] = {**unrendered[k8s], **network}

@@ -26,9 +26,10 @@ from .limits import current
 _MARSHAL_VERSION = 2
 
 
-# a template's checked output and the memory its rendering charged (a plain tuple: memos
-# come back from the rendering processes by the hundred thousand)
-Output = tuple[str, int]
+# a template's checked output (or values made, written with marshal) and the memory its
+# rendering charged (a plain tuple: memos come back from the rendering processes by the
+# hundred thousand)
+Output = tuple[str | bytes, int]
 
 
 @dataclass
@@ -42,20 +43,37 @@ class SiteMemo:
     def reuse(self, key: bytes | None) -> str | None:
         """The output made for ``key`` last time, charged to the current meter; None when
         there is none or it would break the memory limit (rendering it again fails)."""
+        found = self._take(key)
+        return found if isinstance(found, str) else None
+
+    def reuse_data(self, key: bytes | None) -> Any:
+        """:meth:`reuse` for values kept with :meth:`keep_data`: a copy of its own."""
+        found = self._take(key)
+        return marshal.loads(found) if isinstance(found, bytes) else None
+
+    def keep(self, key: bytes | None, text: str, charged: int) -> None:
+        if key is not None:
+            self.made[key] = (text, charged)
+
+    def keep_data(self, key: bytes | None, value: Any, charged: int) -> None:
+        """Keep plain data (anything else is not kept)."""
+        if key is not None:
+            try:
+                self.made[key] = (marshal.dumps(value, _MARSHAL_VERSION), charged)
+            except (ValueError, RecursionError):
+                pass
+
+    def _take(self, key: bytes | None) -> str | bytes | None:
         found = self.previous.get(key) if key is not None else None
         if found is None or key is None:
             return None
-        text, charged = found
+        kept, charged = found
         meter = current()
         if meter.memory_left < charged:
             return None
         meter.memory_left -= charged
         self.made[key] = found
-        return text
-
-    def keep(self, key: bytes | None, text: str, charged: int) -> None:
-        if key is not None:
-            self.made[key] = (text, charged)
+        return kept
 
 
 def context_key(context: Mapping[str, Any]) -> bytes | None:
@@ -67,12 +85,16 @@ def context_key(context: Mapping[str, Any]) -> bytes | None:
     return hashlib.blake2b(written, digest_size=20).digest()
 
 
-def output_key(name: str, source: str, context: bytes | None) -> bytes | None:
-    """What an output is known by: the template's name and source, and its context's key."""
+def output_key(name: str, source: Any, context: bytes | None) -> bytes | None:
+    """What an output is known by: the template's name and source (the values a layer
+    sets, for values), and its context's key; None when they are not plain data."""
     if context is None:
         return None
     key = hashlib.blake2b(context, digest_size=20)
-    key.update(marshal.dumps((name, source), _MARSHAL_VERSION))
+    try:
+        key.update(marshal.dumps((name, source), _MARSHAL_VERSION))
+    except (ValueError, RecursionError):
+        return None
     return key.digest()
 
 

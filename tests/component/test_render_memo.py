@@ -140,3 +140,20 @@ def test_an_output_reused_costs_the_memory_its_rendering_did() -> None:
         # once more would break the limit: the template renders again, and fails there
         assert memo.reuse(b"key") is None and meter.memory_left == 500
     assert memo.reuse(None) is None and memo.reuse(b"other") is None
+
+
+def test_a_changed_pack_value_reaches_the_nodes_after_a_render_from_memory(
+    fleet: FleetFiles,
+) -> None:
+    renderer = Counting()
+    first = render(fleet.root, renderer)
+    fleet.edit(
+        "sites/store-1/clusters/pos.yaml",
+        "        maxPods: 80\n",
+        "        maxPods: 80\n    calico:\n      values:\n        mtu: 1380\n",
+    )
+    again = render(fleet.root, renderer)
+    assert again == render(fleet.root, Renderer())
+    assert 'veth_mtu: "1380"' in manifest(again, "store-1", "calico.yaml")
+    assert 'veth_mtu: "1380"' not in manifest(first, "store-1", "calico.yaml")
+    assert again["restaurant-7"] == first["restaurant-7"]

@@ -29,6 +29,7 @@ from tests.support.workers import group_of
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test's worker group (tests/support/workers.py)."""
     for item in items:

@@ -131,7 +131,10 @@ def test_an_admin_pauses_then_resumes_the_rollout(fleet: ExampleFleet, browser: 
     alert.accept()
     browser.wait(lambda: "Paused by ada" in browser.text("#rollout-state"), "the pause")
     assert fleet.rollout.paused()
-    assert "Rollout paused by ada." in browser.text("#overview .notice")
+    # the overview is a live part of its own: it may show the pause a refresh later
+    browser.wait(
+        lambda: "Rollout paused by ada." in browser.text("#overview .notice"), "the notice"
+    )
 
     browser.click("#resume-rollout")
     browser.driver.switch_to.alert.dismiss()  # changed one's mind: nothing happens
@@ -140,8 +143,14 @@ def test_an_admin_pauses_then_resumes_the_rollout(fleet: ExampleFleet, browser: 
     browser.driver.switch_to.alert.accept()
     browser.wait(lambda: "Paused" not in browser.text("#rollout-state"), "the resume")
     assert not fleet.rollout.paused()
-    events = browser.run("return document.querySelector('#overview details.events').textContent")
-    assert "rollout paused by ada" in events and "rollout resumed by ada" in events
+
+    def events() -> str:
+        return str(
+            browser.run("return document.querySelector('#overview details.events').textContent")
+        )
+
+    browser.wait(lambda: "rollout resumed by ada" in events(), "the events")
+    assert "rollout paused by ada" in events()
     assert browser.errors() == []
 
 

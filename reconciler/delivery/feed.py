@@ -1,6 +1,6 @@
 """Following the change log (:mod:`reconciler.store.changes`): every replica learns, within
-a second, of the states served and tokens rotated by any process, and hands them to its
-notifier (which drops its caches and wakes the long-polls they concern).
+a second, of the states served and tokens rotated by any other process, and hands them to
+its notifier (which drops its caches and wakes the long-polls they concern).
 
 It wakes on the ``NOTIFY`` a writer sends (PostgreSQL) and re-reads the log at least every
 ``recheck`` seconds anyway, so a lost notification costs at most that delay.
@@ -39,7 +39,8 @@ class ChangeFeed:
             self._thread.join(5)
 
     def poll(self) -> int:
-        """Hand on the changes logged since the last call; returns how many."""
+        """Hand on the changes other processes logged since the last call (this one's
+        were handed on as they were made); returns how many were read."""
         with self._store.read() as tx:
             changes = tx.changes.since(self.seen)
             oldest = tx.changes.oldest()
@@ -49,7 +50,9 @@ class ChangeFeed:
             log.warning("the change feed fell behind; every cached served state is dropped")
             self._notifier.forget_all()
         self.seen = changes[-1].seq
-        self._notifier.publish(changes)
+        fresh = self._notifier.from_elsewhere(changes)
+        if fresh:
+            self._notifier.publish(fresh)
         return len(changes)
 
     def _run(self) -> None:

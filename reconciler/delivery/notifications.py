@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from ..store import ChangeRecord
 
 Listener = Callable[[Sequence[ChangeRecord]], None]
 WAKE_BATCH = 500  # changes handed to the listeners, and woken, at a time
+MAX_PUBLISHED = 200_000  # own changes remembered until the feed reads them back
 
 
 class Subscription:
@@ -48,6 +50,8 @@ class Notifier:
         self._waiting: dict[str, set[Subscription]] = {}
         self._listeners: list[Listener] = []
         self._forgetters: list[Callable[[], None]] = []
+        # the logged changes this process published, until the change feed reads them back
+        self._published: Counter[tuple[object, ...]] = Counter()
         self.closed = False  # the server is stopping: nobody waits any more
 
     def close(self) -> None:
@@ -83,11 +87,33 @@ class Notifier:
         appliance whose served state changed; safe from any thread. A wave of thousands
         goes :data:`WAKE_BATCH` at a time, so its first agents are answered while the
         documents of the last are still being made."""
+        logged = [_fingerprint(c) for c in changes if c.at]
+        if logged:
+            with self._lock:
+                if len(self._published) > MAX_PUBLISHED:  # never read back: a feed stopped
+                    self._published.clear()
+                self._published.update(logged)
         for start in range(0, len(changes), WAKE_BATCH):
             batch = changes[start : start + WAKE_BATCH]
             for listener in self._listeners:
                 listener(batch)
             self._wake({c.appliance for c in batch if c.kind == "served"})
+
+    def from_elsewhere(self, changes: Sequence[ChangeRecord]) -> list[ChangeRecord]:
+        """Of ``changes`` read back from the change log, those another process made: this
+        one's own were handed on when they were made (doing it again would make and sign
+        every document of a wave twice, and forget them in between)."""
+        fresh = []
+        with self._lock:
+            for change in changes:
+                key = _fingerprint(change)
+                if self._published[key] > 0:
+                    self._published[key] -= 1
+                    if not self._published[key]:
+                        del self._published[key]
+                else:
+                    fresh.append(change)
+        return fresh
 
     def notify(self, appliances: Iterable[str]) -> None:
         """Wake every request waiting for one of ``appliances``, whose served state changed
@@ -118,3 +144,8 @@ class Notifier:
         """How many requests are waiting (the long-polls open)."""
         with self._lock:
             return sum(len(s) for s in self._waiting.values())
+
+
+def _fingerprint(change: ChangeRecord) -> tuple[object, ...]:
+    """A change as the log holds it, sequence number aside."""
+    return (change.kind, change.appliance, change.at, change.digest, change.revision)

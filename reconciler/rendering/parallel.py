@@ -50,8 +50,11 @@ def render_sites(
     there are at least ``min_sites``. Raises FleetError with every problem, as it does."""
     count = processes if processes is not None else workers()
     renderer.memo.forget(set(repo.sites))
+    # most sites rendering again from their last outputs cost little each: the workers would
+    # save less than the parent spends receiving every state they made
+    warm = sum(1 for site in sites if site in renderer.memo.sites)
     with paused_collector():
-        if count < 2 or len(sites) < min_sites:
+        if count < 2 or len(sites) < min_sites or 2 * warm > len(sites):
             return render_repository(
                 repo, registry, revision=revision, sites=sites, renderer=renderer
             )

@@ -120,6 +120,13 @@ def test_outputs_rendered_in_worker_processes_are_reused(fleet: FleetFiles) -> N
     renderer.rendered = 0
     assert render(fleet.root, renderer) == forked
     assert renderer.rendered == 0
+    # most sites render from their outputs: the render stays in this process, where the
+    # one changed manifest of each store renders again
+    fleet.edit("profiles/store-1.0.0.yaml", '"{{ vars.storeId }}"', '"{{ vars.storeId }}-tills"')
+    again = render(fleet.root, renderer, processes=2)
+    assert again == render(fleet.root, Renderer(), processes=2)
+    clusters = (fleet.root / "sites").glob("*/clusters/*.yaml")
+    assert renderer.rendered == sum("- name: store\n" in p.read_text() for p in clusters) > 1
 
 
 def test_a_change_to_what_templates_see_renders_them_again(fleet: FleetFiles) -> None:

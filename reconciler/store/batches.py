@@ -71,15 +71,22 @@ class GroupCommit(Generic[T, R]):
 
     def _run(self, batch: list[_Waiting[T, R]]) -> None:
         try:
-            results = self._write([w.item for w in batch])
-            for waiting, result in zip(batch, results, strict=True):
-                waiting.result = result
-        except Exception:
-            for waiting in batch:  # each alone: an error reaches its own caller only
-                try:
-                    (waiting.result,) = self._write([waiting.item])
-                except Exception as e:
+            try:
+                results = self._write([w.item for w in batch])
+                for waiting, result in zip(batch, results, strict=True):
+                    waiting.result = result
+            except Exception:
+                for waiting in batch:  # each alone: an error reaches its own caller only
+                    try:
+                        (waiting.result,) = self._write([waiting.item])
+                    except Exception as e:
+                        waiting.error = e
+        except BaseException as e:  # the leader is stopping: nobody waits on it for ever
+            for waiting in batch:
+                if waiting.result is None and waiting.error is None:
                     waiting.error = e
-        for waiting in batch:
-            waiting.finished = True
-            waiting.wake.set()
+            raise
+        finally:
+            for waiting in batch:
+                waiting.finished = True
+                waiting.wake.set()

@@ -4,6 +4,7 @@ error, and nothing waits forever."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -80,3 +81,37 @@ def test_one_caller_alone_writes_its_own_item() -> None:
     with pytest.raises(ValueError, match="refused -1"):
         commit.submit(-1)
     assert commit.submit(4) == 40  # a failure leaves no one leading: the next one writes
+
+
+def test_a_leader_stopped_mid_write_leaves_no_caller_waiting() -> None:
+    hold = threading.Event()
+    calls = 0
+
+    def write(items: Sequence[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            hold.wait(5)  # the others queue up behind this first write
+            return [i for i in items]
+        raise KeyboardInterrupt  # not an Exception: the leader's thread is stopping
+
+    commit: GroupCommit[int, int] = GroupCommit(write)
+    threading.Timer(0.3, hold.set).start()
+
+    results: dict[int, str] = {}
+
+    def one(item: int) -> None:
+        try:
+            results[item] = str(commit.submit(item))
+        except KeyboardInterrupt:
+            results[item] = "stopped"
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(6)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)  # the first one leads
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads), "callers still waiting"
+    assert results[0] == "0" and sorted(results) == list(range(6))
+    assert "stopped" in [results[i] for i in range(1, 6)]

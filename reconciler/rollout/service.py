@@ -259,53 +259,76 @@ class RolloutService:
         self, reports: Sequence[tuple[str, StatusReport]]
     ) -> list[tuple[list[ChangeRecord], bool]]:
         """Each report: the changes it made (joins, a revoked token) and whether it may
-        move the rollout."""
-        with self.store.write() as tx:
-            return [self._write_report(tx, appliance, report) for appliance, report in reports]
-
-    def _write_report(
-        self, tx: Transaction, appliance: str, report: StatusReport
-    ) -> tuple[list[ChangeRecord], bool]:
+        move the rollout. The batch is written with one statement per table, not one per
+        report (a wave's agents report at once)."""
         now = epoch(self.clock)
-        healthy = report.health == "healthy"
+        appliances = [appliance for appliance, _ in reports]
         # a digest "ran healthy" (a later change back to it is a revert) once it is applied,
         # healthy and every cluster settled; an unbroken run of that is the streak the soak
         # gate proves
-        ran = ran_healthy(report)
-        tx.reports.put(
-            ReportRecord(
-                appliance=appliance,
-                received_at=now,
-                applied_digest=report.appliedDigest,
-                healthy=healthy,
-                body=report.model_dump(mode="json"),
-                in_use=any(c.phase != "Deleted" for c in report.clusters),
+        ran = [ran_healthy(report) for _, report in reports]
+        with self.store.write() as tx:
+            tx.reports.put_many(
+                ReportRecord(
+                    appliance=appliance,
+                    received_at=now,
+                    applied_digest=report.appliedDigest,
+                    healthy=report.health == "healthy",
+                    body=report.model_dump(mode="json"),
+                    in_use=any(c.phase != "Deleted" for c in report.clusters),
+                )
+                for appliance, report in reports
             )
-        )
-        tx.agents.touch(appliance, at=now)
-        if ran is not None:
-            tx.reports.mark_healthy(appliance, ran, at=now)
-        before = tx.reports.streaks([appliance]).get(appliance)
-        streak = next_streak(before, appliance, ran, now=now)
-        if streak is not None and streak != before:
-            tx.reports.put_streaks([streak])
-        assignment = tx.assignments.get(appliance)
-        site = assignment.site if assignment else None
-        formed = self._formed(tx, assignment, report, now=now)
-        revoked = self._decommission(tx, assignment, report, now=now)
-        tx.events.add(
-            EventRecord(
+            tx.agents.touch_many(appliances, at=now)
+            tx.reports.mark_healthy_many(
+                [
+                    (appliance, digest)
+                    for appliance, digest in zip(appliances, ran, strict=True)
+                    if digest
+                ],
                 at=now,
-                level=e.level,
-                kind="agent",
-                message=e.message,
-                site=site,
-                appliance=appliance,
-                key=e.key,
             )
-            for e in report.events
-        )
-        return formed + revoked, self._moves_rollout(tx, appliance)
+            self._write_streaks(tx, appliances, ran, now=now)
+            assignments = tx.assignments.get_many(appliances)
+            changes: list[list[ChangeRecord]] = []
+            for appliance, report in reports:
+                assignment = assignments.get(appliance)
+                made = self._formed(tx, assignment, report, now=now)
+                revoked = self._decommission(tx, assignment, report, now=now)
+                refreshed = tx.assignments.get(appliance) if revoked else None
+                if refreshed is not None:  # a later report in the batch sees it decommissioned
+                    assignments[appliance] = refreshed
+                changes.append(made + revoked)
+            tx.events.add(
+                EventRecord(
+                    at=now,
+                    level=e.level,
+                    kind="agent",
+                    message=e.message,
+                    site=assignment.site if (assignment := assignments.get(appliance)) else None,
+                    appliance=appliance,
+                    key=e.key,
+                )
+                for appliance, report in reports
+                for e in report.events
+            )
+            moving = self._moving(tx, appliances)
+        return [
+            (made, appliance in moving) for made, appliance in zip(changes, appliances, strict=True)
+        ]
+
+    @staticmethod
+    def _write_streaks(
+        tx: Transaction, appliances: Sequence[str], ran: Sequence[str | None], *, now: float
+    ) -> None:
+        """Each appliance's healthy streak after its reports, in the order they came."""
+        before = tx.reports.streaks(appliances)
+        after = dict(before)
+        for appliance, digest in zip(appliances, ran, strict=True):
+            streak = next_streak(after.get(appliance), appliance, digest, now=now)
+            if streak is not None:
+                after[appliance] = streak
+        tx.reports.put_streaks(s for a, s in after.items() if s != before.get(a))
 
     def take_lease(self, appliance: str, cluster: str, *, purpose: str, seconds: float) -> Grant:
         """Grant (or renew) the lease that lets ``appliance`` take ``cluster``'s nodes down,
@@ -466,13 +489,14 @@ class RolloutService:
         return more
 
     def _tick_rounds(self) -> None:
-        """The rounds reports keep asking for, :data:`TICK_SPACING` apart and at least twice
-        as long as the last round took, so the reports get the database between them (a
-        round over ten thousand sites holds it for a second or more)."""
+        """The rounds reports keep asking for, :data:`TICK_SPACING` apart and at least as
+        long as the last round took, so the reports get the database between them (a round
+        over ten thousand sites holds it for a second or more) and the round after the last
+        report of a wave comes soon."""
         took = 0.0
         try:
             while True:
-                time.sleep(max(TICK_SPACING, 2 * took))
+                time.sleep(max(TICK_SPACING, took))
                 started = time.monotonic()
                 if not self._tick_round():
                     return
@@ -655,17 +679,18 @@ class RolloutService:
         )
         tx.events.add([recorded, *plan.events])
 
-    def _moves_rollout(self, tx: Transaction, appliance: str) -> bool:
-        """Whether a report from ``appliance`` can change a gate: it is a changed target of
-        the running rollout, in a site that has not settled yet."""
+    def _moving(self, tx: Transaction, appliances: Sequence[str]) -> set[str]:
+        """Those of ``appliances`` whose reports can change a gate: each is a changed
+        target of the running rollout, in a site that has not settled yet."""
+        moving: set[str] = set()
         for rollout in tx.rollouts.open():
-            target = tx.rollouts.target(rollout.revision, appliance)
-            if rollout.state != "running" or target is None or not target.changed:
+            if rollout.state != "running":
                 continue
-            site = tx.rollouts.site(rollout.revision, target.site)
-            if site is not None and site.state not in SETTLED:
-                return True
-        return False
+            targets = [t for t in tx.rollouts.targets_of(rollout.revision, appliances) if t.changed]
+            sites = tx.rollouts.sites_named(rollout.revision, sorted({t.site for t in targets}))
+            unsettled = {s.site for s in sites if s.state not in SETTLED}
+            moving.update(t.appliance for t in targets if t.site in unsettled)
+        return moving
 
     @staticmethod
     def _paused(tx: Transaction) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, RowMapping, delete, func, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, func, select, update
 
 from .records import AgentRecord
 from .schema import agents, assignments
@@ -86,12 +86,20 @@ class Agents:
         return [_record(row._mapping) for row in rows]
 
     def touch(self, appliance: str, *, at: float) -> None:
-        self._conn.execute(
-            update(agents).where(agents.c.appliance == appliance).values(last_seen=at)
-        )
+        self.touch_many([appliance], at=at)
+
+    def touch_many(self, appliances: Iterable[str], *, at: float) -> None:
+        rows = [{"key_appliance": a, "last_seen": at} for a in sorted(set(appliances))]
+        if rows:
+            self._conn.execute(_TOUCH, rows)
 
 
 _COLUMNS = [c for c in agents.c if c.name != "token_hash"]
+_TOUCH = (
+    update(agents)
+    .where(agents.c.appliance == bindparam("key_appliance"))
+    .values(last_seen=bindparam("last_seen"))
+)
 
 
 def _record(m: RowMapping) -> AgentRecord:

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, RowMapping, select, tuple_
 
 from .records import ReportRecord, Streak
 from .schema import healthy_digests, reports, streaks
-from .upserts import upsert, upsert_many
+from .upserts import upsert_many
 
 
 class Reports:
@@ -18,7 +18,12 @@ class Reports:
 
     def put(self, record: ReportRecord) -> None:
         """Keep ``record`` as the appliance's latest report."""
-        upsert(self._conn, reports, dict(record.__dict__), keys=["appliance"])
+        self.put_many([record])
+
+    def put_many(self, records: Iterable[ReportRecord]) -> None:
+        """Keep each record as its appliance's latest report (of two for one appliance, the
+        later)."""
+        upsert_many(self._conn, reports, [dict(r.__dict__) for r in records], keys=["appliance"])
 
     def get(self, appliance: str) -> ReportRecord | None:
         row = self._conn.execute(select(reports).where(reports.c.appliance == appliance)).first()
@@ -40,10 +45,14 @@ class Reports:
 
     # -- digests an appliance ran healthy (a change back to one of them is a revert) ------
     def mark_healthy(self, appliance: str, digest: str, *, at: float) -> None:
-        upsert(
+        self.mark_healthy_many([(appliance, digest)], at=at)
+
+    def mark_healthy_many(self, pairs: Iterable[tuple[str, str]], *, at: float) -> None:
+        """Each ``(appliance, digest)`` ran healthy (first at ``at``, unless known already)."""
+        upsert_many(
             self._conn,
             healthy_digests,
-            {"appliance": appliance, "digest": digest, "first_healthy_at": at},
+            [{"appliance": a, "digest": d, "first_healthy_at": at} for a, d in pairs],
             keys=["appliance", "digest"],
             update=[],
         )

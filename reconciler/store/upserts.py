@@ -1,13 +1,16 @@
 """``INSERT ... ON CONFLICT`` for both dialects: SQLite and PostgreSQL spell it the same way
 in SQLAlchemy, but through their own ``insert`` constructs. :func:`upsert_many` sends one
-statement for many rows (an executemany), as a release writes thousands at once."""
+statement for many rows (an executemany), as a release writes thousands at once. Each
+statement is built once per table and columns: building one costs more than running it
+(an agent's report makes several)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam
+from sqlalchemy import Connection, Executable, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -35,20 +38,25 @@ def upsert_many(
     """:func:`upsert` of many rows with the same columns, in one statement."""
     if not rows:
         return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(table)
     columns = [c for c in rows[0] if c not in keys] if update is None else list(update)
-    if columns:
-        statement = statement.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={c: statement.excluded[c] for c in columns},
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+    statement = _upsert(conn.dialect.name, table, tuple(keys), tuple(columns))
     if len(rows) == 1:
-        conn.execute(statement.values(dict(rows[0])))
+        conn.execute(statement, dict(rows[0]))
     else:
         conn.execute(statement, [dict(row) for row in rows])
+
+
+@lru_cache(maxsize=256)
+def _upsert(
+    dialect: str, table: Table, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> Executable:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table)
+    if not columns:
+        return statement.on_conflict_do_nothing(index_elements=list(keys))
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={c: statement.excluded[c] for c in columns}
+    )
 
 
 def update_many(
@@ -57,8 +65,13 @@ def update_many(
     """Update existing rows, each found by its ``keys`` columns, in one statement."""
     if not rows:
         return
-    statement = table.update().where(*(table.c[key] == bindparam(f"key_{key}") for key in keys))
+    statement = _update(table, tuple(keys))
     conn.execute(
         statement,
         [{**row, **{f"key_{key}": row[key] for key in keys}} for row in rows],
     )
+
+
+@lru_cache(maxsize=256)
+def _update(table: Table, keys: tuple[str, ...]) -> Executable:
+    return table.update().where(*(table.c[key] == bindparam(f"key_{key}") for key in keys))

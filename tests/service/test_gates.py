@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent.contract import MaintenanceWindow
+from agent.contract import MaintenanceWindow, StatusReport
 from reconciler.planning.waves import allowance
 from reconciler.planning.windows import next_opening, window_open
 from reconciler.rollout import InvalidRelease
@@ -167,3 +167,28 @@ def test_reports_arriving_together_each_see_their_effect(server: Harness) -> Non
         t.join()
     # every canary report has returned: the last one's tick has opened the next wave
     assert agents["store-2-edge"].digest() == digests(second)["store-2-edge"]
+
+
+def test_reports_written_in_one_batch_count_in_the_order_they_came(server: Harness) -> None:
+    """The batch writer (what reports arriving together go through) with two reports of one
+    appliance in one batch: the later is the one kept, and its streak follows both."""
+    spec = site("store-2")
+    first = release(revision("r1"), [spec])
+    server.agent("store-2-edge")
+    server.rollout.record_release(first)
+    digest = digests(first)["store-2-edge"]
+    healthy = StatusReport(appliedDigest=digest, health="healthy")
+    sick = StatusReport(appliedDigest=digest, health="unhealthy")
+    written = server.rollout._write_reports([("store-2-edge", healthy), ("store-2-edge", sick)])
+    assert written == [([], True), ([], True)]  # the first wave's site has not settled
+    with server.store.read() as tx:
+        kept = tx.reports.get("store-2-edge")
+        streak = tx.reports.streaks(["store-2-edge"])["store-2-edge"]
+        ran = tx.reports.healthy_pairs([("store-2-edge", digest)])
+    assert kept is not None and kept.healthy is False
+    assert streak.digest == digest and streak.since is None  # the later report broke the run
+    assert ran == {("store-2-edge", digest)}  # it did run healthy, once
+    server.rollout._write_reports([("store-2-edge", sick), ("store-2-edge", healthy)])
+    with server.store.read() as tx:
+        streak = tx.reports.streaks(["store-2-edge"])["store-2-edge"]
+    assert streak.since == server.clock().timestamp()

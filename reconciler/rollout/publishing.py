@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import TypeAdapter
@@ -59,16 +59,16 @@ def plan_release(
     *,
     seq: int,
     current: Mapping[str, Assignment],
-    served_content: Mapping[str, str],
+    served_clusters: ServedClusters,
     healthy: set[tuple[str, str]],
     streaks: Mapping[str, Streak],
     documents: dict[str, str],
     now: float,
 ) -> ReleasePlan:
-    """``current``: every appliance's assignment; ``served_content``: the documents they are
-    served, by digest; ``healthy``: (appliance, digest) pairs that once ran healthy;
-    ``streaks``: what each appliance runs healthy now, proven or not; ``documents``: the
-    canonical JSON of the states not stored yet, by digest."""
+    """``current``: every appliance's assignment; ``served_clusters``: the clusters of the
+    documents they are served, by digest; ``healthy``: (appliance, digest) pairs that once
+    ran healthy; ``streaks``: what each appliance runs healthy now, proven or not;
+    ``documents``: the canonical JSON of the states not stored yet, by digest."""
     waves = [{"name": w.name, "labels": dict(w.labels)} for w in release.waves]
     rollout = RolloutRecord(
         revision=release.revision,
@@ -85,7 +85,7 @@ def plan_release(
     plan = ReleasePlan(rollout=rollout, documents=documents)
     declared: set[str] = set()
     for name, site in sorted(release.sites.items()):
-        targets = _targets(release.revision, site, current, served_content, healthy, streaks, now)
+        targets = _targets(release.revision, site, current, served_clusters, healthy, streaks, now)
         declared.update(site.states)
         changed = [t for t in targets if t.changed]
         revert = bool(changed) and all(t.revert or t.released_at is not None for t in changed)
@@ -165,7 +165,7 @@ def _targets(
     revision: str,
     site: SiteRelease,
     current: Mapping[str, Assignment],
-    served_content: Mapping[str, str],
+    served_clusters: ServedClusters,
     healthy: set[tuple[str, str]],
     streaks: Mapping[str, Streak],
     now: float,
@@ -193,7 +193,7 @@ def _targets(
                 revert=served != state.digest and (appliance, state.digest) in healthy,
                 disruptive=served is not None
                 and served != state.digest
-                and disrupts(served_content.get(served), state),
+                and disruptive(served_clusters.of(served), state.clusters),
                 clusters=clusters,
                 shared=tuple(c for c in clusters if spans[c] > 1),
                 control_plane=any(
@@ -205,10 +205,19 @@ def _targets(
     return out
 
 
-def disrupts(served: str | None, target: DesiredState) -> bool:
-    """Whether going from the served document (canonical JSON) to ``target`` replaces or
-    removes a node; nothing served disrupts nothing."""
-    if served is None:
-        return False
-    before = _CLUSTERS.validate_python(json.loads(served).get("clusters", []))
-    return disruptive(before, target.clusters)
+class ServedClusters:
+    """The clusters of the documents appliances are served, by digest: from states held in
+    memory where they are, else read from the stored canonical JSON (once each)."""
+
+    def __init__(self, held: Mapping[str, Sequence[ClusterState]], stored: Mapping[str, str]):
+        self._held = dict(held)
+        self._stored = stored
+
+    def of(self, digest: str) -> Sequence[ClusterState]:
+        """Those of ``digest``; none when its document is unknown (nothing to disrupt)."""
+        found = self._held.get(digest)
+        if found is None:
+            text = self._stored.get(digest)
+            found = _CLUSTERS.validate_python(json.loads(text).get("clusters", [])) if text else []
+            self._held[digest] = found
+        return found

@@ -50,7 +50,7 @@ from .errors import InvalidRelease, RolloutConflict
 from .health import next_streak, ran_healthy
 from .leases import Grant, give_back, grant
 from .progress import SETTLED, Snapshot, advance
-from .publishing import ReleasePlan, new_documents, plan_release
+from .publishing import ReleasePlan, ServedClusters, new_documents, plan_release
 from .releases import Release
 
 log = logging.getLogger(__name__)
@@ -647,7 +647,8 @@ class RolloutService:
             and before.served_digest is not None
             and before.served_digest != digest
         }
-        contents = tx.documents.get_many(served)
+        earlier = {d: s.clusters for d, s in release.earlier.items() if d in served}
+        read = tx.documents.get_many(served - set(earlier))
         # each new document serialized once, and checked against its digest
         documents, forged = new_documents(release, tx.documents.known({d for _, d in wanted}))
         if forged:
@@ -656,7 +657,7 @@ class RolloutService:
             release,
             seq=seq,
             current=current,
-            served_content=contents,
+            served_clusters=ServedClusters(earlier, read),
             healthy=tx.reports.healthy_pairs(wanted),
             streaks=tx.reports.streaks(appliance for appliance, _ in wanted),
             documents=documents,

@@ -244,7 +244,14 @@ class Reconciler:
             soak_seconds=parse_duration(rollout.soak).total_seconds(),
             sites=sites,
             documents=documents,
+            earlier=self._earlier(),
         )
+
+    def _earlier(self) -> dict[str, DesiredState]:
+        """The last good revision's states, by digest (most appliances are served one)."""
+        if self.good is None:
+            return {}
+        return {s.digest: s for states in self.good.states.values() for s in states.values()}
 
 
 def _lines(problems: list[Diagnostic]) -> list[str]:

@@ -4,7 +4,10 @@ post status; the clock is moved by hand."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+
+import pytest
 
 from agent.contract import MaintenanceWindow
 from reconciler.rollout import Release
@@ -269,13 +272,20 @@ def test_non_disruptive_changes_do_not_wait_for_the_window(server: Harness) -> N
     assert served(agents) == digests(manifests_only)
 
 
-def test_a_node_change_is_disruptive_even_when_the_loop_does_not_say_so(server: Harness) -> None:
+@pytest.mark.parametrize("held", [False, True], ids=["served-read", "served-held"])
+def test_a_node_change_is_disruptive_even_when_the_loop_does_not_say_so(
+    server: Harness, held: bool
+) -> None:
+    """Judged against what is served: read from the store, or taken from the states the
+    caller holds (the last release's, as the reconcile loop hands them)."""
     window = MaintenanceWindow(days=["sun"], start="03:00", duration="2h")
     berlin = site("store-berlin", timezone="Europe/Berlin", windows=[window])
     agents = agents_for(server, [berlin])
     first = release(revision("r1"), [berlin])
     roll_out(server, first, agents)
-    server.rollout.record_release(release(revision("r2"), [berlin], image="k3s:new"))
+    earlier = {s.digest: s for states in first.sites.values() for s in states.states.values()}
+    second = release(revision("r2"), [berlin], image="k3s:new")
+    server.rollout.record_release(replace(second, earlier=earlier if held else {}))
     assert served(agents) == digests(first)
     server.clock.set(datetime(2025, 3, 9, 2, 30, tzinfo=UTC))  # Sunday 03:30 in Berlin
     server.rollout.tick()

@@ -2,7 +2,8 @@
 
 SQLite runs in WAL mode with a busy timeout, so the API's readers never wait for the
 rollout's writer, and write transactions start with ``BEGIN IMMEDIATE``: a writer waits for
-the lock up front instead of failing half-way when another writer committed first.
+the lock up front instead of failing half-way when another writer committed first. The log
+is copied back into the database file in the background (:mod:`.checkpoints`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from .checkpoints import BACKSTOP_PAGES
 from .errors import StoreError
 
 BUSY_TIMEOUT_MS = 15_000
@@ -64,6 +66,7 @@ def _sqlite(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")  # see .checkpoints
         cursor.close()
 
     @event.listens_for(engine, "begin")

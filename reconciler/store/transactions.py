@@ -29,6 +29,7 @@ from sqlalchemy import Connection, text
 from .agents import Agents
 from .assignments import Assignments
 from .changes import Changes
+from .checkpoints import Checkpointer
 from .clusters import ClusterJoins, Leases
 from .controls import Controls
 from .deliveries import Deliveries
@@ -114,6 +115,7 @@ class Store:
                 self._engine.dispose()
                 raise
         self._writers = Turns() if self.dialect == "sqlite" else None
+        self.checkpoints = Checkpointer(self._engine) if self.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -138,6 +140,8 @@ class Store:
                 if exclusive and self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROLLOUT_LOCK})
                 yield Transaction(conn)
+        if self.checkpoints is not None:
+            self.checkpoints.committed()
 
     def leadership(self) -> Leadership:
         """The lock that makes one process of several the one that reconciles."""
@@ -154,6 +158,8 @@ class Store:
             conn.rollback()
 
     def close(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
         self._engine.dispose()
 
 

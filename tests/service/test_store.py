@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -328,3 +329,26 @@ def test_an_unreachable_database_is_unavailable(tmp_path: Path) -> None:
         Store("not a url")
     with pytest.raises(StoreError, match="in-memory"):
         Store("sqlite://")
+
+
+def test_sqlite_writers_leave_copying_the_log_back_to_a_thread_of_its_own(tmp_path: Path) -> None:
+    """A release's commit returns without copying its pages back into the database file
+    (seconds for a fleet-wide release); the store's checkpointer does it a moment later."""
+    path = tmp_path / "fleet.db"
+    store = Store(f"sqlite:///{path}")
+    try:
+        assert store.checkpoints is not None
+        before = path.stat().st_size
+        big = {f"sha256:{i:064x}": json.dumps({"n": i, "pad": "x" * 16_000}) for i in range(600)}
+        with store.write() as tx:
+            tx.documents.put(big, at=1.0)  # some 10 MB: ten times SQLite's default threshold
+        assert path.stat().st_size - before < 1 << 20  # still in the log
+        deadline = time.monotonic() + 10
+        while store.checkpoints.copied == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert store.checkpoints.copied >= 2000
+        assert path.stat().st_size - before > 9 << 20
+        with store.read() as tx:
+            assert len(tx.documents.get_many(set(big))) == 600
+    finally:
+        store.close()

@@ -43,6 +43,7 @@ from ..store import (
     RevisionRecord,
     RolloutRecord,
     Store,
+    StoreError,
     Transaction,
 )
 from ..store.records import Level
@@ -88,10 +89,36 @@ class RolloutService:
         self._ticks_done = 0
         self._tick_waiters = 0
         self._ticking = False
+        # while the reconcile loop renders a revision, ticks wait (see deferring_ticks)
+        self._deferring = 0
+        self._deferred = False
         self._reports: GroupCommit[tuple[str, StatusReport], tuple[list[ChangeRecord], bool]]
         self._reports = GroupCommit(self._write_reports)
 
     # -- what the reconcile loop calls --------------------------------------------------
+    @contextmanager
+    def deferring_ticks(self) -> Iterator[None]:
+        """Ticks asked for inside (the timer's, the reports') wait until the block ends,
+        then one runs. The reconcile loop renders a revision inside: a tick over ten
+        thousand sites meanwhile took seconds and, fighting the render for the interpreter,
+        doubled it, while the release it was rendering supersedes what the tick moved
+        (and a revision that fails leaves the rollout its tick a few seconds late)."""
+        with self._ticks:
+            self._deferring += 1
+        try:
+            yield
+        finally:
+            with self._ticks:
+                self._deferring -= 1
+                due = self._deferred and not self._deferring
+                if due:
+                    self._deferred = False
+            if due:
+                try:
+                    self.tick()
+                except StoreError as e:  # temporary: the timer's next tick tries again
+                    log.warning("the rollout tick a reconcile deferred failed: %s", e)
+
     def record_release(self, release: Release, *, reconcile_seconds: float | None = None) -> bool:
         """Record a good revision and start its rollout; supersedes open rollouts.
 
@@ -164,7 +191,12 @@ class RolloutService:
         return True
 
     def tick(self) -> None:
-        """Re-evaluate the gates of the running rollout (soak, windows, turns)."""
+        """Re-evaluate the gates of the running rollout (soak, windows, turns); deferred
+        while :meth:`deferring_ticks` holds them."""
+        with self._ticks:
+            if self._deferring:
+                self._deferred = True
+                return
         with self._decision() as tx:
             running = [r for r in tx.rollouts.open() if r.state == "running"]
             changes: list[ChangeRecord] = []

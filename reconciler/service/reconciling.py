@@ -122,7 +122,7 @@ class Reconciler:
         self.last_attempted = sha
         self._checked = None
         try:
-            with paused_collector():
+            with paused_collector(), self.rollout.deferring_ticks():
                 return self._reconcile(tree, started)
         except (SourceError, StoreError):
             raise

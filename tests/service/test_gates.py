@@ -192,3 +192,17 @@ def test_reports_written_in_one_batch_count_in_the_order_they_came(server: Harne
     with server.store.read() as tx:
         streak = tx.reports.streaks(["store-2-edge"])["store-2-edge"]
     assert streak.since == server.clock().timestamp()
+
+
+def test_ticks_wait_while_a_revision_renders_then_one_runs(server: Harness) -> None:
+    """What the reconcile loop holds the ticks for: a tick asked for meanwhile (by a report,
+    by the timer) does nothing until the block ends, then one runs."""
+    canary, later = site("canary-1", ring="canary"), site("store-2")
+    first = release(revision("r1"), [canary, later])
+    agents = {a: server.agent(a) for s in (canary, later) for a in s.appliances}
+    server.rollout.record_release(first)
+    with server.rollout.deferring_ticks():
+        agents["canary-1-edge"].apply()  # the canary reports healthy: its wave is done
+        server.rollout.tick()
+        assert agents["store-2-edge"].digest() is None  # the next wave waits for a tick
+    assert agents["store-2-edge"].digest() == digests(first)["store-2-edge"]

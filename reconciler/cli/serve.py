@@ -318,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
             builtin=builtin_packs(),
             signers=signers,
             limits=limits,
+            settle=True,
         )
         with store.read() as tx:
             last_good = tx.revisions.latest("good")

@@ -21,7 +21,7 @@ from enum import Enum
 from agent.contract import DesiredState, MaintenanceWindow
 from agent.errors import one_line
 
-from ..collector import paused_collector
+from ..collector import paused_collector, settle
 from ..errors import Diagnostic, FleetError, mask
 from ..loading import ParseCache, load_repository
 from ..models import parse_duration
@@ -85,8 +85,11 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         signers: AllowedSigners | None = None,
         limits: RenderLimits | None = None,
+        settle: bool = False,
     ) -> None:
-        """``signers``: only commits they signed are reconciled (None: every commit)."""
+        """``signers``: only commits they signed are reconciled (None: every commit);
+        ``settle``: after each revision published, set what lives on aside from the garbage
+        collector (:func:`reconciler.collector.settle`; for a long-running server)."""
         self.git = git
         self.signers = signers
         self.rollout = rollout
@@ -97,6 +100,7 @@ class Reconciler:
         self.good: _Good | None = None
         self.last_attempted: str | None = None
         self._checked: Checked | None = None  # the revision being reconciled, once loaded
+        self._settle = settle
 
     def seed(self, revision: str) -> bool:
         """Take ``revision`` (the last good one a restarted service had published) as the
@@ -111,6 +115,8 @@ class Reconciler:
             log.debug("seeding from %s failed", revision[:12], exc_info=True)
             return False
         self.good = _Good(tree, checked, states, digests)
+        if self._settle:
+            settle()
         return True
 
     def reconcile(self, revision: str) -> Outcome:
@@ -123,7 +129,10 @@ class Reconciler:
         self._checked = None
         try:
             with paused_collector(), self.rollout.deferring_ticks():
-                return self._reconcile(tree, started)
+                outcome = self._reconcile(tree, started)
+            if outcome.published and self._settle:
+                settle()
+            return outcome
         except (SourceError, StoreError):
             raise
         except Exception as e:  # a bug some input reaches: the revision fails, the loop goes on

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from reconciler.collector import paused_collector
+from reconciler.collector import paused_collector, settle
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +66,26 @@ def test_left_off_when_it_was_off() -> None:
     with paused_collector():
         pass
     assert not gc.isenabled()
+
+
+class _Node:
+    me: object = None
+
+
+def test_settle_collects_dropped_cycles_and_sets_the_living_aside() -> None:
+    kept, dropped = _Node(), _Node()
+    kept.me, dropped.me = kept, dropped  # two reference cycles; one is dropped
+    gone = weakref.ref(dropped)
+    del dropped
+    try:
+        settle()
+        assert gone() is None
+        assert gc.get_freeze_count() > 0
+        assert gc.is_tracked(kept) and not any(o is kept for o in gc.get_objects(2))
+        # dropped once set aside, a cycle is still collected by the next settle
+        later = weakref.ref(kept)
+        del kept
+        settle()
+        assert later() is None
+    finally:
+        gc.unfreeze()

@@ -26,7 +26,10 @@ class Renderer:
     limits: RenderLimits = field(default_factory=RenderLimits)
     sandbox: Sandbox = field(init=False)
     memo: RenderMemo = field(default_factory=RenderMemo)
-    # the canonical JSON of the states rendered since the last take_contents(), by digest
+    # with keep_contents (the reconciler, which stores them): the canonical JSON of the
+    # states rendered since the last take_contents(), by digest; a render or a plan does
+    # not keep them (400 MiB at 10,000 sites, sent back by every render worker)
+    keep_contents: bool = False
     contents: dict[str, str] = field(default_factory=dict)
     _packs: dict[tuple[int, str], PackFiles] = field(default_factory=dict)
     _yaml_ok: set[int] = field(default_factory=set)
@@ -92,7 +95,8 @@ class Renderer:
         for appliance in site.appliances:
             name = appliance.model.metadata.name
             state, content = _for_appliance(name, site.name, revision, clusters)
-            self.contents[state.digest] = content.decode()
+            if self.keep_contents:
+                self.contents[state.digest] = content.decode()
             states[name] = state
         return states
 

@@ -95,7 +95,7 @@ class Reconciler:
         self.rollout = rollout
         self.builtin = builtin
         self.clock = clock
-        self.renderer = Renderer(limits or RenderLimits())
+        self.renderer = Renderer(limits or RenderLimits(), keep_contents=True)
         self.cache: ParseCache = {}
         self.good: _Good | None = None
         self.last_attempted: str | None = None

@@ -3,6 +3,7 @@ context did not change, and the result is always what a fresh render gives, byte
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,26 @@ def test_a_changed_pack_value_reaches_the_nodes_after_a_render_from_memory(
     assert 'veth_mtu: "1380"' in manifest(again, "store-1", "calico.yaml")
     assert 'veth_mtu: "1380"' not in manifest(first, "store-1", "calico.yaml")
     assert again["restaurant-7"] == first["restaurant-7"]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_states_canonical_json_is_kept_only_when_asked(
+    fleet: FleetFiles, processes: int
+) -> None:
+    """The reconciler stores each state's canonical JSON as rendering made it; a render
+    or a plan keeps none (workers would send it all back for nothing)."""
+    assert not Renderer().keep_contents
+    plain = Renderer()
+    states = render(fleet.root, plain, processes=processes)
+    assert plain.take_contents() == {}
+    keeping = Renderer(keep_contents=True)
+    assert render(fleet.root, keeping, processes=processes) == states
+    kept = keeping.take_contents()
+    digests = {
+        json.loads(state)["digest"]
+        for appliances in states.values()
+        for state in appliances.values()
+    }
+    assert set(kept) == digests
+    for digest, content in kept.items():
+        assert "sha256:" + hashlib.sha256(content.encode()).hexdigest() == digest

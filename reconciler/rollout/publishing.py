@@ -209,7 +209,9 @@ class ServedClusters:
     """The clusters of the documents appliances are served, by digest: from states held in
     memory where they are, else read from the stored canonical JSON (once each)."""
 
-    def __init__(self, held: Mapping[str, Sequence[ClusterState]], stored: Mapping[str, str]):
+    def __init__(
+        self, held: Mapping[str, Sequence[ClusterState]], stored: Mapping[str, str]
+    ) -> None:
         self._held = dict(held)
         self._stored = stored
 

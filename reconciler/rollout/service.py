@@ -719,7 +719,8 @@ class RolloutService:
         for rollout in tx.rollouts.open():
             if rollout.state != "running":
                 continue
-            targets = [t for t in tx.rollouts.targets_of(rollout.revision, appliances) if t.changed]
+            targets = tx.rollouts.targets(rollout.revision, appliances=sorted(set(appliances)))
+            targets = [t for t in targets if t.changed]
             sites = tx.rollouts.sites_named(rollout.revision, sorted({t.site for t in targets}))
             unsettled = {s.site for s in sites if s.state not in SETTLED}
             moving.update(t.appliance for t in targets if t.site in unsettled)

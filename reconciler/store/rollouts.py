@@ -117,29 +117,22 @@ class Rollouts:
             self._conn.execute(rollout_targets.insert(), rows)
 
     def targets(
-        self, revision: str, *, site: str | None = None, sites: Sequence[str] | None = None
+        self,
+        revision: str,
+        *,
+        site: str | None = None,
+        sites: Sequence[str] | None = None,
+        appliances: Sequence[str] | None = None,
     ) -> list[RolloutTarget]:
         query = select(rollout_targets).where(rollout_targets.c.revision == revision)
         if site is not None:
             query = query.where(rollout_targets.c.site == site)
         if sites is not None:
             query = query.where(rollout_targets.c.site.in_(sites))
+        if appliances is not None:
+            query = query.where(rollout_targets.c.appliance.in_(appliances))
         rows = self._conn.execute(query.order_by(rollout_targets.c.appliance))
         return [_target(row._mapping) for row in rows]
-
-    def targets_of(self, revision: str, appliances: Iterable[str]) -> list[RolloutTarget]:
-        """The targets of ``appliances`` (those it has)."""
-        wanted = sorted(set(appliances))
-        found: list[RolloutTarget] = []
-        for start in range(0, len(wanted), 500):
-            rows = self._conn.execute(
-                select(rollout_targets).where(
-                    rollout_targets.c.revision == revision,
-                    rollout_targets.c.appliance.in_(wanted[start : start + 500]),
-                )
-            )
-            found += [_target(row._mapping) for row in rows]
-        return found
 
     def target(self, revision: str, appliance: str) -> RolloutTarget | None:
         row = self._conn.execute(

@@ -38,7 +38,7 @@ from ..models import ChartLayer, Fleet, Manifest, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
 from .limits import LimitBroken, Meter, current
-from .memo import SiteMemo, context_key, output_key
+from .memo import CheckedTexts, SiteMemo, context_key, output_key
 from .nodesetup import NodeFacts, SetupProblem, node_setup
 from .packfiles import PackFiles
 from .sandbox import Sandbox, TemplateFailure
@@ -71,7 +71,7 @@ class ClusterRenderer:
         *,
         sandbox: Sandbox,
         pack_files: Any,  # Callable[[PackVersion], PackFiles]
-        yaml_ok: set[int],
+        checked: CheckedTexts,
         memo: SiteMemo,
         site: SiteFiles,
         resolved: ResolvedCluster,
@@ -81,7 +81,7 @@ class ClusterRenderer:
         self.sandbox = sandbox
         self.files = files
         self.pack_files = pack_files
-        self.yaml_ok = yaml_ok
+        self.checked = checked
         self.memo = memo
         self._context: tuple[object, bytes | None, int] = (None, None, 0)
         # each pack's value sources, in layering order (set by final_values)
@@ -175,7 +175,7 @@ class ClusterRenderer:
         text's first line (for manifests written inside a profile), asked only for an
         error."""
         key = hash(text)
-        if key in self.yaml_ok:
+        if key in self.checked:
             return
         try:
             check_mappings(text)
@@ -184,7 +184,7 @@ class ClusterRenderer:
             reason = f"rendered output is not valid YAML (output line {line}: {e.message})"
             offset = first() if first is not None else 0
             raise self._fail(path, offset + line, reason, what) from None
-        self.yaml_ok.add(key)
+        self.checked.add(key)
 
     # -- values -------------------------------------------------------------------------------
 

@@ -114,3 +114,28 @@ class RenderMemo:
         """Drop the sites no longer in the fleet."""
         for site in [s for s in self.sites if s not in keep]:
             del self.sites[site]
+
+
+@dataclass
+class CheckedTexts:
+    """Rendered texts already checked to be YAML mappings, by hash: those of this render and
+    of the one before (a text seen in either is not checked again); older ones are dropped,
+    so a reconciler running for months does not grow with every text it ever rendered."""
+
+    current: set[int] = field(default_factory=set)
+    previous: set[int] = field(default_factory=set)
+
+    def __contains__(self, key: int) -> bool:
+        if key in self.current:
+            return True
+        if key in self.previous:
+            self.current.add(key)
+            return True
+        return False
+
+    def add(self, key: int) -> None:
+        self.current.add(key)
+
+    def next_render(self) -> None:
+        """A new render starts: what the one before last checked is forgotten."""
+        self.previous, self.current = self.current, set()

@@ -50,6 +50,7 @@ def render_sites(
     there are at least ``min_sites``. Raises FleetError with every problem, as it does."""
     count = processes if processes is not None else workers()
     renderer.memo.forget(set(repo.sites))
+    renderer.checked.next_render()
     # most sites rendering again from their last outputs cost little each: the workers would
     # save less than the parent spends receiving every state they made
     warm = sum(1 for site in sites if site in renderer.memo.sites)

@@ -13,7 +13,7 @@ from ..packs import PackRegistry, PackVersion
 from ..validation import FleetIndex, build_index, resolve_cluster
 from .clusters import ClusterRenderer, RenderedCluster
 from .limits import LimitBroken, RenderLimits
-from .memo import RenderMemo
+from .memo import CheckedTexts, RenderMemo
 from .packfiles import PackFiles, read_pack
 from .sandbox import Sandbox
 
@@ -32,7 +32,7 @@ class Renderer:
     keep_contents: bool = False
     contents: dict[str, str] = field(default_factory=dict)
     _packs: dict[tuple[int, str], PackFiles] = field(default_factory=dict)
-    _yaml_ok: set[int] = field(default_factory=set)
+    checked: CheckedTexts = field(default_factory=CheckedTexts)
 
     def __post_init__(self) -> None:
         self.sandbox = Sandbox(self.limits)
@@ -75,7 +75,7 @@ class Renderer:
                 renderer = ClusterRenderer(
                     sandbox=self.sandbox,
                     pack_files=self.pack_files,
-                    yaml_ok=self._yaml_ok,
+                    checked=self.checked,
                     memo=memo,
                     site=site,
                     resolved=resolved,

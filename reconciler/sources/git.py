@@ -70,6 +70,9 @@ class GitTree:
         # Folders already looked up: a path lookup from the root would read every tree on
         # the way (sites/ alone can hold thousands of entries) each time.
         self._folders: dict[str, pygit2.Tree | None] = {"": tree}
+        # the file read last: its size is asked before it is read, and libgit2 inflates a
+        # blob whole for either
+        self._last: tuple[str, bytes] = ("", b"")
 
     def _folder(self, path: str) -> pygit2.Tree | None:
         if path in self._folders:
@@ -124,10 +127,14 @@ class GitTree:
         return str(entry.id)
 
     def size(self, path: str) -> int:
-        return int(self.blob(path).size)
+        return len(self.read(path))
 
     def read(self, path: str) -> bytes:
-        return bytes(self.blob(path).data)
+        last, data = self._last
+        if last != path or not path:
+            data = bytes(self.blob(path).data)
+            self._last = (path, data)
+        return data
 
     def exists(self, path: str) -> bool:
         return isinstance(self._entry(path), pygit2.Blob)

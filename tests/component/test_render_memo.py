@@ -13,7 +13,7 @@ import pytest
 from reconciler.cli.common import builtin_packs
 from reconciler.rendering import Renderer, RenderLimits, render_sites
 from reconciler.rendering.limits import metered
-from reconciler.rendering.memo import SiteMemo
+from reconciler.rendering.memo import CheckedTexts, SiteMemo
 from reconciler.sources import DirectoryTree
 from reconciler.validation import check_repository
 from tests.support.fleet import FleetFiles
@@ -188,3 +188,33 @@ def test_the_states_canonical_json_is_kept_only_when_asked(
     assert set(kept) == digests
     for digest, content in kept.items():
         assert "sha256:" + hashlib.sha256(content.encode()).hexdigest() == digest
+
+
+def test_texts_checked_as_yaml_are_kept_for_two_renders_only(fleet: FleetFiles) -> None:
+    """A reconciler renders for months: what it remembers having checked must not grow
+    with every revision."""
+    renderer = Renderer()
+    render(fleet.root, renderer)
+    first = set(renderer.checked.current)
+    assert first
+    sizes = []
+    for number in range(2, 6):  # every store's inline manifest differs at each revision
+        fleet.edit(
+            "profiles/store-1.0.0.yaml",
+            '"{{ vars.storeId }}', f'"{{{{ vars.storeId }}}}-r{number}',
+        )  # fmt: skip
+        render(fleet.root, renderer)
+        sizes.append(len(renderer.checked.current | renderer.checked.previous))
+    # the last two renders' texts only (each revision's changed manifests): no growth
+    assert sizes[1] == sizes[2] == sizes[3] < sizes[0], sizes
+    assert not first <= renderer.checked.current | renderer.checked.previous
+
+
+def test_a_text_checked_by_the_render_before_is_not_checked_again() -> None:
+    checked = CheckedTexts()
+    checked.add(1)
+    checked.next_render()
+    assert 1 in checked and 1 in checked.current  # seen again: kept for the next render
+    checked.next_render()
+    checked.next_render()
+    assert 1 not in checked and 2 not in checked

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import marshal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +40,7 @@ from ..models import ChartLayer, Fleet, Manifest, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
 from .limits import LimitBroken, Meter, current
-from .memo import CheckedTexts, SiteMemo, context_key, output_key
+from .memo import CheckedTexts, Parts, SiteMemo, context_key, output_key
 from .nodesetup import NodeFacts, SetupProblem, node_setup
 from .packfiles import PackFiles
 from .sandbox import Sandbox, TemplateFailure
@@ -84,6 +86,8 @@ class ClusterRenderer:
         self.checked = checked
         self.memo = memo
         self._context: tuple[object, bytes | None, int] = (None, None, 0)
+        # the keys of the mappings the contexts hold (pack values), by identity
+        self._parts: Parts = {}
         # each pack's value sources, in layering order (set by final_values)
         self._sources: dict[str, list[tuple[Any, str, LineIndex | None, Loc]]] = {}
         self.site = site
@@ -149,7 +153,9 @@ class ClusterRenderer:
         them changes anything."""
         known, key, changes = self._context
         if known is not context or changes != meter.changes:
-            key = context_key(context)
+            if changes != meter.changes:
+                self._parts.clear()
+            key = context_key(context, self._parts)
             self._context = (context, key, meter.changes)
         return key
 
@@ -613,24 +619,41 @@ _YAML_DUMP.default_flow_style = False
 def _helm_chart(layer: ChartLayer, values: dict[str, Any]) -> ManifestFile:
     """A Helm chart layer as the HelmChart object the cluster's helm controller installs."""
     chart = layer.chart
+    fields = (chart.name, chart.repo, chart.version, chart.namespace)
+    try:
+        content = _helm_chart_text(fields, marshal.dumps(values, 2))
+    except ValueError:  # not plain data (not expected of rendered values): made here
+        content = _chart_text(fields, values)
+    return ManifestFile(
+        layer="addon", pack=chart.name, name=f"helmchart-{chart.name}.yaml", content=content
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _helm_chart_text(fields: tuple[str, str, str, str], values: bytes) -> str:
+    """:func:`_chart_text` made once for the same chart and values (``marshal`` bytes, key
+    order kept): the same chart is installed at many sites."""
+    return _chart_text(fields, marshal.loads(values))
+
+
+def _chart_text(fields: tuple[str, str, str, str], values: dict[str, Any]) -> str:
+    name, repo, version, namespace = fields
     buffer = io.StringIO()
     if values:
         _YAML_DUMP.dump(values, buffer)
     document = {
         "apiVersion": "helm.cattle.io/v1",
         "kind": "HelmChart",
-        "metadata": {"name": chart.name, "namespace": "kube-system"},
+        "metadata": {"name": name, "namespace": "kube-system"},
         "spec": {
-            "repo": chart.repo,
-            "chart": chart.name,
-            "version": chart.version,
-            "targetNamespace": chart.namespace,
+            "repo": repo,
+            "chart": name,
+            "version": version,
+            "targetNamespace": namespace,
             "createNamespace": True,
             "valuesContent": buffer.getvalue(),
         },
     }
     out = io.StringIO()
     _YAML_DUMP.dump(document, out)
-    return ManifestFile(
-        layer="addon", pack=chart.name, name=f"helmchart-{chart.name}.yaml", content=out.getvalue()
-    )
+    return out.getvalue()

@@ -14,6 +14,7 @@ again and fails as it would.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import marshal
 from collections.abc import Mapping
@@ -76,13 +77,44 @@ class SiteMemo:
         return kept
 
 
-def context_key(context: Mapping[str, Any]) -> bytes | None:
-    """What a template's whole context is known by; None when it is not plain data."""
+# the keys of mappings already seen, by identity and depth (see context_key)
+Parts = dict[tuple[int, int], tuple[Any, bytes]]
+
+
+def context_key(context: Mapping[str, Any], parts: Parts | None = None) -> bytes | None:
+    """What a template's whole context is known by; None when it is not plain data.
+
+    Made of the keys of its values, and the keys of a mapping's values in turn (the
+    templates of a cluster see the same pack values under other names); ``parts`` keeps
+    the keys of values already seen by identity, for a caller that knows none of them
+    changed since."""
     try:
-        written = marshal.dumps(dict(context), _MARSHAL_VERSION)
+        written = marshal.dumps(
+            [(name, _value_key(value, parts, 1)) for name, value in context.items()],
+            _MARSHAL_VERSION,
+        )
     except (ValueError, RecursionError):
         return None
     return hashlib.blake2b(written, digest_size=20).digest()
+
+
+def _value_key(value: Any, parts: Parts | None, depth: int) -> bytes:
+    """The key of one value: of its mapping's keys and values' keys down to ``depth``, of
+    its ``marshal`` bytes below."""
+    mapping = type(value) is dict
+    if mapping and parts is not None:
+        known = parts.get((id(value), depth))
+        if known is not None and known[0] is value:
+            return known[1]
+    if mapping and depth > 0:
+        items = [(k, _value_key(v, parts, depth - 1)) for k, v in value.items()]
+        written = b"d" + marshal.dumps(items, _MARSHAL_VERSION)
+    else:  # raises ValueError unless it is plain data
+        written = b"v" + marshal.dumps(value, _MARSHAL_VERSION)
+    key = hashlib.blake2b(written, digest_size=20).digest()
+    if mapping and parts is not None:
+        parts[(id(value), depth)] = (value, key)  # held: its id is not reused meanwhile
+    return key
 
 
 def output_key(name: str, source: Any, context: bytes | None) -> bytes | None:
@@ -90,12 +122,22 @@ def output_key(name: str, source: Any, context: bytes | None) -> bytes | None:
     sets, for values), and its context's key; None when they are not plain data."""
     if context is None:
         return None
-    key = hashlib.blake2b(context, digest_size=20)
     try:
-        key.update(marshal.dumps((name, source), _MARSHAL_VERSION))
+        if type(source) is str:
+            written = _template_key(name, source)
+        else:
+            written = marshal.dumps((name, source), _MARSHAL_VERSION)
     except (ValueError, RecursionError):
         return None
-    return key.digest()
+    return hashlib.blake2b(context + written, digest_size=20).digest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _template_key(name: str, source: str) -> bytes:
+    """A template's name and source, known by a digest made once (the same template renders
+    at every site; its source can be long)."""
+    written = marshal.dumps((name, source), _MARSHAL_VERSION)
+    return hashlib.blake2b(written, digest_size=20).digest()
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal
@@ -329,14 +329,19 @@ def seal(*, appliance: str, site: str, revision: str, clusters: list[ClusterStat
 
 
 def sealed(
-    *, appliance: str, site: str, revision: str, clusters: list[ClusterState]
+    *,
+    appliance: str,
+    site: str,
+    revision: str,
+    clusters: list[ClusterState],
+    encode: Callable[[Any], bytes] = canonical_json,
 ) -> tuple[DesiredState, bytes]:
     """:func:`seal`, and the canonical JSON its digest is the sha256 of (what the
-    reconciler stores, made once)."""
+    reconciler stores, made once). ``encode``: a faster writer of the same bytes."""
     draft = DesiredState(
         appliance=appliance, site=site, revision=revision, digest="", clusters=clusters
     )
-    content = canonical_json(draft.content())
+    content = encode(draft.content())
     digest = "sha256:" + hashlib.sha256(content).hexdigest()
     return draft.model_copy(update={"digest": digest}), content
 

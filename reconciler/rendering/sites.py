@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from agent.contract import ClusterServer, ClusterState, DesiredState, sealed
 
+from ..canonical import state_json
 from ..errors import Diagnostic, FleetError
 from ..loading import FleetRepo, SiteFiles
 from ..packs import PackRegistry, PackVersion
@@ -145,7 +146,9 @@ def _for_appliance(
                 servers=servers if spans else [],
             )
         )
-    return sealed(appliance=appliance, site=site, revision=revision, clusters=states)
+    return sealed(
+        appliance=appliance, site=site, revision=revision, clusters=states, encode=state_json
+    )
 
 
 def render_repository(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from agent.contract import DesiredState, canonical_json
 from reconciler.cli.common import builtin_packs
 from reconciler.rendering import Renderer, RenderLimits, render_sites
 from reconciler.rendering.limits import metered
@@ -188,6 +189,12 @@ def test_the_states_canonical_json_is_kept_only_when_asked(
     assert set(kept) == digests
     for digest, content in kept.items():
         assert "sha256:" + hashlib.sha256(content.encode()).hexdigest() == digest
+    # the bytes the agent checks a digest with (written by the definition)
+    for appliances in states.values():
+        for state in appliances.values():
+            parsed = DesiredState.model_validate_json(state)
+            assert parsed.computed_digest() == parsed.digest
+            assert canonical_json(parsed.content()).decode() == kept[parsed.digest]
 
 
 def test_texts_checked_as_yaml_are_kept_for_two_renders_only(fleet: FleetFiles) -> None:

@@ -77,20 +77,20 @@ class SiteMemo:
         return kept
 
 
-# the keys of mappings already seen, by identity and depth (see context_key)
-Parts = dict[tuple[int, int], tuple[Any, bytes]]
+# the keys of mappings already seen, by identity (see context_key)
+Parts = dict[int, tuple[Any, bytes]]
 
 
 def context_key(context: Mapping[str, Any], parts: Parts | None = None) -> bytes | None:
     """What a template's whole context is known by; None when it is not plain data.
 
-    Made of the keys of its values, and the keys of a mapping's values in turn (the
-    templates of a cluster see the same pack values under other names); ``parts`` keeps
-    the keys of values already seen by identity, for a caller that knows none of them
-    changed since."""
+    Made of the keys of its values; a mapping of mappings (the other packs' values) is known
+    by its members' keys, so the templates of a cluster, which see the same pack values
+    under other names, write each of them once. ``parts`` keeps the keys of mappings
+    already seen, by identity, for a caller that knows none of them changed since."""
     try:
         written = marshal.dumps(
-            [(name, _value_key(value, parts, 1)) for name, value in context.items()],
+            [(name, _value_key(value, parts)) for name, value in context.items()],
             _MARSHAL_VERSION,
         )
     except (ValueError, RecursionError):
@@ -98,22 +98,20 @@ def context_key(context: Mapping[str, Any], parts: Parts | None = None) -> bytes
     return hashlib.blake2b(written, digest_size=20).digest()
 
 
-def _value_key(value: Any, parts: Parts | None, depth: int) -> bytes:
-    """The key of one value: of its mapping's keys and values' keys down to ``depth``, of
-    its ``marshal`` bytes below."""
+def _value_key(value: Any, parts: Parts | None) -> bytes:
     mapping = type(value) is dict
     if mapping and parts is not None:
-        known = parts.get((id(value), depth))
+        known = parts.get(id(value))
         if known is not None and known[0] is value:
             return known[1]
-    if mapping and depth > 0:
-        items = [(k, _value_key(v, parts, depth - 1)) for k, v in value.items()]
-        written = b"d" + marshal.dumps(items, _MARSHAL_VERSION)
+    if mapping and value and all(type(v) is dict for v in value.values()):
+        members = [(k, _value_key(v, parts)) for k, v in value.items()]
+        written = b"d" + marshal.dumps(members, _MARSHAL_VERSION)
     else:  # raises ValueError unless it is plain data
         written = b"v" + marshal.dumps(value, _MARSHAL_VERSION)
     key = hashlib.blake2b(written, digest_size=20).digest()
     if mapping and parts is not None:
-        parts[(id(value), depth)] = (value, key)  # held: its id is not reused meanwhile
+        parts[id(value)] = (value, key)  # held: its id is not reused meanwhile
     return key
 
 

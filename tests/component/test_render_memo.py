@@ -3,18 +3,22 @@ context did not change, and the result is always what a fresh render gives, byte
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import marshal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.contract import DesiredState, canonical_json
 from reconciler.cli.common import builtin_packs
 from reconciler.rendering import Renderer, RenderLimits, render_sites
 from reconciler.rendering.limits import metered
-from reconciler.rendering.memo import CheckedTexts, SiteMemo
+from reconciler.rendering.memo import CheckedTexts, Parts, SiteMemo, context_key
 from reconciler.sources import DirectoryTree
 from reconciler.validation import check_repository
 from tests.support.fleet import FleetFiles
@@ -225,3 +229,30 @@ def test_a_text_checked_by_the_render_before_is_not_checked_again() -> None:
     checked.next_render()
     checked.next_render()
     assert 1 not in checked and 2 not in checked
+
+
+PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["a", "b", ""]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("ab"), inner),
+    max_leaves=8,
+)
+CONTEXTS = st.dictionaries(st.sampled_from(["values", "packs", "site"]), PLAIN, max_size=3)
+
+
+@settings(max_examples=400, deadline=None)
+@given(first=CONTEXTS, second=CONTEXTS)
+def test_two_contexts_share_a_key_exactly_when_they_hold_the_same_in_the_same_order(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    """The key is made of the values' keys (a mapping of mappings by its members'): still
+    the same key for the same content in the same order, whatever objects hold it, and
+    another for anything else."""
+    parts: Parts = {}
+    same = marshal.dumps(first, 2) == marshal.dumps(second, 2)
+    assert (context_key(first, parts) == context_key(second, parts)) == same
+    assert context_key(first, parts) == context_key(copy.deepcopy(first))
+
+
+def test_a_context_that_is_not_plain_data_has_no_key() -> None:
+    assert context_key({"values": {"a": {"b": object()}}}) is None
+    assert context_key({"site": [1, object()]}) is None

@@ -620,7 +620,7 @@ def _helm_chart(layer: ChartLayer, values: dict[str, Any]) -> ManifestFile:
     """A Helm chart layer as the HelmChart object the cluster's helm controller installs."""
     chart = layer.chart
     fields = (chart.name, chart.repo, chart.version, chart.namespace)
-    try:
+    try:  # marshal's version 2 writes equal values as equal bytes (no back-references)
         content = _helm_chart_text(fields, marshal.dumps(values, 2))
     except ValueError:  # not plain data (not expected of rendered values): made here
         content = _chart_text(fields, values)

@@ -176,9 +176,16 @@ def agent_routes(services: Services) -> APIRouter:
         return Response(status_code=304, headers=_tag(served.tag))
 
     @router.post("/status", status_code=202, response_model=Accepted, dependencies=as_agent)
-    def status(report: StatusReport, appliance: Annotated[str, Depends(agent)]) -> Accepted:
+    async def status(report: StatusReport, appliance: Annotated[str, Depends(agent)]) -> Accepted:
         """The agent's applied digest, cluster phases, tasks, events and health."""
-        services.rollout.accept_report(appliance, report)
+        # written by the rollout's own thread with the reports arriving together: a wave's
+        # thousands of reports take no worker thread each
+        rollout = services.rollout
+        if await asyncio.wrap_future(rollout.report_later(appliance, report)):
+            if rollout.tick_waits():  # the first few wait for the tick that covers them
+                await run_in_threadpool(rollout.tick_wanted)
+            else:
+                rollout.tick_wanted(wait=False)
         return Accepted()
 
     @router.post(

@@ -115,6 +115,10 @@ def create_app(
         description="Desired states for edge appliances, rolled out wave by wave.",
         lifespan=lifespan,
         max_body_size=max_body_bytes,
+        # no OpenTelemetry of FastAPI's own: it would record validation failures and
+        # exception messages, with the input values they quote, wherever a process-wide
+        # provider sends them; and it asks whether one is configured on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     if "max_body_size" in getattr(app, "extra", {}):  # FastAPI before 0.164 ignores it
         raise RuntimeError("this FastAPI ignores max_body_size: edgefleet needs fastapi>=0.164")

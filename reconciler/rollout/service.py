@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -56,7 +57,7 @@ from .releases import Release
 
 log = logging.getLogger(__name__)
 
-# how many status reports at most wait for the tick that covers them (see _tick_covering)
+# how many status reports at most wait for the tick that covers them (see tick_wanted)
 TICK_WAITERS = 4
 # seconds between the ticks reports ask for while more keep arriving
 TICK_SPACING = 1.0
@@ -83,7 +84,7 @@ class RolloutService:
         self.heartbeat_timeout = heartbeat_timeout
         self._lock = threading.Lock()  # one decision at a time in this process
         # Ticks asked for by status reports are coalesced: while one runs, later requests
-        # share the next one instead of queueing a tick each (see _tick_covering).
+        # share the next one instead of queueing a tick each (see tick_wanted).
         self._ticks = threading.Condition()
         self._ticks_asked = 0
         self._ticks_done = 0
@@ -92,8 +93,8 @@ class RolloutService:
         # while the reconcile loop renders a revision, ticks wait (see deferring_ticks)
         self._deferring = 0
         self._deferred = False
-        self._reports: GroupCommit[tuple[str, StatusReport], tuple[list[ChangeRecord], bool]]
-        self._reports = GroupCommit(self._write_reports)
+        self._reports: GroupCommit[tuple[str, StatusReport], bool]
+        self._reports = GroupCommit(self._record_reports)
 
     # -- what the reconcile loop calls --------------------------------------------------
     @contextmanager
@@ -282,10 +283,26 @@ class RolloutService:
         """Keep an agent's latest status; re-evaluate gates when it may move the rollout.
         Reports that arrive together are written in one transaction (a wave's agents
         report at once)."""
-        changes, moves = self._reports.submit((appliance, report))
-        self.notifier.publish(changes)
-        if moves:
-            self._tick_covering()
+        if self._reports.submit((appliance, report)):
+            self.tick_wanted()
+
+    def report_later(self, appliance: str, report: StatusReport) -> Future[bool]:
+        """:meth:`accept_report`'s write for a caller on an event loop: a thread of the
+        service's own writes it with the reports arriving together and the future holds
+        whether it may move the rollout (then call :meth:`tick_wanted`)."""
+        return self._reports.later((appliance, report))
+
+    def _record_reports(self, reports: Sequence[tuple[str, StatusReport]]) -> list[bool]:
+        """Write a batch of reports and hand on what they changed; whether each may move
+        the rollout."""
+        written = self._write_reports(reports)
+        changes = [change for made, _ in written for change in made]
+        try:
+            self.notifier.publish(changes)
+        except Exception:  # written already: a batch that failed would be written again
+            log.exception("handing on the changes of %d status reports failed", len(reports))
+            self.notifier.forget_all()
+        return [moves for _, moves in written]
 
     def _write_reports(
         self, reports: Sequence[tuple[str, StatusReport]]
@@ -474,9 +491,17 @@ class RolloutService:
             except Exception:  # reporting results must never stop the rollout
                 log.exception("reporting %d events failed", len(tx.events.added))
 
-    def _tick_covering(self) -> None:
-        """Return once a tick that started after this call has finished, or at once when
-        :data:`TICK_WAITERS` reports wait for one already.
+    def tick_waits(self) -> bool:
+        """Whether :meth:`tick_wanted` would wait for (or run) a tick now rather than
+        return at once: for callers on an event loop, who then call it in a worker thread
+        (the answer may change meanwhile; either way the tick covers them)."""
+        with self._ticks:
+            return not self._ticking or self._tick_waiters < TICK_WAITERS
+
+    def tick_wanted(self, *, wait: bool = True) -> None:
+        """A report that may move the rollout asks for a tick. Returns once a tick that
+        started after this call has finished, or at once when :data:`TICK_WAITERS` reports
+        wait for one already (or ``wait`` is False: the tick then runs in the background).
 
         Reports committed while a tick runs share the next round instead of queueing a tick
         each. A wave of thousands of agents reporting at once would otherwise hold every API
@@ -488,7 +513,7 @@ class RolloutService:
             self._ticks_asked += 1
             wanted = self._ticks_asked
             if self._ticking:
-                if self._tick_waiters >= TICK_WAITERS:
+                if not wait or self._tick_waiters >= TICK_WAITERS:
                     return
                 self._tick_waiters += 1
                 try:
@@ -498,7 +523,11 @@ class RolloutService:
                 if self._ticks_done >= wanted or self._ticking:
                     return
             self._ticking = True  # this thread ticks, as the previous one stopped
-        if self._tick_round():
+        if not wait:
+            threading.Thread(
+                target=self._tick_rounds, args=(0.0,), name="rollout-ticks", daemon=True
+            ).start()
+        elif self._tick_round():
             threading.Thread(target=self._tick_rounds, name="rollout-ticks", daemon=True).start()
 
     def _tick_round(self) -> bool:
@@ -520,19 +549,21 @@ class RolloutService:
             self._ticks.notify_all()
         return more
 
-    def _tick_rounds(self) -> None:
-        """The rounds reports keep asking for, :data:`TICK_SPACING` apart and at least as
-        long as the last round took, so the reports get the database between them (a round
-        over ten thousand sites holds it for a second or more) and the round after the last
-        report of a wave comes soon."""
+    def _tick_rounds(self, first: float = TICK_SPACING) -> None:
+        """The rounds reports keep asking for, the first after ``first`` seconds and then
+        :data:`TICK_SPACING` apart and at least as long as the last round took, so the
+        reports get the database between them (a round over ten thousand sites holds it for
+        a second or more) and the round after the last report of a wave comes soon."""
         took = 0.0
+        pause = first
         try:
             while True:
-                time.sleep(max(TICK_SPACING, took))
+                time.sleep(pause)
                 started = time.monotonic()
                 if not self._tick_round():
                     return
                 took = time.monotonic() - started
+                pause = max(TICK_SPACING, took)
         except Exception:  # the periodic tick carries on; no report waits for this one
             log.exception("a rollout tick after status reports failed")
 

@@ -1,10 +1,13 @@
-"""Writes that arrive together, committed together: threads hand in one item each, and one of
-them (the leader) writes every item waiting in one transaction, so a wave of thousands of
+"""Writes that arrive together, committed together: callers hand in one item each, and one
+thread (the leader) writes every item waiting in one transaction, so a wave of thousands of
 agents reporting at once costs a commit per batch, not per report. Used by the rollout for
 status reports.
 
-A batch that fails is written again item by item, so an item's error reaches its own caller
-alone. When the leader's item is written it hands the lead to the oldest waiting caller.
+A caller either waits in its own thread (:meth:`GroupCommit.submit`) or takes a future
+(:meth:`GroupCommit.later`, for an event loop that must not block). A batch that fails is
+written again item by item, so an item's error reaches its own caller alone. When the
+leader's item is written it hands the lead to the oldest waiting caller, or to a thread of
+its own when that caller holds a future instead of a thread.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -19,10 +23,11 @@ R = TypeVar("R")
 
 
 class _Waiting(Generic[T, R]):
-    __slots__ = ("error", "finished", "item", "lead", "result", "wake")
+    __slots__ = ("error", "finished", "future", "item", "lead", "result", "wake")
 
-    def __init__(self, item: T) -> None:
+    def __init__(self, item: T, future: Future[R] | None = None) -> None:
         self.item = item
+        self.future = future  # set once written, for a caller without a thread of its own
         self.wake = threading.Event()  # finished, or made the leader
         self.lead = False
         self.finished = False
@@ -51,23 +56,50 @@ class GroupCommit(Generic[T, R]):
         if not mine.lead:
             mine.wake.wait()
         if mine.lead:
-            try:
-                while not mine.finished:
-                    with self._lock:
-                        count = min(self._most, len(self._queue))
-                        batch = [self._queue.popleft() for _ in range(count)]
-                    self._run(batch)
-            finally:
-                with self._lock:
-                    if self._queue:
-                        following = self._queue[0]
-                        following.lead = True
-                        following.wake.set()
-                    else:
-                        self._leading = False
+            self._lead(mine)
         if mine.error is not None:
             raise mine.error
         return mine.result  # type: ignore[return-value]
+
+    def later(self, item: T) -> Future[R]:
+        """Write ``item`` with whatever else is waiting, without waiting for it: the future
+        holds its result or its error."""
+        mine: _Waiting[T, R] = _Waiting(item, Future())
+        with self._lock:
+            self._queue.append(mine)
+            if not self._leading:
+                self._leading = mine.lead = True
+        if mine.lead:
+            self._lead_in_thread(mine)
+        assert mine.future is not None
+        return mine.future
+
+    def _lead(self, mine: _Waiting[T, R]) -> None:
+        try:
+            while not mine.finished:
+                with self._lock:
+                    count = min(self._most, len(self._queue))
+                    batch = [self._queue.popleft() for _ in range(count)]
+                self._run(batch)
+        finally:
+            with self._lock:
+                following = self._queue[0] if self._queue else None
+                if following is None:
+                    self._leading = False
+                else:
+                    following.lead = True
+                    following.wake.set()
+            if following is not None and following.future is not None:
+                self._lead_in_thread(following)
+
+    def _lead_in_thread(self, mine: _Waiting[T, R]) -> None:
+        def lead() -> None:
+            try:
+                self._lead(mine)
+            except BaseException:  # nobody to raise it to: each future of the batch holds it
+                return
+
+        threading.Thread(target=lead, name="group-commit", daemon=True).start()
 
     def _run(self, batch: list[_Waiting[T, R]]) -> None:
         try:
@@ -90,3 +122,8 @@ class GroupCommit(Generic[T, R]):
             for waiting in batch:
                 waiting.finished = True
                 waiting.wake.set()
+                if waiting.future is not None:
+                    if waiting.error is not None:
+                        waiting.future.set_exception(waiting.error)
+                    else:
+                        waiting.future.set_result(waiting.result)  # type: ignore[arg-type]

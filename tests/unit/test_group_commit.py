@@ -115,3 +115,46 @@ def test_a_leader_stopped_mid_write_leaves_no_caller_waiting() -> None:
     assert not any(t.is_alive() for t in threads), "callers still waiting"
     assert results[0] == "0" and sorted(results) == list(range(6))
     assert "stopped" in [results[i] for i in range(1, 6)]
+
+
+def test_callers_without_a_thread_get_futures_written_together() -> None:
+    hold = threading.Event()
+    writer = Writer(hold)
+    commit: GroupCommit[int, int] = GroupCommit(writer)
+    futures = [commit.later(i) for i in range(1, 51)]  # the first one's thread is held
+    hold.set()
+    assert [f.result(5) for f in futures] == [i * 10 for i in range(1, 51)]
+    assert sorted(i for batch in writer.batches for i in batch) == list(range(1, 51))
+    assert len(writer.batches) <= 3  # one for the first, then the 49 queued meanwhile
+
+
+def test_a_future_holds_its_own_error_and_mixed_callers_each_get_theirs() -> None:
+    hold = threading.Event()
+    writer = Writer(hold)
+    commit: GroupCommit[int, int] = GroupCommit(writer, most=3)
+    futures = {i: commit.later(i) for i in (1, -2, 3)}
+    threading.Timer(0.3, hold.set).start()
+    waited = submit_all(commit, [4, -5, 6, 7])  # threads queue behind the futures' batches
+    assert waited == [40, "refused -5", 60, 70]
+    assert futures[1].result(5) == 10 and futures[3].result(5) == 30
+    with pytest.raises(ValueError, match="refused -2"):
+        futures[-2].result(5)
+    assert max(map(len, writer.batches)) <= 3
+
+
+def test_a_leader_thread_stopped_mid_write_fails_its_futures_and_the_next_leads() -> None:
+    calls = 0
+
+    def write(items: Sequence[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyboardInterrupt  # the leading thread is stopping
+        return [i * 10 for i in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(write)
+    first = commit.later(1)
+    with pytest.raises(KeyboardInterrupt):
+        first.result(5)
+    assert commit.later(2).result(5) == 20  # nobody is left leading: the next one writes
+    assert commit.submit(3) == 30

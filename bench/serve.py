@@ -1,7 +1,8 @@
 """The reconciler service on loopback: merge-to-notify latency, long-polls held, 304 rate.
 
     .venv/bin/python bench/serve.py [--rounds 10] [--agents 10000] [--rate-seconds 10]
-                                    [--only latency hold rate] [--py-spy PATH] [--workdir DIR]
+                                    [--only latency hold rate] [--profile-wave]
+                                    [--py-spy PATH] [--workdir DIR]
 
 1. latency: ``edgefleet serve`` follows a git work tree (fleet-example, copied) with its local
    watcher; one agent long-polls (``wait=30``); a ``git commit`` changes that agent's site.
@@ -13,7 +14,8 @@
    Server RSS before and with them open; then a commit that changes every site's profile:
    the time from the commit until every canary agent got its 200, and, once the canaries
    reported it healthy (each agent does, as it would after applying), from the wave opening
-   (its first 200) until every held agent of it got its 200.
+   (its first 200) until every held agent of it got its 200. With ``--profile-wave`` the
+   server is sampled with py-spy from the first agent answered to the last.
 3. rate: ``--rate-clients`` keep-alive clients poll ``GET /v1/desired`` with a matching
    ``If-None-Match`` and no wait for ``--rate-seconds``: requests/s and p50/p99 latency, from
    the load generator and, when installed, from wrk. Below the target the server is sampled
@@ -33,6 +35,7 @@ import queue
 import re
 import resource
 import shutil
+import signal
 import socket
 import sqlite3
 import statistics
@@ -507,6 +510,8 @@ def hold(
     files: dict[str, str],
     canary: set[str],
 ) -> dict[str, bool]:
+    spied = server.log.parent / "hold.collapsed"
+    sampler: subprocess.Popen[str] | None = None
     gen = Loadgen(
         "hold", "--port", str(server.port), "--tokens", str(tokens), "--agents",
         str(args.agents), "--wait", "60", "--max-seconds", str(args.max_seconds), "--report",
@@ -551,6 +556,8 @@ def hold(
         committed = time.time()
         deadline = time.monotonic() + args.max_seconds
         while time.monotonic() < deadline and gen.latest.get("woken", 0) < agents:
+            if args.profile_wave and sampler is None and gen.latest.get("woken", 0) > 0:
+                sampler = start_sampler(args, server, spied, seconds=args.max_seconds)
             time.sleep(0.5)
         gen.send("stop")
         done = gen.expect("done", 60)
@@ -558,6 +565,8 @@ def hold(
         if gen.process.poll() is None:
             gen.send("stop")
         cpu = gen.finish()
+    if sampler is not None:
+        print_profile(args, sampler, spied, "from the first agent answered to the last")
     woken = sorted(t - committed for _, t in done["woken"])
     first_wave = sorted(t - committed for name, t in done["woken"] if name in canary)
     second_wave = sorted(t - committed for name, t in done["woken"] if name not in canary)
@@ -771,23 +780,45 @@ def run_wrk(
 
 
 def profile(args: argparse.Namespace, server: Server, tokens: Path, workdir: Path) -> None:
+    out = workdir / "server.collapsed"
+    sampler = start_sampler(args, server, out, seconds=args.rate_seconds)
+    if sampler is None:
+        return
+    time.sleep(1)
+    result, _, _ = run_rate(args, server, tokens)
+    per_second = result["requests"] / result["seconds"]
+    print_profile(
+        args, sampler, out, f"while the load generator ran again ({per_second:.0f} requests/s "
+        f"under sampling)",
+    )  # fmt: skip
+
+
+def start_sampler(
+    args: argparse.Namespace, server: Server, out: Path, *, seconds: float
+) -> subprocess.Popen[str] | None:
+    """py-spy sampling every thread of the server 100 times a second for ``seconds``, or
+    until interrupted; None (and a line saying why) without py-spy."""
     spy = args.py_spy or shutil.which("py-spy")
     if spy is None:
         print("   profile: py-spy not found (pip install py-spy, or pass --py-spy PATH)")
-        return
-    out = workdir / "server.collapsed"
-    sampler = subprocess.Popen(
-        [spy, "record", "--pid", str(server.pid), "--duration", f"{args.rate_seconds:.0f}",
+        return None
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(server.pid), "--duration", f"{seconds:.0f}",
          "--rate", "100", "--threads", "--format", "raw", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(1)
-    result, _, _ = run_rate(args, server, tokens)
-    _, err = sampler.communicate(timeout=args.rate_seconds + 60)
+
+
+def print_profile(
+    args: argparse.Namespace, sampler: subprocess.Popen[str], out: Path, during: str
+) -> None:
+    """Stop ``sampler`` (when it still runs) and print where the server spent its time."""
+    if sampler.poll() is None:
+        sampler.send_signal(signal.SIGINT)
+    _, err = sampler.communicate(timeout=120)
     if not out.exists():
         print(f"   profile: py-spy failed: {err.strip()[-300:]}")
         return
-    per_second = result["requests"] / result["seconds"]
     summary = summarize(out.read_text(), project=("reconciler/", "agent/"), root=ROOT)
     if summary.total == 0:
         print("   profile: no samples")
@@ -795,8 +826,7 @@ def profile(args: argparse.Namespace, server: Server, tokens: Path, workdir: Pat
     print(
         f"   profile: py-spy, every thread of the server, {summary.total} busy samples "
         f"(running, or waiting for the GIL) at 100/s ({summary.idle} idle ones left out), "
-        f"while the load generator ran again "
-        f"({per_second:.0f} requests/s under sampling); raw stacks in {out}"
+        f"{during}; raw stacks in {out}"
     )
     print("     busy time by thread:")
     for name, share in summary.threads:
@@ -828,6 +858,8 @@ def main() -> None:
     parser.add_argument("--rate-clients", type=int, default=100)
     parser.add_argument("--rate-seconds", type=float, default=10)
     parser.add_argument("--profile", action="store_true", help="profile 3. even when met")
+    parser.add_argument("--profile-wave", action="store_true",
+                        help="profile 2. from the first agent answered to the last")  # fmt: skip
     parser.add_argument("--profile-lines", type=int, default=16)
     parser.add_argument("--py-spy", help="the py-spy binary (default: on PATH)")
     parser.add_argument("--max-seconds", type=float, default=900, help="bound on each wait")

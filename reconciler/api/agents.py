@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.types import Receive
 
 from agent.contract import DesiredState, StatusReport
 from agent.signatures import HEADER as SIGNATURE_HEADER
@@ -144,48 +145,14 @@ def agent_routes(services: Services) -> APIRouter:
         ``If-None-Match`` and ``?wait=N``, waits up to N seconds for a new state before
         answering 304; an appliance holds at most two such waits, a third answers the
         oldest."""
-        known = _etags(request.headers.get("if-none-match", ""))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        gone: asyncio.Task[None] | None = None  # the client hung up, or a newer poll came
-        with (
-            services.notifier.subscribe(appliance) as subscription,
-            services.polls.opened(appliance, waits=wait > 0) as ended,
-        ):
-            try:
-                while True:
-                    fresh, served = services.documents.remembered(appliance)
-                    if not fresh:
-                        served = await run_in_threadpool(services.documents.current, appliance)
-                    if served is not None and not _matches(served.tag, known):
-                        headers = _tag(served.tag)
-                        if served.signature is not None:
-                            headers[SIGNATURE_HEADER] = served.signature
-                        return Response(served.body, media_type="application/json", headers=headers)
-                    remaining = deadline - loop.time()
-                    if remaining <= 0 or services.notifier.closed or ended.done():
-                        break
-                    gone = gone or asyncio.ensure_future(_disconnected(request, ended))
-                    if not await subscription.wait(remaining, unless=gone):
-                        break
-            finally:
-                if gone is not None:
-                    gone.cancel()
-        if served is None:
-            raise NotFound(f"no desired state for {appliance}: not declared or not released yet")
-        return Response(status_code=304, headers=_tag(served.tag))
+        return await answer_desired(
+            services, appliance, request.headers.get("if-none-match", ""), wait, request.receive
+        )
 
     @router.post("/status", status_code=202, response_model=Accepted, dependencies=as_agent)
     async def status(report: StatusReport, appliance: Annotated[str, Depends(agent)]) -> Accepted:
         """The agent's applied digest, cluster phases, tasks, events and health."""
-        # written by the rollout's own thread with the reports arriving together: a wave's
-        # thousands of reports take no worker thread each
-        rollout = services.rollout
-        if await asyncio.wrap_future(rollout.report_later(appliance, report)):
-            if rollout.tick_waits():  # the first few wait for the tick that covers them
-                await run_in_threadpool(rollout.tick_wanted)
-            else:
-                rollout.tick_wanted(wait=False)
+        await take_report(services, appliance, report)
         return Accepted()
 
     @router.post(
@@ -217,17 +184,66 @@ def agent_routes(services: Services) -> APIRouter:
     return router
 
 
+async def answer_desired(
+    services: Services, appliance: str, if_none_match: str, wait: float, receive: Receive
+) -> Response:
+    """``GET /v1/desired`` of an authenticated appliance (here and in :mod:`.agentpath`);
+    raises NotFound when it has no state."""
+    known = _etags(if_none_match)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    gone: asyncio.Task[None] | None = None  # the client hung up, or a newer poll came
+    with (
+        services.notifier.subscribe(appliance) as subscription,
+        services.polls.opened(appliance, waits=wait > 0) as ended,
+    ):
+        try:
+            while True:
+                fresh, served = services.documents.remembered(appliance)
+                if not fresh:
+                    served = await run_in_threadpool(services.documents.current, appliance)
+                if served is not None and not _matches(served.tag, known):
+                    headers = _tag(served.tag)
+                    if served.signature is not None:
+                        headers[SIGNATURE_HEADER] = served.signature
+                    return Response(served.body, media_type="application/json", headers=headers)
+                remaining = deadline - loop.time()
+                if remaining <= 0 or services.notifier.closed or ended.done():
+                    break
+                gone = gone or asyncio.ensure_future(_disconnected(receive, ended))
+                if not await subscription.wait(remaining, unless=gone):
+                    break
+        finally:
+            if gone is not None:
+                gone.cancel()
+    if served is None:
+        raise NotFound(f"no desired state for {appliance}: not declared or not released yet")
+    return Response(status_code=304, headers=_tag(served.tag))
+
+
+async def take_report(services: Services, appliance: str, report: StatusReport) -> None:
+    """``POST /v1/status`` of an authenticated appliance (here and in :mod:`.agentpath`).
+    The rollout's own thread writes it with the reports arriving together: a wave's
+    thousands of reports take no worker thread each."""
+    rollout = services.rollout
+    if await asyncio.wrap_future(rollout.report_later(appliance, report)):
+        if rollout.tick_waits():  # the first few wait for the tick that covers them
+            await run_in_threadpool(rollout.tick_wanted)
+        else:
+            rollout.tick_wanted(wait=False)
+
+
 def _address(request: Request) -> str:
     """The client's address, as this server sees it (a reverse proxy's, behind one)."""
     return request.client.host if request.client is not None else "unknown"
 
 
-async def _disconnected(request: Request, ended: asyncio.Future[None]) -> None:
+async def _disconnected(receive: Receive, ended: asyncio.Future[None]) -> None:
     """Return once the client has gone (a long-poll then frees its slot at once instead of
     at the end of its wait) or a newer long-poll of the appliance has ended this one."""
 
     async def hung_up() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
+        while (await receive())["type"] != "http.disconnect":
             pass
 
     receiving = asyncio.ensure_future(hung_up())

@@ -47,9 +47,7 @@ def appliance_routes(services: Services) -> APIRouter:
     admin = Depends(operator_access(services.operators, "admin"))
 
     @router.post("/{appliance}/reset", response_model=ApplianceReset)
-    async def reset(
-        appliance: ApplianceId, operator: Annotated[Operator, admin]
-    ) -> ApplianceReset:
+    async def reset(appliance: ApplianceId, operator: Annotated[Operator, admin]) -> ApplianceReset:
         """Forget the appliance's registration: its token stops working on every replica
         at once, and its next registration (bootstrap or enrolment token) pairs it again."""
         registered = await run_in_threadpool(

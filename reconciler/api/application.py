@@ -11,10 +11,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from agent.signatures import sign
 
@@ -23,6 +25,7 @@ from ..delivery import DesiredDocuments, Registrations
 from ..rollout import RolloutService
 from ..store import Store, StoreError
 from ..views import FleetViews, SourceView
+from .agentpath import AgentPath
 from .agents import agent_routes
 from .appliances import appliance_routes
 from .dashboard import dashboard_routes, static_files
@@ -109,7 +112,8 @@ def create_app(
                 with suppress(asyncio.CancelledError):
                     await ticker
 
-    app = FastAPI(
+    app = _Application(
+        AgentPath(services, max_body_bytes=max_body_bytes),
         title="edgefleet reconciler",
         version="1",
         description="Desired states for edge appliances, rolled out wave by wave.",
@@ -131,6 +135,22 @@ def create_app(
     app.include_router(dashboard_routes(services, clock=clock))
     app.mount("/static", static_files(), name="static")
     return app
+
+
+class _Application(FastAPI):
+    """FastAPI, with the agents' busiest requests answered before it (:mod:`.agentpath`)."""
+
+    def __init__(self, agent_path: AgentPath, **options: Any) -> None:
+        super().__init__(**options)
+        self.agent_path = agent_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handed_on = await self.agent_path.answer(scope, receive, send)
+            if handed_on is None:
+                return
+            receive = handed_on
+        await super().__call__(scope, receive, send)
 
 
 async def _tick_every(rollout: RolloutService, seconds: float) -> None:

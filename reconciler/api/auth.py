@@ -41,7 +41,11 @@ operator_token = HTTPBearer(
 
 def bearer(request: Request) -> str:
     """The token of ``Authorization: Bearer <token>``; raises Unauthorized."""
-    header = request.headers.get("authorization", "")
+    return bearer_token(request.headers.get("authorization", ""))
+
+
+def bearer_token(header: str) -> str:
+    """The token of an ``Authorization`` header's ``Bearer <token>``; raises Unauthorized."""
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN:

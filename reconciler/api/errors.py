@@ -72,47 +72,48 @@ class Unavailable(ApiError):
     status = 503
 
 
+# each error below the boundary as the ApiError it answers with
+_AS_API_ERROR: dict[type[Exception], type[ApiError]] = {
+    InvalidToken: Unauthorized,
+    AlreadyRegistered: Conflict,
+    RolloutConflict: Conflict,
+    WrongAppliance: Forbidden,
+    NotMember: Forbidden,
+}
+
+
 def install_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(InvalidToken, _invalid_token)
-    app.add_exception_handler(AlreadyRegistered, _conflict)
-    app.add_exception_handler(WrongAppliance, _wrong_appliance)
-    app.add_exception_handler(RegistrationsLimited, _limited)
-    app.add_exception_handler(RolloutConflict, _conflict)
-    app.add_exception_handler(NotMember, _wrong_appliance)
-    app.add_exception_handler(StoreError, _store_error)
+    for kind in (ApiError, RegistrationsLimited, StoreError, RecursionError, *_AS_API_ERROR):
+        app.add_exception_handler(kind, _handle)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(RecursionError, _too_deep)
 
 
-async def _api_error(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, ApiError)
+async def _handle(_request: Request, error: Exception) -> JSONResponse:
+    answer = error_answer(error)
+    assert answer is not None, f"no answer for {type(error).__name__}"
+    return answer
+
+
+def error_answer(error: Exception) -> JSONResponse | None:
+    """The answer to an error raised below the boundary; None for one that is a bug (a 500
+    with nothing of it said)."""
+    if isinstance(error, StoreError):
+        log.warning("store error: %s", error)
+        error = Unavailable("the store is unavailable; retry later")
+    elif isinstance(error, RegistrationsLimited):
+        error = TooMany(str(error), retry_after=error.retry_after)
+    elif isinstance(error, RecursionError):
+        return JSONResponse({"detail": "request body nested too deeply"}, status_code=400)
+    else:
+        kind = next((k for k in _AS_API_ERROR if isinstance(error, k)), None)
+        if kind is not None:
+            error = _AS_API_ERROR[kind](str(error))
+    if not isinstance(error, ApiError):
+        return None
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
     if isinstance(error, TooMany) and error.retry_after is not None:
         headers = {"Retry-After": str(max(1, round(error.retry_after)))}
     return JSONResponse({"detail": error.detail}, status_code=error.status, headers=headers)
-
-
-async def _invalid_token(_request: Request, error: Exception) -> JSONResponse:
-    return await _api_error(_request, Unauthorized(str(error)))
-
-
-async def _conflict(_request: Request, error: Exception) -> JSONResponse:
-    return await _api_error(_request, Conflict(str(error)))
-
-
-async def _wrong_appliance(_request: Request, error: Exception) -> JSONResponse:
-    return await _api_error(_request, Forbidden(str(error)))
-
-
-async def _limited(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RegistrationsLimited)
-    return await _api_error(_request, TooMany(str(error), retry_after=error.retry_after))
-
-
-async def _store_error(_request: Request, error: Exception) -> JSONResponse:
-    log.warning("store error: %s", error)
-    return await _api_error(_request, Unavailable("the store is unavailable; retry later"))
 
 
 async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
@@ -126,10 +127,6 @@ async def _invalid_request(_request: Request, error: Exception) -> JSONResponse:
         for e in error.errors()[:MAX_LISTED]
     ]
     return JSONResponse({"detail": problems}, status_code=422)
-
-
-async def _too_deep(_request: Request, _error: Exception) -> JSONResponse:
-    return JSONResponse({"detail": "request body nested too deeply"}, status_code=400)
 
 
 class ErrorBody(BaseModel):

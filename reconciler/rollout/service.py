@@ -579,7 +579,9 @@ class RolloutService:
         rollout = tx.rollouts.get(revision)
         assert rollout is not None
         targets = tx.rollouts.targets(revision)
-        watched = [t.appliance for t in targets if t.changed]
+        # only what was released can be applied: a wave opening over ten thousand sites
+        # reads the reports of the wave before it, not of every appliance
+        watched = [t.appliance for t in targets if t.changed and t.released_at is not None]
         snapshot = Snapshot(
             rollout=rollout,
             sites=tx.rollouts.sites(revision),

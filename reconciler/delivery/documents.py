@@ -121,6 +121,8 @@ class DesiredDocuments:
         self._ahead: dict[tuple[str, str], Made] = {}
         self._ahead_for: str | None = None  # the revision they are made for
         self._ahead_bytes = 0
+        # of that revision, those served already (made ahead or not): not to be made again
+        self._ahead_served: set[tuple[str, str]] = set()
         self._ahead_asked: OrderedDict[str, None] = OrderedDict()  # revisions seen served
         if notifier is not None:
             notifier.listen(self.take)
@@ -145,6 +147,11 @@ class DesiredDocuments:
                 a: self._ahead.pop((c.digest or "", c.revision or ""), None)
                 for a, c in known.items()
             }
+            self._ahead_served.update(
+                (c.digest or "", c.revision or "")
+                for c in known.values()
+                if c.revision == self._ahead_for
+            )
             self._ahead_bytes -= sum(len(m[0]) for m in ahead.values() if m is not None)
         with self._store.read() as tx:
             assignments = tx.assignments.get_many(known)
@@ -205,12 +212,17 @@ class DesiredDocuments:
                 self._ahead_for = revision
                 self._ahead.clear()
                 self._ahead_bytes = 0
+                self._ahead_served.clear()
             digests = sorted(waiting)
             for start in range(0, len(digests), 500):
+                with self._lock:  # a wave that opened meanwhile was served without them
+                    chunk = digests[start : start + 500]
+                    wanted = {d for d in chunk if (d, revision) not in self._ahead_served}
                 with self._store.read() as tx:
-                    texts = tx.documents.get_many(set(digests[start : start + 500]))
+                    texts = tx.documents.get_many(wanted)
                 made = {(d, revision): self._make(t, d, revision, None) for d, t in texts.items()}
                 with self._lock:
+                    made = {k: m for k, m in made.items() if k not in self._ahead_served}
                     size = sum(len(m[0]) for m in made.values())
                     if self._ahead_for != revision or self._ahead_bytes + size > AHEAD_BYTES:
                         return  # a newer rollout began, or enough is made ahead

@@ -8,10 +8,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import event
 
+from reconciler.delivery import DesiredDocuments
 from reconciler.rollout.service import TICK_WAITERS
 from tests.service.agents import Agent
 from tests.support.service import Harness
@@ -141,3 +144,38 @@ def test_reports_that_arrive_while_a_tick_runs_do_not_wait_for_it(server: Harnes
     while any(a.digest() != new[a.appliance] for a in stores):
         assert time.monotonic() < deadline, "the next wave did not open"
         time.sleep(0.1)
+
+
+def test_documents_served_while_being_made_ahead_are_not_kept(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wave opens while its documents are still being made ahead: its agents are served
+    documents made then, and what the background thread goes on to make for them is not
+    kept (it was kept, unused, until the next rollout)."""
+    go_on = threading.Event()
+    make = DesiredDocuments._make  # noqa: SLF001 - holding the thread that makes ahead
+
+    def held(self: DesiredDocuments, *args: Any) -> Any:
+        if threading.current_thread().name == "documents-ahead":
+            assert go_on.wait(30)
+        return make(self, *args)
+
+    monkeypatch.setattr(DesiredDocuments, "_make", held)
+    first = release(revision("h1"), SITES, waves=WAVES)
+    server.rollout.record_release(first)
+    agents = {a: server.agent(a) for s in SITES for a in s.appliances}
+    for agent in agents.values():
+        agent.apply()
+    server.rollout.tick()
+    second = release(revision("h2"), SITES, manifest="v2", waves=WAVES)
+    server.rollout.record_release(second)
+    agents["canary-1-edge"].apply()  # the last wave opens, its documents not made ahead yet
+    new = digests(second)
+    stores = [a for s in STORES for a in s.appliances]
+    assert {a: agents[a].digest() for a in stores} == {a: new[a] for a in stores}
+    go_on.set()
+    deadline = time.monotonic() + 30
+    while any(t.name == "documents-ahead" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "still making documents ahead"
+        time.sleep(0.05)
+    assert made_ahead(server) == 0

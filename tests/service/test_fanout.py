@@ -15,11 +15,12 @@ import pytest
 from sqlalchemy import event
 
 from reconciler.delivery import DesiredDocuments
+from reconciler.rollout import Release
 from reconciler.rollout.service import TICK_WAITERS
 from tests.service.agents import Agent
 from tests.support.service import Harness
 
-from .fleets import WAVES, digests, release, revision, site
+from .fleets import WAVES, SiteSpec, digests, release, revision, site
 
 STORES = [site(f"store-{n:03d}") for n in range(120)]
 SITES = [site("canary-1", ring="canary"), *STORES]
@@ -47,15 +48,24 @@ def made_ahead(server: Harness) -> int:
     return int(float(line.split()[1]))
 
 
-def test_a_wave_wakes_its_held_agents_without_a_read_each(server: Harness) -> None:
-    first = release(revision("f1"), SITES, waves=WAVES)
+def two_revisions(
+    server: Harness, sites: list[SiteSpec], label: str
+) -> tuple[dict[str, Agent], Release, Release]:
+    """Every agent of ``sites`` applies a first revision; a second is released (its first
+    wave served, the rest waiting)."""
+    first = release(revision(f"{label}1"), sites, waves=WAVES)
     server.rollout.record_release(first)  # declared first: discovered ones are rate-limited
-    agents = {a: server.agent(a) for s in SITES for a in s.appliances}
+    agents = {a: server.agent(a) for s in sites for a in s.appliances}
     for agent in agents.values():
         agent.apply()
     server.rollout.tick()
-    second = release(revision("f2"), SITES, manifest="v2", waves=WAVES)
+    second = release(revision(f"{label}2"), sites, manifest="v2", waves=WAVES)
     server.rollout.record_release(second)
+    return agents, first, second
+
+
+def test_a_wave_wakes_its_held_agents_without_a_read_each(server: Harness) -> None:
+    agents, first, second = two_revisions(server, SITES, "f")
     old, new = digests(first), digests(second)
     # every store long-polls for a state newer than the one it runs
     answers: dict[str, httpx.Response] = {}
@@ -94,14 +104,7 @@ def test_reports_that_arrive_while_a_tick_runs_do_not_wait_for_it(server: Harnes
     again for them. (Every report used to wait for a tick: 22 reports a second at 10,000
     sites, every API worker thread waiting.)"""
     sites = [site("canary-1", ring="canary"), *(site(f"store-{n:02d}") for n in range(20))]
-    first = release(revision("t1"), sites, waves=WAVES)
-    server.rollout.record_release(first)
-    agents = {a: server.agent(a) for s in sites for a in s.appliances}
-    for agent in agents.values():
-        agent.apply()
-    server.rollout.tick()
-    second = release(revision("t2"), sites, manifest="v2", waves=WAVES)
-    server.rollout.record_release(second)
+    agents, _, second = two_revisions(server, sites, "t")
     new = digests(second)
     canary, *stores = (agents[a] for s in sites for a in s.appliances)
     assert canary.digest() == new[canary.appliance]
@@ -161,14 +164,7 @@ def test_documents_served_while_being_made_ahead_are_not_kept(
         return make(self, *args)
 
     monkeypatch.setattr(DesiredDocuments, "_make", held)
-    first = release(revision("h1"), SITES, waves=WAVES)
-    server.rollout.record_release(first)
-    agents = {a: server.agent(a) for s in SITES for a in s.appliances}
-    for agent in agents.values():
-        agent.apply()
-    server.rollout.tick()
-    second = release(revision("h2"), SITES, manifest="v2", waves=WAVES)
-    server.rollout.record_release(second)
+    agents, _, second = two_revisions(server, SITES, "h")
     agents["canary-1-edge"].apply()  # the last wave opens, its documents not made ahead yet
     new = digests(second)
     stores = [a for s in STORES for a in s.appliances]

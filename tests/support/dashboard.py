@@ -133,23 +133,27 @@ class ExampleFleet:
 class Lag:
     """A slow network between the page and the server, for the live parts: once the app has
     answered a live part's fetch (htmx's ``HX-Request``), the answer is held ``seconds``
-    before it leaves; ``answered`` is set when one was made."""
+    before it leaves (``searches`` seconds instead for a search, ``q=``); ``answered`` is set
+    when one was made."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.seconds = 0.0
+        self.searches = 0.0
         self.answered = threading.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         live = scope["type"] == "http" and (b"hx-request", b"true") in scope["headers"]
-        if not (live and self.seconds):
+        search = live and b"q=" in scope["query_string"]
+        seconds = self.searches if search and self.searches else self.seconds
+        if not (live and seconds):
             await self.app(scope, receive, send)
             return
 
         async def held(message: Message) -> None:
             if message["type"] == "http.response.start":
                 self.answered.set()
-                await asyncio.sleep(self.seconds)
+                await asyncio.sleep(seconds)
             await send(message)
 
         await self.app(scope, receive, held)

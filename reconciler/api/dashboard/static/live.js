@@ -29,10 +29,41 @@
       due = setTimeout(refresh, Math.max(0, last + QUIET - Date.now()));
     }
   }
+  // An operator's own request for a live part (a search, another page of the list) wins:
+  // both replace the same element, and the answer that came second would find it gone. A
+  // refresh of that element still on its way is not shown (the operator's answer is newer),
+  // and none starts until that answer is in: it then asks at the address the answer gives.
+  var asked = 0;
+  function own(event) {
+    var target = event.detail.target;
+    return !event.detail.elt.hasAttribute("data-live") && target && target.hasAttribute("data-live");
+  }
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    if (own(event)) {
+      asked += 1;
+      event.detail.target.superseded = true;
+    }
+  });
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    if (own(event)) {
+      asked = Math.max(0, asked - 1);
+    }
+  });
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var config = event.detail.requestConfig; // the event's own elt is the target
+    var elt = config && config.elt;
+    if (elt && elt.superseded && elt.hasAttribute("data-live")) {
+      event.detail.shouldSwap = false;
+    }
+  });
   function refresh() {
     due = null;
     if (busy) {
       waiting = true;
+      return;
+    }
+    if (asked > 0) {
+      due = setTimeout(refresh, 100);
       return;
     }
     var parts = document.querySelectorAll("[data-live]");

@@ -109,6 +109,9 @@ class Server:
             "--cache-dir", str(workdir / "cache"),
         ]  # fmt: skip
         self.sqlite = None if db else workdir / f"{name}.sqlite"
+        if self.sqlite is not None:  # every run starts from an empty store, in a reused folder too
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.sqlite}{suffix}").unlink(missing_ok=True)
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
         self.pid = self.process.pid

@@ -131,7 +131,9 @@ class Reconciler:
             with paused_collector(), self.rollout.deferring_ticks():
                 outcome = self._reconcile(tree, started)
             if outcome.published and self._settle:
+                settling = time.monotonic()
                 settle()
+                log.info("collected, the rest set aside in %.2fs", time.monotonic() - settling)
             return outcome
         except (SourceError, StoreError):
             raise

@@ -15,7 +15,7 @@
    the time from the commit until every canary agent got its 200, and, once the canaries
    reported it healthy (each agent does, as it would after applying), from the wave opening
    (its first 200) until every held agent of it got its 200. With ``--profile-wave`` the
-   server is sampled with py-spy from the first agent answered to the last.
+   server is sampled with py-spy from the first canary answered to the next wave's last agent.
 3. rate: ``--rate-clients`` keep-alive clients poll ``GET /v1/desired`` with a matching
    ``If-None-Match`` and no wait for ``--rate-seconds``: requests/s and p50/p99 latency, from
    the load generator and, when installed, from wrk. Below the target the server is sampled
@@ -569,7 +569,7 @@ def hold(
             gen.send("stop")
         cpu = gen.finish()
     if sampler is not None:
-        print_profile(args, sampler, spied, "from the first agent answered to the last")
+        print_profile(args, sampler, spied, "from the first canary answered to the last agent")
     woken = sorted(t - committed for _, t in done["woken"])
     first_wave = sorted(t - committed for name, t in done["woken"] if name in canary)
     second_wave = sorted(t - committed for name, t in done["woken"] if name not in canary)
@@ -862,7 +862,7 @@ def main() -> None:
     parser.add_argument("--rate-seconds", type=float, default=10)
     parser.add_argument("--profile", action="store_true", help="profile 3. even when met")
     parser.add_argument("--profile-wave", action="store_true",
-                        help="profile 2. from the first agent answered to the last")  # fmt: skip
+                        help="profile 2. from the first canary answered to the last")  # fmt: skip
     parser.add_argument("--profile-lines", type=int, default=16)
     parser.add_argument("--py-spy", help="the py-spy binary (default: on PATH)")
     parser.add_argument("--max-seconds", type=float, default=900, help="bound on each wait")

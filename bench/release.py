@@ -9,7 +9,9 @@ For each fleet size, one appliance per site, SQLite in the work folder:
 3. one changes: a commit that changes one site;
 4. wave opens: a commit that changes every site, 1% of them canaries; once every canary
    reported it applied and healthy, the rollout tick that opens the next wave (the step
-   between the canaries' reports and the rest of the fleet's agents being woken).
+   between the canaries' reports and the rest of the fleet's agents being woken);
+5. mid-wave: half of that wave's appliances report it applied and healthy, then the tick
+   their reports ask for (one of those that run while the rest of the wave is answered).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pstats
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,16 +47,17 @@ def timed(service: RolloutService, rel: Release, profile: bool) -> float:
     return elapsed
 
 
-def wave_opens(service: RolloutService, sites: int, profile: bool) -> float:
-    specs = [site(f"s{i:05d}", ring="canary" if i % 100 == 0 else "general") for i in range(sites)]
-    rel = release(revision(f"{sites}-4"), specs, manifest="v4")
-    assert service.record_release(rel)
-    for name in (s.name for s in specs if s.labels["ring"] == "canary"):
+def healthy(service: RolloutService, rel: Release, sites: Sequence[str]) -> None:
+    """Each appliance of ``sites`` reports its state of ``rel`` applied and healthy."""
+    for name in sites:
         appliance, state = next(iter(rel.sites[name].states.items()))
         report = {"appliedDigest": state.digest, "health": "healthy", "clusters": [
             {"name": c.name, "phase": "Running"} for c in state.clusters
         ]}  # fmt: skip
         service.accept_report(appliance, StatusReport.model_validate(report))
+
+
+def timed_tick(service: RolloutService, profile: bool) -> float:
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
     if profiler:
@@ -64,10 +68,21 @@ def wave_opens(service: RolloutService, sites: int, profile: bool) -> float:
     elapsed = time.perf_counter() - start
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    return elapsed
+
+
+def wave_opens(service: RolloutService, sites: int, profile: bool) -> tuple[float, float]:
+    """The tick opening the wave after the canaries, and one halfway through that wave."""
+    specs = [site(f"s{i:05d}", ring="canary" if i % 100 == 0 else "general") for i in range(sites)]
+    rel = release(revision(f"{sites}-4"), specs, manifest="v4")
+    assert service.record_release(rel)
+    healthy(service, rel, [s.name for s in specs if s.labels["ring"] == "canary"])
+    opening = timed_tick(service, profile)
     with service.store.read() as tx:
         served = sum(a.served_revision == rel.revision for a in tx.assignments.all())
     assert served == sites, f"the next wave did not open: {served} of {sites} served"
-    return elapsed
+    healthy(service, rel, [s.name for s in specs if s.labels["ring"] != "canary"][::2])
+    return opening, timed_tick(service, profile)
 
 
 def run(sites: int, workdir: Path, profile: bool) -> None:
@@ -88,10 +103,14 @@ def run(sites: int, workdir: Path, profile: bool) -> None:
             f"{sites:>6} sites  {name:<12} {elapsed:7.2f} s"
             f"  ({elapsed / sites * 1e6:7.0f} µs per site)"
         )
-    elapsed = wave_opens(service, sites, profile)
+    opening, midway = wave_opens(service, sites, profile)
     print(
-        f"{sites:>6} sites  {'wave opens':<12} {elapsed:7.2f} s"
-        f"  ({elapsed / sites * 1e6:7.0f} µs per site): the tick releasing 99% of the fleet"
+        f"{sites:>6} sites  {'wave opens':<12} {opening:7.2f} s"
+        f"  ({opening / sites * 1e6:7.0f} µs per site): the tick releasing 99% of the fleet"
+    )
+    print(
+        f"{sites:>6} sites  {'mid-wave':<12} {midway:7.2f} s"
+        f"  ({midway / sites * 1e6:7.0f} µs per site): a tick once half of that wave reported"
     )
 
 

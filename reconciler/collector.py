@@ -11,9 +11,20 @@ are collected once the collector runs again.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+# after a revision is published, the full collection waits at least this long, then for a
+# quiet moment (the canaries report, the documents of the next waves are made, a wave may
+# open: the server's busiest minutes), but no longer than COLLECT_LATEST
+COLLECT_AFTER = 10.0
+COLLECT_LATEST = 1800.0
+QUIET_SHARE = 0.25  # of one core, used by the whole process: quiet enough to collect
+QUIET_CHECK = 2.0  # seconds over which the process's use is measured
 
 _lock = threading.Lock()
 _paused = 0  # how many pauses are under way, in every thread
@@ -40,7 +51,7 @@ def paused_collector() -> Iterator[None]:
                 gc.enable()
 
 
-def settle() -> None:
+def settle(*, unless_paused: bool = False) -> int | None:
     """Once a revision is published: collect what the revisions before left in reference
     cycles, then set every object still alive aside from the collector (``gc.freeze``).
 
@@ -49,8 +60,92 @@ def settle() -> None:
     pause (answering agents, making a wave's documents) took seconds of a fleet-wide
     change. Set aside, they cost collections nothing; the next settle puts them back in
     view first, so what a later revision drops is still collected.
+
+    Returns how many unreachable objects it found; None when it did not run (with
+    ``unless_paused``, while a pause is under way).
     """
     with _lock:
+        if unless_paused and _paused:
+            return None
         gc.unfreeze()
-        gc.collect()
+        found = gc.collect()
         gc.freeze()
+    return found
+
+
+def set_aside() -> None:
+    """Set every object alive now aside from the collector (``gc.freeze``), at once:
+    nothing is collected, so what was dropped in reference cycles waits for the next
+    :func:`settle`."""
+    with _lock:
+        gc.freeze()
+
+
+class LaterCollection:
+    """:func:`settle` after each revision published, not at once but at the first quiet
+    moment at least ``after`` seconds later (the whole process used at most ``quiet`` of
+    a core over the last ``check`` seconds, and no pause is under way), or ``latest``
+    seconds later whatever the process is doing.
+
+    The full collection holds the interpreter for seconds at ten thousand sites (it walks
+    every object the server holds). Right after a publish comes the busiest time: the
+    canaries are answered and report, the documents of the next waves are made, and the
+    next wave may open; a collection then delayed all of them. The objects the revision
+    left are set aside at once instead (no collection walks them, as after a settle), and
+    the cycles earlier revisions dropped are collected once the server is quiet: one
+    collection for however many revisions were published meanwhile.
+    """
+
+    def __init__(
+        self,
+        *,
+        after: float = COLLECT_AFTER,
+        latest: float = COLLECT_LATEST,
+        quiet: float = QUIET_SHARE,
+        check: float = QUIET_CHECK,
+    ) -> None:
+        self.after = after
+        self.latest = latest
+        self.quiet = quiet
+        self.check = check
+        self.collections = 0  # how many ran
+        self._pending = False
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+
+    def published(self) -> None:
+        set_aside()
+        with self._guard:
+            if self._pending:
+                return  # one is due already: it collects this revision's leftovers too
+            self._pending = True
+        threading.Thread(target=self._collect, name="later-collection", daemon=True).start()
+
+    def _collect(self) -> None:
+        started = time.monotonic()
+        cpu, at = time.process_time(), started
+        while not self._stop.wait(self.check):
+            now = time.monotonic()
+            used = (time.process_time() - cpu) / max(now - at, 1e-9)
+            cpu, at = time.process_time(), now
+            due = now - started >= self.latest or (
+                now - started >= self.after and used <= self.quiet
+            )
+            if due and self._settle():
+                return
+
+    def _settle(self) -> bool:
+        """Collect now unless a pause is under way; whether it ran."""
+        began = time.monotonic()
+        found = settle(unless_paused=True)
+        if found is None:
+            return False
+        with self._guard:
+            self._pending = False
+            self.collections += 1
+        seconds = time.monotonic() - began
+        log.info("collected %d objects, the rest set aside in %.2fs", found, seconds)
+        return True
+
+    def cancel(self) -> None:
+        self._stop.set()

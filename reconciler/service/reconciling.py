@@ -21,7 +21,7 @@ from enum import Enum
 from agent.contract import DesiredState, MaintenanceWindow
 from agent.errors import one_line
 
-from ..collector import paused_collector, settle
+from ..collector import LaterCollection, paused_collector, settle
 from ..errors import Diagnostic, FleetError, mask
 from ..loading import ParseCache, load_repository
 from ..models import parse_duration
@@ -89,7 +89,8 @@ class Reconciler:
     ) -> None:
         """``signers``: only commits they signed are reconciled (None: every commit);
         ``settle``: after each revision published, set what lives on aside from the garbage
-        collector (:func:`reconciler.collector.settle`; for a long-running server)."""
+        collector and collect what earlier revisions dropped a little later
+        (:class:`reconciler.collector.LaterCollection`; for a long-running server)."""
         self.git = git
         self.signers = signers
         self.rollout = rollout
@@ -101,6 +102,7 @@ class Reconciler:
         self.last_attempted: str | None = None
         self._checked: Checked | None = None  # the revision being reconciled, once loaded
         self._settle = settle
+        self.collection = LaterCollection()
 
     def seed(self, revision: str) -> bool:
         """Take ``revision`` (the last good one a restarted service had published) as the
@@ -128,12 +130,14 @@ class Reconciler:
         self.last_attempted = sha
         self._checked = None
         try:
-            with paused_collector(), self.rollout.deferring_ticks():
-                outcome = self._reconcile(tree, started)
-            if outcome.published and self._settle:
-                settling = time.monotonic()
-                settle()
-                log.info("collected, the rest set aside in %.2fs", time.monotonic() - settling)
+            with paused_collector():
+                with self.rollout.deferring_ticks():
+                    outcome = self._reconcile(tree, started)
+                # set aside before the collector comes back: its first collection would
+                # otherwise walk everything made since the pause began (seconds, at the
+                # moment the canaries are answered)
+                if outcome.published and self._settle:
+                    self.collection.published()
             return outcome
         except (SourceError, StoreError):
             raise

@@ -4,13 +4,16 @@ it was, whatever happens inside."""
 from __future__ import annotations
 
 import gc
+import logging
+import re
 import threading
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from reconciler.collector import paused_collector, settle
+from reconciler.collector import LaterCollection, paused_collector, settle
 
 
 @pytest.fixture(autouse=True)
@@ -89,3 +92,103 @@ def test_settle_collects_dropped_cycles_and_sets_the_living_aside() -> None:
         assert later() is None
     finally:
         gc.unfreeze()
+
+
+def test_a_publish_sets_aside_at_once_and_collects_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Right after a publish nothing is walked: the living are set aside at once, and the
+    cycles dropped meanwhile are collected at the first quiet moment, once, however many
+    publishes came in between."""
+    caplog.set_level(logging.INFO, logger="reconciler.collector")
+    later = LaterCollection(after=0.3, check=0.05, quiet=0.5)
+    kept = _Node()
+    kept.me = kept
+    gone = weakref.ref(kept)
+    try:
+        later.published()
+        assert gc.get_freeze_count() > 0
+        assert not any(o is kept for o in gc.get_objects())  # set aside at once
+        del kept
+        later.published()  # a second revision before the collection: still one
+        gc.collect()
+        assert gone() is not None  # set aside: an ordinary collection does not walk it
+        assert wait_for(lambda: later.collections > 0, 5)
+        assert gone() is None
+        time.sleep(0.5)
+        assert later.collections == 1
+        (logged,) = [r.getMessage() for r in caplog.records]
+        assert re.fullmatch(r"collected [1-9]\d* objects, the rest set aside in \d+\.\d\ds", logged)
+    finally:
+        later.cancel()
+        gc.unfreeze()
+
+
+def test_the_later_collection_waits_for_a_pause_to_end() -> None:
+    later = LaterCollection(after=0.05, check=0.05, quiet=0.5)
+    dropped = _Node()
+    dropped.me = dropped
+    gone = weakref.ref(dropped)
+    try:
+        with paused_collector():  # a render or a rollout decision under way
+            later.published()
+            del dropped
+            time.sleep(0.5)
+            assert gone() is not None
+        assert wait_for(lambda: later.collections > 0, 5)
+        assert gone() is None
+    finally:
+        later.cancel()
+        gc.unfreeze()
+
+
+def test_the_later_collection_waits_for_a_quiet_moment() -> None:
+    """While the process keeps a core busy (a wave being answered), nothing is collected;
+    once it is quiet, the collection runs; past ``latest`` it runs whatever the load."""
+    later = LaterCollection(after=0.05, check=0.1, quiet=0.5)
+    dropped = _Node()
+    dropped.me = dropped
+    gone = weakref.ref(dropped)
+    busy = threading.Event()
+    stop = threading.Event()
+
+    def spin() -> None:
+        busy.set()
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    try:
+        spinner.start()
+        busy.wait(5)
+        later.published()
+        del dropped
+        time.sleep(1.0)
+        assert gone() is not None  # a core busy all along: not yet
+        stop.set()
+        spinner.join(5)
+        assert wait_for(lambda: later.collections > 0, 5)
+        assert gone() is None
+        # past the latest moment, even a busy process is collected
+        hurried = LaterCollection(after=0.0, latest=0.3, check=0.1, quiet=0.0)
+        again = _Node()
+        again.me = again
+        gone = weakref.ref(again)
+        hurried.published()
+        del again
+        assert wait_for(lambda: hurried.collections > 0, 5)
+        assert gone() is None
+        hurried.cancel()
+    finally:
+        stop.set()
+        later.cancel()
+        gc.unfreeze()
+
+
+def wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

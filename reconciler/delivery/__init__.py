@@ -19,7 +19,7 @@ from .errors import (
 )
 from .feed import ChangeFeed
 from .joins import joins_changed
-from .notifications import Notifier
+from .notifications import WAKE_BATCH, Notifier
 from .registrations import AgentFacts, Enrolment, Registration, Registrations
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Registrations",
     "RegistrationsLimited",
     "Served",
+    "WAKE_BATCH",
     "WrongAppliance",
     "joins_changed",
 ]

@@ -34,7 +34,7 @@ from agent.contract import StatusReport
 
 from ..clocks import Clock, epoch, system_clock
 from ..collector import paused_collector
-from ..delivery import Notifier, joins_changed
+from ..delivery import WAKE_BATCH, Notifier, joins_changed
 from ..store import (
     Assignment,
     ChangeRecord,
@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 TICK_WAITERS = 4
 # seconds between the ticks reports ask for while more keep arriving
 TICK_SPACING = 1.0
+# seconds at most that status reports wait to be written while a wave is handed on
+REPORTS_HELD = 30.0
 PAUSED = "paused"
 CHANGES_KEPT = 600.0  # seconds the change log keeps rows for replicas that fall behind
 MAX_ERRORS = 200
@@ -93,6 +95,7 @@ class RolloutService:
         # while the reconcile loop renders a revision, ticks wait (see deferring_ticks)
         self._deferring = 0
         self._deferred = False
+        self._handing_on = 0  # waves being handed on to their agents (see _publish)
         self._reports: GroupCommit[tuple[str, StatusReport], bool]
         self._reports = GroupCommit(self._record_reports)
 
@@ -130,39 +133,79 @@ class RolloutService:
         if problems:
             raise InvalidRelease("; ".join(problems[:10]))
         with self._decision() as tx:
-            now = epoch(self.clock)
-            # the revision, recorded once
-            record = self._record_good(tx, release, now, reconcile_seconds)
-            if record is None:
+            # a release steps the rollout with every report written before it began: the
+            # ticks those reports asked for while the revision rendered are covered, and
+            # run only if it records nothing (one over ten thousand sites took a second)
+            with self._ticks:
+                deferred, self._deferred = self._deferred, False
+            changes = None
+            try:
+                changes = self._release(tx, release, reconcile_seconds)
+            finally:
+                if changes is None:
+                    with self._ticks:
+                        self._deferred = self._deferred or deferred
+            if changes is None:
                 return False
-            # open rollouts end: the newest revision wins, but a halt it does not fix holds
-            before = self._supersede(tx, release.revision, now)
-            # what changes, against what every appliance runs and is served now
-            plan = self._plan(tx, release, seq=record.seq, now=now)
-            if before is not None:
-                self._carry_over(tx, before, plan)
-            # the documents, the rollout rows and the new targets
-            self._store_plan(tx, plan, now=now)
-            # every cluster's join secret, made once (served with the states, never in them)
-            tx.joins.keep(release.clusters(), at=now)
-            # the rollout's first step: the first wave, reverts, unchanged sites
-            removed = [
-                ChangeRecord(
-                    "served",
-                    a.appliance,
-                    at=now,
-                    digest=a.served_digest,
-                    revision=a.served_revision,
-                )
-                for a in plan.assignments
-                if a.appliance in plan.removed
-            ]
-            tx.changes.add(removed)
-            changes = removed + self._advance(tx, release.revision)
-            tx.events.prune()
-            tx.changes.prune(before=now - CHANGES_KEPT)
-        self.notifier.publish(changes)
+        self._publish(changes)
         return True
+
+    def _release(
+        self, tx: Transaction, release: Release, reconcile_seconds: float | None
+    ) -> list[ChangeRecord] | None:
+        """:meth:`record_release`'s decision: the changes it serves; None when the revision
+        was recorded good before."""
+        now = epoch(self.clock)
+        # the revision, recorded once
+        record = self._record_good(tx, release, now, reconcile_seconds)
+        if record is None:
+            return None
+        # open rollouts end: the newest revision wins, but a halt it does not fix holds
+        before = self._supersede(tx, release.revision, now)
+        # what changes, against what every appliance runs and is served now
+        plan = self._plan(tx, release, seq=record.seq, now=now)
+        if before is not None:
+            self._carry_over(tx, before, plan)
+        # the documents, the rollout rows and the new targets
+        self._store_plan(tx, plan, now=now)
+        # every cluster's join secret, made once (served with the states, never in them)
+        tx.joins.keep(release.clusters(), at=now)
+        # the rollout's first step: the first wave, reverts, unchanged sites
+        removed = [
+            ChangeRecord(
+                "served",
+                a.appliance,
+                at=now,
+                digest=a.served_digest,
+                revision=a.served_revision,
+            )
+            for a in plan.assignments
+            if a.appliance in plan.removed
+        ]
+        tx.changes.add(removed)
+        changes = removed + self._advance(tx, release.revision)
+        tx.events.prune()
+        tx.changes.prune(before=now - CHANGES_KEPT)
+        return changes
+
+    def _publish(self, changes: Sequence[ChangeRecord]) -> None:
+        """Hand ``changes`` on and wake their agents. While a wave's worth is handed on,
+        the ticks reports ask for and the writing of status reports wait: each tick reads
+        every site and target of the rollout, and beside the thousands of agents being
+        woken both took the interpreter from them (the first agents' reports came in
+        while the last were still to be answered)."""
+        if len(changes) < WAKE_BATCH:
+            self.notifier.publish(changes)
+            return
+        with self._ticks:
+            self._handing_on += 1
+        try:
+            with self.deferring_ticks():
+                self.notifier.publish(changes)
+        finally:
+            with self._ticks:
+                self._handing_on -= 1
+                self._ticks.notify_all()
 
     def record_failure(
         self,
@@ -204,7 +247,7 @@ class RolloutService:
             for rollout in running:
                 changes += self._advance(tx, rollout.revision)
             tx.events.prune()
-        self.notifier.publish(changes)
+        self._publish(changes)
 
     # -- what an admin calls ------------------------------------------------------------
     def pause(self, *, by: str) -> bool:
@@ -245,7 +288,7 @@ class RolloutService:
                 [self._event(now, "warning", "rollout-resumed", message, revision=revision)]
             )
             changes = self._advance_open(tx)
-        self.notifier.publish(changes)
+        self._publish(changes)
         return True
 
     def promote(self, wave: str, *, by: str) -> None:
@@ -272,7 +315,7 @@ class RolloutService:
                 [self._event(now, "warning", "wave-promoted", message, revision=rollout.revision)]
             )
             changes = self._advance_open(tx)
-        self.notifier.publish(changes)
+        self._publish(changes)
 
     def paused(self) -> bool:
         with self.store.read() as tx:
@@ -294,7 +337,9 @@ class RolloutService:
 
     def _record_reports(self, reports: Sequence[tuple[str, StatusReport]]) -> list[bool]:
         """Write a batch of reports and hand on what they changed; whether each may move
-        the rollout."""
+        the rollout. Waits while a wave is handed on (see :meth:`_publish`)."""
+        with self._ticks:
+            self._ticks.wait_for(lambda: not self._handing_on, timeout=REPORTS_HELD)
         written = self._write_reports(reports)
         changes = [change for made, _ in written for change in made]
         try:

@@ -4,6 +4,8 @@ failure allowances), and releases the service must refuse or handle as a whole."
 from __future__ import annotations
 
 import threading
+import time
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -13,6 +15,8 @@ from agent.contract import MaintenanceWindow, StatusReport
 from reconciler.planning.waves import allowance
 from reconciler.planning.windows import next_opening, window_open
 from reconciler.rollout import InvalidRelease
+from reconciler.rollout import service as rollout_service
+from reconciler.store import ChangeRecord
 
 from .conftest import Harness
 from .fleets import digests, release, revision, site
@@ -206,3 +210,98 @@ def test_ticks_wait_while_a_revision_renders_then_one_runs(server: Harness) -> N
         server.rollout.tick()
         assert agents["store-2-edge"].digest() is None  # the next wave waits for a tick
     assert agents["store-2-edge"].digest() == digests(first)["store-2-edge"]
+
+
+@pytest.mark.parametrize("changes,held", [(1, False), (2, True)])
+def test_ticks_wait_while_a_wave_is_handed_on(
+    server: Harness, monkeypatch: pytest.MonkeyPatch, changes: int, held: bool
+) -> None:
+    """A tick asked for while a wave's worth of changes (a wake batch or more) is handed on
+    to the waiting agents does nothing until that is done, then one runs: each tick reads
+    every site and target of the rollout, and beside a wave being woken it took the
+    interpreter from the agents. Fewer changes hold no tick."""
+    monkeypatch.setattr(rollout_service, "WAKE_BATCH", 2)
+    canary, later = site("canary-1", ring="canary"), site("store-2")
+    first = release(revision("r1"), [canary, later])
+    server.rollout.record_release(first)
+    state = first.sites["canary-1"].states["canary-1-edge"]
+    running = [{"name": c.name, "phase": "Running"} for c in state.clusters]
+    healthy = StatusReport.model_validate(
+        {"appliedDigest": state.digest, "health": "healthy", "clusters": running}
+    )
+    server.rollout._write_reports([("canary-1-edge", healthy)])  # written, no tick yet
+    asked: list[bool] = []
+    served_meanwhile: list[str | None] = []
+
+    def a_report_asks_for_a_tick(batch: object) -> None:
+        if asked:
+            return
+        asked.append(True)
+        server.rollout.tick()
+        with server.store.read() as tx:
+            assignment = tx.assignments.get("store-2-edge")
+            served_meanwhile.append(assignment.served_digest if assignment else None)
+
+    server.rollout.notifier.listen(a_report_asks_for_a_tick)
+    server.rollout._publish([ChangeRecord("served", "canary-1-edge", at=0.0)] * changes)
+    wanted = digests(first)["store-2-edge"]
+    assert served_meanwhile == [None if held else wanted]
+    with server.store.read() as tx:
+        assignment = tx.assignments.get("store-2-edge")
+    assert assignment is not None and assignment.served_digest == wanted  # then one ran
+
+
+def test_reports_wait_while_a_wave_is_handed_on(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status report that comes in while a wave's worth of changes is handed on to the
+    waiting agents is written once that is done (the agents still to be woken go first)."""
+    monkeypatch.setattr(rollout_service, "WAKE_BATCH", 2)
+    canary = site("canary-1", ring="canary")
+    first = release(revision("r1"), [canary, site("store-2")])
+    server.rollout.record_release(first)
+    digest = digests(first)["canary-1-edge"]
+    report = StatusReport(appliedDigest=digest, health="healthy")
+    seen: list[tuple[bool, bool]] = []
+    pending: list[Future[bool]] = []
+
+    def a_report_comes_in(batch: object) -> None:
+        if pending:
+            return
+        pending.append(server.rollout.report_later("canary-1-edge", report))
+        time.sleep(0.5)
+        with server.store.read() as tx:
+            seen.append((pending[0].done(), tx.reports.get("canary-1-edge") is not None))
+
+    server.rollout.notifier.listen(a_report_comes_in)
+    server.rollout._publish([ChangeRecord("served", "canary-1-edge", at=0.0)] * 2)
+    assert seen == [(False, False)]  # held while the wave was handed on
+    assert pending[0].result(5) is True  # then written
+    with server.store.read() as tx:
+        kept = tx.reports.get("canary-1-edge")
+    assert kept is not None and kept.healthy
+
+
+@pytest.mark.parametrize("again", [False, True])
+def test_a_release_covers_the_ticks_asked_for_while_it_rendered(
+    server: Harness, monkeypatch: pytest.MonkeyPatch, again: bool
+) -> None:
+    """The release a render ends with steps the rollout with every report written before
+    it: the ticks asked for meanwhile do not run again after it (over ten thousand sites
+    one took a second). A revision recorded before records nothing: they run."""
+    specs = [site("canary-1", ring="canary"), site("store-2")]
+    first = release(revision("r1"), specs)
+    server.rollout.record_release(first)
+    second = first if again else release(revision("r2"), specs, manifest="v2")
+    ticks: list[str] = []
+    real = server.rollout.tick
+
+    def counted() -> None:
+        ticks.append("tick")
+        real()
+
+    monkeypatch.setattr(server.rollout, "tick", counted)
+    with server.rollout.deferring_ticks():
+        server.rollout.tick()  # a report asks for a tick while the revision renders
+        assert server.rollout.record_release(second) is not again
+    assert ticks == (["tick", "tick"] if again else ["tick"])

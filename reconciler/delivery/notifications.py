@@ -132,11 +132,16 @@ class Notifier:
         self._forgetters.append(listener)
 
     def _wake(self, changed: set[str]) -> None:
+        """Set the events of those waiting for ``changed``: one call into each event loop
+        (each call wakes the loop through its pipe, a system call per waiter otherwise)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
         with self._lock:
-            woken = [s for a in changed for s in self._waiting.get(a, ())]
-        for subscription in woken:
+            for appliance in changed:
+                for subscription in self._waiting.get(appliance, ()):
+                    by_loop.setdefault(subscription.loop, []).append(subscription.event)
+        for loop, events in by_loop.items():
             try:
-                subscription.loop.call_soon_threadsafe(subscription.event.set)
+                loop.call_soon_threadsafe(_set_all, events)
             except RuntimeError:  # that loop has closed: nobody is waiting any more
                 pass
 
@@ -144,6 +149,11 @@ class Notifier:
         """How many requests are waiting (the long-polls open)."""
         with self._lock:
             return sum(len(s) for s in self._waiting.values())
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
 
 
 def _fingerprint(change: ChangeRecord) -> tuple[object, ...]:

@@ -7,7 +7,9 @@ waiter's own loop. Listeners (the caches of served states and tokens) see each c
 before the waiters it concerns wake. Nothing polls the database while waiting.
 
 Subscribe before reading the current state, then wait: a notification that lands between
-the read and the wait is not lost, the event is already set.
+the read and the wait is not lost, the event is already set. A request woken has taken its
+word once it waits again or unsubscribes; :meth:`Notifier.answered` waits for every request
+woken so far to have done so (a wave's agents are answered before its bookkeeping runs).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,9 +29,14 @@ MAX_PUBLISHED = 200_000  # own changes remembered until the feed reads them back
 
 
 class Subscription:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, taken: Callable[[Subscription], None]
+    ) -> None:
         self.loop = loop
         self.event = asyncio.Event()
+        self.woken = False  # set by the notifier until the request takes its word
+        self.closed = False  # unsubscribed: a wake that comes later is nobody's word
+        self._taken = taken
 
     async def wait(self, timeout: float, *, unless: asyncio.Future[None] | None = None) -> bool:
         """True when notified within ``timeout`` seconds; False at the timeout or as soon as
@@ -42,6 +49,7 @@ class Subscription:
         finally:
             notified.cancel()
             self.event.clear()
+            self._taken(self)
 
 
 class Notifier:
@@ -52,6 +60,13 @@ class Notifier:
         self._forgetters: list[Callable[[], None]] = []
         # the logged changes this process published, until the change feed reads them back
         self._published: Counter[tuple[object, ...]] = Counter()
+        # requests woken that have not taken their word yet (see answered)
+        self._unanswered = 0
+        self._all_answered = threading.Condition(self._lock)
+        self._deciding = 0  # rollout decisions under way (see deciding)
+        self._decided = threading.Condition()
+        # the contents of a revision being published, by digest (see offering)
+        self._offered: tuple[str, Mapping[str, str]] | None = None
         self.closed = False  # the server is stopping: nobody waits any more
 
     def close(self) -> None:
@@ -70,7 +85,7 @@ class Notifier:
     @contextmanager
     def subscribe(self, appliance: str) -> Iterator[Subscription]:
         """Called on the event loop that will wait."""
-        subscription = Subscription(asyncio.get_running_loop())
+        subscription = Subscription(asyncio.get_running_loop(), self._taken)
         with self._lock:
             self._waiting.setdefault(appliance, set()).add(subscription)
         try:
@@ -81,6 +96,58 @@ class Notifier:
                 subscribers.discard(subscription)
                 if not subscribers:
                     self._waiting.pop(appliance, None)
+            subscription.closed = True
+            self._taken(subscription)
+
+    def answered(self, timeout: float) -> bool:
+        """Wait until every request woken so far has taken its word (it answered, waits
+        again or went away); False after ``timeout`` seconds. Returns at once on a thread
+        that runs an event loop: the requests it would wait for are answered there."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return self._unanswered == 0
+        with self._all_answered:
+            return self._all_answered.wait_for(lambda: not self._unanswered, timeout)
+
+    @contextmanager
+    def deciding(self) -> Iterator[None]:
+        """A rollout decision runs inside: work that can wait (documents made ahead of
+        their wave) waits for it in :meth:`undecided`. Beside a thread that keeps the
+        interpreter busy, a decision's reads and writes wait for the interpreter at each
+        row: the decision opening a wave of ten thousand took seconds instead of a half."""
+        with self._decided:
+            self._deciding += 1
+        try:
+            yield
+        finally:
+            with self._decided:
+                self._deciding -= 1
+                if not self._deciding:
+                    self._decided.notify_all()
+
+    def undecided(self, timeout: float) -> bool:
+        """Wait until no decision runs; False after ``timeout`` seconds."""
+        with self._decided:
+            return self._decided.wait_for(lambda: not self._deciding, timeout)
+
+    @contextmanager
+    def offering(self, revision: str, contents: Mapping[str, str]) -> Iterator[None]:
+        """Inside, :meth:`offered` gives the stored contents of ``revision`` that this
+        process has in memory (the release it just recorded): the listeners making its
+        documents take them from here rather than read them back from the store."""
+        self._offered = (revision, contents)
+        try:
+            yield
+        finally:
+            self._offered = None
+
+    def offered(self, revision: str) -> Mapping[str, str]:
+        """The contents of ``revision`` on offer, by digest (empty when there are none)."""
+        offered = self._offered
+        return offered[1] if offered is not None and offered[0] == revision else {}
 
     def publish(self, changes: Sequence[ChangeRecord]) -> None:
         """Hand ``changes`` to the listeners, then wake every request waiting for an
@@ -134,26 +201,41 @@ class Notifier:
     def _wake(self, changed: set[str]) -> None:
         """Set the events of those waiting for ``changed``: one call into each event loop
         (each call wakes the loop through its pipe, a system call per waiter otherwise)."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[Subscription]] = {}
         with self._lock:
             for appliance in changed:
                 for subscription in self._waiting.get(appliance, ()):
-                    by_loop.setdefault(subscription.loop, []).append(subscription.event)
-        for loop, events in by_loop.items():
+                    by_loop.setdefault(subscription.loop, []).append(subscription)
+        for loop, subscriptions in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_set_all, events)
+                loop.call_soon_threadsafe(self._set_all, subscriptions)
             except RuntimeError:  # that loop has closed: nobody is waiting any more
                 pass
+
+    def _set_all(self, subscriptions: list[Subscription]) -> None:
+        """On the subscriptions' loop: wake each, counted until it takes its word."""
+        woken = [s for s in subscriptions if not s.woken and not s.closed]
+        for subscription in woken:
+            subscription.woken = True
+        for subscription in subscriptions:
+            subscription.event.set()
+        with self._lock:
+            self._unanswered += len(woken)
+
+    def _taken(self, subscription: Subscription) -> None:
+        """On the subscription's loop: its request took its word (or went away)."""
+        if not subscription.woken:
+            return
+        subscription.woken = False
+        with self._lock:
+            self._unanswered -= 1
+            if not self._unanswered:
+                self._all_answered.notify_all()
 
     def waiting(self) -> int:
         """How many requests are waiting (the long-polls open)."""
         with self._lock:
             return sum(len(s) for s in self._waiting.values())
-
-
-def _set_all(events: list[asyncio.Event]) -> None:
-    for event in events:
-        event.set()
 
 
 def _fingerprint(change: ChangeRecord) -> tuple[object, ...]:

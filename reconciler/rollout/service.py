@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import replace
@@ -63,6 +63,8 @@ TICK_WAITERS = 4
 TICK_SPACING = 1.0
 # seconds at most that status reports wait to be written while a wave is handed on
 REPORTS_HELD = 30.0
+# seconds at most that a wave's bookkeeping waits for its woken agents to be answered
+ANSWERS_AWAITED = 10.0
 PAUSED = "paused"
 CHANGES_KEPT = 600.0  # seconds the change log keeps rows for replicas that fall behind
 MAX_ERRORS = 200
@@ -138,23 +140,26 @@ class RolloutService:
             # run only if it records nothing (one over ten thousand sites took a second)
             with self._ticks:
                 deferred, self._deferred = self._deferred, False
-            changes = None
+            recorded = None
             try:
-                changes = self._release(tx, release, reconcile_seconds)
+                recorded = self._release(tx, release, reconcile_seconds)
             finally:
-                if changes is None:
+                if recorded is None:
                     with self._ticks:
                         self._deferred = self._deferred or deferred
-            if changes is None:
+            if recorded is None:
                 return False
-        self._publish(changes)
+        changes, documents = recorded
+        with self.notifier.offering(release.revision, documents):
+            self._publish(changes)
         return True
 
     def _release(
         self, tx: Transaction, release: Release, reconcile_seconds: float | None
-    ) -> list[ChangeRecord] | None:
-        """:meth:`record_release`'s decision: the changes it serves; None when the revision
-        was recorded good before."""
+    ) -> tuple[list[ChangeRecord], Mapping[str, str]] | None:
+        """:meth:`record_release`'s decision: the changes it serves and the documents it
+        stored (checked against their digests); None when the revision was recorded good
+        before."""
         now = epoch(self.clock)
         # the revision, recorded once
         record = self._record_good(tx, release, now, reconcile_seconds)
@@ -186,13 +191,14 @@ class RolloutService:
         changes = removed + self._advance(tx, release.revision)
         tx.events.prune()
         tx.changes.prune(before=now - CHANGES_KEPT)
-        return changes
+        return changes, plan.documents
 
     def _publish(self, changes: Sequence[ChangeRecord]) -> None:
-        """Hand ``changes`` on and wake their agents. While a wave's worth is handed on,
-        the ticks reports ask for and the writing of status reports wait: each tick reads
-        every site and target of the rollout, and beside the thousands of agents being
-        woken both took the interpreter from them (the first agents' reports came in
+        """Hand ``changes`` on and wake their agents. While a wave's worth is handed on
+        and until its woken agents are answered (at most :data:`ANSWERS_AWAITED`), the
+        ticks reports ask for and the writing of status reports wait: each tick reads every
+        site and target of the rollout, and beside the thousands of agents being woken and
+        answered both took the interpreter from them (the first agents' reports came in
         while the last were still to be answered)."""
         if len(changes) < WAKE_BATCH:
             self.notifier.publish(changes)
@@ -202,6 +208,7 @@ class RolloutService:
         try:
             with self.deferring_ticks():
                 self.notifier.publish(changes)
+                self.notifier.answered(ANSWERS_AWAITED)
         finally:
             with self._ticks:
                 self._handing_on -= 1
@@ -526,9 +533,15 @@ class RolloutService:
     @contextmanager
     def _decision(self) -> Iterator[Transaction]:
         """One decision: under the lock, in one exclusive transaction, without pauses for
-        the garbage collector (a release or a wave opening handles every site); once it
-        committed, the events it recorded go to ``on_events``."""
-        with self._lock, paused_collector(), self.store.write(exclusive=True) as tx:
+        the garbage collector (a release or a wave opening handles every site) and with the
+        work that can wait waiting (see Notifier.deciding); once it committed, the events it
+        recorded go to ``on_events``."""
+        with (
+            self._lock,
+            self.notifier.deciding(),
+            paused_collector(),
+            self.store.write(exclusive=True) as tx,
+        ):
             yield tx
         if self.on_events is not None and tx.events.added:
             try:

@@ -305,3 +305,33 @@ def test_a_release_covers_the_ticks_asked_for_while_it_rendered(
         server.rollout.tick()  # a report asks for a tick while the revision renders
         assert server.rollout.record_release(second) is not again
     assert ticks == (["tick", "tick"] if again else ["tick"])
+
+
+def test_reports_and_ticks_wait_for_a_waves_agents_to_be_answered(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a wave is woken, its reports and ticks wait until its agents were answered:
+    woken is not yet answered, and the first agents' reports came in while the last were
+    still to be served."""
+    monkeypatch.setattr(rollout_service, "WAKE_BATCH", 2)
+    canary = site("canary-1", ring="canary")
+    first = release(revision("r1"), [canary, site("store-2")])
+    server.rollout.record_release(first)
+    report = StatusReport(appliedDigest=digests(first)["canary-1-edge"], health="healthy")
+    asked: list[float] = []
+    seen: list[tuple[bool, bool]] = []
+    pending: list[Future[bool]] = []
+
+    def answering(timeout: float) -> bool:  # the woken agents are being answered
+        asked.append(timeout)
+        pending.append(server.rollout.report_later("canary-1-edge", report))
+        time.sleep(0.5)
+        with server.store.read() as tx:
+            seen.append((pending[0].done(), tx.reports.get("canary-1-edge") is not None))
+        return True
+
+    monkeypatch.setattr(server.rollout.notifier, "answered", answering)
+    server.rollout._publish([ChangeRecord("served", "canary-1-edge", at=0.0)] * 2)
+    assert asked == [rollout_service.ANSWERS_AWAITED]
+    assert seen == [(False, False)]  # held until they were answered
+    assert pending[0].result(5) is True

@@ -20,17 +20,19 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.contract import ClusterJoin, DesiredState, canonical_json, served_etag
 
 from ..store import Assignment, ChangeRecord, Store, Transaction
-from .joins import joins_for, parse
+from .joins import Content, join_view, joins_for, parse
 from .notifications import Notifier
 
 Signer = Callable[[bytes], str]  # bytes -> the Edgefleet-Signature header value
 AHEAD_BYTES = 1 << 30  # documents made ahead of their wave, at most (10,000 take ~400 MiB)
+AHEAD_CHUNK = 100  # documents made ahead between two looks for a rollout decision
+DECISION_WAIT = 30.0  # seconds at most that making documents ahead waits for a decision
 # how long what an appliance is served is trusted without word of a change (every change
 # reaches take() first): longer than the longest long-poll (300 s), so an agent whose wait
 # ended is answered from memory, not by reading the store
@@ -85,7 +87,10 @@ def served_body(
         and '"' not in site
         and "\\" not in site
     ):
-        return (text[: at + 1] + added + text[at + 1 :]).encode()
+        # two copies of the text, not five: a wave makes ten thousand of 40 KB
+        encoded = memoryview(text.encode())
+        split = len(encoded) - len(text[at + 1 :].encode())  # where "site" begins
+        return b"".join((encoded[:split], added.encode(), encoded[split:]))
     document: dict[str, object] = {**parse(text), "revision": revision, "digest": digest}
     if joins:
         document["join"] = [j.model_dump(mode="json") for j in joins]
@@ -114,6 +119,7 @@ class DesiredDocuments:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._ttl = ttl if notifier is not None else 0.0
+        self._notifier = notifier
         self._served: dict[str, tuple[Served | None, float]] = {}
         self._generation: dict[str, int] = {}
         # documents made ahead for the appliances a rollout has yet to release, by (digest,
@@ -123,6 +129,9 @@ class DesiredDocuments:
         self._ahead_bytes = 0
         # of that revision, those served already (made ahead or not): not to be made again
         self._ahead_served: set[tuple[str, str]] = set()
+        # of those made ahead, the states that may carry joins: what the joins are made of,
+        # by digest (see joins.join_view), to tell whether they changed since
+        self._ahead_joins: dict[str, Content] = {}
         self._ahead_asked: OrderedDict[str, None] = OrderedDict()  # revisions seen served
         if notifier is not None:
             notifier.listen(self.take)
@@ -140,12 +149,19 @@ class DesiredDocuments:
         self.forget({c.appliance for c in served})
         if not known or not self._ttl:
             return
-        for revision in sorted({c.revision for c in known.values() if c.revision is not None}):
-            self._make_ahead(revision)
+        revisions = sorted({c.revision for c in known.values() if c.revision is not None})
+        offered = {r: self._notifier.offered(r) for r in revisions} if self._notifier else {}
+        for revision in revisions:
+            self._make_ahead(revision, offered.get(revision, {}))
         with self._lock:
             ahead = {
                 a: self._ahead.pop((c.digest or "", c.revision or ""), None)
                 for a, c in known.items()
+            }
+            views = {
+                a: self._ahead_joins.pop(c.digest or "")
+                for a, c in known.items()
+                if ahead[a] is not None and c.digest in self._ahead_joins
             }
             self._ahead_served.update(
                 (c.digest or "", c.revision or "")
@@ -153,17 +169,61 @@ class DesiredDocuments:
                 if c.revision == self._ahead_for
             )
             self._ahead_bytes -= sum(len(m[0]) for m in ahead.values() if m is not None)
+        # made ahead with no joins to check: served as made, with no read (a wave's agents
+        # are answered meanwhile, and a read beside them waits for the interpreter per row)
+        served_now = {
+            a: Served(c.digest or "", c.revision or "", *made)
+            for a, c in known.items()
+            if (made := ahead[a]) is not None and a not in views
+        }
+        rest = {a: c for a, c in known.items() if a not in served_now}
+        if rest:
+            served_now.update(self._read_and_make(rest, ahead, views, offered))
+        until = time.monotonic() + self._ttl
+        with self._lock:
+            for appliance, served_state in served_now.items():
+                self._served[appliance] = (served_state, until)
+
+    def _read_and_make(
+        self,
+        known: Mapping[str, ChangeRecord],
+        ahead: dict[str, Made | None],
+        views: Mapping[str, Content],
+        offered: Mapping[str, Mapping[str, str]],
+    ) -> dict[str, Served]:
+        """:meth:`take`'s states that were not made ahead, or carry joins: those made ahead
+        whose joins are still the same, the others made now (their contents on offer, else
+        read). An appliance the store does not know is left to be read on demand."""
+        texts: dict[str, str] = {}
+        for a, c in known.items():
+            if c.digest and c.revision and ahead[a] is None:
+                text = offered.get(c.revision, {}).get(c.digest)
+                if text is not None:
+                    texts[c.digest] = text
         with self._store.read() as tx:
             assignments = tx.assignments.get_many(known)
             digests = {c.digest for a, c in known.items() if c.digest and ahead[a] is None}
-            texts = tx.documents.get_many(digests)
+            texts.update(tx.documents.get_many(digests - texts.keys()))
             # only a state with a cluster over several appliances has joins: only it is read
-            pairs = [
+            pairs = [(assignments[a], view) for a, view in views.items() if a in assignments]
+            pairs += [
                 (assignments[a], parse(texts[c.digest]))
                 for a, c in known.items()
                 if a in assignments and c.digest in texts and may_join(texts[c.digest])
             ]
             joins = joins_for(tx, pairs)
+            # made ahead with joins that changed since: made again
+            stale = {
+                a
+                for a in views
+                if (made := ahead[a]) is not None
+                and made[2] != served_etag(known[a].digest or "", joins.get(a) or [])
+            }
+            if stale:
+                for a in stale:
+                    ahead[a] = None
+                wanted = {known[a].digest or "" for a in stale}
+                texts.update(tx.documents.get_many(wanted - texts.keys()))
         # made outside the lock: requests answered from memory meanwhile do not wait
         served_now: dict[str, Served] = {}
         for appliance, change in known.items():
@@ -175,19 +235,16 @@ class DesiredDocuments:
                 text or "", change.digest, change.revision, joins.get(appliance)
             )
             served_now[appliance] = Served(change.digest, change.revision, *made)
-        until = time.monotonic() + self._ttl
-        with self._lock:
-            for appliance, served_state in served_now.items():
-                self._served[appliance] = (served_state, until)
+        return served_now
 
     def made_ahead(self) -> int:
         """How many documents are made ahead, waiting for their wave."""
         return len(self._ahead)  # one read of a size: no lock to wait for
 
-    def _make_ahead(self, revision: str) -> None:
+    def _make_ahead(self, revision: str, offered: Mapping[str, str]) -> None:
         """Once a revision is served, make in the background the documents of the appliances
-        it has yet to release (not those with a cluster over several appliances: their joins
-        may change until then)."""
+        it has yet to release, from the contents ``offered`` or else read (those with a
+        cluster over several appliances with their joins of now: checked when served)."""
         with self._lock:
             if revision in self._ahead_asked:
                 return
@@ -195,41 +252,68 @@ class DesiredDocuments:
             while len(self._ahead_asked) > 64:
                 self._ahead_asked.popitem(last=False)
         threading.Thread(
-            target=self._making_ahead, args=(revision,), name="documents-ahead", daemon=True
+            target=self._making_ahead,
+            args=(revision, offered),
+            name="documents-ahead",
+            daemon=True,
         ).start()
 
-    def _making_ahead(self, revision: str) -> None:
+    def _making_ahead(self, revision: str, offered: Mapping[str, str]) -> None:
         try:
             with self._store.read() as tx:
                 waiting = {
-                    t.digest
+                    t.digest: t.appliance
                     for t in tx.rollouts.targets(revision)
-                    if t.digest is not None and t.released_at is None and not t.shared
+                    if t.digest is not None and t.released_at is None
                 }
             if not waiting:
                 return  # an older revision served again (a revert): nothing is to come
             with self._lock:  # what was made ahead for an earlier rollout is not needed
                 self._ahead_for = revision
                 self._ahead.clear()
+                self._ahead_joins.clear()
                 self._ahead_bytes = 0
                 self._ahead_served.clear()
             digests = sorted(waiting)
-            for start in range(0, len(digests), 500):
+            for start in range(0, len(digests), AHEAD_CHUNK):
+                if self._notifier is not None:  # a rollout decision goes first
+                    self._notifier.undecided(DECISION_WAIT)
                 with self._lock:  # a wave that opened meanwhile was served without them
-                    chunk = digests[start : start + 500]
+                    chunk = digests[start : start + AHEAD_CHUNK]
                     wanted = {d for d in chunk if (d, revision) not in self._ahead_served}
-                with self._store.read() as tx:
-                    texts = tx.documents.get_many(wanted)
-                made = {(d, revision): self._make(t, d, revision, None) for d, t in texts.items()}
+                texts = {d: offered[d] for d in wanted if d in offered}
+                if len(texts) < len(wanted):
+                    with self._store.read() as tx:
+                        texts.update(tx.documents.get_many(wanted - texts.keys()))
+                # a state with a cluster over several appliances is made with its joins as
+                # they are now; when it is served, they are checked to be the same still
+                views = {d: join_view(parse(t)) for d, t in texts.items() if may_join(t)}
+                joins = self._joins_now({waiting[d]: view for d, view in views.items()})
+                made = {
+                    (d, revision): self._make(t, d, revision, joins.get(waiting[d]))
+                    for d, t in texts.items()
+                }
                 with self._lock:
                     made = {k: m for k, m in made.items() if k not in self._ahead_served}
                     size = sum(len(m[0]) for m in made.values())
                     if self._ahead_for != revision or self._ahead_bytes + size > AHEAD_BYTES:
                         return  # a newer rollout began, or enough is made ahead
                     self._ahead.update(made)
+                    self._ahead_joins.update(
+                        (d, view) for d, view in views.items() if (d, revision) in made
+                    )
                     self._ahead_bytes += size
         except Exception:  # only a head start is lost: each document is made when served
             log.exception("making the documents of %s ahead failed", revision[:12])
+
+    def _joins_now(self, views: Mapping[str, Content]) -> dict[str, list[ClusterJoin]]:
+        """The joins of each appliance whose state is known by ``views`` (join_view)."""
+        if not views:
+            return {}
+        with self._store.read() as tx:
+            assignments = tx.assignments.get_many(views)
+            served = [(assignments[a], view) for a, view in views.items() if a in assignments]
+            return joins_for(tx, served)
 
     def forget_all(self) -> None:
         with self._lock:

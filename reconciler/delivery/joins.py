@@ -120,6 +120,23 @@ def _index(node: Mapping[str, Any]) -> tuple[int, str]:
     return (int(tail) if tail.isdigit() else 0, name)
 
 
+def join_view(content: Content) -> dict[str, Any]:
+    """What :func:`joins_for` reads of a state's content: each cluster's name, members,
+    servers, VIP and nodes' names and roles (a small part of a state with manifests)."""
+    return {
+        "clusters": [
+            {
+                **{k: cluster[k] for k in ("name", "appliances", "servers", "vip") if k in cluster},
+                "nodes": [
+                    {"name": node.get("name"), "role": node.get("role")}
+                    for node in cluster.get("nodes", [])
+                ],
+            }
+            for cluster in content.get("clusters", [])
+        ]
+    }
+
+
 def parse(content: str) -> dict[str, Any]:
     parsed: dict[str, Any] = json.loads(content)
     return parsed

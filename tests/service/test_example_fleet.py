@@ -4,6 +4,7 @@ cluster taking a node change one appliance at a time."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +24,12 @@ from .fleets import digests, revision
 EXAMPLE = Path(__file__).resolve().parents[2] / "fleet-example"
 
 
-def example_release(sha: str, *, image: str | None = None) -> Release:
-    """What the loop builds from a validated, rendered repository."""
+def example_release(
+    sha: str, *, image: str | None = None, images: Mapping[str, str] | None = None
+) -> Release:
+    """What the loop builds from a validated, rendered repository; with ``image`` on
+    hospital-1's nodes, and each image of ``images`` on its site's."""
+    images = {**({"hospital-1": image} if image is not None else {}), **(images or {})}
     checked = check_repository(DirectoryTree(EXAMPLE), builtin=builtin_packs())
     assert not checked.diagnostics
     repo = checked.repo
@@ -36,8 +41,8 @@ def example_release(sha: str, *, image: str | None = None) -> Release:
         assert files.site is not None
         spec = files.site.model
         states = rendered[name]
-        if image is not None and name == "hospital-1":
-            states = {a: _with_image(s, image) for a, s in states.items()}
+        if name in images:
+            states = {a: _with_image(s, images[name]) for a, s in states.items()}
         sites[name] = SiteRelease(
             site=name,
             labels=dict(spec.metadata.labels),

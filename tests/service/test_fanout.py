@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from reconciler.delivery import DesiredDocuments
 from reconciler.rollout import Release
@@ -24,28 +21,6 @@ from .fleets import WAVES, SiteSpec, digests, release, revision, site
 
 STORES = [site(f"store-{n:03d}") for n in range(120)]
 SITES = [site("canary-1", ring="canary"), *STORES]
-
-
-@contextmanager
-def statements(server: Harness) -> Iterator[list[str]]:
-    """Every SQL statement the store runs inside the block."""
-    seen: list[str] = []
-    engine = server.store._engine  # noqa: SLF001 - counting what the store sends
-
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
-def made_ahead(server: Harness) -> int:
-    metrics = server.http.get("/metrics").raise_for_status().text
-    (line,) = [m for m in metrics.splitlines() if m.startswith("edgefleet_documents_made_ahead ")]
-    return int(float(line.split()[1]))
 
 
 def two_revisions(
@@ -82,10 +57,10 @@ def test_a_wave_wakes_its_held_agents_without_a_read_each(server: Harness) -> No
         assert time.monotonic() < deadline
         time.sleep(0.05)
     # once the canary was served the new revision, the stores' documents were made ahead
-    while made_ahead(server) < len(waiting):
-        assert time.monotonic() < deadline, f"{made_ahead(server)} documents made ahead"
+    while server.made_ahead() < len(waiting):
+        assert time.monotonic() < deadline, f"{server.made_ahead()} documents made ahead"
         time.sleep(0.05)
-    with statements(server) as seen:
+    with server.statements() as seen:
         agents["canary-1-edge"].apply()  # the canary proves it: the last wave opens
         for thread in threads:
             thread.join(30)
@@ -95,7 +70,39 @@ def test_a_wave_wakes_its_held_agents_without_a_read_each(server: Harness) -> No
     # no document read or made again
     assert len(reads) < 40, f"{len(reads)} reads for {len(waiting)} agents"
     assert not [s for s in reads if "FROM documents" in s]
-    assert made_ahead(server) == 0  # each was handed over as its agent was served
+    assert server.made_ahead() == 0  # each was handed over as its agent was served
+
+
+def test_documents_are_made_ahead_from_the_release_not_read_back(server: Harness) -> None:
+    """The process that recorded a release has its contents in memory: the documents of
+    the waves to come are made from them (reading back ten thousand took the interpreter
+    for seconds while the first wave reported)."""
+    with server.statements(thread="documents-ahead") as seen:
+        agents, _, second = two_revisions(server, SITES, "m")
+        deadline = time.monotonic() + 20
+        stores = [a for s in STORES for a in s.appliances]
+        while server.made_ahead() < len(stores):
+            assert time.monotonic() < deadline, f"{server.made_ahead()} documents made ahead"
+            time.sleep(0.05)
+    assert seen, "the documents ahead were not made"
+    assert not [s for s in seen if "documents.content" in s]
+    agents["canary-1-edge"].apply()
+    new = digests(second)
+    assert {a: agents[a].digest() for a in stores} == {a: new[a] for a in stores}
+
+
+def test_documents_ahead_wait_while_a_rollout_decision_runs(server: Harness) -> None:
+    """Making documents ahead keeps the interpreter busy: a decision meanwhile (the wave
+    opening) would wait for it at every row it reads or writes."""
+    with server.rollout.notifier.deciding():  # a decision under way
+        two_revisions(server, SITES, "d")
+        time.sleep(0.5)
+        assert server.made_ahead() == 0
+    stores = [a for s in STORES for a in s.appliances]
+    deadline = time.monotonic() + 20
+    while server.made_ahead() < len(stores):  # once it is taken, they are made
+        assert time.monotonic() < deadline, f"{server.made_ahead()} documents made ahead"
+        time.sleep(0.05)
 
 
 def test_reports_that_arrive_while_a_tick_runs_do_not_wait_for_it(server: Harness) -> None:
@@ -174,4 +181,4 @@ def test_documents_served_while_being_made_ahead_are_not_kept(
     while any(t.name == "documents-ahead" for t in threading.enumerate()):
         assert time.monotonic() < deadline, "still making documents ahead"
         time.sleep(0.05)
-    assert made_ahead(server) == 0
+    assert server.made_ahead() == 0

@@ -7,13 +7,18 @@ token revoked. The example fleet's hospital-1 cluster spans three hypervisors.""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import event
 
 from agent.contract import DesiredState
 from reconciler.rollout import Release
 
+from .agents import Agent
 from .conftest import Harness
 from .fleets import digests, revision
 from .test_example_fleet import example_release
@@ -154,3 +159,79 @@ def test_an_appliance_dropped_from_git_is_emptied_then_its_token_revoked(
     listed = server.fleet()["decommissioned"]
     assert [(d["appliance"], d["site"]) for d in listed] == [(gone, "grocery-0412")]
     assert agents["store-berlin-07-edge"].desired().status_code == 200
+
+
+def registered(server: Harness, release: Release) -> dict[str, Agent]:
+    """Every appliance registered, each at its own address; ``release`` recorded (the
+    canary is served it, the documents of the wave after are made ahead)."""
+    agents = {}
+    for n, appliance in enumerate(sorted(digests(release)), 10):
+        agent = server.agent(appliance, register=False)
+        agent.register(ip=f"10.0.0.{n}").raise_for_status()
+        agents[appliance] = agent
+    server.rollout.record_release(release)
+    deadline = time.monotonic() + 20
+    while server.made_ahead() < len(agents) - 1:  # every appliance but the canary
+        assert time.monotonic() < deadline, f"{server.made_ahead()} documents made ahead"
+        time.sleep(0.05)
+    return agents
+
+
+@contextmanager
+def documents_read(server: Harness) -> Iterator[set[str]]:
+    """The digests of the documents the store reads inside the block."""
+    read: set[str] = set()
+
+    def count(_conn: object, _cursor: object, statement: str, values: object, *_: object) -> None:
+        if "documents.content" in statement and isinstance(values, tuple):
+            read.update(v for v in values if isinstance(v, str))
+
+    engine = server.store._engine  # noqa: SLF001 - seeing what the store reads
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield read
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def open_the_next_wave(server: Harness, agents: dict[str, Agent], release: Release) -> None:
+    """The canary runs ``release`` healthy for its soak: the next wave opens."""
+    canary = agents["grocery-0412-vm"]
+    canary.apply()
+    server.clock.advance(seconds=release.soak_seconds + 1)
+    canary.apply()  # the report after the soak opens it
+
+
+def test_a_members_state_made_ahead_is_served_as_made(server: Harness, first: Release) -> None:
+    """Made ahead with its joins, a member's state is served as made when its wave opens:
+    its joins are checked, its document is not read."""
+    agents = registered(server, first)
+    with documents_read(server) as read:
+        open_the_next_wave(server, agents, first)
+    assert read and not read & {digests(first)[a] for a in HOSPITAL}  # the canary's, only
+    served = [a for a in HOSPITAL if agents[a].digest() == digests(first)[a]]
+    assert served  # the first of the cluster's members at least
+    for appliance in served:
+        join = state_of(agents[appliance]).joining(CLUSTER)
+        assert join is not None and join.server == f"https://{VIP}:6443"
+        assert join.init is True  # nobody reported the cluster Running yet
+
+
+def test_a_members_state_made_ahead_is_made_again_when_its_joins_changed(
+    server: Harness, first: Release
+) -> None:
+    """The cluster formed after a member's state was made ahead: it is served with the
+    joins of now (told to join the cluster, not to start it)."""
+    agents = registered(server, first)
+    with server.store.write() as tx:  # a member reported it Running meanwhile
+        assert tx.joins.formed("hospital-1", [CLUSTER], at=server.clock().timestamp())
+    open_the_next_wave(server, agents, first)
+    served = [a for a in HOSPITAL if agents[a].digest() == digests(first)[a]]
+    assert served
+    for appliance in served:
+        answer = agents[appliance].desired()
+        join = DesiredState.model_validate_json(answer.content).joining(CLUSTER)
+        assert join is not None and join.init is False
+        assert answer.headers["ETag"].strip('"') == DesiredState.model_validate_json(
+            answer.content
+        ).etag()

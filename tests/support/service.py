@@ -3,10 +3,14 @@ fleet and site views."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from sqlalchemy import event
 
 from reconciler.api import PushEvent
 from reconciler.rollout import RolloutService
@@ -49,6 +53,30 @@ class Harness:
     def site(self, name: str) -> dict[str, Any]:
         site: dict[str, Any] = self.http.get(f"/v1/sites/{name}").raise_for_status().json()
         return site
+
+    def made_ahead(self) -> int:
+        """The documents made ahead of their wave (the server's gauge)."""
+        metrics = self.http.get("/metrics").raise_for_status().text
+        (line,) = [
+            m for m in metrics.splitlines() if m.startswith("edgefleet_documents_made_ahead ")
+        ]
+        return int(float(line.split()[1]))
+
+    @contextmanager
+    def statements(self, thread: str | None = None) -> Iterator[list[str]]:
+        """Every SQL statement the store runs inside the block (on ``thread`` alone)."""
+        seen: list[str] = []
+        engine = self.store._engine  # noqa: SLF001 - counting what the store sends
+
+        def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            if thread is None or threading.current_thread().name == thread:
+                seen.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            yield seen
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
 
     def close(self) -> None:
         for agent in self.agents:

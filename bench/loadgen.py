@@ -12,8 +12,8 @@ bodies) to be cheap at 10,000 connections, and reports as JSON lines on stdout::
 and waits for a ``hold`` line on stdin; then it opens one long-poll per agent and keeps it
 open (a 304 is polled again at once, a 200 is recorded and polled again with the new ETag;
 with ``--report`` the agent first posts a healthy status for the new state, as an agent
-that applied it would), until a ``stop`` line on stdin or ``--max-seconds``. Every loop here
-is bounded in time.
+that applied it would, ``--apply-seconds`` after the answer), until a ``stop`` line on
+stdin or ``--max-seconds``. Every loop here is bounded in time.
 """
 
 from __future__ import annotations
@@ -243,6 +243,7 @@ async def long_poll_agent(
     state: HoldState,
     connects: asyncio.Semaphore,
     report: bool,
+    apply_seconds: float = 0.0,
 ) -> None:
     """One agent: a connection held open by back-to-back long-polls until told to stop."""
     async with connects:
@@ -271,6 +272,11 @@ async def long_poll_agent(
             if answer.status == 200:
                 state.woken.append((name, time.time()))
                 etag = answer.headers["etag"]
+                if report and apply_seconds:  # applying it: the server closes the idle
+                    conn.close()  # connection meanwhile, the agent reports on a new one
+                    await asyncio.sleep(apply_seconds)
+                    async with connects:
+                        conn = await Connection.open(port)
                 if report:
                     # the tag is the digest, with "+<fingerprint>" for a cluster's join
                     digest = etag.strip('"').split("+", 1)[0]
@@ -318,7 +324,15 @@ async def hold(args: argparse.Namespace) -> None:
     agents = [
         asyncio.ensure_future(
             long_poll_agent(
-                args.port, name, tokens[name], etag, args.wait, state, connects, args.report
+                args.port,
+                name,
+                tokens[name],
+                etag,
+                args.wait,
+                state,
+                connects,
+                args.report,
+                args.apply_seconds,
             )
         )
         for name, etag in state.etags.items()
@@ -429,6 +443,9 @@ def main() -> None:
     held.add_argument("--fetch-concurrency", type=int, default=32)
     held.add_argument("--connect-concurrency", type=int, default=256)
     held.add_argument("--report", action="store_true", help="report each new state healthy")
+    held.add_argument(
+        "--apply-seconds", type=float, default=0.0, help="how long applying a state takes"
+    )
     ratep = commands.add_parser("rate")
     ratep.add_argument("--tokens", required=True)
     ratep.add_argument("--clients", type=int, default=100)

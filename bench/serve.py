@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/serve.py [--rounds 10] [--agents 10000] [--rate-seconds 10]
                                     [--only latency hold rate] [--profile-wave]
-                                    [--py-spy PATH] [--workdir DIR]
+                                    [--py-spy PATH] [--workdir DIR] [--apply-seconds S]
 
 1. latency: ``edgefleet serve`` follows a git work tree (fleet-example, copied) with its local
    watcher; one agent long-polls (``wait=30``); a ``git commit`` changes that agent's site.
@@ -13,7 +13,8 @@
    ``wait=60`` long-poll (the load generator, bench/loadgen.py, is a process of its own).
    Server RSS before and with them open; then a commit that changes every site's profile:
    the time from the commit until every canary agent got its 200, and, once the canaries
-   reported it healthy (each agent does, as it would after applying), from the wave opening
+   reported it healthy (each agent does, as it would after applying: at once, or
+   ``--apply-seconds`` after its answer), from the wave opening
    (its first 200) until every held agent of it got its 200. With ``--profile-wave`` the
    server is sampled with py-spy from the first canary answered to the next wave's last agent.
 3. rate: ``--rate-clients`` keep-alive clients poll ``GET /v1/desired`` with a matching
@@ -518,6 +519,7 @@ def hold(
     gen = Loadgen(
         "hold", "--port", str(server.port), "--tokens", str(tokens), "--agents",
         str(args.agents), "--wait", "60", "--max-seconds", str(args.max_seconds), "--report",
+        "--apply-seconds", str(args.apply_seconds),
     )  # fmt: skip
     try:
         fetched = gen.expect("fetched", args.max_seconds)
@@ -589,6 +591,8 @@ def hold(
                 f"first 200: {first_wave[0] - seconds:.1f} s (the log line came "
                 f"{at - committed:.1f} s after the commit)"
             )
+    applying = f"{args.apply_seconds:g} s after it" if args.apply_seconds else "as it"
+    applying += " gets it"
     opened = server.wave_opened()
     decided = opened - committed if opened is not None else None
     if second_wave:
@@ -606,7 +610,7 @@ def hold(
                 f" its first"
                 + (
                     f"; it opened {decided - first_wave[-1]:.1f} s after the last canary got its "
-                    f"200 (each reports as it gets it)"
+                    f"200 (each reports {applying})"
                     if first_wave
                     else ""
                 )
@@ -866,6 +870,12 @@ def main() -> None:
     parser.add_argument("--profile-lines", type=int, default=16)
     parser.add_argument("--py-spy", help="the py-spy binary (default: on PATH)")
     parser.add_argument("--max-seconds", type=float, default=900, help="bound on each wait")
+    parser.add_argument(
+        "--apply-seconds",
+        type=float,
+        default=0.0,
+        help="2.: how long an agent takes to apply a new state before it reports it healthy",
+    )
     parser.add_argument("--workdir", type=Path, help="default: a new temporary folder")
     args = parser.parse_args()
     args.sites = args.sites or args.agents

@@ -261,11 +261,14 @@ class DesiredDocuments:
     def _making_ahead(self, revision: str, offered: Mapping[str, str]) -> None:
         try:
             with self._store.read() as tx:
-                waiting = {
-                    t.digest: t.appliance
-                    for t in tx.rollouts.targets(revision)
-                    if t.digest is not None and t.released_at is None
-                }
+                targets = tx.rollouts.targets(revision)
+            # those with joins last (they cost the most): a wave that opens meanwhile finds
+            # the others made
+            waiting = {
+                t.digest: t.appliance
+                for t in sorted(targets, key=lambda t: (bool(t.shared), t.digest or ""))
+                if t.digest is not None and t.released_at is None
+            }
             if not waiting:
                 return  # an older revision served again (a revert): nothing is to come
             with self._lock:  # what was made ahead for an earlier rollout is not needed
@@ -274,17 +277,18 @@ class DesiredDocuments:
                 self._ahead_joins.clear()
                 self._ahead_bytes = 0
                 self._ahead_served.clear()
-            digests = sorted(waiting)
+            digests = list(waiting)
             for start in range(0, len(digests), AHEAD_CHUNK):
                 if self._notifier is not None:  # a rollout decision goes first
                     self._notifier.undecided(DECISION_WAIT)
                 with self._lock:  # a wave that opened meanwhile was served without them
                     chunk = digests[start : start + AHEAD_CHUNK]
-                    wanted = {d for d in chunk if (d, revision) not in self._ahead_served}
-                texts = {d: offered[d] for d in wanted if d in offered}
-                if len(texts) < len(wanted):
+                    wanted = [d for d in chunk if (d, revision) not in self._ahead_served]
+                found = {d: offered[d] for d in wanted if d in offered}
+                if len(found) < len(wanted):
                     with self._store.read() as tx:
-                        texts.update(tx.documents.get_many(wanted - texts.keys()))
+                        found.update(tx.documents.get_many(set(wanted) - found.keys()))
+                texts = {d: found[d] for d in wanted if d in found}  # in the order above
                 # a state with a cluster over several appliances is made with its joins as
                 # they are now; when it is served, they are checked to be the same still
                 views = {d: join_view(parse(t)) for d, t in texts.items() if may_join(t)}

@@ -7,15 +7,18 @@ token revoked. The example fleet's hospital-1 cluster spans three hypervisors.""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from sqlalchemy import event
 
 from agent.contract import DesiredState
+from reconciler.delivery import DesiredDocuments
 from reconciler.rollout import Release
 
 from .agents import Agent
@@ -235,3 +238,25 @@ def test_a_members_state_made_ahead_is_made_again_when_its_joins_changed(
         assert answer.headers["ETag"].strip('"') == DesiredState.model_validate_json(
             answer.content
         ).etag()
+
+
+def test_states_with_joins_are_made_ahead_last(
+    server: Harness, first: Release, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They cost the most (read for their joins): a wave that opens while its documents are
+    being made finds the others made."""
+    made: list[str] = []
+    make = DesiredDocuments._make  # noqa: SLF001 - seeing the order they are made in
+
+    def seen(self: DesiredDocuments, text: str, digest: str, *args: Any) -> Any:
+        if threading.current_thread().name == "documents-ahead":
+            made.append(digest)
+        return make(self, text, digest, *args)
+
+    monkeypatch.setattr(DesiredDocuments, "_make", seen)
+    registered(server, first)
+    with server.store.read() as tx:
+        spanning = {t.digest for t in tx.rollouts.targets(first.revision) if t.shared}
+    assert spanning and spanning <= {digests(first)[a] for a in HOSPITAL}
+    assert len(made) > len(spanning)
+    assert set(made[-len(spanning) :]) == spanning

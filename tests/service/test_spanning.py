@@ -36,13 +36,19 @@ def first() -> Release:
     return example_release(revision("span1"))
 
 
-def rolled_out(server: Harness, release: Release) -> dict[str, object]:
-    """Every appliance registered (each at its own address) and served ``release``."""
+def register_all(server: Harness, release: Release) -> dict[str, Agent]:
+    """Every appliance of ``release`` registered, each at its own address."""
     agents = {}
     for n, appliance in enumerate(sorted(digests(release)), 10):
         agent = server.agent(appliance, register=False)
         agent.register(ip=f"10.0.0.{n}").raise_for_status()
         agents[appliance] = agent
+    return agents
+
+
+def rolled_out(server: Harness, release: Release) -> dict[str, Agent]:
+    """Every appliance registered (each at its own address) and served ``release``."""
+    agents = register_all(server, release)
     server.rollout.record_release(release)
     for _ in range(2):  # the canary, then everyone after its soak
         for agent in agents.values():
@@ -167,11 +173,7 @@ def test_an_appliance_dropped_from_git_is_emptied_then_its_token_revoked(
 def registered(server: Harness, release: Release) -> dict[str, Agent]:
     """Every appliance registered, each at its own address; ``release`` recorded (the
     canary is served it, the documents of the wave after are made ahead)."""
-    agents = {}
-    for n, appliance in enumerate(sorted(digests(release)), 10):
-        agent = server.agent(appliance, register=False)
-        agent.register(ip=f"10.0.0.{n}").raise_for_status()
-        agents[appliance] = agent
+    agents = register_all(server, release)
     server.rollout.record_release(release)
     deadline = time.monotonic() + 20
     while server.made_ahead() < len(agents) - 1:  # every appliance but the canary

@@ -7,9 +7,9 @@ waiter's own loop. Listeners (the caches of served states and tokens) see each c
 before the waiters it concerns wake. Nothing polls the database while waiting.
 
 Subscribe before reading the current state, then wait: a notification that lands between
-the read and the wait is not lost, the event is already set. A request woken has taken its
-word once it waits again or unsubscribes; :meth:`Notifier.answered` waits for every request
-woken so far to have done so (a wave's agents are answered before its bookkeeping runs).
+the read and the wait is not lost, the event is already set. A woken request counts as
+unanswered until it waits again or unsubscribes; :meth:`Notifier.answered` waits until none
+does (a wave's agents are answered before its bookkeeping runs).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ class Subscription:
     ) -> None:
         self.loop = loop
         self.event = asyncio.Event()
-        self.woken = False  # set by the notifier until the request takes its word
-        self.closed = False  # unsubscribed: a wake that comes later is nobody's word
+        self.woken = False  # woken, and not yet waiting again or gone: unanswered
+        self.closed = False  # unsubscribed: a wake that lands later is counted for nobody
         self._taken = taken
 
     async def wait(self, timeout: float, *, unless: asyncio.Future[None] | None = None) -> bool:
@@ -60,7 +60,7 @@ class Notifier:
         self._forgetters: list[Callable[[], None]] = []
         # the logged changes this process published, until the change feed reads them back
         self._published: Counter[tuple[object, ...]] = Counter()
-        # requests woken that have not taken their word yet (see answered)
+        # requests woken and not answered yet (see answered)
         self._unanswered = 0
         self._all_answered = threading.Condition(self._lock)
         self._deciding = 0  # rollout decisions under way (see deciding)
@@ -100,8 +100,8 @@ class Notifier:
             self._taken(subscription)
 
     def answered(self, timeout: float) -> bool:
-        """Wait until every request woken so far has taken its word (it answered, waits
-        again or went away); False after ``timeout`` seconds. Returns at once on a thread
+        """Wait until every request woken so far has been answered (it waits again, or
+        went away); False after ``timeout`` seconds. Returns at once on a thread
         that runs an event loop: the requests it would wait for are answered there."""
         try:
             asyncio.get_running_loop()
@@ -213,7 +213,8 @@ class Notifier:
                 pass
 
     def _set_all(self, subscriptions: list[Subscription]) -> None:
-        """On the subscriptions' loop: wake each, counted until it takes its word."""
+        """On the subscriptions' loop: wake each, counted as unanswered until it waits
+        again or unsubscribes."""
         woken = [s for s in subscriptions if not s.woken and not s.closed]
         for subscription in woken:
             subscription.woken = True
@@ -223,7 +224,7 @@ class Notifier:
             self._unanswered += len(woken)
 
     def _taken(self, subscription: Subscription) -> None:
-        """On the subscription's loop: its request took its word (or went away)."""
+        """On the subscription's loop: its request was answered (or went away)."""
         if not subscription.woken:
             return
         subscription.woken = False

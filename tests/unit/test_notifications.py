@@ -67,7 +67,7 @@ def test_a_wave_is_handed_to_the_listeners_and_woken_a_batch_at_a_time(
     stack.close()
 
 
-def test_answered_waits_for_every_woken_request_to_take_its_word(
+def test_answered_waits_for_every_woken_request_to_wait_again_or_leave(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     """A request woken counts until it waits again or unsubscribes; one that unsubscribed
@@ -84,7 +84,7 @@ def test_answered_waits_for_every_woken_request_to_take_its_word(
     assert notifier.answered(0.0)
     notifier.notify(["store-1-edge", "store-2-edge"])
     assert woken([waits_again, leaves])
-    assert not notifier.answered(0.2)  # neither has taken its word yet
+    assert not notifier.answered(0.2)  # neither has waited again or left yet
 
     async def wait_again() -> bool:
         return await waits_again.wait(1.0)

@@ -3,11 +3,13 @@ release's target for it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, select
 
 from .records import Assignment
+from .rows import as_dicts, first_as_dict
 from .schema import assignments
 from .upserts import upsert_many
 
@@ -17,10 +19,9 @@ class Assignments:
         self._conn = conn
 
     def get(self, appliance: str) -> Assignment | None:
-        row = self._conn.execute(
-            select(assignments).where(assignments.c.appliance == appliance)
-        ).first()
-        return _record(row._mapping) if row else None
+        rows = self._conn.execute(select(assignments).where(assignments.c.appliance == appliance))
+        row = first_as_dict(rows)
+        return _record(row) if row is not None else None
 
     def get_many(self, appliances: Iterable[str]) -> dict[str, Assignment]:
         wanted = sorted(set(appliances))
@@ -29,18 +30,18 @@ class Assignments:
             rows = self._conn.execute(
                 select(assignments).where(assignments.c.appliance.in_(wanted[start : start + 500]))
             )
-            found.update((row.appliance, _record(row._mapping)) for row in rows)
+            found.update((row["appliance"], _record(row)) for row in as_dicts(rows))
         return found
 
     def all(self) -> list[Assignment]:
         rows = self._conn.execute(select(assignments).order_by(assignments.c.appliance))
-        return [_record(row._mapping) for row in rows]
+        return [_record(row) for row in as_dicts(rows)]
 
     def for_site(self, site: str) -> list[Assignment]:
         rows = self._conn.execute(
             select(assignments).where(assignments.c.site == site).order_by(assignments.c.appliance)
         )
-        return [_record(row._mapping) for row in rows]
+        return [_record(row) for row in as_dicts(rows)]
 
     def for_sites(self, sites: Sequence[str]) -> list[Assignment]:
         rows = self._conn.execute(
@@ -48,7 +49,7 @@ class Assignments:
             .where(assignments.c.site.in_(sites))
             .order_by(assignments.c.appliance)
         )
-        return [_record(row._mapping) for row in rows]
+        return [_record(row) for row in as_dicts(rows)]
 
     def put(self, assignment: Assignment) -> None:
         self.put_many([assignment])
@@ -58,5 +59,5 @@ class Assignments:
         upsert_many(self._conn, assignments, rows, keys=["appliance"])
 
 
-def _record(m: RowMapping) -> Assignment:
-    return Assignment(**dict(m))
+def _record(m: Mapping[str, Any]) -> Assignment:
+    return Assignment(**m)

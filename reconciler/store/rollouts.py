@@ -6,11 +6,13 @@ site's admission, soak start and failure, each appliance's release time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, RowMapping, func, select, update
 
 from .records import RolloutRecord, RolloutSite, RolloutTarget
+from .rows import as_dicts, first_as_dict
 from .schema import rollout_sites, rollout_targets, rollouts
 from .upserts import update_many
 
@@ -88,15 +90,16 @@ class Rollouts:
             .where(rollout_sites.c.revision == revision)
             .order_by(rollout_sites.c.wave, rollout_sites.c.site)
         )
-        return [_site(row._mapping) for row in rows]
+        return [_site(row) for row in as_dicts(rows)]
 
     def site(self, revision: str, site: str) -> RolloutSite | None:
-        row = self._conn.execute(
+        rows = self._conn.execute(
             select(rollout_sites).where(
                 rollout_sites.c.revision == revision, rollout_sites.c.site == site
             )
-        ).first()
-        return _site(row._mapping) if row else None
+        )
+        row = first_as_dict(rows)
+        return _site(row) if row is not None else None
 
     def sites_named(self, revision: str, names: Sequence[str]) -> list[RolloutSite]:
         rows = self._conn.execute(
@@ -104,7 +107,7 @@ class Rollouts:
                 rollout_sites.c.revision == revision, rollout_sites.c.site.in_(names)
             )
         )
-        return [_site(row._mapping) for row in rows]
+        return [_site(row) for row in as_dicts(rows)]
 
     def save_sites(self, sites: Sequence[RolloutSite]) -> None:
         rows = [_site_values(s) for s in sites]
@@ -132,15 +135,16 @@ class Rollouts:
         if appliances is not None:
             query = query.where(rollout_targets.c.appliance.in_(appliances))
         rows = self._conn.execute(query.order_by(rollout_targets.c.appliance))
-        return [_target(row._mapping) for row in rows]
+        return [_target(row) for row in as_dicts(rows)]
 
     def target(self, revision: str, appliance: str) -> RolloutTarget | None:
-        row = self._conn.execute(
+        rows = self._conn.execute(
             select(rollout_targets).where(
                 rollout_targets.c.revision == revision, rollout_targets.c.appliance == appliance
             )
-        ).first()
-        return _target(row._mapping) if row else None
+        )
+        row = first_as_dict(rows)
+        return _target(row) if row is not None else None
 
     def save_targets(self, targets: Sequence[RolloutTarget]) -> None:
         rows = [_target_values(t) for t in targets]
@@ -177,7 +181,7 @@ def _site_values(s: RolloutSite) -> dict[str, object]:
     }
 
 
-def _site(mapping: RowMapping) -> RolloutSite:
+def _site(mapping: Mapping[str, Any]) -> RolloutSite:
     m = dict(mapping)
     return RolloutSite(
         **{**m, "windows": tuple(m["windows"]), "descriptions": dict(m["descriptions"] or {})}
@@ -188,6 +192,5 @@ def _target_values(t: RolloutTarget) -> dict[str, object]:
     return {**t.__dict__, "clusters": list(t.clusters), "shared": list(t.shared)}
 
 
-def _target(mapping: RowMapping) -> RolloutTarget:
-    m = dict(mapping)
+def _target(m: Mapping[str, Any]) -> RolloutTarget:
     return RolloutTarget(**{**m, "clusters": tuple(m["clusters"]), "shared": tuple(m["shared"])})

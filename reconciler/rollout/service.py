@@ -196,17 +196,18 @@ class RolloutService:
     def _publish(self, changes: Sequence[ChangeRecord]) -> None:
         """Hand ``changes`` on and wake their agents. While a wave's worth is handed on
         and until its woken agents are answered (at most :data:`ANSWERS_AWAITED`), the
-        ticks reports ask for and the writing of status reports wait: each tick reads every
-        site and target of the rollout, and beside the thousands of agents being woken and
-        answered both took the interpreter from them (the first agents' reports came in
-        while the last were still to be answered)."""
+        ticks reports ask for, the writing of status reports and the documents made ahead
+        wait: each tick reads every site and target of the rollout, and beside the
+        thousands of agents being woken and answered both took the interpreter from them
+        (the first agents' reports came in while the last were still to be answered)."""
         if len(changes) < WAKE_BATCH:
             self.notifier.publish(changes)
             return
         with self._ticks:
             self._handing_on += 1
         try:
-            with self.deferring_ticks():
+            # the documents made ahead wait too: those still to make, the hand-over makes
+            with self.deferring_ticks(), self.notifier.deciding():
                 self.notifier.publish(changes)
                 self.notifier.answered(ANSWERS_AWAITED)
         finally:

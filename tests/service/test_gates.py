@@ -335,3 +335,20 @@ def test_reports_and_ticks_wait_for_a_waves_agents_to_be_answered(
     assert asked == [rollout_service.ANSWERS_AWAITED]
     assert seen == [(False, False)]  # held until they were answered
     assert pending[0].result(5) is True
+
+
+def test_documents_ahead_wait_while_a_wave_is_handed_on(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hand-over makes what is not made ahead yet: making more ahead meanwhile only
+    takes the interpreter from it (and from the agents it wakes)."""
+    monkeypatch.setattr(rollout_service, "WAKE_BATCH", 2)
+    first = release(revision("r1"), [site("canary-1", ring="canary"), site("store-2")])
+    server.rollout.record_release(first)
+    held: list[bool] = []
+    server.rollout.notifier.listen(
+        lambda _batch: held.append(not server.rollout.notifier.undecided(0.0))
+    )
+    server.rollout._publish([ChangeRecord("served", "canary-1-edge", at=0.0)])
+    server.rollout._publish([ChangeRecord("served", "canary-1-edge", at=0.0)] * 2)
+    assert held == [False, True]  # a wave's worth only

@@ -226,7 +226,7 @@ async def take_report(services: Services, appliance: str, report: StatusReport) 
     The rollout's own thread writes it with the reports arriving together: a wave's
     thousands of reports take no worker thread each."""
     rollout = services.rollout
-    if await asyncio.wrap_future(rollout.report_later(appliance, report)):
+    if await rollout.report_soon(appliance, report):
         if rollout.tick_waits():  # the first few wait for the tick that covers them
             await run_in_threadpool(rollout.tick_wanted)
         else:

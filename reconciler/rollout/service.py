@@ -21,6 +21,7 @@ webhooks), which must return at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -336,6 +337,11 @@ class RolloutService:
         report at once)."""
         if self._reports.submit((appliance, report)):
             self.tick_wanted()
+
+    def report_soon(self, appliance: str, report: StatusReport) -> asyncio.Future[bool]:
+        """:meth:`report_later` for a caller on the event loop: a future of that loop (the
+        futures of a batch are settled with one call into it)."""
+        return self._reports.soon((appliance, report))
 
     def report_later(self, appliance: str, report: StatusReport) -> Future[bool]:
         """:meth:`accept_report`'s write for a caller on an event loop: a thread of the

@@ -4,7 +4,8 @@ agents reporting at once costs a commit per batch, not per report. Used by the r
 status reports.
 
 A caller either waits in its own thread (:meth:`GroupCommit.submit`) or takes a future
-(:meth:`GroupCommit.later`, for an event loop that must not block). A batch that fails is
+(:meth:`GroupCommit.later`; :meth:`GroupCommit.soon` on an event loop, whose futures of a
+batch are settled with one call into the loop, not one each). A batch that fails is
 written again item by item, so an item's error reaches its own caller alone. When the
 leader's item is written it hands the lead to the oldest waiting caller, or to a thread of
 its own when that caller holds a future instead of a thread.
@@ -12,6 +13,7 @@ its own when that caller holds a future instead of a thread.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,11 +25,17 @@ R = TypeVar("R")
 
 
 class _Waiting(Generic[T, R]):
-    __slots__ = ("error", "finished", "future", "item", "lead", "result", "wake")
+    __slots__ = ("error", "finished", "future", "item", "lead", "result", "soon", "wake")
 
-    def __init__(self, item: T, future: Future[R] | None = None) -> None:
+    def __init__(
+        self,
+        item: T,
+        future: Future[R] | None = None,
+        soon: asyncio.Future[R] | None = None,
+    ) -> None:
         self.item = item
         self.future = future  # set once written, for a caller without a thread of its own
+        self.soon = soon  # the same, for a caller on an event loop
         self.wake = threading.Event()  # finished, or made the leader
         self.lead = False
         self.finished = False
@@ -74,6 +82,19 @@ class GroupCommit(Generic[T, R]):
         assert mine.future is not None
         return mine.future
 
+    def soon(self, item: T) -> asyncio.Future[R]:
+        """:meth:`later` for a caller on an event loop: a future of this loop, settled with
+        the others of its batch in one call into the loop (each call wakes the loop)."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        mine: _Waiting[T, R] = _Waiting(item, soon=future)
+        with self._lock:
+            self._queue.append(mine)
+            if not self._leading:
+                self._leading = mine.lead = True
+        if mine.lead:
+            self._lead_in_thread(mine)
+        return future
+
     def _lead(self, mine: _Waiting[T, R]) -> None:
         try:
             while not mine.finished:
@@ -89,7 +110,7 @@ class GroupCommit(Generic[T, R]):
                 else:
                     following.lead = True
                     following.wake.set()
-            if following is not None and following.future is not None:
+            if following is not None and (following.future or following.soon) is not None:
                 self._lead_in_thread(following)
 
     def _lead_in_thread(self, mine: _Waiting[T, R]) -> None:
@@ -119,6 +140,7 @@ class GroupCommit(Generic[T, R]):
                     waiting.error = e
             raise
         finally:
+            loops: dict[asyncio.AbstractEventLoop, list[_Waiting[T, R]]] = {}
             for waiting in batch:
                 waiting.finished = True
                 waiting.wake.set()
@@ -127,3 +149,22 @@ class GroupCommit(Generic[T, R]):
                         waiting.future.set_exception(waiting.error)
                     else:
                         waiting.future.set_result(waiting.result)  # type: ignore[arg-type]
+                if waiting.soon is not None:
+                    loops.setdefault(waiting.soon.get_loop(), []).append(waiting)
+            for loop, settled in loops.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, settled)
+                except RuntimeError:  # that loop has closed: nobody awaits them any more
+                    pass
+
+
+def _settle(batch: list[_Waiting[T, R]]) -> None:
+    """On their loop: each future of ``batch`` gets its result or its error."""
+    for waiting in batch:
+        future = waiting.soon
+        if future is None or future.done():  # the caller gave up on it
+            continue
+        if waiting.error is not None:
+            future.set_exception(waiting.error)
+        else:
+            future.set_result(waiting.result)  # type: ignore[arg-type]

@@ -3,10 +3,12 @@ error, and nothing waits forever."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -158,3 +160,41 @@ def test_a_leader_thread_stopped_mid_write_fails_its_futures_and_the_next_leads(
         first.result(5)
     assert commit.later(2).result(5) == 20  # nobody is left leading: the next one writes
     assert commit.submit(3) == 30
+
+
+def test_callers_on_an_event_loop_are_settled_a_batch_at_a_time() -> None:
+    """Each future of a batch gets its own result or error, with one call into the loop
+    for the whole batch (each call wakes the loop: a wave's reports woke it thousands of
+    times)."""
+    hold = threading.Event()
+    writer = Writer(hold)
+    commit: GroupCommit[int, int] = GroupCommit(writer)
+    loop = asyncio.new_event_loop()
+    calls: list[object] = []
+    real = loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(callback)
+        return real(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+
+    async def report_all() -> list[int | str]:
+        futures = [commit.soon(i) for i in (1, *range(2, 41), -41)]  # the first is held
+        threading.Timer(0.2, hold.set).start()
+        results: list[int | str] = []
+        for future in futures:
+            try:
+                results.append(await asyncio.wait_for(future, 5))
+            except ValueError as e:
+                results.append(str(e))
+        return results
+
+    try:
+        results = loop.run_until_complete(report_all())
+    finally:
+        loop.close()
+    assert results == [i * 10 for i in range(1, 41)] + ["refused -41"]
+    settled = [c for c in calls if getattr(c, "__name__", "") == "_settle"]
+    assert 1 <= len(settled) <= len(writer.batches) + 1  # one per batch, not one per item
+    assert len(settled) < 10

@@ -72,28 +72,25 @@ class GroupCommit(Generic[T, R]):
     def later(self, item: T) -> Future[R]:
         """Write ``item`` with whatever else is waiting, without waiting for it: the future
         holds its result or its error."""
-        mine: _Waiting[T, R] = _Waiting(item, Future())
-        with self._lock:
-            self._queue.append(mine)
-            if not self._leading:
-                self._leading = mine.lead = True
-        if mine.lead:
-            self._lead_in_thread(mine)
-        assert mine.future is not None
-        return mine.future
+        future: Future[R] = Future()
+        self._queue_threadless(_Waiting(item, future))
+        return future
 
     def soon(self, item: T) -> asyncio.Future[R]:
         """:meth:`later` for a caller on an event loop: a future of this loop, settled with
         the others of its batch in one call into the loop (each call wakes the loop)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        mine: _Waiting[T, R] = _Waiting(item, soon=future)
+        self._queue_threadless(_Waiting(item, soon=future))
+        return future
+
+    def _queue_threadless(self, mine: _Waiting[T, R]) -> None:
+        """Queue a caller that holds a future: when it leads, a thread of its own does."""
         with self._lock:
             self._queue.append(mine)
             if not self._leading:
                 self._leading = mine.lead = True
         if mine.lead:
             self._lead_in_thread(mine)
-        return future
 
     def _lead(self, mine: _Waiting[T, R]) -> None:
         try:

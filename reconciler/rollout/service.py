@@ -339,14 +339,16 @@ class RolloutService:
             self.tick_wanted()
 
     def report_soon(self, appliance: str, report: StatusReport) -> asyncio.Future[bool]:
-        """:meth:`report_later` for a caller on the event loop: a future of that loop (the
-        futures of a batch are settled with one call into it)."""
+        """:meth:`accept_report`'s write for a caller on an event loop (the API): a thread
+        of the service's own writes it with the reports arriving together, and the future,
+        of the caller's loop, holds whether it may move the rollout (then call
+        :meth:`tick_wanted`). The futures of a batch are settled with one call into the
+        loop."""
         return self._reports.soon((appliance, report))
 
     def report_later(self, appliance: str, report: StatusReport) -> Future[bool]:
-        """:meth:`accept_report`'s write for a caller on an event loop: a thread of the
-        service's own writes it with the reports arriving together and the future holds
-        whether it may move the rollout (then call :meth:`tick_wanted`)."""
+        """:meth:`report_soon` for a caller in a thread that must not wait: a future of
+        its own."""
         return self._reports.later((appliance, report))
 
     def _record_reports(self, reports: Sequence[tuple[str, StatusReport]]) -> list[bool]:

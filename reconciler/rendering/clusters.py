@@ -85,7 +85,13 @@ class ClusterRenderer:
         self.pack_files = pack_files
         self.checked = checked
         self.memo = memo
-        self._context: tuple[object, bytes | None, int] = (None, None, 0)
+        # the context the last template saw, the keys of what templates read of it (by the
+        # names they look up), and the meter's count of changes then
+        self._context: tuple[object, dict[frozenset[str] | None, bytes | None], int] = (
+            None,
+            {},
+            0,
+        )
         # the keys of the mappings the contexts hold (pack values), by identity
         self._parts: Parts = {}
         # each pack's value sources, in layering order (set by final_values)
@@ -133,8 +139,10 @@ class ClusterRenderer:
         template's own name (a manifest written in a document at ``path``), whose lines
         count from the document's line ``first``."""
         meter = current()
-        key = output_key(name or path, source, self._context_key(context, meter))
-        reused = self.memo.reuse(key)
+        names = self.sandbox.names(source)
+        shared = names is not None
+        key = output_key(name or path, source, self._context_key(context, names, meter))
+        reused = self.memo.reuse(key, shared=shared)
         if reused is not None:
             return reused
         memory, changes = meter.memory_left, meter.changes
@@ -145,19 +153,25 @@ class ClusterRenderer:
             raise self._fail(path, line, e.reason, what, limit=e.limit) from None
         self._check_yaml(path, text, what, first)
         if meter.changes == changes:  # else what it saw is not what the next one sees
-            self.memo.keep(key, text, memory - meter.memory_left)
+            self.memo.keep(key, text, memory - meter.memory_left, shared=shared)
         return text
 
-    def _context_key(self, context: dict[str, Any], meter: Meter) -> bytes | None:
-        """The key of ``context``, made once for the templates that share it while none of
-        them changes anything."""
-        known, key, changes = self._context
+    def _context_key(
+        self, context: dict[str, Any], names: frozenset[str] | None, meter: Meter
+    ) -> bytes | None:
+        """The key of what a template reads of ``context`` (all of it when ``names`` is
+        None), made once for the templates that read the same while none of them changes
+        anything."""
+        known, keys, changes = self._context
         if known is not context or changes != meter.changes:
             if changes != meter.changes:
                 self._parts.clear()
-            key = context_key(context, self._parts)
-            self._context = (context, key, meter.changes)
-        return key
+            keys = {}
+            self._context = (context, keys, meter.changes)
+        if names not in keys:
+            read = context if names is None else {k: v for k, v in context.items() if k in names}
+            keys[names] = context_key(read, self._parts)
+        return keys[names]
 
     def _values(
         self,

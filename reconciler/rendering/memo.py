@@ -2,11 +2,14 @@
 the same template on the same context: a fleet-wide change to one manifest re-renders only
 that manifest at each site. Used by :mod:`.clusters`, kept by the :class:`~.sites.Renderer`.
 
-An output is known by a digest of the template's name, source and whole context, written
-with ``marshal`` (plain data only, key order kept: a template may loop over a mapping in its
-order). A context holding anything else is never reused, nor is the output of a template
-that may have changed a list, mapping or set (it called a method that can: see the meter's
-``changes``): the templates after it see the change, so it renders every time. An output
+An output is known by a digest of the template's name, source and the context values it
+can read (the names it looks up), written with ``marshal`` (plain data only, key order kept:
+a template may loop over a mapping in its order). A context holding anything else is never
+reused, nor is the output of a template that may have changed a list, mapping or set (it
+called a method that can: see the meter's ``changes``): the templates after it see the
+change, so it renders every time. Within one render, an output one site made is reused by
+the others whose template reads the same values (a manifest that names no site renders
+once, not at every site); a template that draws a random number is not shared. An output
 reused charges the site's memory meter what rendering it did, so a site breaks its limits
 the same way whether its outputs were reused or not; one that would break them renders
 again and fails as it would.
@@ -40,11 +43,14 @@ class SiteMemo:
 
     previous: Mapping[bytes, Output] = field(default_factory=dict)
     made: dict[bytes, Output] = field(default_factory=dict)
+    # the outputs every site of this render made that others may reuse (RenderMemo.shared)
+    shared: dict[bytes, Output] = field(default_factory=dict)
 
-    def reuse(self, key: bytes | None) -> str | None:
-        """The output made for ``key`` last time, charged to the current meter; None when
-        there is none or it would break the memory limit (rendering it again fails)."""
-        found = self._take(key)
+    def reuse(self, key: bytes | None, *, shared: bool = False) -> str | None:
+        """The output made for ``key`` last time (or, ``shared``, at another site of this
+        render), charged to the current meter; None when there is none or it would break
+        the memory limit (rendering it again fails)."""
+        found = self._take(key, shared)
         return found if isinstance(found, str) else None
 
     def reuse_data(self, key: bytes | None) -> Any:
@@ -52,9 +58,11 @@ class SiteMemo:
         found = self._take(key)
         return marshal.loads(found) if isinstance(found, bytes) else None
 
-    def keep(self, key: bytes | None, text: str, charged: int) -> None:
+    def keep(self, key: bytes | None, text: str, charged: int, *, shared: bool = False) -> None:
         if key is not None:
             self.made[key] = (text, charged)
+            if shared:
+                self.shared[key] = (text, charged)
 
     def keep_data(self, key: bytes | None, value: Any, charged: int) -> None:
         """Keep plain data (anything else is not kept)."""
@@ -64,9 +72,13 @@ class SiteMemo:
             except (ValueError, RecursionError):
                 pass
 
-    def _take(self, key: bytes | None) -> str | bytes | None:
-        found = self.previous.get(key) if key is not None else None
-        if found is None or key is None:
+    def _take(self, key: bytes | None, shared: bool = False) -> str | bytes | None:
+        if key is None:
+            return None
+        found = self.previous.get(key)
+        if found is None and shared:
+            found = self.shared.get(key)
+        if found is None:
             return None
         kept, charged = found
         meter = current()
@@ -74,6 +86,8 @@ class SiteMemo:
             return None
         meter.memory_left -= charged
         self.made[key] = found
+        if shared:
+            self.shared[key] = found
         return kept
 
 
@@ -140,12 +154,17 @@ def _template_key(name: str, source: str) -> bytes:
 
 @dataclass
 class RenderMemo:
-    """Each site's outputs from its last successful render."""
+    """Each site's outputs from its last successful render, and the outputs this render
+    made that any site may reuse (dropped when the next render starts)."""
 
     sites: dict[str, dict[bytes, Output]] = field(default_factory=dict)
+    shared: dict[bytes, Output] = field(default_factory=dict)
 
     def start(self, site: str) -> SiteMemo:
-        return SiteMemo(previous=self.sites.get(site, {}))
+        return SiteMemo(previous=self.sites.get(site, {}), shared=self.shared)
+
+    def next_render(self) -> None:
+        self.shared = {}
 
     def rendered(self, site: str, memo: SiteMemo) -> None:
         self.sites[site] = memo.made

@@ -51,6 +51,7 @@ def render_sites(
     count = processes if processes is not None else workers()
     renderer.memo.forget(set(repo.sites))
     renderer.checked.next_render()
+    renderer.memo.next_render()
     # most sites rendering again from their last outputs cost little each: the workers would
     # save less than the parent spends receiving every state they made
     warm = sum(1 for site in sites if site in renderer.memo.sites)

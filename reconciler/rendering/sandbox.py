@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from types import BuiltinMethodType
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Namespace, _PassArg
@@ -227,6 +227,7 @@ class Sandbox:
         self.env.filters[guards.BUFFERED_LOOP_FILTER] = _buffered_loop
         self.env.filters[guards.CONCAT_FILTER] = _joined
         self._compiled: dict[tuple[str, str], Any] = {}
+        self._names: dict[str, frozenset[str] | None] = {}
         self._expressions: dict[str, Any] = {}
 
     def limited(self) -> AbstractContextManager[Meter]:
@@ -267,6 +268,23 @@ class Sandbox:
             except Exception as e:
                 raise _failure(name, 0, e) from None
         return value
+
+    def names(self, source: str) -> frozenset[str] | None:
+        """Every name ``source`` may look up in its context (whichever way its branches
+        go); None when it does not parse. Its output depends on those values alone unless it
+        draws a random number (then None too): the globals and filters read no context."""
+        if source in self._names:
+            return self._names[source]
+        try:
+            names: frozenset[str] | None = frozenset(
+                meta.find_undeclared_variables(self.env.parse(source))
+            )
+        except TemplateSyntaxError:
+            names = None
+        if "random" in source:  # the random filter, by name or passed to map()
+            names = None
+        self._names[source] = names
+        return names
 
     def is_template(self, value: str) -> bool:
         return "{{" in value or "{%" in value

@@ -7,6 +7,7 @@ import copy
 import hashlib
 import json
 import marshal
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,18 @@ from tests.support.fleet import FleetFiles
 
 
 class Counting(Renderer):
-    """A renderer that counts the templates its sandbox renders (in this process)."""
+    """A renderer that counts the templates its sandbox renders (in this process), in all
+    and by name."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.rendered = 0
+        self.by_name: Counter[str] = Counter()
         render = self.sandbox.render
 
         def counted(name: str, source: str, context: dict[str, Any]) -> str:
             self.rendered += 1
+            self.by_name[name] += 1
             return render(name, source, context)
 
         self.sandbox.render = counted  # type: ignore[method-assign]
@@ -133,6 +137,74 @@ def test_outputs_rendered_in_worker_processes_are_reused(fleet: FleetFiles) -> N
     assert again == render(fleet.root, Renderer(), processes=2)
     clusters = (fleet.root / "sites").glob("*/clusters/*.yaml")
     assert renderer.rendered == sum("- name: store\n" in p.read_text() for p in clusters) > 1
+
+
+def stores(fleet: FleetFiles) -> int:
+    """How many clusters use the store profile."""
+    clusters = (fleet.root / "sites").glob("*/clusters/*.yaml")
+    return sum("- name: store\n" in path.read_text() for path in clusters)
+
+
+def add_manifest(fleet: FleetFiles, name: str, data: str) -> None:
+    """One more inline manifest in the store profile: a ConfigMap holding ``data``."""
+    fleet.edit(
+        "profiles/store-1.0.0.yaml",
+        "        - name: store-config.yaml\n",
+        f"        - name: {name}\n"
+        "          content: |\n"
+        "            apiVersion: v1\n"
+        "            kind: ConfigMap\n"
+        "            metadata:\n"
+        f"              name: {name.removesuffix('.yaml')}\n"
+        "            data:\n"
+        f"              {data}\n"
+        "        - name: store-config.yaml\n",
+    )
+
+
+def test_a_manifest_that_reads_nothing_of_its_site_renders_once_for_the_fleet(
+    fleet: FleetFiles,
+) -> None:
+    add_manifest(fleet, "hours.yaml", "opens: \"{{ '07:00' }}\"")
+    renderer = Counting()
+    states = render(fleet.root, renderer)
+    inline = "profiles/store-1.0.0.yaml#"
+    assert stores(fleet) > 1
+    assert renderer.by_name[inline + "hours.yaml"] == 1
+    assert renderer.by_name[inline + "store-config.yaml"] == stores(fleet)
+    # every store is served it, as if each had rendered it
+    assert states == render(fleet.root, Renderer())
+    for site in ("store-1", "restaurant-7"):
+        assert 'opens: "07:00"' in manifest(states, site, "hours.yaml")
+
+
+def test_a_manifest_that_reads_its_site_renders_at_every_site(fleet: FleetFiles) -> None:
+    add_manifest(fleet, "tz.yaml", 'zone: "{{ site.timezone }}"')
+    fleet.edit("sites/store-1/site.yaml", "timezone: Europe/Berlin", "timezone: Europe/Lisbon")
+    renderer = Counting()
+    states = render(fleet.root, renderer)
+    assert renderer.by_name["profiles/store-1.0.0.yaml#tz.yaml"] == stores(fleet) > 1
+    assert manifest(states, "store-1", "tz.yaml").endswith('zone: "Europe/Lisbon"\n')
+    assert manifest(states, "restaurant-7", "tz.yaml").endswith('zone: "Europe/Berlin"\n')
+
+
+def test_a_template_that_draws_a_random_number_renders_at_every_site(
+    fleet: FleetFiles,
+) -> None:
+    add_manifest(fleet, "minute.yaml", 'minute: "{{ range(60) | random }}"')
+    renderer = Counting()
+    render(fleet.root, renderer)
+    assert renderer.by_name["profiles/store-1.0.0.yaml#minute.yaml"] == stores(fleet) > 1
+
+
+def test_a_template_looks_up_the_names_it_reads_whichever_way_it_goes() -> None:
+    sandbox = Renderer().sandbox
+    source = "{% set n = site.name %}{% if x %}{{ values.a }}{% else %}{{ n }}{% endif %}"
+    assert sandbox.names(source) == {"site", "x", "values"}
+    assert sandbox.names("{% for k in packs %}{{ k }}{{ loop.index }}{% endfor %}") == {"packs"}
+    assert sandbox.names("kind: ConfigMap") == set()
+    assert sandbox.names("{{ [1, 2] | random }}") is None  # never shared
+    assert sandbox.names("{% if %}") is None  # does not parse: renders, and fails there
 
 
 def test_a_change_to_what_templates_see_renders_them_again(fleet: FleetFiles) -> None:

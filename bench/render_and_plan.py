@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.serve import everyone_changes  # noqa: E402
 from bench.synthetic import commit, create, fleet_files, write_tree  # noqa: E402
 from reconciler.cli.common import builtin_packs  # noqa: E402
+from reconciler.forking import workers  # noqa: E402
 from reconciler.loading import ParseCache  # noqa: E402
 from reconciler.planning import make_plan  # noqa: E402
 from reconciler.rendering import Renderer, render_sites  # noqa: E402
-from reconciler.rendering.parallel import workers  # noqa: E402
 from reconciler.sources import GitRepository  # noqa: E402
 from reconciler.validation import check_repository  # noqa: E402
 

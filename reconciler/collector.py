@@ -29,17 +29,24 @@ QUIET_CHECK = 2.0  # seconds over which the process's use is measured
 _lock = threading.Lock()
 _paused = 0  # how many pauses are under way, in every thread
 _was_enabled = False  # whether the collector ran before the first of them
+_setting_aside = False  # whether the first of them sets aside what was made inside
 
 
 @contextmanager
-def paused_collector() -> Iterator[None]:
+def paused_collector(*, set_aside: bool = False) -> Iterator[None]:
     """The collector off inside (processes forked inside inherit that). Pauses may overlap,
     in one thread or several (a reconcile and a rollout decision): the collector comes back
-    when the last one ends, if it ran before the first began."""
-    global _paused, _was_enabled
+    when the last one ends, if it ran before the first began.
+
+    ``set_aside``: when this pause is the first and the last (a command loading or rendering
+    a fleet), what was made inside is set aside from the collector as it comes back (see
+    :func:`set_aside`): the fleet's models, its rendered states. The collection that would
+    otherwise follow walks every one of them, to find next to nothing."""
+    global _paused, _was_enabled, _setting_aside
     with _lock:
         if _paused == 0:
             _was_enabled = gc.isenabled()
+            _setting_aside = set_aside
             gc.disable()
         _paused += 1
     try:
@@ -48,6 +55,8 @@ def paused_collector() -> Iterator[None]:
         with _lock:
             _paused -= 1
             if _paused == 0 and _was_enabled:
+                if _setting_aside:
+                    gc.freeze()
                 gc.enable()
 
 

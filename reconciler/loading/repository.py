@@ -2,17 +2,19 @@
 
 Every file is read, and every problem of layout, YAML or shape becomes a diagnostic; nothing
 stops at the first error. Cross-document rules are left to :mod:`reconciler.validation`.
+The sites' files of a large fleet are parsed on every core first (:func:`_parse_ahead`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from ..errors import Diagnostic
+from ..forking import forked_map, workers
 from ..models import API_VERSION, KINDS, Appliance, Cluster, ClusterProfile, Fleet, Site
 from ..sources import Tree
 from .documents import Doc, Parsed, parse_file, to_model
@@ -21,6 +23,8 @@ from .yamldocs import MAX_FILE_BYTES
 
 M = TypeVar("M", bound=BaseModel)
 YAML_SUFFIXES = (".yaml", ".yml")
+PARSE_AHEAD_FILES = 2000  # fewer files to parse than this: forking costs more than it saves
+PARSE_CHUNK = 500
 
 
 @dataclass
@@ -74,16 +78,33 @@ class _Reader:
         # document that loaded or not: one mistake is reported once)
         self.strays: list[Diagnostic] = []
         self.named: set[str] = set()
+        # files parsed ahead (_parse_ahead), by path, as they come; the paths still to come;
+        # and the files' cache keys
+        self.ahead: dict[str, Parsed | Diagnostic] = {}
+        self.coming: Iterator[list[tuple[str, Parsed | Diagnostic]]] = iter(())
+        self.awaited: set[str] = set()
+        self.keys: dict[str, str] = {}
+
+    def key(self, path: str) -> str | None:
+        """The file's key in the parse cache (its content id); None without a cache."""
+        oid: Callable[[str], str] | None = getattr(self.tree, "oid", None)
+        if self.cache is None or oid is None:
+            return None
+        return self.keys.pop(path, None) or oid(path)
 
     def parse(self, path: str) -> Parsed | None:
-        key = None
-        oid: Callable[[str], str] | None = getattr(self.tree, "oid", None)
-        if self.cache is not None and oid is not None:
-            key = oid(path)
+        key = self.key(path)
+        if key is not None and self.cache is not None:
             cached = self.cache.get(key)
             if cached is not None:
                 return self._keep(_moved(cached, path))
-        result = self._read(path)
+        while path in self.awaited and path not in self.ahead:
+            for done, parsed in next(self.coming):
+                self.ahead[done] = parsed
+                self.awaited.discard(done)
+        result = self.ahead.pop(path, None)
+        if result is None:
+            result = self._read(path)
         if key is not None and self.cache is not None:
             self.cache[key] = result
         return self._keep(result)
@@ -149,10 +170,15 @@ def _moved(result: Parsed | Diagnostic, path: str) -> Parsed | Diagnostic:
 
 
 def load_repository(
-    tree: Tree, *, cache: ParseCache | None = None, sites: Iterable[str] | None = None
+    tree: Tree,
+    *,
+    cache: ParseCache | None = None,
+    sites: Iterable[str] | None = None,
+    processes: int | None = None,
 ) -> FleetRepo:
     """Read every document of the repository at ``tree``; with ``sites``, only those sites'
-    folders (plus fleet.yaml and the fleet profiles)."""
+    folders (plus fleet.yaml and the fleet profiles). A whole fleet's site files are parsed
+    on ``processes`` cores (default: all) when there are many."""
     reader = _Reader(tree, cache)
     repo = FleetRepo(tree=tree)
     # fleet.yaml: exactly one, at the top
@@ -174,6 +200,7 @@ def load_repository(
             if any(True for _ in tree.files(f"sites/{name}")):
                 repo.sites[name] = SiteFiles(name)
     else:
+        paths = []
         for path in tree.files("sites"):
             parts = path.split("/")
             if len(parts) < 3:
@@ -183,8 +210,15 @@ def load_repository(
                     )
                 continue
             repo.sites.setdefault(parts[1], SiteFiles(parts[1]))
-    for name, files in sorted(repo.sites.items()):
-        _load_site(reader, name, files)
+            if _site_document(parts[2:]):
+                paths.append(path)
+        reader.coming = _parse_ahead(reader, paths, workers() if processes is None else processes)
+    try:
+        for name, files in sorted(repo.sites.items()):
+            _load_site(reader, name, files)
+    finally:
+        for _ in reader.coming:  # what no site took (stray files): the workers finish
+            pass
     # the files manifests name; stray YAML that none names is an error
     references = list(file_references([*repo.all_profiles(), *repo.all_clusters()]))
     repo.manifest_files = read_manifest_files(tree, references, reader.diagnostics)
@@ -192,6 +226,39 @@ def load_repository(
     repo.diagnostics = reader.diagnostics
     repo.broken = reader.broken
     return repo
+
+
+def _parse_ahead(
+    reader: _Reader, paths: list[str], processes: int
+) -> Iterator[list[tuple[str, Parsed | Diagnostic]]]:
+    """Parse the files at ``paths`` not in the parse cache on ``processes`` cores when there
+    are at least PARSE_AHEAD_FILES: each chunk's files as they come, in order (the sites
+    load meanwhile), their paths in ``reader.awaited`` until then. Their texts are read
+    here (git is not read in a forked process) and inherited by the workers."""
+    if processes < 2 or len(paths) < PARSE_AHEAD_FILES:
+        return iter(())
+    texts: list[tuple[str, bytes]] = []
+    for path in paths:
+        key = reader.key(path)
+        if key is not None:
+            reader.keys[path] = key
+            if reader.cache is not None and key in reader.cache:
+                continue
+        data = reader.tree.read(path)
+        if len(data) <= MAX_FILE_BYTES:  # a larger one: _read says so
+            texts.append((path, data))
+    if len(texts) < PARSE_AHEAD_FILES:
+        return iter(())
+
+    def parse_chunk(span: tuple[int, int]) -> list[Parsed | Diagnostic]:
+        return [parse_file(path, data) for path, data in texts[span[0] : span[1]]]
+
+    spans = [(i, i + PARSE_CHUNK) for i in range(0, len(texts), PARSE_CHUNK)]
+    reader.awaited = {path for path, _ in texts}
+    return (
+        [(path, result) for (path, _), result in zip(texts[a:b], parsed, strict=True)]
+        for (a, b), parsed in zip(spans, forked_map(parse_chunk, spans, processes), strict=True)
+    )
 
 
 def _declared_registries(tree: Tree) -> list[str] | None:
@@ -245,6 +312,14 @@ def _load_profiles(reader: _Reader, folder: str) -> list[Doc[ClusterProfile]]:
 
 
 _SITE_FOLDERS = {"appliances": "Appliance", "clusters": "Cluster"}
+
+
+def _site_document(rest: list[str]) -> bool:
+    """Whether a site folder's file at ``rest`` (its path below the folder) is a document
+    :func:`_load_site` loads."""
+    if not rest[-1].endswith(YAML_SUFFIXES):
+        return False
+    return rest == ["site.yaml"] or (len(rest) == 2 and rest[0] in (*_SITE_FOLDERS, "profiles"))
 
 
 def _load_site(reader: _Reader, name: str, files: SiteFiles) -> None:

@@ -1,7 +1,7 @@
-"""Rendering many sites on every core: the sites are split into chunks, rendered by forked
-worker processes (each inherits the loaded repository and the renderer's memo, so nothing is
-read or sent twice) and the states come back pickled, with the template outputs they were
-made of and their canonical JSON.
+"""Rendering many sites on every core: the sites are split into chunks, rendered by this
+process and forked ones (:func:`~reconciler.forking.shared_map`: each inherits the loaded
+repository and the renderer's memo, so nothing is read or sent twice); theirs come back
+pickled, with the template outputs they were made of and their canonical JSON.
 
 Used for large renders only (a whole fleet, a fleet-wide change); a few sites render
 faster in the calling process. The result is the same either way, byte for byte.
@@ -9,15 +9,13 @@ faster in the calling process. The result is the same either way, byte for byte.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 
 from agent.contract import DesiredState
 
 from ..collector import paused_collector
 from ..errors import Diagnostic, FleetError
+from ..forking import shared_map, workers
 from ..loading import FleetRepo
 from ..packs import PackRegistry
 from .memo import Output
@@ -25,15 +23,6 @@ from .sites import Renderer, render_repository
 
 MIN_SITES = 400  # below this, forking costs more than it saves
 CHUNK = 100
-
-# the forked workers' input: inherited, never sent; each worker keeps the renderer's caches
-# (compiled templates, pack files) across the chunks it renders
-_job: tuple[FleetRepo, PackRegistry, str, Renderer] | None = None
-
-
-def workers() -> int:
-    """How many processes render: the cores this process may run on."""
-    return max(1, len(os.sched_getaffinity(0)))
 
 
 def render_sites(
@@ -55,7 +44,7 @@ def render_sites(
     # most sites rendering again from their last outputs cost little each: the workers would
     # save less than the parent spends receiving every state they made
     warm = sum(1 for site in sites if site in renderer.memo.sites)
-    with paused_collector():
+    with paused_collector(set_aside=True):
         if count < 2 or len(sites) < min_sites or 2 * warm > len(sites):
             return render_repository(
                 repo, registry, revision=revision, sites=sites, renderer=renderer
@@ -71,7 +60,6 @@ def _render_forked(
     renderer: Renderer,
     count: int,
 ) -> dict[str, dict[str, DesiredState]]:
-    global _job
     chunks = [list(sites[i : i + CHUNK]) for i in range(0, len(sites), CHUNK)]
     out: dict[str, dict[str, DesiredState]] = {}
     problems: list[Diagnostic] = []
@@ -82,19 +70,27 @@ def _render_forked(
         )
     except FleetError as e:
         problems += e.diagnostics
-    # the workers inherit the collector paused: it would otherwise touch every inherited
-    # object and copy the parent's memory page by page
-    _job = (repo, registry, revision, renderer)
-    try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-            for rendered, memos, contents, failed in pool.map(_render_chunk, chunks[1:]):
-                problems += failed
-                out.update(rendered)
-                renderer.memo.sites.update(memos)
-                renderer.contents.update(contents)
-    finally:
-        _job = None
+
+    def render_chunk(sites: list[str]) -> Chunk:
+        """What one chunk rendered, pickled as one in a forked process (a text in a state
+        and among the outputs is sent once); each process keeps the renderer's caches
+        (compiled templates, pack files) across the chunks it renders."""
+        try:
+            rendered = render_repository(
+                repo, registry, revision=revision, sites=sites, renderer=renderer
+            )
+        except FleetError as e:
+            renderer.take_contents()
+            return {}, {}, {}, list(e.diagnostics)
+        # the caller keeps the outputs (a forked process would only grow with them)
+        memos = {site: renderer.memo.sites.pop(site) for site in rendered}
+        return rendered, memos, renderer.take_contents(), []
+
+    for rendered, memos, contents, failed in shared_map(render_chunk, chunks[1:], count):
+        problems += failed
+        out.update(rendered)
+        renderer.memo.sites.update(memos)
+        renderer.contents.update(contents)
     if problems:
         raise FleetError(problems)
     return out
@@ -106,20 +102,3 @@ Chunk = tuple[
     dict[str, str],  # the states' canonical JSON by digest (Renderer.contents)
     list[Diagnostic],
 ]
-
-
-def _render_chunk(sites: list[str]) -> Chunk:
-    """What one chunk rendered, pickled as one (a text in a state and among the outputs is
-    sent once)."""
-    assert _job is not None
-    repo, registry, revision, renderer = _job
-    try:
-        rendered = render_repository(
-            repo, registry, revision=revision, sites=sites, renderer=renderer
-        )
-    except FleetError as e:
-        renderer.take_contents()
-        return {}, {}, {}, list(e.diagnostics)
-    # the parent keeps the outputs; this process would only grow with them
-    memos = {site: renderer.memo.sites.pop(site) for site in rendered}
-    return rendered, memos, renderer.take_contents(), []

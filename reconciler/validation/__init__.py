@@ -116,7 +116,7 @@ def check_repository(
 ) -> Checked:
     """Load ``tree``, index its packs, and run every rule; with ``sites``, only those sites are
     read and checked (fleet-wide rules then see only them)."""
-    with paused_collector():
+    with paused_collector(set_aside=True):
         repo = load_repository(tree, cache=cache, sites=sites)
         registry, pack_problems = load_registry(
             registry_roots(repo, builtin), partial=repo.pack_registries is None

@@ -32,6 +32,42 @@ def test_paused_inside_and_back_after() -> None:
     assert gc.isenabled()
 
 
+def test_a_pause_that_sets_aside_leaves_what_it_made_out_of_collections() -> None:
+    """A command that loads or renders a fleet: what it made lives on, and the collection
+    that would follow the pause would walk all of it to find nothing."""
+    gc.collect()
+    gc.unfreeze()
+    try:
+        with paused_collector(set_aside=True):
+            made = [[n] for n in range(10_000)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(made)
+    finally:
+        gc.unfreeze()
+
+
+def test_a_pause_inside_another_sets_nothing_aside() -> None:
+    """In the server, the reconcile's pause decides (it sets aside once it published)."""
+    gc.unfreeze()
+    try:
+        with paused_collector():
+            with paused_collector(set_aside=True):
+                pass
+        with paused_collector(set_aside=True):
+            with paused_collector():
+                pass
+            frozen_inside = gc.get_freeze_count()
+        assert frozen_inside == 0
+        assert gc.get_freeze_count() > 0  # the outer one asked
+        gc.unfreeze()
+        with paused_collector():
+            with paused_collector(set_aside=True):
+                pass
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
 def test_pauses_that_overlap_in_two_threads_end_with_the_last() -> None:
     first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
     seen: list[bool] = []

@@ -87,6 +87,8 @@ class PackRegistry:
         self._packs = {
             name: sorted(found.values(), key=lambda pv: pv.key) for name, found in by_name.items()
         }
+        # what each (name, spec) resolved to: every cluster of a fleet asks the same few
+        self._resolved: dict[tuple[str, str], PackVersion | None] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self._packs
@@ -99,10 +101,13 @@ class PackRegistry:
 
     def resolve(self, name: str, spec: str) -> PackVersion | None:
         """The version ``spec`` names: exact, or the newest stable one on a train."""
-        found = [pv for pv in self._packs.get(name, []) if version_matches(spec, pv.version)]
-        if is_train(spec):
-            found = [pv for pv in found if not pv.key.is_prerelease]
-        return found[-1] if found else None
+        key = (name, spec)
+        if key not in self._resolved:
+            found = [pv for pv in self._packs.get(name, []) if version_matches(spec, pv.version)]
+            if is_train(spec):
+                found = [pv for pv in found if not pv.key.is_prerelease]
+            self._resolved[key] = found[-1] if found else None
+        return self._resolved[key]
 
     def may_hold(self, name: str, spec: str) -> bool:
         """Whether a pack version that did not load (or a folder not read) may be the one

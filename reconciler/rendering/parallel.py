@@ -18,6 +18,7 @@ from ..errors import Diagnostic, FleetError
 from ..forking import shared_map, workers
 from ..loading import FleetRepo
 from ..packs import PackRegistry
+from ..validation import build_index
 from .memo import Output
 from .sites import Renderer, render_repository
 
@@ -63,10 +64,13 @@ def _render_forked(
     chunks = [list(sites[i : i + CHUNK]) for i in range(0, len(sites), CHUNK)]
     out: dict[str, dict[str, DesiredState]] = {}
     problems: list[Diagnostic] = []
+    index = build_index(repo)  # once: it reads every site
     # the first chunk here: the workers inherit the renderer's caches warm
     try:
         out.update(
-            render_repository(repo, registry, revision=revision, sites=chunks[0], renderer=renderer)
+            render_repository(
+                repo, registry, revision=revision, sites=chunks[0], renderer=renderer, index=index
+            )
         )
     except FleetError as e:
         problems += e.diagnostics
@@ -77,7 +81,7 @@ def _render_forked(
         (compiled templates, pack files) across the chunks it renders."""
         try:
             rendered = render_repository(
-                repo, registry, revision=revision, sites=sites, renderer=renderer
+                repo, registry, revision=revision, sites=sites, renderer=renderer, index=index
             )
         except FleetError as e:
             renderer.take_contents()

@@ -158,12 +158,14 @@ def render_repository(
     revision: str,
     sites: Iterable[str] | None = None,
     renderer: Renderer | None = None,
+    index: FleetIndex | None = None,
 ) -> dict[str, dict[str, DesiredState]]:
     """DesiredStates of the chosen sites (default: all), by site then appliance. The
     repository must have validated; raises FleetError with every template problem, or
-    LimitBroken as soon as a site broke a rendering limit."""
+    LimitBroken as soon as a site broke a rendering limit. ``index``: the repository's,
+    when the caller has it (it reads every site)."""
     renderer = renderer or Renderer()
-    index = build_index(repo)
+    index = index or build_index(repo)
     out: dict[str, dict[str, DesiredState]] = {}
     problems: list[Diagnostic] = []
     names = sorted(repo.sites) if sites is None else sorted(sites)

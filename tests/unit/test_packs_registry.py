@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.packs import load_registry
+from reconciler.packs import registry as registry_module
 from reconciler.sources import DirectoryTree
 
 
@@ -53,6 +54,30 @@ def test_resolve(
     assert problems == []
     found = registry.resolve("mon", spec)
     assert (found.version if found else None) == expected
+
+
+def test_a_name_and_spec_are_matched_against_the_versions_once(
+    roots: tuple[DirectoryTree, DirectoryTree], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every cluster of a fleet resolves the same few layers: ten thousand sites must not
+    parse every version of every pack again."""
+    builtin, repo = roots
+    registry, _ = load_registry([(builtin, ""), (repo, "packs")])
+    matched: list[str] = []
+    real = registry_module.version_matches
+
+    def counted(spec: str, version: str) -> bool:
+        matched.append(spec)
+        return real(spec, version)
+
+    monkeypatch.setattr(registry_module, "version_matches", counted)
+    first = [registry.resolve("mon", spec) for spec in ("1.x", "3.x")]
+    calls = len(matched)
+    assert calls > 0
+    for _ in range(100):
+        assert [registry.resolve("mon", spec) for spec in ("1.x", "3.x")] == first
+    assert len(matched) == calls
+    assert first[0] is not None and first[0].version == "1.11.0" and first[1] is None
 
 
 def test_repository_pack_overrides_built_in_version(

@@ -217,7 +217,7 @@ def load_repository(
         for name, files in sorted(repo.sites.items()):
             _load_site(reader, name, files)
     finally:
-        for _ in reader.coming:  # what no site took (stray files): the workers finish
+        for _ in reader.coming:  # what no site took (loading stopped): the workers finish
             pass
     # the files manifests name; stray YAML that none names is an error
     references = list(file_references([*repo.all_profiles(), *repo.all_clusters()]))

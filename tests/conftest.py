@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import hypothesis  # noqa: F401  (see below)
 import pytest
 
 from tests.support.appliances import RUN_LABEL, remove_labelled
@@ -27,6 +28,10 @@ from tests.support.services import unavailable
 from tests.support.workers import group_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Hypothesis is imported before any test runs: loading or rendering a fleet sets what it
+# made aside from the collector (gc.freeze), and gc.get_referrers, with which Hypothesis
+# checks a random generator registered when it is first imported, does not see frozen
+# objects (it then warns, an error here, at the end of a run that imported it late)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

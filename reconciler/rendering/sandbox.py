@@ -271,18 +271,17 @@ class Sandbox:
 
     def names(self, source: str) -> frozenset[str] | None:
         """Every name ``source`` may look up in its context (whichever way its branches
-        go); None when it does not parse. Its output depends on those values alone unless it
-        draws a random number (then None too): the globals and filters read no context."""
+        go); None when it does not parse (rendering it then fails, with its reason). Its
+        output depends on those values alone unless it draws a random number (then None
+        too): the globals and filters read no context."""
         if source in self._names:
             return self._names[source]
-        try:
-            names: frozenset[str] | None = frozenset(
-                meta.find_undeclared_variables(self.env.parse(source))
-            )
-        except TemplateSyntaxError:
-            names = None
-        if "random" in source:  # the random filter, by name or passed to map()
-            names = None
+        names: frozenset[str] | None = None
+        if "random" not in source:  # the random filter, by name or passed to map()
+            try:
+                names = frozenset(meta.find_undeclared_variables(self.env.parse(source)))
+            except Exception:  # a syntax error, or nesting too deep for the parser
+                names = None
         self._names[source] = names
         return names
 

@@ -200,6 +200,11 @@ PAYLOADS = [
         "RecursionError: maximum recursion depth exceeded",
     ),
     (
+        "deep-nesting",  # too deep for the parser itself
+        "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
+        "RecursionError: maximum recursion depth exceeded",
+    ),
+    (
         "secret-in-an-error",
         "{{ {}[vars.enrolToken].x }}",
         "undefined: 'dict object' has no attribute '***'",

@@ -15,7 +15,7 @@ machines of all appliances share one libvirt network, as a site's appliances sha
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,26 @@ class Vms:
             except libvirt.libvirtError:
                 return None  # not answering yet, or replaced while we looked
         return found
+
+    def seen(self, before: dict[str, str]) -> str:
+        """What a test waiting for new nodes sees: each running domain, whether it replaced
+        the node's domain in ``before`` and whether its guest answers."""
+        lines = []
+        for appliance in self.appliances:
+            for domain in agent_domains(self.connection, appliance=appliance):
+                if domain.metadata.cluster != self.cluster:
+                    continue
+                node = domain.metadata.node
+                new = "new" if before.get(node) != domain.name else "not replaced"
+                try:
+                    libvirt_qemu.qemuAgentCommand(
+                        self.connection.lookupByName(domain.name), '{"execute": "guest-ping"}', 2, 0
+                    )
+                    answer = "answers"
+                except libvirt.libvirtError as error:
+                    answer = f"silent ({error.get_error_message()})"
+                lines.append(f"{appliance}: {node} {domain.name} {domain.state}, {new}, {answer}")
+        return "\n".join(lines)
 
     def sh(self, domain: str, script: str) -> tuple[int, str]:
         guest = GuestAgent(self.connection.lookupByName(domain), clock=SystemClock())
@@ -261,19 +281,30 @@ def cluster_yaml(host: Any, name: str, pools: str) -> str:
         """
 
 
+def answered(
+    vms: Vms, check: Callable[[], dict[str, str] | None | bool], before: dict[str, str], what: str
+) -> dict[str, str]:
+    """Wait for ``check`` to give the nodes; if it never does, fail with what was seen."""
+    try:
+        found = wait_for(check, 240, what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the cluster's domains:\n{vms.seen(before)}") from None
+    assert isinstance(found, dict)
+    return found
+
+
 def changed(vms: Vms, before: dict[str, str], what: str) -> dict[str, str]:
-    found = wait_for(
+    return answered(
+        vms,
         lambda: (
             (now := vms.answering(len(before))) is not None
             and now.keys() == before.keys()
             and all(now[n] != before[n] for n in before)
             and now
         ),
-        240,
+        before,
         what,
     )
-    assert isinstance(found, dict)
-    return found
 
 
 CLINIC = ["clinic-5-hv1", "clinic-5-hv2", "clinic-5-hv3"]
@@ -295,8 +326,7 @@ def test_three_appliances_form_one_cluster_whose_nodes_keep_their_data(
     vms.append(ward)
     start_vm_agents(loop, host, guest, {a: f"127.0.0.{31 + i}" for i, a in enumerate(CLINIC)})
 
-    first = wait_for(lambda: ward.answering(4), 240, "four virtual machines whose guests answer")
-    assert isinstance(first, dict)
+    first = answered(ward, lambda: ward.answering(4), {}, "four machines whose guests answer")
     servers = [f"ward-control-plane-{i}" for i in (1, 2, 3)]
     assert sorted(first) == [*servers, WORKER]
     on = {

@@ -86,26 +86,35 @@ while true; do
   sleep 1
 done
 """
-# started in the background by init: the seed loop does not wait for the agent's port
+# started in the background by init: the seed loop does not wait for the agent's port. A
+# guest under TCG on a loaded host can take long to show its port, and qemu-ga can exit: wait
+# for the port as long as it takes and start qemu-ga again, saying so on the console
 GUEST_AGENT = """#!/bin/busybox sh
-port=""
-for attempt in $(seq 50); do
+find_port() {
   for name in /sys/class/virtio-ports/*/name; do
     if [ "$(cat "$name" 2>/dev/null)" = org.qemu.guest_agent.0 ]; then
       port="$(basename "$(dirname "$name")")"
+      if [ -c "/dev/$port" ]; then echo "$port"; return 0; fi
     fi
   done
-  if [ -n "$port" ] && [ -c "/dev/$port" ]; then break; fi
-  sleep 0.2
-done
-if [ -z "$port" ] || [ ! -c "/dev/$port" ]; then
-  echo "edgefleet-test: agent: no virtio port org.qemu.guest_agent.0"
-  exit 1
-fi
+  return 1
+}
 mkdir -p /tmp/qga
-echo "edgefleet-test: agent /dev/$port"
-qemu-ga -m virtio-serial -p "/dev/$port" -t /tmp/qga 2>/tmp/qga.err
-echo "edgefleet-test: agent exited with $?: $(tail -c 300 /tmp/qga.err)"
+waited=0
+while true; do
+  if port="$(find_port)"; then
+    echo "edgefleet-test: agent /dev/$port"
+    qemu-ga -m virtio-serial -p "/dev/$port" -t /tmp/qga 2>/tmp/qga.err
+    echo "edgefleet-test: agent exited with $?: $(tail -c 300 /tmp/qga.err)"
+    sleep 1
+  else
+    waited=$((waited + 1))
+    if [ $((waited % 50)) -eq 0 ]; then
+      echo "edgefleet-test: agent: no virtio port org.qemu.guest_agent.0 yet"
+    fi
+    sleep 0.2
+  fi
+done
 """
 # qemu-ga's guest-shutdown runs "/sbin/shutdown -h -r|-H|-P +0 'hypervisor initiated
 # shutdown'"; init is a shell script here, not one that shuts down: act at once

@@ -516,6 +516,7 @@ def hold(
 ) -> dict[str, bool]:
     spied = server.log.parent / "hold.collapsed"
     sampler: subprocess.Popen[str] | None = None
+    sampling = args.profile_wave  # until the sampler is started (or cannot be)
     gen = Loadgen(
         "hold", "--port", str(server.port), "--tokens", str(tokens), "--agents",
         str(args.agents), "--wait", "60", "--max-seconds", str(args.max_seconds), "--report",
@@ -561,8 +562,9 @@ def hold(
         committed = time.time()
         deadline = time.monotonic() + args.max_seconds
         while time.monotonic() < deadline and gen.latest.get("woken", 0) < agents:
-            if args.profile_wave and sampler is None and gen.latest.get("woken", 0) > 0:
+            if sampling and gen.latest.get("woken", 0) > 0:
                 sampler = start_sampler(args, server, spied, seconds=args.max_seconds)
+                sampling = False
             time.sleep(0.5)
         gen.send("stop")
         done = gen.expect("done", 60)
@@ -805,7 +807,8 @@ def start_sampler(
 ) -> subprocess.Popen[str] | None:
     """py-spy sampling every thread of the server 100 times a second for ``seconds``, or
     until interrupted; None (and a line saying why) without py-spy."""
-    spy = args.py_spy or shutil.which("py-spy")
+    beside = Path(sys.executable).parent / "py-spy"  # installed in this environment
+    spy = args.py_spy or shutil.which("py-spy") or (str(beside) if beside.exists() else None)
     if spy is None:
         print("   profile: py-spy not found (pip install py-spy, or pass --py-spy PATH)")
         return None

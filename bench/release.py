@@ -48,13 +48,18 @@ def timed(service: RolloutService, rel: Release, profile: bool) -> float:
 
 
 def healthy(service: RolloutService, rel: Release, sites: Sequence[str]) -> None:
-    """Each appliance of ``sites`` reports its state of ``rel`` applied and healthy."""
+    """Each appliance of ``sites`` reports its state of ``rel`` applied and healthy, written
+    together as the API writes a wave's reports; the tick they ask for is the one timed
+    (one each, as ``accept_report`` would run, is ten thousand ticks)."""
+    written = []
     for name in sites:
         appliance, state = next(iter(rel.sites[name].states.items()))
         report = {"appliedDigest": state.digest, "health": "healthy", "clusters": [
             {"name": c.name, "phase": "Running"} for c in state.clusters
         ]}  # fmt: skip
-        service.accept_report(appliance, StatusReport.model_validate(report))
+        written.append(service.report_later(appliance, StatusReport.model_validate(report)))
+    for future in written:
+        future.result(timeout=600)
 
 
 def timed_tick(service: RolloutService, profile: bool) -> float:
@@ -87,7 +92,10 @@ def wave_opens(service: RolloutService, sites: int, profile: bool) -> tuple[floa
 
 def run(sites: int, workdir: Path, profile: bool) -> None:
     specs = [site(f"s{i:05d}") for i in range(sites)]
-    store = Store(f"sqlite:///{workdir / f'release-{sites}.sqlite'}")
+    path = workdir / f"release-{sites}.sqlite"
+    for suffix in ("", "-wal", "-shm"):  # every run starts from an empty store
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    store = Store(f"sqlite:///{path}")
     service = RolloutService(store=store)
     steps = [
         ("first", release(revision(f"{sites}-1"), specs, manifest="v1")),

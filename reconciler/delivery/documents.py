@@ -133,6 +133,9 @@ class DesiredDocuments:
         # by digest (see joins.join_view), to tell whether they changed since
         self._ahead_joins: dict[str, Content] = {}
         self._ahead_asked: OrderedDict[str, None] = OrderedDict()  # revisions seen served
+        # of that revision, the stored contents not made yet, by digest, as they were
+        # offered: a wave that opens before they are made makes them without a read
+        self._ahead_texts: dict[str, str] = {}
         if notifier is not None:
             notifier.listen(self.take)
             notifier.on_forget_all(self.forget_all)
@@ -176,6 +179,11 @@ class DesiredDocuments:
             for a, c in known.items()
             if (made := ahead[a]) is not None and a not in views
         }
+        # not made yet, their contents at hand and with no joins: made now, with no read
+        unmade = {a: c for a, c in known.items() if a not in served_now and ahead[a] is None}
+        for appliance, (digest, revision, text) in self._at_hand(unmade, offered).items():
+            made = self._make(text, digest, revision, None)
+            served_now[appliance] = Served(digest, revision, *made)
         rest = {a: c for a, c in known.items() if a not in served_now}
         if rest:
             served_now.update(self._read_and_make(rest, ahead, views, offered))
@@ -183,6 +191,23 @@ class DesiredDocuments:
         with self._lock:
             for appliance, served_state in served_now.items():
                 self._served[appliance] = (served_state, until)
+
+    def _at_hand(
+        self, known: Mapping[str, ChangeRecord], offered: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, tuple[str, str, str]]:
+        """Of ``known``, those whose stored content is in memory (on offer, or kept to be
+        made ahead) and may carry no joins: their digest, revision and content."""
+        found: dict[str, tuple[str, str, str]] = {}
+        with self._lock:
+            kept = self._ahead_texts if self._ahead_for else {}
+            for appliance, change in known.items():
+                digest, revision = change.digest or "", change.revision or ""
+                text = offered.get(revision, {}).get(digest)
+                if text is None and revision == self._ahead_for:
+                    text = kept.get(digest)
+                if text is not None:
+                    found[appliance] = (digest, revision, text)
+        return {a: f for a, f in found.items() if not may_join(f[2])}
 
     def _read_and_make(
         self,
@@ -277,12 +302,17 @@ class DesiredDocuments:
                 self._ahead_joins.clear()
                 self._ahead_bytes = 0
                 self._ahead_served.clear()
+                self._ahead_texts = {d: offered[d] for d in waiting if d in offered}
             digests = list(waiting)
             for start in range(0, len(digests), AHEAD_CHUNK):
-                if self._notifier is not None:  # a rollout decision goes first
+                chunk = digests[start : start + AHEAD_CHUNK]
+                joinless = {d for d in chunk if d in offered and not may_join(offered[d])}
+                # a rollout decision goes first, unless the chunk is made from the contents
+                # in memory alone: then the work is signing, which lets go of the
+                # interpreter, and the wave the decision opens finds them made
+                if self._notifier is not None and len(joinless) < len(chunk):
                     self._notifier.undecided(DECISION_WAIT)
                 with self._lock:  # a wave that opened meanwhile was served without them
-                    chunk = digests[start : start + AHEAD_CHUNK]
                     wanted = [d for d in chunk if (d, revision) not in self._ahead_served]
                 found = {d: offered[d] for d in wanted if d in offered}
                 if len(found) < len(wanted):

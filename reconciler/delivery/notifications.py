@@ -115,8 +115,8 @@ class Notifier:
     @contextmanager
     def deciding(self) -> Iterator[None]:
         """A rollout decision (or the hand-over of a wave it decided) runs inside: work
-        that can wait (documents made ahead of their wave) waits for it in
-        :meth:`undecided`. Beside a thread that keeps the
+        that can wait (documents made ahead of their wave from contents read back from the
+        store) waits for it in :meth:`undecided`. Beside a thread that keeps the
         interpreter busy, a decision's reads and writes wait for the interpreter at each
         row: the decision opening a wave of ten thousand took seconds instead of a half."""
         with self._decided:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.delivery import DesiredDocuments
+from reconciler.delivery import DesiredDocuments, Notifier
 from reconciler.rollout import Release
 from reconciler.rollout.service import TICK_WAITERS
 from tests.service.agents import Agent
@@ -91,9 +91,13 @@ def test_documents_are_made_ahead_from_the_release_not_read_back(server: Harness
     assert {a: agents[a].digest() for a in stores} == {a: new[a] for a in stores}
 
 
-def test_documents_ahead_wait_while_a_rollout_decision_runs(server: Harness) -> None:
-    """Making documents ahead keeps the interpreter busy: a decision meanwhile (the wave
-    opening) would wait for it at every row it reads or writes."""
+def test_documents_ahead_read_from_the_store_wait_while_a_rollout_decision_runs(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading and making documents ahead keeps the interpreter busy: a decision meanwhile
+    (the wave opening) would wait for it at every row it reads or writes. A release this
+    process did not record (another replica's) has no contents in memory: they are read."""
+    monkeypatch.setattr(Notifier, "offered", lambda _self, _revision: {})
     with server.rollout.notifier.deciding():  # a decision under way
         two_revisions(server, SITES, "d")
         time.sleep(0.5)
@@ -103,6 +107,21 @@ def test_documents_ahead_wait_while_a_rollout_decision_runs(server: Harness) -> 
     while server.made_ahead() < len(stores):  # once it is taken, they are made
         assert time.monotonic() < deadline, f"{server.made_ahead()} documents made ahead"
         time.sleep(0.05)
+
+
+def test_documents_ahead_made_from_memory_go_on_while_a_rollout_decision_runs(
+    server: Harness,
+) -> None:
+    """Made from the release's contents in memory, the work is signing, which lets go of
+    the interpreter: it goes on beside a decision, and the wave that decision opens finds
+    its documents made (with no soak, the wave opens a moment after the canaries)."""
+    stores = [a for s in STORES for a in s.appliances]
+    with server.rollout.notifier.deciding():  # a decision under way
+        two_revisions(server, SITES, "g")
+        deadline = time.monotonic() + 20
+        while server.made_ahead() < len(stores):
+            assert time.monotonic() < deadline, f"{server.made_ahead()} documents made ahead"
+            time.sleep(0.05)
 
 
 def test_reports_that_arrive_while_a_tick_runs_do_not_wait_for_it(server: Harness) -> None:
@@ -182,3 +201,32 @@ def test_documents_served_while_being_made_ahead_are_not_kept(
         assert time.monotonic() < deadline, "still making documents ahead"
         time.sleep(0.05)
     assert server.made_ahead() == 0
+
+
+def test_a_wave_that_opens_before_its_documents_are_made_makes_them_without_a_read(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wave opens while the documents ahead are still to be made (a wave with no soak,
+    its canaries quick): they are made as the wave is handed over, from the contents kept
+    since the release, not read back (ten thousand read beside the agents being answered
+    took seconds)."""
+    go_on = threading.Event()
+    make = DesiredDocuments._make  # noqa: SLF001 - holding the thread that makes ahead
+
+    def held(self: DesiredDocuments, *args: Any) -> Any:
+        if threading.current_thread().name == "documents-ahead":
+            assert go_on.wait(30)
+        return make(self, *args)
+
+    monkeypatch.setattr(DesiredDocuments, "_make", held)
+    agents, _, second = two_revisions(server, SITES, "k")
+    stores = [a for s in STORES for a in s.appliances]
+    try:
+        with server.statements() as seen:
+            agents["canary-1-edge"].apply()  # the last wave opens
+            new = digests(second)
+            assert {a: agents[a].digest() for a in stores} == {a: new[a] for a in stores}
+    finally:
+        go_on.set()
+    assert server.made_ahead() == 0
+    assert not [s for s in seen if "FROM documents" in s]

@@ -330,8 +330,13 @@ class DesiredDocuments:
                 with self._lock:
                     made = {k: m for k, m in made.items() if k not in self._ahead_served}
                     size = sum(len(m[0]) for m in made.values())
-                    if self._ahead_for != revision or self._ahead_bytes + size > AHEAD_BYTES:
-                        return  # a newer rollout began, or enough is made ahead
+                    if self._ahead_for != revision:
+                        return  # a newer rollout began
+                    if self._ahead_bytes + size > AHEAD_BYTES:
+                        self._ahead_texts = {}  # enough is made ahead: the rest is read
+                        return
+                    for digest in chunk:
+                        self._ahead_texts.pop(digest, None)
                     self._ahead.update(made)
                     self._ahead_joins.update(
                         (d, view) for d, view in views.items() if (d, revision) in made
@@ -339,6 +344,9 @@ class DesiredDocuments:
                     self._ahead_bytes += size
         except Exception:  # only a head start is lost: each document is made when served
             log.exception("making the documents of %s ahead failed", revision[:12])
+            with self._lock:
+                if self._ahead_for == revision:
+                    self._ahead_texts = {}
 
     def _joins_now(self, views: Mapping[str, Content]) -> dict[str, list[ClusterJoin]]:
         """The joins of each appliance whose state is known by ``views`` (join_view)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -182,12 +183,10 @@ def test_reports_that_arrive_while_a_tick_runs_do_not_wait_for_it(server: Harnes
         time.sleep(0.1)
 
 
-def test_documents_served_while_being_made_ahead_are_not_kept(
-    server: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The wave opens while its documents are still being made ahead: its agents are served
-    documents made then, and what the background thread goes on to make for them is not
-    kept (it was kept, unused, until the next rollout)."""
+@pytest.fixture
+def go_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """The thread that makes documents ahead, held before it makes any until the event is
+    set (set at the end of the test in any case)."""
     go_on = threading.Event()
     make = DesiredDocuments._make  # noqa: SLF001 - holding the thread that makes ahead
 
@@ -197,6 +196,18 @@ def test_documents_served_while_being_made_ahead_are_not_kept(
         return make(self, *args)
 
     monkeypatch.setattr(DesiredDocuments, "_make", held)
+    try:
+        yield go_on
+    finally:
+        go_on.set()
+
+
+def test_documents_served_while_being_made_ahead_are_not_kept(
+    server: Harness, go_on: threading.Event
+) -> None:
+    """The wave opens while its documents are still being made ahead: its agents are served
+    documents made then, and what the background thread goes on to make for them is not
+    kept (it was kept, unused, until the next rollout)."""
     agents, _, second = two_revisions(server, SITES, "h")
     agents["canary-1-edge"].apply()  # the last wave opens, its documents not made ahead yet
     new = digests(second)
@@ -211,29 +222,18 @@ def test_documents_served_while_being_made_ahead_are_not_kept(
 
 
 def test_a_wave_that_opens_before_its_documents_are_made_makes_them_without_a_read(
-    server: Harness, monkeypatch: pytest.MonkeyPatch
+    server: Harness, go_on: threading.Event
 ) -> None:
     """The wave opens while the documents ahead are still to be made (a wave with no soak,
     its canaries quick): they are made as the wave is handed over, from the contents kept
     since the release, not read back (ten thousand read beside the agents being answered
     took seconds)."""
-    go_on = threading.Event()
-    make = DesiredDocuments._make  # noqa: SLF001 - holding the thread that makes ahead
-
-    def held(self: DesiredDocuments, *args: Any) -> Any:
-        if threading.current_thread().name == "documents-ahead":
-            assert go_on.wait(30)
-        return make(self, *args)
-
-    monkeypatch.setattr(DesiredDocuments, "_make", held)
     agents, _, second = two_revisions(server, SITES, "k")
     stores = [a for s in STORES for a in s.appliances]
-    try:
-        with server.statements() as seen:
-            agents["canary-1-edge"].apply()  # the last wave opens
-            new = digests(second)
-            assert {a: agents[a].digest() for a in stores} == {a: new[a] for a in stores}
-    finally:
-        go_on.set()
+    with server.statements() as seen:
+        agents["canary-1-edge"].apply()  # the last wave opens
+        new = digests(second)
+        assert {a: agents[a].digest() for a in stores} == {a: new[a] for a in stores}
+    go_on.set()
     assert server.made_ahead() == 0
     assert not [s for s in seen if "FROM documents" in s]

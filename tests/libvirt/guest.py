@@ -88,7 +88,9 @@ done
 """
 # started in the background by init: the seed loop does not wait for the agent's port. A
 # guest under TCG on a loaded host can take long to show its port, and qemu-ga can exit: wait
-# for the port as long as it takes and start qemu-ga again, saying so on the console
+# for the port as long as it takes and start qemu-ga again, saying so on the console. A test
+# that silences the agent on purpose creates AGENT_OFF first: then it stays down.
+AGENT_OFF = "/tmp/qga.off"
 GUEST_AGENT = """#!/bin/busybox sh
 find_port() {
   for name in /sys/class/virtio-ports/*/name; do
@@ -106,6 +108,7 @@ while true; do
     echo "edgefleet-test: agent /dev/$port"
     qemu-ga -m virtio-serial -p "/dev/$port" -t /tmp/qga 2>/tmp/qga.err
     echo "edgefleet-test: agent exited with $?: $(tail -c 300 /tmp/qga.err)"
+    if [ -e @AGENT_OFF@ ]; then echo "edgefleet-test: agent switched off"; exit 0; fi
     sleep 1
   else
     waited=$((waited + 1))
@@ -115,7 +118,7 @@ while true; do
     sleep 0.2
   fi
 done
-"""
+""".replace("@AGENT_OFF@", AGENT_OFF)
 # qemu-ga's guest-shutdown runs "/sbin/shutdown -h -r|-H|-P +0 'hypervisor initiated
 # shutdown'"; init is a shell script here, not one that shuts down: act at once
 SHUTDOWN = """#!/bin/busybox sh

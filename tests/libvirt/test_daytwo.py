@@ -40,6 +40,7 @@ from agent.drivers.libvirt import StreamedContents
 from agent.drivers.libvirt.datavolumes import LibvirtVolumes
 from agent.drivers.libvirt.guests import GuestAgent
 from agent.drivers.libvirt.nodes import GuestSettings, LibvirtNodes
+from tests.libvirt.guest import AGENT_OFF
 from tests.libvirt.harness import LibvirtAgent
 from tests.libvirt.states import state
 from tests.libvirt.test_daemon import real_cluster
@@ -309,7 +310,7 @@ def test_a_node_whose_guest_agent_is_silent_is_paused_for_a_backup_and_not_patch
     control, worker = f"{cluster.name}-main-1", f"{cluster.name}-workers-1"
     write_mark(site, worker, MARK.format("s1"))
     # the agent stops in the guest (as in an image without qemu-guest-agent)
-    kill = ["-c", "sleep 1; kill $(pidof qemu-ga)"]
+    kill = ["-c", f"sleep 1; touch {AGENT_OFF}; kill $(pidof qemu-ga)"]
     site.guest(worker).command("guest-exec", {"path": "sh", "arg": kill})
     deadline = time.monotonic() + 60
     while site.guest(worker).answers():

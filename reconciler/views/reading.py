@@ -493,6 +493,7 @@ class _Rows:
     paused: Control | None = None
     culprits: dict[str, list[str]] = field(default_factory=dict)  # failing site -> commits
     _parsed: dict[str, StatusReport | None] = field(default_factory=dict)
+    _by_site: dict[str, list[str]] | None = None  # site -> its declared appliances, sorted
 
     @classmethod
     def load(cls, tx: Transaction, *, sites: Sequence[str] | None = None) -> _Rows:
@@ -521,19 +522,26 @@ class _Rows:
             reports={r.appliance: r for r in reports},
             paused=tx.controls.get("paused"),
         )
-        for failed in (s for s in rows.sites.values() if s.state == "failed"):
-            found = {
-                tx.rollouts.introduced(t.appliance, t.digest)
-                for t in rows.targets.values()
-                if t.site == failed.site and t.changed and t.digest is not None
-            }
-            rows.culprits[failed.site] = sorted(c for c in found if c is not None)
+        failed = {s.site for s in rows.sites.values() if s.state == "failed"}
+        brought: dict[str, set[str | None]] = {site: set() for site in failed}
+        for t in rows.targets.values():
+            if t.site in brought and t.changed and t.digest is not None:
+                brought[t.site].add(tx.rollouts.introduced(t.appliance, t.digest))
+        rows.culprits = {
+            site: sorted(c for c in found if c is not None) for site, found in brought.items()
+        }
         return rows
 
     def site_appliances(self, site: str) -> list[str]:
-        return sorted(
-            a.appliance for a in self.assignments.values() if a.site == site and a.declared
-        )
+        """The declared appliances of ``site``, sorted: every site's are grouped at the
+        first call (the fleet view asks for each of ten thousand sites)."""
+        if self._by_site is None:
+            grouped: dict[str, list[str]] = defaultdict(list)
+            for a in self.assignments.values():
+                if a.declared:
+                    grouped[a.site].append(a.appliance)
+            self._by_site = {name: sorted(names) for name, names in grouped.items()}
+        return self._by_site.get(site, [])
 
     def parsed(self, appliance: str) -> StatusReport | None:
         if appliance not in self._parsed:

@@ -199,12 +199,11 @@ class DesiredDocuments:
         made ahead) and may carry no joins: their digest, revision and content."""
         found: dict[str, tuple[str, str, str]] = {}
         with self._lock:
-            kept = self._ahead_texts if self._ahead_for else {}
             for appliance, change in known.items():
                 digest, revision = change.digest or "", change.revision or ""
                 text = offered.get(revision, {}).get(digest)
                 if text is None and revision == self._ahead_for:
-                    text = kept.get(digest)
+                    text = self._ahead_texts.get(digest)
                 if text is not None:
                     found[appliance] = (digest, revision, text)
         return {a: f for a, f in found.items() if not may_join(f[2])}
@@ -303,14 +302,15 @@ class DesiredDocuments:
                 self._ahead_bytes = 0
                 self._ahead_served.clear()
                 self._ahead_texts = {d: offered[d] for d in waiting if d in offered}
+            spanning = {t.digest for t in targets if t.shared}  # may carry joins
             digests = list(waiting)
             for start in range(0, len(digests), AHEAD_CHUNK):
                 chunk = digests[start : start + AHEAD_CHUNK]
-                joinless = {d for d in chunk if d in offered and not may_join(offered[d])}
                 # a rollout decision goes first, unless the chunk is made from the contents
-                # in memory alone: then the work is signing, which lets go of the
-                # interpreter, and the wave the decision opens finds them made
-                if self._notifier is not None and len(joinless) < len(chunk):
+                # in memory with no joins to read: then the work is signing, which lets go
+                # of the interpreter, and the wave the decision opens finds them made
+                reads = any(d not in offered or d in spanning for d in chunk)
+                if self._notifier is not None and reads:
                     self._notifier.undecided(DECISION_WAIT)
                 with self._lock:  # a wave that opened meanwhile was served without them
                     wanted = [d for d in chunk if (d, revision) not in self._ahead_served]

@@ -35,7 +35,15 @@ from typing import Literal
 from agent.contract import MaintenanceWindow
 
 from ..planning.waves import allowance
-from ..store import EventRecord, ReportRecord, RolloutRecord, RolloutSite, RolloutTarget, Streak
+from ..store import (
+    EventRecord,
+    ReportRecord,
+    RolloutRecord,
+    RolloutSite,
+    RolloutTarget,
+    Streak,
+    amended,
+)
 from .gates import Hold, first_hold, turn_gate, window_gate
 from .health import Observation, observe, proof
 
@@ -361,12 +369,12 @@ class _Step:
 
     # -- writing -----------------------------------------------------------------------
     def _site(self, site: RolloutSite, **changes: object) -> RolloutSite:
-        updated = replace(site, **changes)  # type: ignore[arg-type]
+        updated = amended(site, **changes)
         self.sites[site.site] = updated
         return updated
 
     def _target(self, target: RolloutTarget, **changes: object) -> RolloutTarget:
-        updated = replace(target, **changes)  # type: ignore[arg-type]
+        updated = amended(target, **changes)
         self.targets[target.appliance] = updated
         return updated
 

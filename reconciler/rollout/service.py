@@ -47,6 +47,7 @@ from ..store import (
     Store,
     StoreError,
     Transaction,
+    amended,
 )
 from ..store.records import Level
 from .errors import InvalidRelease, RolloutConflict
@@ -669,7 +670,7 @@ class RolloutService:
         released = [t for t in progress.released if t.appliance in current]
         tx.assignments.put_many(
             [
-                replace(
+                amended(
                     current[target.appliance],
                     served_digest=target.digest,
                     served_revision=target.revision if target.digest else None,

@@ -30,6 +30,7 @@ from .records import (
     RolloutSite,
     RolloutTarget,
     Streak,
+    amended,
 )
 from .transactions import DEFAULT_URL, Store, Transaction, upgrade_schema
 
@@ -60,4 +61,5 @@ __all__ = [
     "Transaction",
     "upgrade_schema",
     "WaveCount",
+    "amended",
 ]

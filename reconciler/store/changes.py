@@ -13,6 +13,7 @@ from sqlalchemy import Connection, delete, func, select, text
 
 from .records import ChangeRecord
 from .schema import changes
+from .upserts import insert_many
 
 CHANNEL = "edgefleet_changes"
 KEEP_SECONDS = 600.0  # a replica that falls further behind re-reads everything it serves
@@ -26,7 +27,7 @@ class Changes:
         if not records:
             return
         rows = [{k: v for k, v in r.__dict__.items() if k != "seq"} for r in records]
-        self._conn.execute(changes.insert(), rows)
+        insert_many(self._conn, changes, rows)
         if self._conn.dialect.name == "postgresql":
             self._conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 

@@ -8,9 +8,11 @@ is copied back into the database file in the background (:mod:`.checkpoints`).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
@@ -26,6 +28,19 @@ POOL_SIZE = 40
 WRITE_OPTION = "edgefleet_write"
 
 
+def _json_text(value: Any) -> str:
+    """A JSON column's text, by orjson (a release writes tens of thousands); what it refuses
+    (an integer past 64 bits, a key that is not plain) the standard library writes. Read back
+    by the standard library, which keeps such an integer whole (orjson makes it a float)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+JSON_COLUMNS: dict[str, Any] = {"json_serializer": _json_text}
+
+
 def open_engine(url: str) -> Engine:
     """An engine for ``sqlite:///PATH`` or ``postgresql+psycopg://...``."""
     try:
@@ -38,7 +53,9 @@ def open_engine(url: str) -> Engine:
         return _sqlite(url)
     if parsed.get_backend_name() == "postgresql":
         try:
-            return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            return create_engine(
+                url, pool_pre_ping=True, pool_size=10, max_overflow=20, **JSON_COLUMNS
+            )
         except ImportError as e:
             raise StoreError(f"no PostgreSQL driver: pip install 'psycopg[binary]' ({e})") from e
     raise StoreError(
@@ -55,6 +72,7 @@ def _sqlite(url: str) -> Engine:
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
         pool_size=POOL_SIZE,
         max_overflow=10,
+        **JSON_COLUMNS,
     )
 
     @event.listens_for(engine, "connect")

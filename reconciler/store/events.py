@@ -24,7 +24,7 @@ from sqlalchemy import (
 
 from .records import EventRecord
 from .schema import events
-from .upserts import upsert_many
+from .upserts import insert_many, upsert_many
 
 AGENT = "agent"  # the kind of every event an agent reports
 SECURITY_KINDS = frozenset(
@@ -72,7 +72,7 @@ class Events:
             if keyed:
                 upsert_many(self._conn, events, rows, keys=["appliance", "key"], update=[])
             else:
-                self._conn.execute(events.insert(), rows)
+                insert_many(self._conn, events, rows)
         keep = self._retention
         appliances = {r.appliance for r in added if r.kind == AGENT and r.appliance}
         self._trim_each(_reported_by, sorted(appliances), keep.appliance)

@@ -7,10 +7,26 @@ bodies) stay plain data here; the rollout package gives them meaning.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 Outcome = Literal["good", "failed"]
 Level = Literal["info", "warning", "error"]
+
+_Record = TypeVar("_Record")
+
+
+def amended(record: _Record, **changes: object) -> _Record:
+    """``dataclasses.replace`` for the records here, at a quarter of its cost: the copy is
+    made without ``__init__`` (they check nothing in it). A wave opening over ten thousand
+    sites amends tens of thousands of them. Only a record's own fields can change."""
+    fields = type(record).__dataclass_fields__  # type: ignore[attr-defined]
+    if not changes.keys() <= fields.keys():
+        unknown = ", ".join(sorted(changes.keys() - fields.keys()))
+        raise TypeError(f"{type(record).__name__} has no field {unknown}")
+    copy = object.__new__(type(record))
+    copy.__dict__.update(record.__dict__)
+    copy.__dict__.update(changes)
+    return copy
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, RowMapping, func, select, update
 from .records import RolloutRecord, RolloutSite, RolloutTarget
 from .rows import as_dicts, first_as_dict
 from .schema import rollout_sites, rollout_targets, rollouts
-from .upserts import update_many
+from .upserts import insert_many, update_many
 
 OPEN_STATES = ("running", "halted")
 
@@ -82,7 +82,7 @@ class Rollouts:
     def add_sites(self, sites: Iterable[RolloutSite]) -> None:
         rows = [_site_values(s) for s in sites]
         if rows:
-            self._conn.execute(rollout_sites.insert(), rows)
+            insert_many(self._conn, rollout_sites, rows)
 
     def sites(self, revision: str) -> list[RolloutSite]:
         rows = self._conn.execute(
@@ -117,7 +117,7 @@ class Rollouts:
     def add_targets(self, targets: Iterable[RolloutTarget]) -> None:
         rows = [_target_values(t) for t in targets]
         if rows:
-            self._conn.execute(rollout_targets.insert(), rows)
+            insert_many(self._conn, rollout_targets, rows)
 
     def targets(
         self,

@@ -27,6 +27,7 @@ from reconciler.store import (
     StoreConflict,
     StoreError,
     StoreUnavailable,
+    amended,
 )
 from reconciler.store.events import RETENTION, Events, Retention
 
@@ -153,6 +154,84 @@ def test_rollouts_round_trip_with_sites_and_targets(store: Store) -> None:
         ]
         assert tx.rollouts.target(rollout.revision, "a1") == replace(target, released_at=2.0)
         assert tx.rollouts.latest() is not None
+
+
+def test_many_rows_at_once_round_trip_with_json_booleans_and_nulls(store: Store) -> None:
+    """Thousands of rows go to the driver as one statement's SQL with each value passed
+    through its column's bind processor (not SQLAlchemy's per-row parameters): what a
+    release writes reads back the same, on either database."""
+    rollout = RolloutRecord("r" * 40, 1, "running", 0, ({"name": "all", "labels": {}},), "10%",
+                            0.0, (), 1.0, 1.0)  # fmt: skip
+    sites = [
+        RolloutSite(rollout.revision, f"s{i}", 0, {"ring": f"r{i}", "n": str(i)}, "UTC",
+                    ({"days": ["sun"], "start": "03:00", "duration": "1h"},) if i % 2 else (),
+                    changed=i % 3 == 0, revert=False, state="pending",
+                    descriptions={"c": "it's \"quoted\" ü"} if i % 2 else {})
+        for i in range(300)
+    ]  # fmt: skip
+    targets = [
+        RolloutTarget(rollout.revision, f"a{i}", f"s{i}", "sha256:1" if i % 2 else None,
+                      changed=bool(i % 2), disruptive=i % 5 == 0, clusters=(f"c{i}", "x"),
+                      shared=() if i % 2 else ("x",), control_plane=i % 7 == 0)
+        for i in range(300)
+    ]  # fmt: skip
+    with store.write(exclusive=True) as tx:
+        tx.documents.put({"sha256:1": "{}", "sha256:2": "{}"}, at=1.0)
+        tx.revisions.add(RevisionRecord(rollout.revision, "good", (), 1.0))
+        tx.rollouts.add(rollout)
+        tx.rollouts.add_sites(sites)
+        tx.rollouts.add_targets(targets)
+        tx.assignments.put_many([Assignment(t.appliance, t.site, False) for t in targets])
+        tx.events.add(
+            [
+                EventRecord(float(i), "info", "released", f"site s{i}", site=f"s{i}")
+                for i in range(5)
+            ]
+        )
+    sites = [replace(s, state="done", done_at=2.0, waiting="ok") for s in sites[::2]] + sites[1::2]
+    targets = [replace(t, released_at=3.0, changed=not t.changed) for t in targets]
+    assigned = [Assignment(t.appliance, t.site, True, t.digest, "r", 3.0) for t in targets[::3]]
+    with store.write(exclusive=True) as tx:
+        tx.rollouts.save_sites(sites)
+        tx.rollouts.save_targets(targets)
+        tx.assignments.put_many(assigned)
+    with store.read() as tx:
+        by_site = {s.site: s for s in tx.rollouts.sites(rollout.revision)}
+        assert by_site == {s.site: s for s in sites}
+        assert tx.rollouts.targets(rollout.revision) == sorted(targets, key=lambda t: t.appliance)
+        stored = {a.appliance: a for a in tx.assignments.all()}
+        assert len(stored) == 300
+        assert all(stored[a.appliance] == a for a in assigned)
+        assert stored["a1"] == Assignment("a1", "s1", False)
+        assert [e.message for e in tx.events.recent(limit=10)] == [
+            f"site s{i}" for i in (4, 3, 2, 1, 0)
+        ]
+
+
+def test_an_amended_record_is_what_replace_makes_and_refuses_unknown_fields() -> None:
+    target = RolloutTarget("r" * 40, "a1", "s1", "sha256:1", changed=True, disruptive=False,
+                           clusters=("c",), shared=(), control_plane=True)  # fmt: skip
+    made = amended(target, released_at=2.0, waiting="")
+    assert made == replace(target, released_at=2.0, waiting="")
+    assert hash(made) == hash(replace(target, released_at=2.0, waiting=""))
+    assert target.released_at is None  # the original is left as it was
+    with pytest.raises(TypeError, match="RolloutTarget has no field releasedAt"):
+        amended(target, releasedAt=2.0)
+
+
+def test_report_bodies_keep_what_an_agent_sent_whole(store: Store) -> None:
+    """JSON columns are written by orjson, and by the standard library where orjson refuses
+    (an integer past 64 bits, from an agent): either way the body reads back as sent."""
+    bodies = [
+        {"scans": [{"passed": 2**70, "failed": -(2**64)}], "name": "ü \"x\"", "ok": True},
+        {"nested": {"1": [1.5, None, False]}, "empty": {}},
+    ]
+    records = [ReportRecord(f"a{i}", 1.0, None, True, body) for i, body in enumerate(bodies)]
+    with store.write() as tx:
+        tx.reports.put_many(records)
+    with store.read() as tx:
+        assert tx.reports.all() == records
+        assert tx.reports.all()[0].body["scans"][0]["passed"] == 2**70
 
 
 def test_agents_are_found_by_token_hash_and_re_registration_replaces_it(store: Store) -> None:

@@ -40,7 +40,7 @@ from ..models import ChartLayer, Fleet, Manifest, ManifestLayer, PackLayer
 from ..validation import ResolvedCluster, ResolvedLayer
 from .context import cluster_context, node_context, site_context
 from .limits import LimitBroken, Meter, current
-from .memo import CheckedTexts, Parts, SiteMemo, context_key, output_key
+from .memo import CheckedTexts, Parts, Reads, SiteMemo, context_key, output_key, read_key
 from .nodesetup import NodeFacts, SetupProblem, node_setup
 from .packfiles import PackFiles
 from .sandbox import Sandbox, TemplateFailure
@@ -87,7 +87,7 @@ class ClusterRenderer:
         self.memo = memo
         # the context the last template saw, the keys of what templates read of it (by the
         # names they look up), and the meter's count of changes then
-        self._context: tuple[object, dict[frozenset[str] | None, bytes | None], int] = (
+        self._context: tuple[object, dict[Reads | None, bytes | None], int] = (
             None,
             {},
             0,
@@ -139,9 +139,9 @@ class ClusterRenderer:
         template's own name (a manifest written in a document at ``path``), whose lines
         count from the document's line ``first``."""
         meter = current()
-        names = self.sandbox.names(source)
-        shared = names is not None
-        key = output_key(name or path, source, self._context_key(context, names, meter))
+        reads = self.sandbox.reads(source)
+        shared = reads is not None
+        key = output_key(name or path, source, self._context_key(context, reads, meter))
         reused = self.memo.reuse(key, shared=shared)
         if reused is not None:
             return reused
@@ -157,9 +157,9 @@ class ClusterRenderer:
         return text
 
     def _context_key(
-        self, context: dict[str, Any], names: frozenset[str] | None, meter: Meter
+        self, context: dict[str, Any], reads: Reads | None, meter: Meter
     ) -> bytes | None:
-        """The key of what a template reads of ``context`` (all of it when ``names`` is
+        """The key of what a template reads of ``context`` (all of it when ``reads`` is
         None), made once for the templates that read the same while none of them changes
         anything."""
         known, keys, changes = self._context
@@ -168,10 +168,12 @@ class ClusterRenderer:
                 self._parts.clear()
             keys = {}
             self._context = (context, keys, meter.changes)
-        if names not in keys:
-            read = context if names is None else {k: v for k, v in context.items() if k in names}
-            keys[names] = context_key(read, self._parts)
-        return keys[names]
+        if reads not in keys:
+            if reads is None:
+                keys[reads] = context_key(context, self._parts)
+            else:
+                keys[reads] = read_key(context, reads, self._parts)
+        return keys[reads]
 
     def _values(
         self,

@@ -94,6 +94,65 @@ class SiteMemo:
 # the keys of mappings already seen, by identity (see context_key)
 Parts = dict[int, tuple[Any, bytes]]
 
+# a path a template follows from a name of its context: each step an attribute ("."), a
+# constant subscript ("[]") or, last, a test that a constant is "in" it; what a template
+# reads of its context: each name with its paths (one empty path: the whole value), as
+# Sandbox.reads finds them
+Path = tuple[tuple[str, str | int], ...]
+Reads = tuple[tuple[str, tuple[Path, ...]], ...]
+
+_MISSING = b"-"  # a step that found nothing (the template sees Undefined)
+
+
+def read_key(context: Mapping[str, Any], reads: Reads, parts: Parts | None = None) -> bytes | None:
+    """What a template that reads ``reads`` of ``context`` is known by: the values at the
+    end of its paths (a manifest that reads ``cluster.mode`` renders once for every cluster
+    of that mode, not once per cluster); None when they are not plain data."""
+    try:
+        written = marshal.dumps(
+            [
+                (name, [(path, _reached(context, name, path, parts)) for path in paths])
+                for name, paths in reads
+            ],
+            _MARSHAL_VERSION,
+        )
+    except (ValueError, RecursionError):
+        return None
+    return hashlib.blake2b(written, digest_size=20).digest()
+
+
+def _reached(context: Mapping[str, Any], name: str, path: Path, parts: Parts | None) -> bytes:
+    """The key of where ``path`` from ``name`` leads, followed as Jinja's sandbox does: an
+    attribute of a mapping is its item unless a method of that name exists (the template
+    then reads the whole mapping through it), a subscript is its item or, missing, a method
+    of that name; ``in`` a mapping is whether it holds that key. Where a step leads into
+    anything else, the value so far is read whole. The key says how many steps were taken,
+    and whether the last found nothing."""
+    if name not in context:
+        return b"0" + _MISSING
+    value = context[name]
+    taken = 0
+    for kind, step in path:
+        if type(value) is dict:
+            if kind == "in":
+                return b"%din%d" % (taken, step in value)
+            if kind == "[]" and step in value:
+                value = value[step]
+            elif isinstance(step, str) and hasattr(dict, step):
+                break
+            elif step in value:
+                value = value[step]
+            else:
+                return b"%d" % (taken + 1) + _MISSING
+        elif type(value) is list and kind == "[]" and type(step) is int:
+            if not -len(value) <= step < len(value):
+                return b"%d" % (taken + 1) + _MISSING
+            value = value[step]
+        else:
+            break
+        taken += 1
+    return b"%d" % taken + _value_key(value, parts)
+
 
 def context_key(context: Mapping[str, Any], parts: Parts | None = None) -> bytes | None:
     """What a template's whole context is known by; None when it is not plain data.

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from types import BuiltinMethodType
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Namespace, _PassArg
@@ -35,6 +35,7 @@ from .limits import (
     current,
     metered,
 )
+from .memo import Path, Reads
 
 _FORMATS = ("format", "format_map")
 # the containers a template can change in place, and their methods that change nothing
@@ -227,7 +228,7 @@ class Sandbox:
         self.env.filters[guards.BUFFERED_LOOP_FILTER] = _buffered_loop
         self.env.filters[guards.CONCAT_FILTER] = _joined
         self._compiled: dict[tuple[str, str], Any] = {}
-        self._names: dict[str, frozenset[str] | None] = {}
+        self._reads: dict[str, Reads | None] = {}
         self._expressions: dict[str, Any] = {}
 
     def limited(self) -> AbstractContextManager[Meter]:
@@ -269,21 +270,23 @@ class Sandbox:
                 raise _failure(name, 0, e) from None
         return value
 
-    def names(self, source: str) -> frozenset[str] | None:
-        """Every name ``source`` may look up in its context (whichever way its branches
-        go); None when it does not parse (rendering it then fails, with its reason). Its
-        output depends on those values alone unless it draws a random number (then None
-        too): the globals and filters read no context."""
-        if source in self._names:
-            return self._names[source]
-        names: frozenset[str] | None = None
+    def reads(self, source: str) -> Reads | None:
+        """What ``source`` may read of its context, whichever way its branches go: each name
+        it looks up, with the paths it follows from it (:func:`read_paths`); None when it
+        does not parse (rendering it then fails, with its reason). Its output depends on
+        those values alone unless it draws a random number (then None too): the globals and
+        filters read no context."""
+        if source in self._reads:
+            return self._reads[source]
+        reads: Reads | None = None
         if "random" not in source:  # the random filter, by name or passed to map()
             try:
-                names = frozenset(meta.find_undeclared_variables(self.env.parse(source)))
+                ast = self.env.parse(source)
+                reads = read_paths(ast, meta.find_undeclared_variables(ast))
             except Exception:  # a syntax error, or nesting too deep for the parser
-                names = None
-        self._names[source] = names
-        return names
+                reads = None
+        self._reads[source] = reads
+        return reads
 
     def is_template(self, value: str) -> bool:
         return "{{" in value or "{%" in value
@@ -336,3 +339,55 @@ def _reason(error: BaseException) -> str:
     if kind == "SecurityError":
         return f"not allowed in the sandbox: {text}"
     return f"{kind}: {text}"[:300]
+
+
+def read_paths(ast: nodes.Template, names: Iterable[str]) -> Reads:
+    """For each of ``names`` (those a template looks up in its context), the paths it
+    follows from it: ``site.network.cidrs`` is the path ``.network .cidrs`` from ``site``,
+    ``packs['k3s']`` the path ``['k3s']`` from ``packs``, and ``'k3s' in packs`` the path
+    ``in 'k3s'``. A name used any other way (passed whole, looped over, subscripted by a
+    variable) is read whole: its one path is empty."""
+    found: dict[str, set[Path]] = {name: set() for name in names}
+
+    def chain(node: nodes.Node) -> tuple[str, Path] | None:
+        steps: list[tuple[str, str | int]] = []
+        while True:
+            if isinstance(node, nodes.Getattr):
+                steps.append((".", node.attr))
+            elif (
+                isinstance(node, nodes.Getitem)
+                and isinstance(node.arg, nodes.Const)
+                and type(node.arg.value) in (str, int)
+            ):
+                steps.append(("[]", node.arg.value))
+            else:
+                break
+            node = node.node
+        if isinstance(node, nodes.Name) and node.ctx == "load" and node.name in found:
+            return node.name, tuple(reversed(steps))
+        return None
+
+    def visit(node: nodes.Node) -> None:
+        followed = chain(node)
+        if (
+            followed is None
+            and isinstance(node, nodes.Compare)
+            and isinstance(node.expr, nodes.Const)
+            and type(node.expr.value) in (str, int)
+            and len(node.ops) == 1
+            and node.ops[0].op in ("in", "notin")
+        ):
+            followed = chain(node.ops[0].expr)
+            if followed is not None:
+                followed = (followed[0], (*followed[1], ("in", node.expr.value)))
+        if followed is not None:
+            found[followed[0]].add(followed[1])
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(ast)
+    return tuple(
+        (name, ((),) if not paths or () in paths else tuple(sorted(paths, key=repr)))
+        for name, paths in sorted(found.items())
+    )

@@ -19,7 +19,8 @@ from agent.contract import DesiredState, canonical_json
 from reconciler.cli.common import builtin_packs
 from reconciler.rendering import Renderer, RenderLimits, render_sites
 from reconciler.rendering.limits import metered
-from reconciler.rendering.memo import CheckedTexts, Parts, SiteMemo, context_key
+from reconciler.rendering.memo import CheckedTexts, Parts, SiteMemo, context_key, read_key
+from reconciler.rendering.sandbox import TemplateFailure
 from reconciler.sources import DirectoryTree
 from reconciler.validation import check_repository
 from tests.support.fleet import FleetFiles
@@ -197,14 +198,44 @@ def test_a_template_that_draws_a_random_number_renders_at_every_site(
     assert renderer.by_name["profiles/store-1.0.0.yaml#minute.yaml"] == stores(fleet) > 1
 
 
-def test_a_template_looks_up_the_names_it_reads_whichever_way_it_goes() -> None:
+def test_a_template_reads_the_paths_it_follows_whichever_way_it_goes() -> None:
     sandbox = Renderer().sandbox
     source = "{% set n = site.name %}{% if x %}{{ values.a }}{% else %}{{ n }}{% endif %}"
-    assert sandbox.names(source) == {"site", "x", "values"}
-    assert sandbox.names("{% for k in packs %}{{ k }}{{ loop.index }}{% endfor %}") == {"packs"}
-    assert sandbox.names("kind: ConfigMap") == set()
-    assert sandbox.names("{{ [1, 2] | random }}") is None  # never shared
-    assert sandbox.names("{% if %}") is None  # does not parse: renders, and fails there
+    name, a = (".", "name"), (".", "a")
+    assert sandbox.reads(source) == (("site", ((name,),)), ("values", ((a,),)), ("x", ((),)))
+    # a name looped over or passed whole is read whole
+    assert sandbox.reads("{% for k in packs %}{{ k }}{{ loop.index }}{% endfor %}") == (
+        ("packs", ((),)),
+    )
+    assert sandbox.reads("{{ values }}{{ values.a }}") == (("values", ((),)),)
+    # whether it holds a key is a step of its own
+    assert sandbox.reads("{{ packs.k3s.v if 'k3s' in packs.all }}") == (
+        ("packs", (((".", "all"), ("in", "k3s")), ((".", "k3s"), (".", "v")))),
+    )
+    # a subscript by a variable ends the path there; a method call is a step like any other
+    source = "{{ values.paths[cluster.mode].x }}{{ cluster.config.get('vip') }}{{ v[0]['k'] }}"
+    assert sandbox.reads(source) == (
+        ("cluster", (((".", "config"), (".", "get")), ((".", "mode"),))),
+        ("v", ((("[]", 0), ("[]", "k")),)),
+        ("values", (((".", "paths"),),)),
+    )
+    assert sandbox.reads("kind: ConfigMap") == ()
+    assert sandbox.reads("{{ [1, 2] | random }}") is None  # never shared
+    assert sandbox.reads("{% if %}") is None  # does not parse: renders, and fails there
+
+
+def test_a_manifest_that_reads_one_value_of_its_cluster_renders_once_per_value(
+    fleet: FleetFiles,
+) -> None:
+    add_manifest(fleet, "mode.yaml", 'mode: "{{ cluster.mode }}"')
+    renderer = Counting()
+    states = render(fleet.root, renderer)
+    inline = "profiles/store-1.0.0.yaml#"
+    assert stores(fleet) > 1
+    assert renderer.by_name[inline + "mode.yaml"] == 1  # every store is containerized
+    assert states == render(fleet.root, Renderer())
+    for site in ("store-1", "restaurant-7"):
+        assert 'mode: "containerized"' in manifest(states, site, "mode.yaml")
 
 
 def test_a_change_to_what_templates_see_renders_them_again(fleet: FleetFiles) -> None:
@@ -323,6 +354,55 @@ def test_two_contexts_share_a_key_exactly_when_they_hold_the_same_in_the_same_or
     same = marshal.dumps(first, 2) == marshal.dumps(second, 2)
     assert (context_key(first, parts) == context_key(second, parts)) == same
     assert context_key(first, parts) == context_key(copy.deepcopy(first))
+
+
+STEPS = st.lists(
+    st.tuples(st.sampled_from([".", "[]"]), st.sampled_from(["a", "b", "get", "items", 0, 1])),
+    max_size=3,
+)
+
+
+def _expression(name: str, path: list[tuple[str, str | int]], member: str | None) -> str:
+    text = name
+    for kind, step in path:
+        text += f"[{step!r}]" if kind == "[]" or type(step) is int else f".{step}"
+    return text if member is None else f"{member!r} in {text}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    first=CONTEXTS,
+    second=CONTEXTS,
+    paths=st.lists(
+        st.tuples(STEPS, st.none() | st.sampled_from(["a", "get"])), min_size=1, max_size=3
+    ),
+)
+def test_two_contexts_that_share_a_read_key_render_a_template_the_same(
+    first: dict[str, Any],
+    second: dict[str, Any],
+    paths: list[tuple[list[tuple[str, str | int]], str | None]],
+) -> None:
+    """What makes outputs shared between sites: when the values at the end of a template's
+    paths (followed as the sandbox does, methods of mappings and missing items included)
+    are the same, so is what it renders; or it fails with both (a failure is never kept,
+    and its message may name what was missing)."""
+    sandbox = Renderer().sandbox
+    names = ["values", "packs", "site"]
+    source = "".join(
+        f"{{{{ ({e}) is defined }}}} {{{{ ({e}) | tojson }}}}|"
+        for e in (_expression(names[i % 3], *path) for i, path in enumerate(paths))
+    )
+    reads = sandbox.reads(source)
+    assert reads is not None
+
+    def outcome(context: dict[str, Any]) -> str:
+        try:
+            return sandbox.render("t", source, copy.deepcopy(context))
+        except TemplateFailure as e:
+            return f"failed: {type(e).__name__}"
+
+    if read_key(first, reads) == read_key(second, reads):
+        assert outcome(first) == outcome(second), source
 
 
 def test_a_context_that_is_not_plain_data_has_no_key() -> None:

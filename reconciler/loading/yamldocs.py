@@ -247,7 +247,7 @@ def check_mappings(text: str) -> None:
     hold one), so the documents are found by their lines. Text that does not parse (to
     report its first problem), or has directives or line breaks other than ``\\n``, is read
     event by event."""
-    if _UNUSUAL.search(text) or not _parses(text):
+    if _unusual(text) or not _parses(text):
         check_mappings_by_events(text)
         return
     starts = [0, *(m.start() for m in _DOCUMENT_START.finditer(text, 1))]
@@ -271,9 +271,21 @@ def _parses(text: str) -> bool:
     return True
 
 
-# a document start marker, a directive, and the line breaks YAML knows besides "\n"
+# a document start marker
 _DOCUMENT_START = re.compile(r"^---(?=[ \t\n]|$)", re.MULTILINE)
-_UNUSUAL = re.compile(r"^%|[\r\x85\u2028\u2029]", re.MULTILINE)
+
+
+def _unusual(text: str) -> bool:
+    """Whether ``text`` has a directive or a line break YAML knows besides ``\\n`` (searched
+    for each at C speed: a pattern for all of them took 15 times as long)."""
+    return (
+        text.startswith("%")
+        or "\n%" in text
+        or "\r" in text
+        or "\x85" in text
+        or "\u2028" in text
+        or "\u2029" in text
+    )
 
 
 def _check_root(document: str, offset: int) -> None:

@@ -250,7 +250,7 @@ def check_mappings(text: str) -> None:
     if _unusual(text) or not _parses(text):
         check_mappings_by_events(text)
         return
-    starts = [0, *(m.start() for m in _DOCUMENT_START.finditer(text, 1))]
+    starts = _document_starts(text)
     line = 0
     try:
         for begin, end in zip(starts, [*starts[1:], len(text)], strict=True):
@@ -271,8 +271,17 @@ def _parses(text: str) -> bool:
     return True
 
 
-# a document start marker
-_DOCUMENT_START = re.compile(r"^---(?=[ \t\n]|$)", re.MULTILINE)
+def _document_starts(text: str) -> list[int]:
+    """Where each document of ``text`` starts: at 0, and at each line that starts with a
+    ``---`` marker (followed by a blank, a line break or the end)."""
+    starts = [0]
+    at = text.find("\n---")
+    while at != -1:
+        begin = at + 1
+        if text[begin + 3 : begin + 4] in ("", " ", "\t", "\n"):
+            starts.append(begin)
+        at = text.find("\n---", begin)
+    return starts
 
 
 def _unusual(text: str) -> bool:

@@ -151,7 +151,9 @@ def _reached(context: Mapping[str, Any], name: str, path: Path, parts: Parts | N
         else:
             break
         taken += 1
-    return b"%d" % taken + _value_key(value, parts)
+    if type(value) is dict:  # known by its members' keys, kept in parts
+        return b"%dd" % taken + _value_key(value, parts)
+    return b"%dv" % taken + marshal.dumps(value, _MARSHAL_VERSION)  # written as it is
 
 
 def context_key(context: Mapping[str, Any], parts: Parts | None = None) -> bytes | None:

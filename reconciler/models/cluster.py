@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -18,6 +18,7 @@ from .common import (
     Scalar,
     Strict,
     Values,
+    network,
 )
 from .profile import Manifest
 
@@ -56,8 +57,7 @@ class ClusterConfig(Strict):
         (10.43.0.10 for 10.43.0.0/16)."""
         if self.clusterDNS is not None:
             return self.clusterDNS
-        network = ipaddress.ip_network(self.serviceCIDR)
-        return str(network[10]) if network.num_addresses > 11 else str(network[1])
+        return _tenth(self.serviceCIDR)
 
     def network(self) -> dict[str, str]:
         """The cluster network by :data:`NETWORK_KEYS`, defaults filled in."""
@@ -158,3 +158,10 @@ class Cluster(Strict):
     kind: Literal["Cluster"]
     metadata: ClusterMetadata
     spec: ClusterSpec
+
+
+@functools.lru_cache(maxsize=1024)
+def _tenth(cidr: str) -> str:
+    """The tenth address of a (valid) network, its first when it has no tenth."""
+    found = network(cidr)
+    return str(found[10]) if found.num_addresses > 11 else str(found[1])

@@ -163,20 +163,29 @@ def add_manifest(fleet: FleetFiles, name: str, data: str) -> None:
     )
 
 
-def test_a_manifest_that_reads_nothing_of_its_site_renders_once_for_the_fleet(
-    fleet: FleetFiles,
+@pytest.mark.parametrize(
+    ("name", "data", "served"),
+    [
+        # reads nothing of its site
+        ("hours.yaml", "opens: \"{{ '07:00' }}\"", 'opens: "07:00"'),
+        # reads one value of its cluster, the same at every store (all are containerized)
+        ("mode.yaml", 'mode: "{{ cluster.mode }}"', 'mode: "containerized"'),
+    ],
+)
+def test_a_manifest_that_reads_nothing_that_differs_between_sites_renders_once_for_the_fleet(
+    fleet: FleetFiles, name: str, data: str, served: str
 ) -> None:
-    add_manifest(fleet, "hours.yaml", "opens: \"{{ '07:00' }}\"")
+    add_manifest(fleet, name, data)
     renderer = Counting()
     states = render(fleet.root, renderer)
     inline = "profiles/store-1.0.0.yaml#"
     assert stores(fleet) > 1
-    assert renderer.by_name[inline + "hours.yaml"] == 1
+    assert renderer.by_name[inline + name] == 1
     assert renderer.by_name[inline + "store-config.yaml"] == stores(fleet)
     # every store is served it, as if each had rendered it
     assert states == render(fleet.root, Renderer())
     for site in ("store-1", "restaurant-7"):
-        assert 'opens: "07:00"' in manifest(states, site, "hours.yaml")
+        assert served in manifest(states, site, name)
 
 
 def test_a_manifest_that_reads_its_site_renders_at_every_site(fleet: FleetFiles) -> None:
@@ -222,20 +231,6 @@ def test_a_template_reads_the_paths_it_follows_whichever_way_it_goes() -> None:
     assert sandbox.reads("kind: ConfigMap") == ()
     assert sandbox.reads("{{ [1, 2] | random }}") is None  # never shared
     assert sandbox.reads("{% if %}") is None  # does not parse: renders, and fails there
-
-
-def test_a_manifest_that_reads_one_value_of_its_cluster_renders_once_per_value(
-    fleet: FleetFiles,
-) -> None:
-    add_manifest(fleet, "mode.yaml", 'mode: "{{ cluster.mode }}"')
-    renderer = Counting()
-    states = render(fleet.root, renderer)
-    inline = "profiles/store-1.0.0.yaml#"
-    assert stores(fleet) > 1
-    assert renderer.by_name[inline + "mode.yaml"] == 1  # every store is containerized
-    assert states == render(fleet.root, Renderer())
-    for site in ("store-1", "restaurant-7"):
-        assert 'mode: "containerized"' in manifest(states, site, "mode.yaml")
 
 
 def test_a_change_to_what_templates_see_renders_them_again(fleet: FleetFiles) -> None:

@@ -107,26 +107,20 @@ def execute_many(
 
 @dataclass(frozen=True)
 class _Prepared:
+    """A statement's SQL for the driver, and how a row becomes its parameters."""
+
     sql: str
-    positional: bool
+    positional: bool  # SQLite's "?" (in order); else psycopg's "%(name)s" (by name)
     names: tuple[str, ...]  # the statement's parameters, in order
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]  # each one's column's, if it has one
 
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         pairs = list(zip(self.names, self.processors, strict=True))
-        plain = [name for name, processor in pairs if processor is None]
-        processed = [(name, processor) for name, processor in pairs if processor is not None]
-        if self.positional:
-            if not processed:
-                return [tuple([row[name] for name in self.names]) for row in rows]
-            return [tuple([row[n] if p is None else p(row[n]) for n, p in pairs]) for row in rows]
-        out = []
-        for row in rows:
-            values = {name: row[name] for name in plain}
-            for name, processor in processed:
-                values[name] = processor(row[name])
-            out.append(values)
-        return out
+        if not self.positional:
+            return [{n: row[n] if p is None else p(row[n]) for n, p in pairs} for row in rows]
+        if not any(self.processors):
+            return [tuple([row[name] for name in self.names]) for row in rows]
+        return [tuple([row[n] if p is None else p(row[n]) for n, p in pairs]) for row in rows]
 
 
 @lru_cache(maxsize=256)

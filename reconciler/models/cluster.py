@@ -18,7 +18,7 @@ from .common import (
     Scalar,
     Strict,
     Values,
-    network,
+    parsed_network,
 )
 from .profile import Manifest
 
@@ -163,5 +163,5 @@ class Cluster(Strict):
 @functools.lru_cache(maxsize=1024)
 def _tenth(cidr: str) -> str:
     """The tenth address of a (valid) network, its first when it has no tenth."""
-    found = network(cidr)
+    found = parsed_network(cidr)
     return str(found[10]) if found.num_addresses > 11 else str(found[1])

@@ -77,14 +77,14 @@ def _timezone(value: str) -> str:
 
 def _cidr(value: str) -> str:
     try:
-        network(value)
+        parsed_network(value)
     except ValueError:
         raise ValueError(f"'{value}' is not a CIDR network address like 10.0.0.0/24") from None
     return value
 
 
 @functools.lru_cache(maxsize=4096)
-def network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def parsed_network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """``ipaddress.ip_network`` (strict), made once per text: every cluster of a fleet
     repeats the same pod and service CIDRs. Raises ValueError."""
     return ipaddress.ip_network(cidr, strict=True)

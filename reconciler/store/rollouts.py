@@ -80,9 +80,7 @@ class Rollouts:
 
     # -- sites -------------------------------------------------------------------------
     def add_sites(self, sites: Iterable[RolloutSite]) -> None:
-        rows = [_site_values(s) for s in sites]
-        if rows:
-            insert_many(self._conn, rollout_sites, rows)
+        insert_many(self._conn, rollout_sites, [_site_values(s) for s in sites])
 
     def sites(self, revision: str) -> list[RolloutSite]:
         rows = self._conn.execute(
@@ -115,9 +113,7 @@ class Rollouts:
 
     # -- appliance targets -------------------------------------------------------------
     def add_targets(self, targets: Iterable[RolloutTarget]) -> None:
-        rows = [_target_values(t) for t in targets]
-        if rows:
-            insert_many(self._conn, rollout_targets, rows)
+        insert_many(self._conn, rollout_targets, [_target_values(t) for t in targets])
 
     def targets(
         self,

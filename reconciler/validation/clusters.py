@@ -14,7 +14,7 @@ from typing import Literal
 from ..errors import Diagnostic
 from ..loading import Doc, FleetRepo, SiteFiles
 from ..models import NETWORK_KEYS, Cluster, ClusterProfile, Fleet, PackLayer
-from ..models.common import Scalar, network
+from ..models.common import Scalar, parsed_network
 from ..models.profile import Layer
 from ..packs import PackRegistry, PackVersion, version_matches
 from .index import FleetIndex
@@ -317,15 +317,15 @@ def _check_networks(site: SiteFiles, doc: Doc[Cluster]) -> Iterator[Diagnostic]:
     def where(key: str) -> tuple[str, ...]:
         return ("spec", "config", key) if key in written else ("spec", "config")
 
-    pod = network(config.podCIDR)
-    service = network(config.serviceCIDR)
+    pod = parsed_network(config.podCIDR)
+    service = parsed_network(config.serviceCIDR)
     named: list[tuple[str, IPNetwork, tuple[str, ...]]] = [
         (f"pod CIDR {pod}", pod, where("podCIDR")),
         (f"service CIDR {service}", service, where("serviceCIDR")),
     ]
     site_cidrs = site.site.model.spec.network.cidrs if site.site is not None else []
     for cidr in site_cidrs:
-        named.append((f"site CIDR {cidr}", network(cidr), ()))
+        named.append((f"site CIDR {cidr}", parsed_network(cidr), ()))
     for a in range(2):
         for b in range(a + 1, len(named)):
             name_a, net_a, loc_a = named[a]
@@ -347,7 +347,7 @@ def _check_networks(site: SiteFiles, doc: Doc[Cluster]) -> Iterator[Diagnostic]:
         )
     if config.vip is not None and site_cidrs:
         vip = ipaddress.ip_address(config.vip)
-        if not any(vip in network(c) for c in site_cidrs):
+        if not any(vip in parsed_network(c) for c in site_cidrs):
             yield doc.at(
                 ("spec", "config", "vip"),
                 f"vip {config.vip} is not in any of the site's CIDRs ({', '.join(site_cidrs)})",

@@ -157,10 +157,18 @@ def test_an_admin_pauses_then_resumes_the_rollout(fleet: ExampleFleet, browser: 
     alert.accept()
     browser.wait(lambda: "Paused by ada" in browser.text("#rollout-state"), "the pause")
     assert fleet.rollout.paused()
-    # the overview is a live part of its own: it may show the pause a refresh later
     browser.wait(
         lambda: "Rollout paused by ada." in browser.text("#overview .notice"), "the notice"
     )
+    # the overview fetches itself again when anything changes (the pause itself, a report):
+    # the answer to the admin's action stays until the next action
+    browser.run("document.getElementById('overview').shown = true")
+    report(fleet.agent("grocery-0412-vm"), phase="Running", tasks=[("create node", "done", 100)])
+    browser.wait(
+        lambda: browser.run("return !document.getElementById('overview').shown"), "a refresh"
+    )
+    assert "Rollout paused by ada." in browser.text("#overview .notice")
+    assert "Paused by ada" in browser.text("#rollout-state")
 
     browser.click("#resume-rollout")
     browser.driver.switch_to.alert.dismiss()  # changed one's mind: nothing happens

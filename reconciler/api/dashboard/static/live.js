@@ -56,6 +56,22 @@
       event.detail.shouldSwap = false;
     }
   });
+  // The answer to an operator's action ("Rollout paused by ada.") stays when the part it
+  // came in is fetched again (the action itself moves the stamp): until the next action or
+  // page, as a notice would on a reload-free page.
+  function keep(notice, part) {
+    var fresh = part.id && document.getElementById(part.id);
+    if (!notice || !fresh || fresh === part || fresh.querySelector(":scope > .notice")) {
+      return;
+    }
+    var before = notice.previousElementSibling;
+    var at = before && before.id ? fresh.querySelector(":scope > #" + CSS.escape(before.id)) : null;
+    if (at) {
+      at.after(notice);
+    } else {
+      fresh.prepend(notice);
+    }
+  }
   function refresh() {
     due = null;
     if (busy) {
@@ -73,8 +89,12 @@
     last = Date.now();
     busy = true;
     var fetches = Array.prototype.map.call(parts, function (part) {
+      var notice = part.querySelector(":scope > .notice");
       return window.htmx
         .ajax("GET", part.getAttribute("data-live"), { source: part, target: part, swap: "outerHTML" })
+        .then(function () {
+          keep(notice, part);
+        })
         .catch(function () {}); // not answered: the next change fetches it again
     });
     Promise.all(fetches).then(function () {

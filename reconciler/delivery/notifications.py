@@ -24,7 +24,7 @@ from typing import Any
 from ..store import ChangeRecord
 
 Listener = Callable[[Sequence[ChangeRecord]], None]
-WAKE_BATCH = 500  # changes handed to the listeners, and woken, at a time
+WAKE_BATCH = 500  # waiters woken with one call into their loop
 MAX_PUBLISHED = 200_000  # own changes remembered until the feed reads them back
 
 
@@ -152,19 +152,21 @@ class Notifier:
 
     def publish(self, changes: Sequence[ChangeRecord]) -> None:
         """Hand ``changes`` to the listeners, then wake every request waiting for an
-        appliance whose served state changed; safe from any thread. A wave of thousands
-        goes :data:`WAKE_BATCH` at a time, so its first agents are answered while the
-        documents of the last are still being made."""
+        appliance whose served state changed; safe from any thread. The listeners take a
+        wave of thousands whole before any of its agents wakes: its documents made beside
+        the first agents being answered took several times as long (each return from signing
+        waits for the interpreter), and the agents waited for them all the same. The wave
+        wakes :data:`WAKE_BATCH` at a time."""
         logged = [_fingerprint(c) for c in changes if c.at]
         if logged:
             with self._lock:
                 if len(self._published) > MAX_PUBLISHED:  # never read back: a feed stopped
                     self._published.clear()
                 self._published.update(logged)
+        for listener in self._listeners:
+            listener(changes)
         for start in range(0, len(changes), WAKE_BATCH):
             batch = changes[start : start + WAKE_BATCH]
-            for listener in self._listeners:
-                listener(batch)
             self._wake({c.appliance for c in batch if c.kind == "served"})
 
     def from_elsewhere(self, changes: Sequence[ChangeRecord]) -> list[ChangeRecord]:

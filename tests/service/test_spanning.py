@@ -248,14 +248,14 @@ def test_states_with_joins_are_made_ahead_last(
     """They cost the most (read for their joins): a wave that opens while its documents are
     being made finds the others made."""
     made: list[str] = []
-    make = DesiredDocuments._make  # noqa: SLF001 - seeing the order they are made in
+    make = DesiredDocuments._make_many  # noqa: SLF001 - seeing the order they are made in
 
-    def seen(self: DesiredDocuments, text: str, digest: str, *args: Any) -> Any:
+    def seen(self: DesiredDocuments, wanted: list[tuple[str, str, Any, Any]]) -> Any:
         if threading.current_thread().name == "documents-ahead":
-            made.append(digest)
-        return make(self, text, digest, *args)
+            made.extend(digest for _, digest, _, _ in wanted)
+        return make(self, wanted)
 
-    monkeypatch.setattr(DesiredDocuments, "_make", seen)
+    monkeypatch.setattr(DesiredDocuments, "_make_many", seen)
     registered(server, first)
     with server.store.read() as tx:
         spanning = {t.digest for t in tx.rollouts.targets(first.revision) if t.shared}

@@ -5,14 +5,19 @@ any content (Hypothesis), including strings that look like the members placed.""
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.contract import ClusterJoin, canonical_json
-from reconciler.delivery.documents import may_join, served_body
+from agent.signatures import key_id, sign, verify
+from reconciler.delivery.documents import MAKER_SLICE, DesiredDocuments, may_join, served_body
+from reconciler.store import Store
 
 NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
 # strings that look like the members the served document adds, or like its last member
@@ -84,3 +89,28 @@ def test_a_state_with_a_cluster_over_several_appliances_is_read_for_its_joins(
         assert may_join(text)  # never missed: its joins would be lost
     elif "appliances" not in json.dumps(noise):
         assert not may_join(text)  # and a state on one appliance is not read for nothing
+
+
+def test_documents_made_many_at_once_are_those_made_one_by_one_in_order(tmp_path: Path) -> None:
+    """Made on several threads, a slice at a time (signing lets go of the interpreter):
+    each body, signature and tag is the one made alone, in the order asked for."""
+    key = Ed25519PrivateKey.generate()
+    signers: set[str] = set()
+
+    def signer(body: bytes) -> str:
+        signers.add(threading.current_thread().name)
+        return sign(body, key)
+
+    documents = DesiredDocuments(store=Store(f"sqlite:///{tmp_path / 's.db'}"), signer=signer)
+    wanted = []
+    for n in range(5 * MAKER_SLICE + 3):
+        content = {"appliance": f"store-{n:03d}-edge", "clusters": [], "site": f"store-{n:03d}"}
+        wanted.append((canonical_json(content).decode(), f"sha256:{n:064x}", "a" * 40, None))
+
+    made = documents._make_many(wanted)  # noqa: SLF001 - against the one-by-one making
+    assert len(signers) > 1 and all(name.startswith("documents-made") for name in signers)
+    assert made == [documents._make(*w) for w in wanted]  # noqa: SLF001
+    for (body, signature, _), (_, digest, _, _) in zip(made, wanted, strict=True):
+        assert json.loads(body)["digest"] == digest
+        assert signature is not None
+        assert verify(body, signature, [key.public_key()]) == key_id(key.public_key())

@@ -14,6 +14,7 @@ an agent also hears of a new server address.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -59,6 +60,7 @@ class Served:
 
 
 Made = tuple[bytes, str | None, str]  # body, signature, tag
+ToMake = tuple[str, str, str, list[ClusterJoin] | None]  # text, digest, revision, joins
 
 # A state's stored text is the canonical JSON of these members (what the digest covers);
 # what is served adds the members after "clusters" in order, before "site", the last.
@@ -102,17 +104,11 @@ def served_body(
     return canonical_json(document)
 
 
-_MAKERS: list[ThreadPoolExecutor] = []
-_MAKERS_LOCK = threading.Lock()
-
-
+@functools.cache
 def _makers() -> ThreadPoolExecutor:
     """The process's threads that make documents many at a time (started when first
     needed; idle, they cost nothing)."""
-    with _MAKERS_LOCK:
-        if not _MAKERS:
-            _MAKERS.append(ThreadPoolExecutor(MAKERS, thread_name_prefix="documents-made"))
-        return _MAKERS[0]
+    return ThreadPoolExecutor(MAKERS, thread_name_prefix="documents-made")
 
 
 def may_join(text: str) -> bool:
@@ -200,11 +196,8 @@ class DesiredDocuments:
         # not made yet, their contents at hand and with no joins: made now, with no read
         unmade = {a: c for a, c in known.items() if a not in served_now and ahead[a] is None}
         at_hand = self._at_hand(unmade, offered)
-        made_now = self._make_many([(t, d, r, None) for d, r, t in at_hand.values()])
-        for (appliance, (digest, revision, _)), made in zip(
-            at_hand.items(), made_now, strict=True
-        ):
-            served_now[appliance] = Served(digest, revision, *made)
+        wanted = {a: (text, d, r, None) for a, (d, r, text) in at_hand.items()}
+        served_now.update(self._served_made(wanted))
         rest = {a: c for a, c in known.items() if a not in served_now}
         if rest:
             served_now.update(self._read_and_make(rest, ahead, views, offered))
@@ -274,7 +267,7 @@ class DesiredDocuments:
                 texts.update(tx.documents.get_many(wanted - texts.keys()))
         # made outside the lock: requests answered from memory meanwhile do not wait
         served_now: dict[str, Served] = {}
-        to_make: dict[str, tuple[str, str, str, list[ClusterJoin] | None]] = {}
+        to_make: dict[str, ToMake] = {}
         for appliance, change in known.items():
             assert change.digest is not None and change.revision is not None
             text = texts.get(change.digest)
@@ -286,11 +279,7 @@ class DesiredDocuments:
             else:
                 joined = joins.get(appliance)
                 to_make[appliance] = (text or "", change.digest, change.revision, joined)
-        made_now = self._make_many(list(to_make.values()))
-        for (appliance, (_, digest, revision, _)), made in zip(
-            to_make.items(), made_now, strict=True
-        ):
-            served_now[appliance] = Served(digest, revision, *made)
+        served_now.update(self._served_made(to_make))
         return served_now
 
     def made_ahead(self) -> int:
@@ -463,9 +452,15 @@ class DesiredDocuments:
             self._cache.popitem(last=False)
         return made
 
-    def _make_many(
-        self, wanted: Sequence[tuple[str, str, str, list[ClusterJoin] | None]]
-    ) -> list[Made]:
+    def _served_made(self, wanted: Mapping[str, ToMake]) -> dict[str, Served]:
+        """What each appliance is served, made now from ``(text, digest, revision, joins)``."""
+        made = self._make_many(list(wanted.values()))
+        return {
+            appliance: Served(digest, revision, *m)
+            for (appliance, (_, digest, revision, _)), m in zip(wanted.items(), made, strict=True)
+        }
+
+    def _make_many(self, wanted: Sequence[ToMake]) -> list[Made]:
         """:meth:`_make` of each ``(text, digest, revision, joins)``, in order; many at once
         on :data:`MAKERS` threads."""
         if len(wanted) < 2 * MAKER_SLICE or self._signer is None:

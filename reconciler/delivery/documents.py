@@ -328,9 +328,11 @@ class DesiredDocuments:
                 chunk = digests[start : start + AHEAD_CHUNK]
                 # a rollout decision goes first, even for a chunk made from the contents in
                 # memory: making documents beside it (the bodies, a return from signing)
-                # takes the interpreter from it at every row it reads or writes, and the
-                # decision opening a wave of ten thousand took 3.9-5.0 s instead of 1.3-1.6;
-                # what is not made when its wave opens, the hand-over makes on both cores
+                # takes the interpreter from it at every row it writes, and the decision
+                # opening a wave of ten thousand took 3.9-5.0 s instead of 1.3-1.6; a tick's
+                # reads before it decides do not hold them (with no soak, that is when the
+                # wave's documents get made); what is not made when its wave opens, the
+                # hand-over makes on both cores
                 if self._notifier is not None:
                     self._notifier.undecided(DECISION_WAIT)
                 with self._lock:  # a wave that opened meanwhile was served without them

@@ -115,10 +115,11 @@ class Notifier:
     @contextmanager
     def deciding(self) -> Iterator[None]:
         """A rollout decision (or the hand-over of a wave it decided) runs inside: work
-        that can wait (documents made ahead of their wave from contents read back from the
-        store) waits for it in :meth:`undecided`. Beside a thread that keeps the
-        interpreter busy, a decision's reads and writes wait for the interpreter at each
-        row: the decision opening a wave of ten thousand took seconds instead of a half."""
+        that can wait (documents made ahead of their wave) waits for it in
+        :meth:`undecided`. Beside a thread that keeps the interpreter busy, a decision's
+        writes wait for the interpreter at each row: the decision opening a wave of ten
+        thousand took seconds instead of one and a half. A tick enters once it has read
+        what it decides on (its reads may take their time: the wave opens when it decides)."""
         with self._decided:
             self._deciding += 1
         try:

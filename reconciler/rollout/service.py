@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 
 from agent.contract import StatusReport
@@ -251,12 +251,15 @@ class RolloutService:
             if self._deferring:
                 self._deferred = True
                 return
-        with self._decision() as tx:
+        # the work that can wait goes on while the tick reads (see _advance): with no
+        # soak, the reads of the tick that opens a wave are when its documents get made
+        with self._decision(reading_first=True) as tx:
             running = [r for r in tx.rollouts.open() if r.state == "running"]
             changes: list[ChangeRecord] = []
             for rollout in running:
                 changes += self._advance(tx, rollout.revision)
-            tx.events.prune()
+            with self.notifier.deciding():
+                tx.events.prune()
         self._publish(changes)
 
     # -- what an admin calls ------------------------------------------------------------
@@ -541,14 +544,15 @@ class RolloutService:
         return joins_changed(tx, assignment.site, at=now)
 
     @contextmanager
-    def _decision(self) -> Iterator[Transaction]:
+    def _decision(self, *, reading_first: bool = False) -> Iterator[Transaction]:
         """One decision: under the lock, in one exclusive transaction, without pauses for
         the garbage collector (a release or a wave opening handles every site) and with the
-        work that can wait waiting (see Notifier.deciding); once it committed, the events it
-        recorded go to ``on_events``."""
+        work that can wait waiting (see Notifier.deciding), from the start or, when
+        ``reading_first``, from where the caller enters it; once it committed, the events
+        it recorded go to ``on_events``."""
         with (
             self._lock,
-            self.notifier.deciding(),
+            nullcontext() if reading_first else self.notifier.deciding(),
             paused_collector(),
             self.store.write(exclusive=True) as tx,
         ):
@@ -643,23 +647,34 @@ class RolloutService:
 
     def _advance(self, tx: Transaction, revision: str) -> list[ChangeRecord]:
         """One step of the rollout of ``revision``, written; returns the states it serves
-        anew (also logged for the other replicas)."""
+        anew (also logged for the other replicas). Work that can wait (see
+        Notifier.deciding) waits from the moment it decides: the reads before, a second
+        over ten thousand sites, go on beside the documents being made ahead."""
         rollout = tx.rollouts.get(revision)
         assert rollout is not None
         targets = tx.rollouts.targets(revision)
         # only what was released can be applied: a wave opening over ten thousand sites
         # reads the reports of the wave before it, not of every appliance
         watched = [t.appliance for t in targets if t.changed and t.released_at is not None]
-        snapshot = Snapshot(
-            rollout=rollout,
-            sites=tx.rollouts.sites(revision),
-            targets=targets,
-            reports=tx.reports.for_appliances(watched),
-            streaks=tx.reports.streaks(watched),
-            now=self.clock(),
-            heartbeat_timeout=self.heartbeat_timeout,
-            paused=self._paused(tx),
-        )
+        sites = tx.rollouts.sites(revision)
+        reports = tx.reports.for_appliances(watched)
+        streaks = tx.reports.streaks(watched)
+        paused = self._paused(tx)
+        with self.notifier.deciding():
+            snapshot = Snapshot(
+                rollout=rollout,
+                sites=sites,
+                targets=targets,
+                reports=reports,
+                streaks=streaks,
+                now=self.clock(),
+                heartbeat_timeout=self.heartbeat_timeout,
+                paused=paused,
+            )
+            return self._decide(tx, snapshot)
+
+    def _decide(self, tx: Transaction, snapshot: Snapshot) -> list[ChangeRecord]:
+        """:meth:`_advance`'s step over what it read, written."""
         progress = advance(snapshot)
         now = snapshot.now.timestamp()
         tx.rollouts.save(progress.rollout)

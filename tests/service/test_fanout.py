@@ -15,6 +15,7 @@ import pytest
 from reconciler.delivery import DesiredDocuments, Notifier
 from reconciler.rollout import Release
 from reconciler.rollout.service import TICK_WAITERS
+from reconciler.store.rollouts import Rollouts
 from tests.service.agents import Agent
 from tests.support.service import Harness
 
@@ -118,6 +119,33 @@ def test_documents_ahead_wait_while_a_rollout_decision_runs(
     while server.made_ahead() < len(stores):  # once it is taken, they are made
         assert time.monotonic() < deadline, f"{server.made_ahead()} documents made ahead"
         time.sleep(0.05)
+
+
+def test_a_tick_holds_documents_ahead_while_it_decides_not_while_it_reads(
+    server: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick reads every site and target of the rollout (a second over ten thousand sites)
+    before it decides: documents are made ahead meanwhile (with no soak, the reads of the
+    tick that opens a wave are when its documents get made), and wait from the moment it
+    decides until it has written."""
+    notifier = server.rollout.notifier
+    free: dict[str, bool] = {}  # whether documents ahead may be made, when it reads, writes
+    reads, saves = Rollouts.sites, Rollouts.save
+
+    def reading(rollouts: Rollouts, revision: str) -> Any:
+        free["reading"] = notifier.undecided(0)
+        return reads(rollouts, revision)
+
+    def writing(rollouts: Rollouts, record: Any) -> None:
+        free["writing"] = notifier.undecided(0)
+        saves(rollouts, record)
+
+    server.rollout.record_release(release(revision("t1"), SITES, waves=WAVES))
+    monkeypatch.setattr(Rollouts, "sites", reading)
+    monkeypatch.setattr(Rollouts, "save", writing)
+    server.rollout.tick()
+    assert free == {"reading": True, "writing": False}
+    assert notifier.undecided(0)  # and afterwards
 
 
 def test_reports_that_arrive_while_a_tick_runs_do_not_wait_for_it(server: Harness) -> None:

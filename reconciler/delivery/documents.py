@@ -197,10 +197,12 @@ class DesiredDocuments:
         unmade = {a: c for a, c in known.items() if a not in served_now and ahead[a] is None}
         at_hand = self._at_hand(unmade, offered)
         wanted = {a: (text, d, r, None) for a, (d, r, text) in at_hand.items()}
-        served_now.update(self._served_made(wanted))
-        rest = {a: c for a, c in known.items() if a not in served_now}
+        being_made = self._serving(wanted)
+        # meanwhile, those with joins or not in memory are read (the joins' contents parsed)
+        rest = {a: c for a, c in known.items() if a not in served_now and a not in wanted}
         if rest:
             served_now.update(self._read_and_make(rest, ahead, views, offered))
+        served_now.update(being_made())
         until = time.monotonic() + self._ttl
         with self._lock:
             for appliance, served_state in served_now.items():
@@ -456,20 +458,32 @@ class DesiredDocuments:
 
     def _served_made(self, wanted: Mapping[str, ToMake]) -> dict[str, Served]:
         """What each appliance is served, made now from ``(text, digest, revision, joins)``."""
-        made = self._make_many(list(wanted.values()))
-        return {
-            appliance: Served(digest, revision, *m)
-            for (appliance, (_, digest, revision, _)), m in zip(wanted.items(), made, strict=True)
-        }
+        return self._serving(wanted)()
+
+    def _serving(self, wanted: Mapping[str, ToMake]) -> Callable[[], dict[str, Served]]:
+        """:meth:`_served_made`, begun: the call returned waits for it to end."""
+        making = self._making(list(wanted.values()))
+
+        def served() -> dict[str, Served]:
+            made = zip(wanted.items(), making(), strict=True)
+            return {a: Served(digest, revision, *m) for (a, (_, digest, revision, _)), m in made}
+
+        return served
 
     def _make_many(self, wanted: Sequence[ToMake]) -> list[Made]:
         """:meth:`_make` of each ``(text, digest, revision, joins)``, in order; many at once
         on :data:`MAKERS` threads."""
+        return self._making(wanted)()
+
+    def _making(self, wanted: Sequence[ToMake]) -> Callable[[], list[Made]]:
+        """:meth:`_make_many`, begun on the makers' threads when there are many (a few are
+        made here and now): the call returned waits for them and gives them in order."""
         if len(wanted) < 2 * MAKER_SLICE or self._signer is None:
-            return [self._make(*w) for w in wanted]
+            made = [self._make(*w) for w in wanted]
+            return lambda: made
         slices = [wanted[i : i + MAKER_SLICE] for i in range(0, len(wanted), MAKER_SLICE)]
-        made = _makers().map(lambda part: [self._make(*w) for w in part], slices)
-        return [m for part in made for m in part]
+        parts = _makers().map(lambda part: [self._make(*w) for w in part], slices)
+        return lambda: [m for part in parts for m in part]
 
     def _make(
         self, text: str, digest: str, revision: str, joins: list[ClusterJoin] | None

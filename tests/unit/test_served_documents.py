@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from agent.contract import ClusterJoin, canonical_json
 from agent.signatures import key_id, sign, verify
+from reconciler.delivery import Notifier
 from reconciler.delivery.documents import MAKER_SLICE, DesiredDocuments, may_join, served_body
-from reconciler.store import Store
+from reconciler.store import Assignment, ChangeRecord, Store
 
 NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
 # strings that look like the members the served document adds, or like its last member
@@ -114,3 +115,53 @@ def test_documents_made_many_at_once_are_those_made_one_by_one_in_order(tmp_path
         assert json.loads(body)["digest"] == digest
         assert signature is not None
         assert verify(body, signature, [key.public_key()]) == key_id(key.public_key())
+
+
+def test_a_wave_reads_what_is_not_in_memory_while_the_rest_is_made(tmp_path: Path) -> None:
+    """Taking a wave, the states it must read (not in memory, or with joins: their contents
+    parsed) are read while the makers' threads make the others, not after them."""
+    key = Ed25519PrivateKey.generate()
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    notifier = Notifier()
+    documents = DesiredDocuments(store=store, notifier=notifier, signer=lambda b: sign(b, key))
+    revision = "b" * 40
+    offered: dict[str, str] = {}  # the release's contents, in memory
+    stored: dict[str, str] = {}  # only in the store
+    changes, assignments = [], []
+    for n in range(3 * MAKER_SLICE + 1):
+        appliance, site = f"store-{n:03d}-edge", f"store-{n:03d}"
+        digest = f"sha256:{n:064x}"
+        text = canonical_json({"appliance": appliance, "clusters": [], "site": site}).decode()
+        (offered if n else stored)[digest] = text
+        changes.append(ChangeRecord("served", appliance, at=1.0, digest=digest, revision=revision))
+        assignments.append(Assignment(appliance, site, True, digest, revision, 1.0))
+    with store.write() as tx:
+        tx.documents.put({**offered, **stored}, at=1.0)
+        tx.assignments.put_many(assignments)
+    reading = threading.Event()
+    waited_out: list[str] = []  # makers that waited for the read in vain
+    make, read_and_make = DesiredDocuments._make, DesiredDocuments._read_and_make  # noqa: SLF001
+
+    def made(self: DesiredDocuments, *wanted: Any) -> Any:
+        maker = threading.current_thread().name
+        if maker.startswith("documents-made") and not waited_out and not reading.wait(5):
+            waited_out.append(maker)
+        return make(self, *wanted)
+
+    def read(self: DesiredDocuments, *asked: Any) -> Any:
+        reading.set()
+        return read_and_make(self, *asked)
+
+    with (
+        patch.object(DesiredDocuments, "_make", made),
+        patch.object(DesiredDocuments, "_read_and_make", read),
+        notifier.offering(revision, offered),
+    ):
+        documents.take(changes)
+    assert not waited_out
+    for change in changes:
+        fresh, served = documents.remembered(change.appliance)
+        assert fresh and served is not None
+        assert (served.digest, served.revision) == (change.digest, revision)
+        assert served.signature is not None
+        assert verify(served.body, served.signature, [key.public_key()])

@@ -217,12 +217,20 @@ class DesiredDocuments:
         with self._lock:
             for appliance, change in known.items():
                 digest, revision = change.digest or "", change.revision or ""
-                text = offered.get(revision, {}).get(digest)
-                if text is None and revision == self._ahead_for:
-                    text = self._ahead_texts.get(digest)
+                text = self._in_memory(digest, revision, offered)
                 if text is not None:
                     found[appliance] = (digest, revision, text)
         return {a: f for a, f in found.items() if not may_join(f[2])}
+
+    def _in_memory(
+        self, digest: str, revision: str, offered: Mapping[str, Mapping[str, str]]
+    ) -> str | None:
+        """The stored content of ``digest`` when it is in memory: on offer, or kept to be
+        made ahead; called with the lock held."""
+        text = offered.get(revision, {}).get(digest)
+        if text is None and revision == self._ahead_for:
+            text = self._ahead_texts.get(digest)
+        return text
 
     def _read_and_make(
         self,
@@ -238,9 +246,7 @@ class DesiredDocuments:
         with self._lock:
             for a, c in known.items():
                 if c.digest and c.revision and ahead[a] is None:
-                    text = offered.get(c.revision, {}).get(c.digest)
-                    if text is None and c.revision == self._ahead_for:
-                        text = self._ahead_texts.get(c.digest)
+                    text = self._in_memory(c.digest, c.revision, offered)
                     if text is not None:
                         texts[c.digest] = text
         with self._store.read() as tx:

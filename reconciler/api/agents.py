@@ -15,12 +15,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from starlette.types import Receive
+from starlette.types import Receive, Scope, Send
 
 from agent.contract import DesiredState, StatusReport
 from agent.signatures import HEADER as SIGNATURE_HEADER
 
-from ..delivery import AgentFacts
+from ..delivery import AgentFacts, Body, body_size
 from .auth import agent_of, agent_token, bearer, bootstrap_token
 from .errors import ERRORS, ErrorBody, NotFound
 from .services import Services
@@ -206,7 +206,7 @@ async def answer_desired(
                     headers = _tag(served.tag)
                     if served.signature is not None:
                         headers[SIGNATURE_HEADER] = served.signature
-                    return Response(served.body, media_type="application/json", headers=headers)
+                    return Document(served.body, headers)
                 remaining = deadline - loop.time()
                 if remaining <= 0 or services.notifier.closed or ended.done():
                     break
@@ -219,6 +219,23 @@ async def answer_desired(
     if served is None:
         raise NotFound(f"no desired state for {appliance}: not declared or not released yet")
     return Response(status_code=304, headers=_tag(served.tag))
+
+
+class Document(Response):
+    """A served document, sent in its parts as they are kept (none is copied whole)."""
+
+    media_type = "application/json"
+
+    def __init__(self, parts: Body, headers: dict[str, str]) -> None:
+        self.parts = parts
+        super().__init__(headers={**headers, "content-length": str(body_size(parts))})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send({**start, "headers": self.raw_headers})
+        last = len(self.parts) - 1
+        for i, part in enumerate(self.parts):
+            await send({"type": "http.response.body", "body": part, "more_body": i < last})
 
 
 async def take_report(services: Services, appliance: str, report: StatusReport) -> None:

@@ -28,13 +28,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from agent.signatures import SignatureError, key_id, load_private_key
+from agent.signatures import SignatureError, key_id, load_private_key, sign
 
 from ..api import create_app
 from ..api.connections import deadline_protocol
 from ..api.operators import OperatorTokenError, OperatorTokens
 from ..clocks import system_clock
-from ..delivery import ChangeFeed
+from ..delivery import ChangeFeed, presigner
 from ..rollout import RolloutService
 from ..service import Loop, Reconciler, RemoteSource, Replica, open_source
 from ..sources import AllowedSigners, Credentials, FetchFailed, SourceError
@@ -319,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
             signers=signers,
             limits=limits,
             settle=True,
+            presigner=presigner(lambda body: sign(body, signing_key)),
         )
         with store.read() as tx:
             last_good = tx.revisions.latest("good")

@@ -8,7 +8,7 @@ the moment that changes. Errors (:mod:`.errors`)::
     └── RegistrationRefused       (AlreadyRegistered, WrongAppliance, RegistrationsLimited)
 """
 
-from .documents import DesiredDocuments, Served
+from .documents import Body, DesiredDocuments, Presigner, Served, body_size, presigner
 from .errors import (
     AlreadyRegistered,
     DeliveryError,
@@ -25,6 +25,7 @@ from .registrations import AgentFacts, Enrolment, Registration, Registrations
 __all__ = [
     "AgentFacts",
     "AlreadyRegistered",
+    "Body",
     "ChangeFeed",
     "DeliveryError",
     "DesiredDocuments",
@@ -35,8 +36,11 @@ __all__ = [
     "RegistrationRefused",
     "Registrations",
     "RegistrationsLimited",
+    "Presigner",
     "Served",
     "WAKE_BATCH",
     "WrongAppliance",
+    "body_size",
+    "presigner",
     "joins_changed",
 ]

@@ -4,7 +4,11 @@ are cached. What each appliance is served is cached too: every change (made here
 another replica, see :mod:`.feed`) reaches :meth:`DesiredDocuments.take` before any waiting
 agent wakes, which loads the new documents in bulk, so a wave of thousands of agents costs
 no database read per agent. ``ttl`` bounds how long an entry lives without word of a change.
-Each document is signed once, with ``signer`` (the reconciler's key), when its bytes are made.
+Each document is signed once, with ``signer`` (the reconciler's key), when its bytes are made,
+unless the render signed it already (:func:`presigner`: where it was rendered, on every core,
+with the revision it is released at). A document is kept and sent as parts of the stored
+content's bytes with the members placed between them: a wave of ten thousand copies none of
+its 40 KB bodies (a copy into memory the process has not touched for a while cost 85-100 us).
 
 A state is served with its clusters' joins (:mod:`.joins`: the join token and the server to
 join), which come from the store, not from Git: they are part of the signed bytes but not of
@@ -32,6 +36,10 @@ from .joins import Content, join_view, joins_for, parse
 from .notifications import Notifier
 
 Signer = Callable[[bytes], str]  # bytes -> the Edgefleet-Signature header value
+# a stored content, its digest and the revision it is released at -> the signature of the
+# document served with no joins, or None when it may carry joins (signed when served)
+Presigner = Callable[[str, str, str], str | None]
+Body = tuple[bytes | memoryview, ...]  # a served document: its parts, sent one after another
 AHEAD_BYTES = 1 << 30  # documents made ahead of their wave, at most (10,000 take ~400 MiB)
 AHEAD_CHUNK = 100  # documents made ahead between two looks for a rollout decision
 # documents made at once are made on this many threads, a slice at a time: signing lets
@@ -43,6 +51,7 @@ DECISION_WAIT = 30.0  # seconds at most that making documents ahead waits for a 
 # reaches take() first): longer than the longest long-poll (300 s), so an agent whose wait
 # ended is answered from memory, not by reading the store
 SERVED_TTL = 600.0
+PRESIGNED_REVISIONS = 4  # the revisions whose signatures made by the render are kept
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +59,7 @@ log = logging.getLogger(__name__)
 class Served:
     digest: str
     revision: str
-    body: bytes
+    body: Body
     signature: str | None = None  # None: served unsigned (no signing key)
     etag: str = ""  # the digest, with a fingerprint of the joins when there are some
 
@@ -59,7 +68,7 @@ class Served:
         return self.etag or self.digest
 
 
-Made = tuple[bytes, str | None, str]  # body, signature, tag
+Made = tuple[Body, str | None, str]  # body, signature, tag
 ToMake = tuple[str, str, str, list[ClusterJoin] | None]  # text, digest, revision, joins
 
 # A state's stored text is the canonical JSON of these members (what the digest covers);
@@ -76,9 +85,16 @@ def served_body(
     text: str, *, digest: str, revision: str, joins: list[ClusterJoin] | None
 ) -> bytes:
     """The served document: the canonical JSON of the stored content (``text``) with its
-    revision, digest and joins. Made by placing those members into the stored text, which
-    is canonical already, rather than by reading ten thousand documents and writing them
-    again; the bytes are the same (a text of any other shape is read and written)."""
+    revision, digest and joins (:func:`served_parts`, joined)."""
+    return b"".join(served_parts(text, digest=digest, revision=revision, joins=joins))
+
+
+def served_parts(
+    text: str, *, digest: str, revision: str, joins: list[ClusterJoin] | None
+) -> tuple[bytes, ...] | tuple[memoryview, bytes, memoryview]:
+    """:func:`served_body` in parts: the stored text's bytes with the members placed between
+    them, rather than reading ten thousand documents and writing them again; the bytes are
+    the same (a text of any other shape is read and written, in one part)."""
     added = f',"digest":{json.dumps(digest)}'
     if joins:
         listed = canonical_json([j.model_dump(mode="json") for j in joins]).decode()
@@ -94,14 +110,29 @@ def served_body(
         and '"' not in site
         and "\\" not in site
     ):
-        # two copies of the text, not five: a wave makes ten thousand of 40 KB
         encoded = memoryview(text.encode())
         split = len(encoded) - len(text[at + 1 :].encode())  # where "site" begins
-        return b"".join((encoded[:split], added.encode(), encoded[split:]))
+        return encoded[:split], added.encode(), encoded[split:]
     document: dict[str, object] = {**parse(text), "revision": revision, "digest": digest}
     if joins:
         document["join"] = [j.model_dump(mode="json") for j in joins]
-    return canonical_json(document)
+    return (canonical_json(document),)
+
+
+def presigner(signer: Signer) -> Presigner:
+    """What a render signs its states with: the signature of each one's served document,
+    where it may carry no joins (those are signed when served, with the joins of then)."""
+
+    def presign(text: str, digest: str, revision: str) -> str | None:
+        if may_join(text):
+            return None
+        return signer(served_body(text, digest=digest, revision=revision, joins=None))
+
+    return presign
+
+
+def body_size(body: Body) -> int:
+    return sum(len(part) for part in body)
 
 
 @functools.cache
@@ -150,6 +181,8 @@ class DesiredDocuments:
         # of that revision, the stored contents not made yet, by digest, as they were
         # offered: a wave that opens before they are made makes them without a read
         self._ahead_texts: dict[str, str] = {}
+        # the signatures the render made, by revision and digest (see presigner): the last few
+        self._presigned: OrderedDict[str, Mapping[str, str]] = OrderedDict()
         if notifier is not None:
             notifier.listen(self.take)
             notifier.on_forget_all(self.forget_all)
@@ -168,6 +201,7 @@ class DesiredDocuments:
             return
         revisions = sorted({c.revision for c in known.values() if c.revision is not None})
         offered = {r: self._notifier.offered(r) for r in revisions} if self._notifier else {}
+        self._take_presigned(revisions)
         for revision in revisions:
             self._make_ahead(revision, offered.get(revision, {}))
         with self._lock:
@@ -185,7 +219,7 @@ class DesiredDocuments:
                 for c in known.values()
                 if c.revision == self._ahead_for
             )
-            self._ahead_bytes -= sum(len(m[0]) for m in ahead.values() if m is not None)
+            self._ahead_bytes -= sum(body_size(m[0]) for m in ahead.values() if m is not None)
         # made ahead with no joins to check: served as made, with no read (a wave's agents
         # are answered meanwhile, and a read beside them waits for the interpreter per row)
         served_now = {
@@ -207,6 +241,18 @@ class DesiredDocuments:
         with self._lock:
             for appliance, served_state in served_now.items():
                 self._served[appliance] = (served_state, until)
+
+    def _take_presigned(self, revisions: Sequence[str]) -> None:
+        """Keep the signatures offered with ``revisions`` (a release this process recorded)."""
+        if self._notifier is None:
+            return
+        for revision in revisions:
+            signatures = self._notifier.presigned(revision)
+            if signatures:
+                with self._lock:
+                    self._presigned[revision] = signatures
+                    while len(self._presigned) > PRESIGNED_REVISIONS:
+                        self._presigned.popitem(last=False)
 
     def _at_hand(
         self, known: Mapping[str, ChangeRecord], offered: Mapping[str, Mapping[str, str]]
@@ -359,7 +405,7 @@ class DesiredDocuments:
                 made = {(d, revision): m for d, m in zip(texts, made_now, strict=True)}
                 with self._lock:
                     made = {k: m for k, m in made.items() if k not in self._ahead_served}
-                    size = sum(len(m[0]) for m in made.values())
+                    size = sum(body_size(m[0]) for m in made.values())
                     if self._ahead_for != revision:
                         return  # a newer rollout began
                     if self._ahead_bytes + size > AHEAD_BYTES:
@@ -494,6 +540,10 @@ class DesiredDocuments:
     def _make(
         self, text: str, digest: str, revision: str, joins: list[ClusterJoin] | None
     ) -> Made:
-        body = served_body(text, digest=digest, revision=revision, joins=joins)
-        signature = self._signer(body) if self._signer is not None else None
+        body: Body = served_parts(text, digest=digest, revision=revision, joins=joins)
+        # signed by the render (with no joins only); one read of a dict: no lock to wait for
+        signature = None if joins else self._presigned.get(revision, {}).get(digest)
+        if signature is None and self._signer is not None:
+            whole = b"".join(body)  # one part: that part, not copied
+            signature, body = self._signer(whole), (whole,)
         return body, signature, served_etag(digest, joins or [])

@@ -65,8 +65,9 @@ class Notifier:
         self._all_answered = threading.Condition(self._lock)
         self._deciding = 0  # rollout decisions under way (see deciding)
         self._decided = threading.Condition()
-        # the contents of a revision being published, by digest (see offering)
-        self._offered: tuple[str, Mapping[str, str]] | None = None
+        # the contents of a revision being published and their signatures, by digest
+        # (see offering)
+        self._offered: tuple[str, Mapping[str, str], Mapping[str, str]] | None = None
         self.closed = False  # the server is stopping: nobody waits any more
 
     def close(self) -> None:
@@ -136,11 +137,17 @@ class Notifier:
             return self._decided.wait_for(lambda: not self._deciding, timeout)
 
     @contextmanager
-    def offering(self, revision: str, contents: Mapping[str, str]) -> Iterator[None]:
+    def offering(
+        self,
+        revision: str,
+        contents: Mapping[str, str],
+        signatures: Mapping[str, str] | None = None,
+    ) -> Iterator[None]:
         """Inside, :meth:`offered` gives the stored contents of ``revision`` that this
         process has in memory (the release it just recorded): the listeners making its
-        documents take them from here rather than read them back from the store."""
-        self._offered = (revision, contents)
+        documents take them from here rather than read them back from the store; and
+        :meth:`presigned` the signatures its render made of their documents, by digest."""
+        self._offered = (revision, contents, signatures or {})
         try:
             yield
         finally:
@@ -150,6 +157,12 @@ class Notifier:
         """The contents of ``revision`` on offer, by digest (empty when there are none)."""
         offered = self._offered
         return offered[1] if offered is not None and offered[0] == revision else {}
+
+    def presigned(self, revision: str) -> Mapping[str, str]:
+        """The signatures of the documents of ``revision``'s contents on offer, by digest
+        (empty when there are none)."""
+        offered = self._offered
+        return offered[2] if offered is not None and offered[0] == revision else {}
 
     def publish(self, changes: Sequence[ChangeRecord]) -> None:
         """Hand ``changes`` to the listeners, then wake every request waiting for an

@@ -1,7 +1,8 @@
 """Rendering many sites on every core: the sites are split into chunks, rendered by this
 process and forked ones (:func:`~reconciler.forking.shared_map`: each inherits the loaded
 repository and the renderer's memo, so nothing is read or sent twice); theirs come back
-pickled, with the template outputs they were made of and their canonical JSON.
+pickled, with the template outputs they were made of, their canonical JSON and the
+signatures of their served documents (when the renderer makes them).
 
 Used for large renders only (a whole fleet, a fleet-wide change); a few sites render
 faster in the calling process. The result is the same either way, byte for byte.
@@ -85,16 +86,18 @@ def _render_forked(
             )
         except FleetError as e:
             renderer.take_contents()
-            return {}, {}, {}, list(e.diagnostics)
+            renderer.take_signatures()
+            return {}, {}, {}, {}, list(e.diagnostics)
         # the caller keeps the outputs (a forked process would only grow with them)
         memos = {site: renderer.memo.sites.pop(site) for site in rendered}
-        return rendered, memos, renderer.take_contents(), []
+        return rendered, memos, renderer.take_contents(), renderer.take_signatures(), []
 
-    for rendered, memos, contents, failed in shared_map(render_chunk, chunks[1:], count):
+    for rendered, memos, contents, signed, failed in shared_map(render_chunk, chunks[1:], count):
         problems += failed
         out.update(rendered)
         renderer.memo.sites.update(memos)
         renderer.contents.update(contents)
+        renderer.signatures.update(signed)
     if problems:
         raise FleetError(problems)
     return out
@@ -104,5 +107,6 @@ Chunk = tuple[
     dict[str, dict[str, DesiredState]],  # states by site and appliance
     dict[str, dict[bytes, Output]],  # each site's template outputs (memo.RenderMemo)
     dict[str, str],  # the states' canonical JSON by digest (Renderer.contents)
+    dict[str, str],  # their served documents' signatures by digest (Renderer.signatures)
     list[Diagnostic],
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from agent.contract import ClusterServer, ClusterState, DesiredState, sealed
@@ -32,6 +32,11 @@ class Renderer:
     # not keep them (400 MiB at 10,000 sites, sent back by every render worker)
     keep_contents: bool = False
     contents: dict[str, str] = field(default_factory=dict)
+    # with keep_contents and a presigner (the reconciler's, when it signs what it serves):
+    # each state's served document signed where it is rendered, on every core (a content,
+    # its digest, the revision -> the signature, or None), by digest
+    presigner: Callable[[str, str, str], str | None] | None = None
+    signatures: dict[str, str] = field(default_factory=dict)
     _packs: dict[tuple[int, str], PackFiles] = field(default_factory=dict)
     checked: CheckedTexts = field(default_factory=CheckedTexts)
 
@@ -50,6 +55,11 @@ class Renderer:
         """The canonical JSON of the states rendered since the last call, by digest (what
         the store keeps: made once, where the state was sealed)."""
         taken, self.contents = self.contents, {}
+        return taken
+
+    def take_signatures(self) -> dict[str, str]:
+        """The signatures ``presigner`` made since the last call, by digest."""
+        taken, self.signatures = self.signatures, {}
         return taken
 
     def render_site(
@@ -97,7 +107,11 @@ class Renderer:
             name = appliance.model.metadata.name
             state, content = _for_appliance(name, site.name, revision, clusters)
             if self.keep_contents:
-                self.contents[state.digest] = content.decode()
+                text = self.contents[state.digest] = content.decode()
+                if self.presigner is not None:
+                    signature = self.presigner(text, state.digest, revision)
+                    if signature is not None:
+                        self.signatures[state.digest] = signature
             states[name] = state
         return states
 

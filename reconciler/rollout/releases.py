@@ -41,6 +41,9 @@ class Release:
     # the canonical JSON of states, by digest, where rendering made it already (the rest is
     # made from the states); checked against the digests before it is stored
     documents: Mapping[str, str] = field(default_factory=dict)
+    # of those, the signatures of their served documents at this revision, by digest, where
+    # rendering made them (the rest are signed when served)
+    signatures: Mapping[str, str] = field(default_factory=dict)
     # states the caller holds already, by digest (the last release's): what an appliance is
     # served now is read from the store only when it is not among them
     earlier: Mapping[str, DesiredState] = field(default_factory=dict)

@@ -152,7 +152,9 @@ class RolloutService:
             if recorded is None:
                 return False
         changes, documents = recorded
-        with self.notifier.offering(release.revision, documents):
+        # only the signatures of documents checked against their digests and stored
+        signatures = {d: s for d, s in release.signatures.items() if d in documents}
+        with self.notifier.offering(release.revision, documents, signatures):
             self._publish(changes)
         return True
 

@@ -22,6 +22,7 @@ from agent.contract import DesiredState, MaintenanceWindow
 from agent.errors import one_line
 
 from ..collector import LaterCollection, paused_collector, settle
+from ..delivery import Presigner
 from ..errors import Diagnostic, FleetError, mask
 from ..loading import ParseCache, load_repository
 from ..models import parse_duration
@@ -86,8 +87,11 @@ class Reconciler:
         signers: AllowedSigners | None = None,
         limits: RenderLimits | None = None,
         settle: bool = False,
+        presigner: Presigner | None = None,
     ) -> None:
         """``signers``: only commits they signed are reconciled (None: every commit);
+        ``presigner``: signs the served documents as they are rendered (see
+        :func:`reconciler.delivery.presigner`; None: they are signed when served);
         ``settle``: after each revision published, set what lives on aside from the garbage
         collector and collect what earlier revisions dropped a little later
         (:class:`reconciler.collector.LaterCollection`; for a long-running server)."""
@@ -96,7 +100,7 @@ class Reconciler:
         self.rollout = rollout
         self.builtin = builtin
         self.clock = clock
-        self.renderer = Renderer(limits or RenderLimits(), keep_contents=True)
+        self.renderer = Renderer(limits or RenderLimits(), keep_contents=True, presigner=presigner)
         self.cache: ParseCache = {}
         self.good: _Good | None = None
         self.last_attempted: str | None = None
@@ -174,7 +178,7 @@ class Reconciler:
         except FleetError as e:
             return self._failed(tree, Reason.RENDER_FAILED, _lines(e.diagnostics), started)
         # publish: hand the whole release to the rollout, with the documents rendering made
-        release = self._release(tree, checked, states, self.renderer.take_contents())
+        release = self._release(tree, checked, states)
         seconds = self.clock() - started
         self.rollout.record_release(release, reconcile_seconds=seconds)
         self.good = _Good(tree, checked, states, digests)
@@ -204,6 +208,7 @@ class Reconciler:
                     todo.append(site)
                 digests[site] = digest
         self.renderer.take_contents()  # what a render that failed left
+        self.renderer.take_signatures()
         rendered = render_sites(
             checked.repo,
             checked.registry,
@@ -218,9 +223,7 @@ class Reconciler:
         digests = {site: digests[site] for site in sites}
         return states, digests, len(todo)
 
-    def _release(
-        self, tree: GitTree, checked: Checked, states: SiteStates, documents: dict[str, str]
-    ) -> Release:
+    def _release(self, tree: GitTree, checked: Checked, states: SiteStates) -> Release:
         # Whether a change replaces nodes is judged by the rollout against what each
         # appliance is served now, not against the previous revision: a revision that never
         # reached a site must not make that site's first deployment wait for its window.
@@ -258,7 +261,8 @@ class Reconciler:
             max_failures=rollout.maxFailures,
             soak_seconds=parse_duration(rollout.soak).total_seconds(),
             sites=sites,
-            documents=documents,
+            documents=self.renderer.take_contents(),
+            signatures=self.renderer.take_signatures(),
             earlier=self._earlier(),
         )
 

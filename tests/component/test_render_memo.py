@@ -7,17 +7,21 @@ import copy
 import hashlib
 import json
 import marshal
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.contract import DesiredState, canonical_json
+from agent.signatures import key_id, sign, verify
 from reconciler.cli.common import builtin_packs
-from reconciler.rendering import Renderer, RenderLimits, render_sites
+from reconciler.delivery.documents import may_join, presigner, served_body
+from reconciler.rendering import Renderer, RenderLimits, parallel, render_sites
 from reconciler.rendering.limits import metered
 from reconciler.rendering.memo import CheckedTexts, Parts, SiteMemo, context_key, read_key
 from reconciler.rendering.sandbox import TemplateFailure
@@ -297,6 +301,37 @@ def test_the_states_canonical_json_is_kept_only_when_asked(
             parsed = DesiredState.model_validate_json(state)
             assert parsed.computed_digest() == parsed.digest
             assert canonical_json(parsed.content()).decode() == kept[parsed.digest]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_served_documents_are_signed_where_their_states_are_rendered(
+    fleet: FleetFiles, processes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a presigner, each state's served document (at the revision rendered, with no
+    joins) is signed as it is rendered, by the process that renders it: the signatures of
+    the forked processes' sites come back with their contents."""
+    monkeypatch.setattr(parallel, "CHUNK", 1)  # a site a chunk: the others go to a worker
+    key = Ed25519PrivateKey.generate()
+    signers = tmp_path / "signers"
+
+    def signer(body: bytes) -> str:
+        with signers.open("a") as file:
+            file.write(f"{os.getpid()}\n")
+        return sign(body, key)
+
+    renderer = Renderer(keep_contents=True, presigner=presigner(signer))
+    render(fleet.root, renderer, processes=processes)
+    contents, signatures = renderer.take_contents(), renderer.take_signatures()
+    assert signatures and set(signatures) <= set(contents)
+    for digest, text in contents.items():
+        if may_join(text):  # its joins are known when served: signed then
+            assert digest not in signatures
+            continue
+        body = served_body(text, digest=digest, revision="r1", joins=None)
+        assert verify(body, signatures[digest], [key.public_key()]) == key_id(key.public_key())
+    forked = set(signers.read_text().split()) - {str(os.getpid())}
+    assert bool(forked) == (processes > 1)
+    assert renderer.take_signatures() == {}
 
 
 def test_texts_checked_as_yaml_are_kept_for_two_renders_only(fleet: FleetFiles) -> None:

@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from agent.contract import ClusterJoin, canonical_json
 from agent.signatures import key_id, sign, verify
 from reconciler.delivery import Notifier
-from reconciler.delivery.documents import MAKER_SLICE, DesiredDocuments, may_join, served_body
+from reconciler.delivery.documents import (
+    MAKER_SLICE,
+    DesiredDocuments,
+    may_join,
+    presigner,
+    served_body,
+)
 from reconciler.store import Assignment, ChangeRecord, Store
 
 NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
@@ -111,7 +117,8 @@ def test_documents_made_many_at_once_are_those_made_one_by_one_in_order(tmp_path
     made = documents._make_many(wanted)  # noqa: SLF001 - against the one-by-one making
     assert len(signers) > 1 and all(name.startswith("documents-made") for name in signers)
     assert made == [documents._make(*w) for w in wanted]  # noqa: SLF001
-    for (body, signature, _), (_, digest, _, _) in zip(made, wanted, strict=True):
+    for (parts, signature, _), (_, digest, _, _) in zip(made, wanted, strict=True):
+        body = b"".join(parts)
         assert json.loads(body)["digest"] == digest
         assert signature is not None
         assert verify(body, signature, [key.public_key()]) == key_id(key.public_key())
@@ -164,4 +171,52 @@ def test_a_wave_reads_what_is_not_in_memory_while_the_rest_is_made(tmp_path: Pat
         assert fresh and served is not None
         assert (served.digest, served.revision) == (change.digest, revision)
         assert served.signature is not None
-        assert verify(served.body, served.signature, [key.public_key()])
+        assert verify(b"".join(served.body), served.signature, [key.public_key()])
+
+
+def test_documents_the_render_signed_are_served_without_signing_them_again(
+    tmp_path: Path,
+) -> None:
+    """The signatures the render made, offered with the release's contents, are served as
+    made: a wave signs nothing. At another revision the same contents are signed anew (a
+    signature covers the revision served)."""
+    key = Ed25519PrivateKey.generate()
+    signed: list[bytes] = []
+
+    def signer(body: bytes) -> str:
+        signed.append(body)
+        return sign(body, key)
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    notifier = Notifier()
+    documents = DesiredDocuments(store=store, notifier=notifier, signer=signer)
+    first, second = "d" * 40, "e" * 40
+    contents: dict[str, str] = {}
+    assignments = []
+    for n in range(3 * MAKER_SLICE):
+        appliance, site = f"store-{n:03d}-edge", f"store-{n:03d}"
+        text = canonical_json({"appliance": appliance, "clusters": [], "site": site}).decode()
+        digest = f"sha256:{n:064x}"
+        contents[digest] = text
+        assignments.append(Assignment(appliance, site, True, digest, first, 1.0))
+    with store.write() as tx:
+        tx.documents.put(contents, at=1.0)
+        tx.assignments.put_many(assignments)
+    presign = presigner(lambda body: sign(body, key))
+    signatures = {d: s for d, text in contents.items() if (s := presign(text, d, first))}
+    assert len(signatures) == len(contents)
+
+    for revision, offered in ((first, signatures), (second, {})):
+        changes = [
+            ChangeRecord("served", a.appliance, at=1.0, digest=a.served_digest, revision=revision)
+            for a in assignments
+        ]
+        with notifier.offering(revision, contents, offered):
+            documents.take(changes)
+        assert len(signed) == (0 if offered else len(changes))
+        for change in changes:
+            fresh, served = documents.remembered(change.appliance)
+            assert fresh and served is not None and served.revision == revision
+            body = b"".join(served.body)
+            assert json.loads(body)["revision"] == revision
+            assert verify(body, served.signature, [key.public_key()]) == key_id(key.public_key())

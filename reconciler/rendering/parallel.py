@@ -1,8 +1,10 @@
 """Rendering many sites on every core: the sites are split into chunks, rendered by this
 process and forked ones (:func:`~reconciler.forking.shared_map`: each inherits the loaded
 repository and the renderer's memo, so nothing is read or sent twice); theirs come back
-pickled, with the template outputs they were made of, their canonical JSON and the
-signatures of their served documents (when the renderer makes them).
+pickled, with the template outputs they were made of and their canonical JSON. With a
+presigner, the served documents of the states rendered are then signed on every core too
+(the signatures come back; signing there takes OpenSSL's locks only to read the caches that
+the signing this process does first filled).
 
 Used for large renders only (a whole fleet, a fleet-wide change); a few sites render
 faster in the calling process. The result is the same either way, byte for byte.
@@ -25,6 +27,7 @@ from .sites import Renderer, render_repository
 
 MIN_SITES = 400  # below this, forking costs more than it saves
 CHUNK = 100
+SIGN_CHUNK = 200  # documents signed a chunk at a time
 
 
 def render_sites(
@@ -48,10 +51,37 @@ def render_sites(
     warm = sum(1 for site in sites if site in renderer.memo.sites)
     with paused_collector(set_aside=True):
         if count < 2 or len(sites) < min_sites or 2 * warm > len(sites):
-            return render_repository(
+            out = render_repository(
                 repo, registry, revision=revision, sites=sites, renderer=renderer
             )
-        return _render_forked(repo, registry, revision, sites, renderer, count)
+        else:
+            out = _render_forked(repo, registry, revision, sites, renderer, count)
+        if renderer.presigner is not None:
+            _presign(renderer, revision, count if len(renderer.contents) >= min_sites else 1)
+        return out
+
+
+def _presign(renderer: Renderer, revision: str, count: int) -> None:
+    """Sign the served documents of the states rendered and not signed yet, on ``count``
+    cores: a fleet-wide change (rendered here, from the last outputs) has ten thousand."""
+    presign = renderer.presigner
+    assert presign is not None
+    unsigned = [d for d in renderer.contents if d not in renderer.signatures]
+    chunks = [unsigned[i : i + SIGN_CHUNK] for i in range(0, len(unsigned), SIGN_CHUNK)]
+
+    def sign_chunk(digests: list[str]) -> dict[str, str]:
+        signed = {}
+        for digest in digests:
+            signature = presign(renderer.contents[digest], digest, revision)
+            if signature is not None:
+                signed[digest] = signature
+        return signed
+
+    # the first chunk here, first: the forked processes find OpenSSL's caches filled
+    for signed in [sign_chunk(chunks[0])] if chunks else []:
+        renderer.signatures.update(signed)
+    for signed in shared_map(sign_chunk, chunks[1:], count):
+        renderer.signatures.update(signed)
 
 
 def _render_forked(
@@ -86,18 +116,16 @@ def _render_forked(
             )
         except FleetError as e:
             renderer.take_contents()
-            renderer.take_signatures()
-            return {}, {}, {}, {}, list(e.diagnostics)
+            return {}, {}, {}, list(e.diagnostics)
         # the caller keeps the outputs (a forked process would only grow with them)
         memos = {site: renderer.memo.sites.pop(site) for site in rendered}
-        return rendered, memos, renderer.take_contents(), renderer.take_signatures(), []
+        return rendered, memos, renderer.take_contents(), []
 
-    for rendered, memos, contents, signed, failed in shared_map(render_chunk, chunks[1:], count):
+    for rendered, memos, contents, failed in shared_map(render_chunk, chunks[1:], count):
         problems += failed
         out.update(rendered)
         renderer.memo.sites.update(memos)
         renderer.contents.update(contents)
-        renderer.signatures.update(signed)
     if problems:
         raise FleetError(problems)
     return out
@@ -107,6 +135,5 @@ Chunk = tuple[
     dict[str, dict[str, DesiredState]],  # states by site and appliance
     dict[str, dict[bytes, Output]],  # each site's template outputs (memo.RenderMemo)
     dict[str, str],  # the states' canonical JSON by digest (Renderer.contents)
-    dict[str, str],  # their served documents' signatures by digest (Renderer.signatures)
     list[Diagnostic],
 ]

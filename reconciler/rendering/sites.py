@@ -33,8 +33,8 @@ class Renderer:
     keep_contents: bool = False
     contents: dict[str, str] = field(default_factory=dict)
     # with keep_contents and a presigner (the reconciler's, when it signs what it serves):
-    # each state's served document signed where it is rendered, on every core (a content,
-    # its digest, the revision -> the signature, or None), by digest
+    # each state's served document signed once rendered, on every core (by render_sites: a
+    # content, its digest, the revision -> the signature, or None), by digest
     presigner: Callable[[str, str, str], str | None] | None = None
     signatures: dict[str, str] = field(default_factory=dict)
     _packs: dict[tuple[int, str], PackFiles] = field(default_factory=dict)
@@ -107,11 +107,7 @@ class Renderer:
             name = appliance.model.metadata.name
             state, content = _for_appliance(name, site.name, revision, clusters)
             if self.keep_contents:
-                text = self.contents[state.digest] = content.decode()
-                if self.presigner is not None:
-                    signature = self.presigner(text, state.digest, revision)
-                    if signature is not None:
-                        self.signatures[state.digest] = signature
+                self.contents[state.digest] = content.decode()
             states[name] = state
         return states
 

@@ -304,13 +304,13 @@ def test_the_states_canonical_json_is_kept_only_when_asked(
 
 
 @pytest.mark.parametrize("processes", [1, 2])
-def test_served_documents_are_signed_where_their_states_are_rendered(
+def test_served_documents_are_signed_on_every_core_once_rendered(
     fleet: FleetFiles, processes: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a presigner, each state's served document (at the revision rendered, with no
-    joins) is signed as it is rendered, by the process that renders it: the signatures of
-    the forked processes' sites come back with their contents."""
-    monkeypatch.setattr(parallel, "CHUNK", 1)  # a site a chunk: the others go to a worker
+    joins) is signed once rendered, on every core: the signatures the forked processes
+    make come back."""
+    monkeypatch.setattr(parallel, "SIGN_CHUNK", 1)  # a document a chunk: most are forked
     key = Ed25519PrivateKey.generate()
     signers = tmp_path / "signers"
 

@@ -361,11 +361,15 @@ class DesiredDocuments:
         try:
             with self._store.read() as tx:
                 targets = tx.rollouts.targets(revision)
-            # those with joins last (they cost the most): a wave that opens meanwhile finds
-            # the others made
+            # those the render signed last (the hand-over makes them at little cost), and of
+            # the others those with joins last (they cost the most): a wave that opens
+            # meanwhile finds the most work done
+            signed = self._presigned.get(revision, {})
             waiting = {
                 t.digest: t.appliance
-                for t in sorted(targets, key=lambda t: (bool(t.shared), t.digest or ""))
+                for t in sorted(
+                    targets, key=lambda t: (t.digest in signed, bool(t.shared), t.digest or "")
+                )
                 if t.digest is not None and t.released_at is None
             }
             if not waiting:

@@ -24,7 +24,14 @@ from reconciler.delivery.documents import (
     presigner,
     served_body,
 )
-from reconciler.store import Assignment, ChangeRecord, Store
+from reconciler.store import (
+    Assignment,
+    ChangeRecord,
+    RevisionRecord,
+    RolloutRecord,
+    RolloutTarget,
+    Store,
+)
 
 NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
 # strings that look like the members the served document adds, or like its last member
@@ -220,3 +227,57 @@ def test_documents_the_render_signed_are_served_without_signing_them_again(
             body = b"".join(served.body)
             assert json.loads(body)["revision"] == revision
             assert verify(body, served.signature, [key.public_key()]) == key_id(key.public_key())
+
+
+def test_documents_made_ahead_leave_those_the_render_signed_for_last(tmp_path: Path) -> None:
+    """Ahead of a wave, the documents that cost the most at the hand-over are made first:
+    those with no joins the render did not sign, then those with joins; the ones the render
+    signed last (made when served, they cost a few microseconds)."""
+    key = Ed25519PrivateKey.generate()
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    notifier = Notifier()
+    documents = DesiredDocuments(store=store, notifier=notifier, signer=lambda b: sign(b, key))
+    revision = "f" * 40
+    contents: dict[str, str] = {}
+    targets = []
+    for n, kind in enumerate(["signed", "spanning", "plain"] * 2):
+        appliance = f"{kind}-{n}-edge"
+        members = [appliance, "elsewhere"] if kind == "spanning" else [appliance]
+        cluster = {"appliances": members, "name": "c", "nodes": []}
+        text = canonical_json({"appliance": appliance, "clusters": [cluster], "site": "s"})
+        digest = f"sha256:{n:064x}"
+        contents[digest] = text.decode()
+        shared = ("c",) if kind == "spanning" else ()
+        targets.append(
+            RolloutTarget(revision, appliance, "s", digest, True, False, ("c",), shared, True)
+        )
+    presign = presigner(lambda body: sign(body, key))
+    signatures = {
+        d: s
+        for d, text in contents.items()
+        if "signed" in text and (s := presign(text, d, revision))
+    }
+    with store.write(exclusive=True) as tx:
+        tx.documents.put(contents, at=1.0)
+        tx.revisions.add(RevisionRecord(revision, "good", (), 1.0))
+        tx.rollouts.add(
+            RolloutRecord(
+                revision, 1, "running", 0, ({"name": "all", "labels": {}},), "0", 0.0, (), 1.0, 1.0
+            )
+        )
+        tx.rollouts.add_targets(targets)
+    asked: list[str] = []
+    make_many = DesiredDocuments._make_many  # noqa: SLF001
+
+    def made(self: DesiredDocuments, wanted: Any) -> Any:
+        asked.extend(json.loads(text)["appliance"].split("-")[0] for text, *_ in wanted)
+        return make_many(self, wanted)
+
+    with (
+        notifier.offering(revision, contents, signatures),
+        patch.object(DesiredDocuments, "_make_many", made),
+    ):
+        documents._take_presigned([revision])  # noqa: SLF001 - what take() does first
+        documents._making_ahead(revision, contents)  # noqa: SLF001 - on this thread
+    assert asked == ["plain", "plain", "spanning", "spanning", "signed", "signed"]
+    assert documents.made_ahead() == len(contents)

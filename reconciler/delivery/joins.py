@@ -137,7 +137,7 @@ def join_view(content: Content) -> dict[str, Any]:
     }
 
 
-def parse(content: str) -> dict[str, Any]:
+def parse(content: str | bytes) -> dict[str, Any]:
     parsed: dict[str, Any] = json.loads(content)
     return parsed
 

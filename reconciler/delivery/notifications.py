@@ -67,7 +67,7 @@ class Notifier:
         self._decided = threading.Condition()
         # the contents of a revision being published and their signatures, by digest
         # (see offering)
-        self._offered: tuple[str, Mapping[str, str], Mapping[str, str]] | None = None
+        self._offered: tuple[str, Mapping[str, bytes], Mapping[str, str]] | None = None
         self.closed = False  # the server is stopping: nobody waits any more
 
     def close(self) -> None:
@@ -140,12 +140,12 @@ class Notifier:
     def offering(
         self,
         revision: str,
-        contents: Mapping[str, str],
+        contents: Mapping[str, bytes],
         signatures: Mapping[str, str] | None = None,
     ) -> Iterator[None]:
         """Inside, :meth:`offered` gives the stored contents of ``revision`` that this
-        process has in memory (the release it just recorded): the listeners making its
-        documents take them from here rather than read them back from the store; and
+        process has in memory, as bytes (the release it just recorded): the listeners making
+        its documents take them from here rather than read them back from the store; and
         :meth:`presigned` the signatures its render made of their documents, by digest."""
         self._offered = (revision, contents, signatures or {})
         try:
@@ -153,7 +153,7 @@ class Notifier:
         finally:
             self._offered = None
 
-    def offered(self, revision: str) -> Mapping[str, str]:
+    def offered(self, revision: str) -> Mapping[str, bytes]:
         """The contents of ``revision`` on offer, by digest (empty when there are none)."""
         offered = self._offered
         return offered[1] if offered is not None and offered[0] == revision else {}

@@ -30,6 +30,7 @@ MAX_TEXT = 200  # display names and cluster descriptions kept for operators
 class ReleasePlan:
     rollout: RolloutRecord
     documents: dict[str, str] = field(default_factory=dict)  # digest -> canonical content
+    encoded: dict[str, bytes] = field(default_factory=dict)  # of those, the bytes to serve
     sites: list[RolloutSite] = field(default_factory=list)
     targets: list[RolloutTarget] = field(default_factory=list)
     assignments: list[Assignment] = field(default_factory=list)
@@ -37,10 +38,14 @@ class ReleasePlan:
     events: list[EventRecord] = field(default_factory=list)
 
 
-def new_documents(release: Release, known: set[str]) -> tuple[dict[str, str], list[str]]:
+def new_documents(
+    release: Release, known: set[str]
+) -> tuple[dict[str, str], dict[str, bytes], list[str]]:
     """The canonical JSON of every state whose digest is not stored yet (``known``), each
-    serialized once, and the states whose digest does not match their content."""
+    serialized once, as text (what the store keeps) and as bytes (what is served); and the
+    states whose digest does not match their content."""
     documents: dict[str, str] = {}
+    encoded: dict[str, bytes] = {}
     forged: list[str] = []
     for appliance, state in sorted(release.states().items()):
         if state.digest in known or state.digest in documents:
@@ -51,7 +56,8 @@ def new_documents(release: Release, known: set[str]) -> tuple[dict[str, str], li
             forged.append(f"{state.site}/{appliance}: digest does not match the document")
             continue
         documents[state.digest] = made if made is not None else content.decode()
-    return documents, forged
+        encoded[state.digest] = content
+    return documents, encoded, forged
 
 
 def plan_release(
@@ -63,12 +69,14 @@ def plan_release(
     healthy: set[tuple[str, str]],
     streaks: Mapping[str, Streak],
     documents: dict[str, str],
+    encoded: dict[str, bytes] | None = None,
     now: float,
 ) -> ReleasePlan:
     """``current``: every appliance's assignment; ``served_clusters``: the clusters of the
     documents they are served, by digest; ``healthy``: (appliance, digest) pairs that once
     ran healthy; ``streaks``: what each appliance runs healthy now, proven or not;
-    ``documents``: the canonical JSON of the states not stored yet, by digest."""
+    ``documents``: the canonical JSON of the states not stored yet, by digest, and
+    ``encoded``: (some of) their bytes, kept to be served."""
     waves = [{"name": w.name, "labels": dict(w.labels)} for w in release.waves]
     rollout = RolloutRecord(
         revision=release.revision,
@@ -82,7 +90,7 @@ def plan_release(
         started_at=now,
         updated_at=now,
     )
-    plan = ReleasePlan(rollout=rollout, documents=documents)
+    plan = ReleasePlan(rollout=rollout, documents=documents, encoded=encoded or {})
     declared: set[str] = set()
     for name, site in sorted(release.sites.items()):
         targets = _targets(release.revision, site, current, served_clusters, healthy, streaks, now)

@@ -151,19 +151,19 @@ class RolloutService:
                         self._deferred = self._deferred or deferred
             if recorded is None:
                 return False
-        changes, documents = recorded
+        changes, contents = recorded
         # only the signatures of documents checked against their digests and stored
-        signatures = {d: s for d, s in release.signatures.items() if d in documents}
-        with self.notifier.offering(release.revision, documents, signatures):
+        signatures = {d: s for d, s in release.signatures.items() if d in contents}
+        with self.notifier.offering(release.revision, contents, signatures):
             self._publish(changes)
         return True
 
     def _release(
         self, tx: Transaction, release: Release, reconcile_seconds: float | None
-    ) -> tuple[list[ChangeRecord], Mapping[str, str]] | None:
-        """:meth:`record_release`'s decision: the changes it serves and the documents it
-        stored (checked against their digests); None when the revision was recorded good
-        before."""
+    ) -> tuple[list[ChangeRecord], Mapping[str, bytes]] | None:
+        """:meth:`record_release`'s decision: the changes it serves and the bytes of the
+        documents it stored (checked against their digests); None when the revision was
+        recorded good before."""
         now = epoch(self.clock)
         # the revision, recorded once
         record = self._record_good(tx, release, now, reconcile_seconds)
@@ -195,7 +195,7 @@ class RolloutService:
         changes = removed + self._advance(tx, release.revision)
         tx.events.prune()
         tx.changes.prune(before=now - CHANGES_KEPT)
-        return changes, plan.documents
+        return changes, plan.encoded
 
     def _publish(self, changes: Sequence[ChangeRecord]) -> None:
         """Hand ``changes`` on and wake their agents. While a wave's worth is handed on
@@ -800,7 +800,8 @@ class RolloutService:
         earlier = {d: s.clusters for d, s in release.earlier.items() if d in served}
         read = tx.documents.get_many(served - set(earlier))
         # each new document serialized once, and checked against its digest
-        documents, forged = new_documents(release, tx.documents.known({d for _, d in wanted}))
+        known = tx.documents.known({d for _, d in wanted})
+        documents, encoded, forged = new_documents(release, known)
         if forged:
             raise InvalidRelease("; ".join(forged[:10]))
         return plan_release(
@@ -811,6 +812,7 @@ class RolloutService:
             healthy=tx.reports.healthy_pairs(wanted),
             streaks=tx.reports.streaks(appliance for appliance, _ in wanted),
             documents=documents,
+            encoded=encoded,
             now=now,
         )
 

@@ -23,6 +23,7 @@ from reconciler.delivery.documents import (
     may_join,
     presigner,
     served_body,
+    served_parts,
 )
 from reconciler.store import (
     Assignment,
@@ -75,8 +76,11 @@ def test_placed_members_give_the_bytes_of_writing_it_all_again(
     digest, revision = "sha256:" + "ab" * 32, "c" * 40
     with patch("reconciler.delivery.documents.parse", side_effect=AssertionError("read")):
         body = served_body(text, digest=digest, revision=revision, joins=joins)
+        # the bytes a release keeps, served in parts as they are
+        parts = served_parts(text.encode(), digest=digest, revision=revision, joins=joins)
     assert body == written_again(content, digest, revision, joins)
     assert json.loads(body)["site"] == site
+    assert b"".join(parts) == body
 
 
 @settings(max_examples=100, deadline=None)
@@ -169,7 +173,7 @@ def test_a_wave_reads_what_is_not_in_memory_while_the_rest_is_made(tmp_path: Pat
     with (
         patch.object(DesiredDocuments, "_make", made),
         patch.object(DesiredDocuments, "_read_and_make", read),
-        notifier.offering(revision, offered),
+        notifier.offering(revision, {d: text.encode() for d, text in offered.items()}),
     ):
         documents.take(changes)
     assert not waited_out
@@ -211,6 +215,7 @@ def test_documents_the_render_signed_are_served_without_signing_them_again(
         tx.assignments.put_many(assignments)
     presign = presigner(lambda body: sign(body, key))
     signatures = {d: s for d, text in contents.items() if (s := presign(text, d, first))}
+    encoded = {d: text.encode() for d, text in contents.items()}  # as a release offers them
     assert len(signatures) == len(contents)
 
     for revision, offered in ((first, signatures), (second, {})):
@@ -218,7 +223,7 @@ def test_documents_the_render_signed_are_served_without_signing_them_again(
             ChangeRecord("served", a.appliance, at=1.0, digest=a.served_digest, revision=revision)
             for a in assignments
         ]
-        with notifier.offering(revision, contents, offered):
+        with notifier.offering(revision, encoded, offered):
             documents.take(changes)
         assert len(signed) == (0 if offered else len(changes))
         for change in changes:
@@ -273,11 +278,12 @@ def test_documents_made_ahead_leave_those_the_render_signed_for_last(tmp_path: P
         asked.extend(json.loads(text)["appliance"].split("-")[0] for text, *_ in wanted)
         return make_many(self, wanted)
 
+    encoded = {d: text.encode() for d, text in contents.items()}  # as a release offers them
     with (
-        notifier.offering(revision, contents, signatures),
+        notifier.offering(revision, encoded, signatures),
         patch.object(DesiredDocuments, "_make_many", made),
     ):
         documents._take_presigned([revision])  # noqa: SLF001 - what take() does first
-        documents._making_ahead(revision, contents)  # noqa: SLF001 - on this thread
+        documents._making_ahead(revision, encoded)  # noqa: SLF001 - on this thread
     assert asked == ["plain", "plain", "spanning", "spanning", "signed", "signed"]
     assert documents.made_ahead() == len(contents)

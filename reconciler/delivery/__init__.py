@@ -8,7 +8,7 @@ the moment that changes. Errors (:mod:`.errors`)::
     └── RegistrationRefused       (AlreadyRegistered, WrongAppliance, RegistrationsLimited)
 """
 
-from .documents import Body, DesiredDocuments, Presigner, Served, body_size, presigner
+from .documents import Body, DesiredDocuments, Served, body_size, presigner
 from .errors import (
     AlreadyRegistered,
     DeliveryError,
@@ -36,7 +36,6 @@ __all__ = [
     "RegistrationRefused",
     "Registrations",
     "RegistrationsLimited",
-    "Presigner",
     "Served",
     "WAKE_BATCH",
     "WrongAppliance",

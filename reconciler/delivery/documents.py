@@ -5,10 +5,11 @@ another replica, see :mod:`.feed`) reaches :meth:`DesiredDocuments.take` before 
 agent wakes, which loads the new documents in bulk, so a wave of thousands of agents costs
 no database read per agent. ``ttl`` bounds how long an entry lives without word of a change.
 Each document is signed once, with ``signer`` (the reconciler's key), when its bytes are made,
-unless the render signed it already (:func:`presigner`: where it was rendered, on every core,
-with the revision it is released at). A document is kept and sent as parts of the stored
-content's bytes with the members placed between them: a wave of ten thousand copies none of
-its 40 KB bodies (a copy into memory the process has not touched for a while cost 85-100 us).
+unless the render signed it already (:func:`presigner`: once rendered, on every core, at the
+revision it is released at). A document is kept and sent as parts of the stored content's
+bytes (those the release kept, when it is in memory) with the members placed between them: a
+wave of ten thousand copies none of its 40 KB bodies (a copy into memory the process has
+not touched for a while cost 85-300 us).
 
 A state is served with its clusters' joins (:mod:`.joins`: the join token and the server to
 join), which come from the store, not from Git: they are part of the signed bytes but not of
@@ -31,14 +32,12 @@ from dataclasses import dataclass
 
 from agent.contract import ClusterJoin, DesiredState, canonical_json, served_etag
 
+from ..rendering import Presigner
 from ..store import Assignment, ChangeRecord, Store, Transaction
 from .joins import Content, join_view, joins_for, parse
 from .notifications import Notifier
 
 Signer = Callable[[bytes], str]  # bytes -> the Edgefleet-Signature header value
-# a stored content, its digest and the revision it is released at -> the signature of the
-# document served with no joins, or None when it may carry joins (signed when served)
-Presigner = Callable[[str, str, str], str | None]
 Body = tuple[bytes | memoryview, ...]  # a served document: its parts, sent one after another
 AHEAD_BYTES = 1 << 30  # documents made ahead of their wave, at most (10,000 take ~400 MiB)
 AHEAD_CHUNK = 100  # documents made ahead between two looks for a rollout decision

@@ -7,13 +7,14 @@ documents in :mod:`.sites`. The same inputs always give the same bytes and diges
 """
 
 from .limits import MIB, LimitBroken, RenderLimits
-from .parallel import render_sites
+from .parallel import Presigner, render_sites
 from .sandbox import Sandbox, TemplateFailure
 from .sites import Renderer, render_repository
 
 __all__ = [
     "MIB",
     "LimitBroken",
+    "Presigner",
     "RenderLimits",
     "Renderer",
     "Sandbox",

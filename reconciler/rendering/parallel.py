@@ -12,7 +12,7 @@ faster in the calling process. The result is the same either way, byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from agent.contract import DesiredState
 
@@ -25,6 +25,9 @@ from ..validation import build_index
 from .memo import Output
 from .sites import Renderer, render_repository
 
+# a stored content, its digest and the revision rendered -> the signature of the document
+# served with no joins, or None (see reconciler.delivery.presigner)
+Presigner = Callable[[str, str, str], str | None]
 MIN_SITES = 400  # below this, forking costs more than it saves
 CHUNK = 100
 SIGN_CHUNK = 200  # documents signed a chunk at a time
@@ -39,9 +42,12 @@ def render_sites(
     renderer: Renderer,
     processes: int | None = None,
     min_sites: int = MIN_SITES,
+    presigner: Presigner | None = None,
 ) -> dict[str, dict[str, DesiredState]]:
     """:func:`render_repository` of ``sites``, on ``processes`` cores (default: all) when
-    there are at least ``min_sites``. Raises FleetError with every problem, as it does."""
+    there are at least ``min_sites``. Raises FleetError with every problem, as it does.
+    With ``presigner``, the served documents of the contents the renderer keeps are then
+    signed (``renderer.signatures``)."""
     count = processes if processes is not None else workers()
     renderer.memo.forget(set(repo.sites))
     renderer.checked.next_render()
@@ -56,16 +62,15 @@ def render_sites(
             )
         else:
             out = _render_forked(repo, registry, revision, sites, renderer, count)
-        if renderer.presigner is not None:
-            _presign(renderer, revision, count if len(renderer.contents) >= min_sites else 1)
+        if presigner is not None:
+            forks = count if len(renderer.contents) >= min_sites else 1
+            _presign(renderer, presigner, revision, forks)
         return out
 
 
-def _presign(renderer: Renderer, revision: str, count: int) -> None:
+def _presign(renderer: Renderer, presign: Presigner, revision: str, count: int) -> None:
     """Sign the served documents of the states rendered and not signed yet, on ``count``
     cores: a fleet-wide change (rendered here, from the last outputs) has ten thousand."""
-    presign = renderer.presigner
-    assert presign is not None
     unsigned = [d for d in renderer.contents if d not in renderer.signatures]
     chunks = [unsigned[i : i + SIGN_CHUNK] for i in range(0, len(unsigned), SIGN_CHUNK)]
 

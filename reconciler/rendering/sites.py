@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from agent.contract import ClusterServer, ClusterState, DesiredState, sealed
@@ -32,10 +32,8 @@ class Renderer:
     # not keep them (400 MiB at 10,000 sites, sent back by every render worker)
     keep_contents: bool = False
     contents: dict[str, str] = field(default_factory=dict)
-    # with keep_contents and a presigner (the reconciler's, when it signs what it serves):
-    # each state's served document signed once rendered, on every core (by render_sites: a
-    # content, its digest, the revision -> the signature, or None), by digest
-    presigner: Callable[[str, str, str], str | None] | None = None
+    # with keep_contents, the signatures of the states' served documents that render_sites
+    # made with a presigner (the reconciler's, when it signs what it serves), by digest
     signatures: dict[str, str] = field(default_factory=dict)
     _packs: dict[tuple[int, str], PackFiles] = field(default_factory=dict)
     checked: CheckedTexts = field(default_factory=CheckedTexts)
@@ -58,7 +56,7 @@ class Renderer:
         return taken
 
     def take_signatures(self) -> dict[str, str]:
-        """The signatures ``presigner`` made since the last call, by digest."""
+        """The signatures made since the last call (see render_sites), by digest."""
         taken, self.signatures = self.signatures, {}
         return taken
 

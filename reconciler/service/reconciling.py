@@ -22,12 +22,11 @@ from agent.contract import DesiredState, MaintenanceWindow
 from agent.errors import one_line
 
 from ..collector import LaterCollection, paused_collector, settle
-from ..delivery import Presigner
 from ..errors import Diagnostic, FleetError, mask
 from ..loading import ParseCache, load_repository
 from ..models import parse_duration
 from ..planning.impact import candidate_sites, input_digest
-from ..rendering import Renderer, RenderLimits, render_sites
+from ..rendering import Presigner, Renderer, RenderLimits, render_sites
 from ..rollout import Release, RolloutService, SiteRelease, Wave
 from ..sources import (
     AllowedSigners,
@@ -90,8 +89,8 @@ class Reconciler:
         presigner: Presigner | None = None,
     ) -> None:
         """``signers``: only commits they signed are reconciled (None: every commit);
-        ``presigner``: signs the served documents as they are rendered (see
-        :func:`reconciler.delivery.presigner`; None: they are signed when served);
+        ``presigner``: signs the served documents of each revision published once it is
+        rendered (see :func:`reconciler.delivery.presigner`; None: signed when served);
         ``settle``: after each revision published, set what lives on aside from the garbage
         collector and collect what earlier revisions dropped a little later
         (:class:`reconciler.collector.LaterCollection`; for a long-running server)."""
@@ -100,7 +99,8 @@ class Reconciler:
         self.rollout = rollout
         self.builtin = builtin
         self.clock = clock
-        self.renderer = Renderer(limits or RenderLimits(), keep_contents=True, presigner=presigner)
+        self.renderer = Renderer(limits or RenderLimits(), keep_contents=True)
+        self.presigner = presigner
         self.cache: ParseCache = {}
         self.good: _Good | None = None
         self.last_attempted: str | None = None
@@ -116,7 +116,7 @@ class Reconciler:
             checked = check_repository(tree, builtin=self.builtin, cache=self.cache)
             if checked.diagnostics:
                 return False
-            states, digests, _ = self._render(tree, checked)
+            states, digests, _ = self._render(tree, checked, publishing=False)
         except Exception:  # without a base, the next revision renders every site
             log.debug("seeding from %s failed", revision[:12], exc_info=True)
             return False
@@ -191,7 +191,9 @@ class Reconciler:
         log.warning("revision %s failed: %s (%d errors)", sha[:12], reason.value, len(errors))
         return Outcome(sha, False, reason, tuple(errors), seconds=self.clock() - started)
 
-    def _render(self, tree: GitTree, checked: Checked) -> tuple[SiteStates, dict[str, str], int]:
+    def _render(
+        self, tree: GitTree, checked: Checked, *, publishing: bool = True
+    ) -> tuple[SiteStates, dict[str, str], int]:
         index = build_index(checked.repo)
         sites = sorted(checked.repo.sites)
         good = self.good
@@ -215,6 +217,7 @@ class Reconciler:
             revision=tree.commit,
             sites=todo,
             renderer=self.renderer,
+            presigner=self.presigner if publishing else None,  # a seed is not published
         )
         # unchanged sites keep their documents as they are, revision included: the revision
         # says where a document was last rendered, and its digest does not change

@@ -21,7 +21,7 @@ from agent.contract import DesiredState, canonical_json
 from agent.signatures import key_id, sign, verify
 from reconciler.cli.common import builtin_packs
 from reconciler.delivery.documents import may_join, presigner, served_body
-from reconciler.rendering import Renderer, RenderLimits, parallel, render_sites
+from reconciler.rendering import Presigner, Renderer, RenderLimits, parallel, render_sites
 from reconciler.rendering.limits import metered
 from reconciler.rendering.memo import CheckedTexts, Parts, SiteMemo, context_key, read_key
 from reconciler.rendering.sandbox import TemplateFailure
@@ -48,7 +48,9 @@ class Counting(Renderer):
         self.sandbox.render = counted  # type: ignore[method-assign]
 
 
-def render(root: Path, renderer: Renderer, *, processes: int = 1) -> dict[str, dict[str, str]]:
+def render(
+    root: Path, renderer: Renderer, *, processes: int = 1, presigner: Presigner | None = None
+) -> dict[str, dict[str, str]]:
     checked = check_repository(DirectoryTree(root), builtin=builtin_packs())
     assert not checked.diagnostics, checked.diagnostics
     states = render_sites(
@@ -59,6 +61,7 @@ def render(root: Path, renderer: Renderer, *, processes: int = 1) -> dict[str, d
         renderer=renderer,
         processes=processes,
         min_sites=1,
+        presigner=presigner,
     )
     return {site: {a: s.model_dump_json() for a, s in d.items()} for site, d in states.items()}
 
@@ -319,8 +322,8 @@ def test_served_documents_are_signed_on_every_core_once_rendered(
             file.write(f"{os.getpid()}\n")
         return sign(body, key)
 
-    renderer = Renderer(keep_contents=True, presigner=presigner(signer))
-    render(fleet.root, renderer, processes=processes)
+    renderer = Renderer(keep_contents=True)
+    render(fleet.root, renderer, processes=processes, presigner=presigner(signer))
     contents, signatures = renderer.take_contents(), renderer.take_signatures()
     assert signatures and set(signatures) <= set(contents)
     for digest, text in contents.items():

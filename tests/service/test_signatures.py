@@ -13,9 +13,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.signatures import HEADER, SignatureError, key_id, load_public_keys, verify
+from agent.signatures import HEADER, SignatureError, key_id, load_public_keys, sign, verify
+from reconciler.cli.common import builtin_packs
+from reconciler.delivery.documents import presigner, served_body
+from reconciler.rollout import RolloutService
+from reconciler.service import Reconciler
+from reconciler.sources import GitRepository
+from reconciler.store import Store
+from tests.support.fleet import FleetFiles
 from tests.support.git import git
+from tests.support.hostile import init_repository
 from tests.support.keys import allowed_signers, sign_commits, ssh_key
 from tests.support.operators import VIEWER
 from tests.support.services import install_missing_packages, unavailable
@@ -137,3 +146,42 @@ def test_only_commits_an_allowed_signer_signed_roll_out(
     while agent.digest() == good:
         assert time.monotonic() < deadline, served.log()
         time.sleep(0.1)
+
+
+def test_a_revision_is_signed_once_rendered_when_published_and_not_when_seeded(
+    fleet: FleetFiles, tmp_path: Path
+) -> None:
+    """The reconciler signs the served documents of a revision it publishes once they are
+    rendered, and offers the signatures with the release's contents; seeding from the last
+    good revision (a restart, a replica taking over) publishes nothing and signs nothing."""
+    init_repository(fleet)
+    git_repo = GitRepository(fleet.root)
+    sha = str(git_repo.resolve("HEAD").id)
+    key = Ed25519PrivateKey.generate()
+    signed: list[bytes] = []
+
+    def signer(body: bytes) -> str:
+        signed.append(body)
+        return sign(body, key)
+
+    rollout = RolloutService(store=Store(f"sqlite:///{tmp_path / 'r.db'}"))
+    offered: list[dict[str, str]] = []
+    rollout.notifier.listen(lambda _: offered.append(dict(rollout.notifier.presigned(sha))))
+    reconciler = Reconciler(
+        git=git_repo, rollout=rollout, builtin=builtin_packs(), presigner=presigner(signer)
+    )
+    assert reconciler.reconcile(sha).published
+    assert signed and offered and offered[0]
+    with rollout.store.read() as tx:
+        stored = tx.documents.get_many(set(offered[0]))
+    assert set(stored) == set(offered[0])
+    for digest, signature in offered[0].items():
+        body = served_body(stored[digest], digest=digest, revision=sha, joins=None)
+        assert verify(body, signature, [key.public_key()]) == key_id(key.public_key())
+
+    count = len(signed)
+    again = Reconciler(
+        git=git_repo, rollout=rollout, builtin=builtin_packs(), presigner=presigner(signer)
+    )
+    assert again.seed(sha)
+    assert len(signed) == count

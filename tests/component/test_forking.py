@@ -16,7 +16,9 @@ from typing import Any
 
 import pygit2
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.signatures import key_id, sign, verify
 from reconciler.forking import forked_map, shared_map
 from reconciler.loading import ParseCache, load_repository
 from reconciler.loading import repository as loading
@@ -147,3 +149,40 @@ def test_files_parsed_on_two_cores_load_as_in_one(
     before = len(parsed_ahead)
     assert summary(load_repository(tree, processes=2, cache=caches[1])) == summary(one)
     assert len(parsed_ahead) == before  # every file was in the cache: no fork
+
+
+def test_forked_processes_sign_while_threads_of_the_caller_sign() -> None:
+    """The render's documents are signed in forked processes while the server's own threads
+    sign (documents made on demand): a process forked while another thread was inside
+    OpenSSL must not hang on a lock it inherited taken. Fifty rounds of forks, each beside
+    three threads signing without a pause, all come back with valid signatures."""
+    key = Ed25519PrivateKey.generate()
+    body = b'{"appliance":"store-1-a","clusters":[],"site":"store-1"}' * 700  # ~40 KB
+    stop = threading.Event()
+
+    def keep_signing() -> None:
+        while not stop.is_set():
+            sign(body, key)
+
+    def signed(chunk: list[int]) -> list[str]:
+        return [sign(body, key) for _ in chunk]
+
+    def rounds(results: list[list[str]]) -> None:
+        for _ in range(50):
+            for part in shared_map(signed, [[0, 1], [2, 3], [4, 5]], 2):
+                results.append(part)
+
+    signers = [threading.Thread(target=keep_signing, daemon=True) for _ in range(3)]
+    for thread in signers:
+        thread.start()
+    results: list[list[str]] = []
+    forking = threading.Thread(target=rounds, args=(results,), daemon=True)
+    try:
+        forking.start()
+        forking.join(120)
+        assert not forking.is_alive(), f"a forked signer hung ({len(results)} chunks back)"
+    finally:
+        stop.set()
+    assert len(results) == 150
+    expected = key_id(key.public_key())
+    assert all(verify(body, s, [key.public_key()]) == expected for part in results for s in part)

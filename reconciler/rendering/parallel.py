@@ -82,9 +82,8 @@ def _presign(renderer: Renderer, presign: Presigner, revision: str, count: int) 
                 signed[digest] = signature
         return signed
 
-    # the first chunk here, first: the forked processes find OpenSSL's caches filled
-    for signed in [sign_chunk(chunks[0])] if chunks else []:
-        renderer.signatures.update(signed)
+    if chunks:  # the first chunk here, first: the forked processes find OpenSSL's caches filled
+        renderer.signatures.update(sign_chunk(chunks[0]))
     for signed in shared_map(sign_chunk, chunks[1:], count):
         renderer.signatures.update(signed)
 
